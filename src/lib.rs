@@ -1,0 +1,39 @@
+//! Tower middleware for flaky HTTP and gRPC upstreams.
+//!
+//! `tower-http-resilience` gives any `tower::Service<http::Request<B>>` (an
+//! axum `Router`, a hyper client, a tonic `Channel`) one canonical error model
+//! and the layers that make calls survive a flaky upstream.
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`error`] | [`ApiError`] and [`ErrorKind`]: the canonical envelope, read from any upstream dialect, rendered as JSON, gRPC status or an SSE event |
+//! | [`hint`] | [`ServerHints`](hint::ServerHints): `retry-after`, `retry-after-ms`, `x-should-retry`, rate-limit resets, gRPC pushback |
+//! | [`normalize`] | [`NormalizeLayer`] for servers (every failure leaves as the envelope) and [`NormalizeClientLayer`] for clients (every failure arrives as an [`ApiError`]) |
+//!
+//! # Example
+//!
+//! A server whose every failure, from any handler or layer, leaves as the
+//! canonical envelope:
+//!
+//! ```
+//! use axum::{routing::post, Router};
+//! use tower_http_resilience::NormalizeLayer;
+//!
+//! let app: Router = Router::new()
+//!     .route("/v1/chat/completions", post(|| async { "ok" }))
+//!     .layer(NormalizeLayer::new());
+//! ```
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod error;
+pub mod hint;
+
+
+pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
