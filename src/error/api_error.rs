@@ -84,11 +84,11 @@ impl fmt::Display for TimeoutPhase {
 /// assert_eq!(err.code(), "rate_limit_exceeded");
 /// assert!(err.is_retryable());
 ///
-/// let response = err.to_response::<String>();
+/// let response = err.to_response::<bytes::Bytes>();
 /// assert_eq!(response.headers()["retry-after"], "2"); // rounded up
 /// assert_eq!(
-///     response.body(),
-///     r#"{"error":{"message":"slow down","type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}"#
+///     response.body().as_ref(),
+///     br#"{"error":{"message":"slow down","type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}"#
 /// );
 /// ```
 #[derive(Clone)]
@@ -147,8 +147,8 @@ impl ApiError {
     /// use std::time::Duration;
     /// use tower_http_resilience::{ApiError, TimeoutPhase};
     ///
-    /// let err = ApiError::timeout(TimeoutPhase::Idle, Duration::from_secs(60));
-    /// assert_eq!(err.message(), "stream idle for longer than 60s");
+    /// let err = ApiError::timeout(TimeoutPhase::Idle, Duration::from_secs(90));
+    /// assert_eq!(err.message(), "stream idle for longer than 90s");
     /// assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Idle));
     /// ```
     pub fn timeout(phase: TimeoutPhase, after: Duration) -> Self {
