@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub(crate) mod body;
 pub mod deadline;
 pub mod error;
 pub mod hint;

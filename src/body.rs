@@ -1,0 +1,271 @@
+//! Bounded body reading shared by the layers: peek at the start of a body
+//! without losing it, and replay what was read.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+/// How a peek ended.
+pub(crate) enum PeekEnd<B: Body> {
+    /// The body ended; its trailers, if it had any.
+    Finished(Option<HeaderMap>),
+    /// The cap was reached; the rest of the body is still to be read.
+    More(Pin<Box<B>>),
+    /// The body failed while being read.
+    Failed(B::Error),
+}
+
+/// The start of a body, and how the read ended.
+pub(crate) struct Peeked<B: Body> {
+    /// Everything read (at least `cap` bytes when the read stopped at the cap,
+    /// since the last frame may go past it).
+    pub(crate) data: Bytes,
+    pub(crate) end: PeekEnd<B>,
+}
+
+impl<B: Body> Peeked<B> {
+    /// The body again, whole: what was read, then the rest.
+    pub(crate) fn into_body(self) -> PeekedBody<B> {
+        let (trailers, inner, error) = match self.end {
+            PeekEnd::Finished(t) => (t, None, None),
+            PeekEnd::More(b) => (None, Some(b), None),
+            PeekEnd::Failed(e) => (None, None, Some(e)),
+        };
+        PeekedBody {
+            prefix: Some(self.data).filter(|d| !d.is_empty()),
+            trailers,
+            error,
+            inner,
+        }
+    }
+}
+
+impl<B: Body> fmt::Debug for Peeked<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Peeked").field("len", &self.data.len()).finish()
+    }
+}
+
+pin_project! {
+    /// Reads a body until it ends or `cap` bytes have been read.
+    ///
+    /// The body is boxed so that it can be handed back after being polled
+    /// (peeking only happens on error paths, where one allocation is fine).
+    pub(crate) struct Peek<B> {
+        body: Option<Pin<Box<B>>>,
+        cap: usize,
+        buf: BytesMut,
+        // The first chunk is kept as is, so a body of one frame is not copied.
+        first: Option<Bytes>,
+    }
+}
+
+impl<B> Peek<B> {
+    pub(crate) fn new(body: B, cap: usize) -> Self {
+        Peek {
+            body: Some(Box::pin(body)),
+            cap,
+            buf: BytesMut::new(),
+            first: None,
+        }
+    }
+}
+
+impl<B> Peek<B> {
+    fn take_data(self: Pin<&mut Self>) -> Bytes {
+        let this = self.project();
+        match this.first.take() {
+            Some(first) if this.buf.is_empty() => first,
+            Some(first) => {
+                let mut all = BytesMut::with_capacity(first.len() + this.buf.len());
+                all.extend_from_slice(&first);
+                all.extend_from_slice(this.buf);
+                all.freeze()
+            }
+            None => std::mem::take(this.buf).freeze(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.first.as_ref().map_or(0, Bytes::len) + self.buf.len()
+    }
+}
+
+impl<B: Body> Future for Peek<B> {
+    type Output = Peeked<B>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            if self.len() >= self.cap {
+                let body = self.as_mut().project().body.take();
+                let data = self.as_mut().take_data();
+                let end = match body {
+                    Some(b) => PeekEnd::More(b),
+                    None => PeekEnd::Finished(None),
+                };
+                return Poll::Ready(Peeked { data, end });
+            }
+            let this = self.as_mut().project();
+            let Some(body) = this.body.as_mut() else {
+                return Poll::Ready(Peeked {
+                    data: self.as_mut().take_data(),
+                    end: PeekEnd::Finished(None),
+                });
+            };
+            let end = match ready!(body.as_mut().poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(mut data) => {
+                        let chunk = data.copy_to_bytes(data.remaining());
+                        if this.first.is_none() && this.buf.is_empty() {
+                            *this.first = Some(chunk);
+                        } else {
+                            this.buf.extend_from_slice(&chunk);
+                        }
+                        continue;
+                    }
+                    Err(frame) => PeekEnd::Finished(frame.into_trailers().ok()),
+                },
+                Some(Err(e)) => PeekEnd::Failed(e),
+                None => PeekEnd::Finished(None),
+            };
+            *this.body = None;
+            let data = self.as_mut().take_data();
+            return Poll::Ready(Peeked { data, end });
+        }
+    }
+}
+
+pin_project! {
+    /// A body whose start was peeked: the peeked bytes, then the rest of the
+    /// original body (or its trailers, or its error).
+    pub(crate) struct PeekedBody<B: Body> {
+        prefix: Option<Bytes>,
+        trailers: Option<HeaderMap>,
+        error: Option<B::Error>,
+        inner: Option<Pin<Box<B>>>,
+    }
+}
+
+impl<B: Body> fmt::Debug for PeekedBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeekedBody")
+            .field("prefix_len", &self.prefix.as_ref().map(Bytes::len))
+            .finish()
+    }
+}
+
+impl<B> Body for PeekedBody<B>
+where
+    B: Body,
+    B::Data: Into<Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        if let Some(prefix) = this.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
+        if let Some(trailers) = this.trailers.take() {
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+        }
+        if let Some(e) = this.error.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
+        match this.inner.as_mut() {
+            Some(inner) => inner
+                .as_mut()
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map(|frame| frame.map_data(Into::into)))),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none()
+            && self.trailers.is_none()
+            && self.error.is_none()
+            && self.inner.as_ref().map_or(true, |b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let prefix = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
+        let mut hint = match &self.inner {
+            Some(inner) if self.error.is_none() => inner.size_hint(),
+            _ => SizeHint::with_exact(0),
+        };
+        let lower = hint.lower().saturating_add(prefix);
+        match hint.upper() {
+            Some(upper) => {
+                hint.set_upper(upper.saturating_add(prefix));
+                hint.set_lower(lower);
+            }
+            None => hint.set_lower(lower),
+        }
+        hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full, StreamBody};
+
+    fn chunks(parts: &[&'static str]) -> impl Body<Data = Bytes, Error = std::convert::Infallible> {
+        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = parts
+            .iter()
+            .map(|p| Ok(Frame::data(Bytes::from_static(p.as_bytes()))))
+            .collect();
+        StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn short_body_is_read_whole_and_replayed() {
+        let peeked = Peek::new(chunks(&["ab", "cd"]), 10).await;
+        assert_eq!(&peeked.data[..], b"abcd");
+        assert!(matches!(peeked.end, PeekEnd::Finished(None)));
+        let body = peeked.into_body();
+        assert!(!body.is_end_stream());
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "abcd");
+    }
+
+    #[tokio::test]
+    async fn long_body_stops_at_the_cap_and_loses_nothing() {
+        let peeked = Peek::new(chunks(&["abc", "def", "ghi", "jkl"]), 5).await;
+        assert_eq!(&peeked.data[..], b"abcdef");
+        assert!(matches!(peeked.end, PeekEnd::More(_)));
+        assert_eq!(peeked.into_body().collect().await.unwrap().to_bytes(), "abcdefghijkl");
+    }
+
+    #[tokio::test]
+    async fn size_hint_is_kept() {
+        let peeked = Peek::new(Full::new(Bytes::from_static(b"hello")), 2).await;
+        let body = peeked.into_body();
+        assert_eq!(body.size_hint().exact(), Some(5));
+        let peeked = Peek::new(Full::new(Bytes::from_static(b"")), 2).await;
+        let body = peeked.into_body();
+        assert!(body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn trailers_survive() {
+        let mut t = HeaderMap::new();
+        t.insert("grpc-status", "14".parse().unwrap());
+        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
+            vec![Ok(Frame::data(Bytes::from_static(b"x"))), Ok(Frame::trailers(t))];
+        let peeked = Peek::new(StreamBody::new(futures_util::stream::iter(frames)), 100).await;
+        let collected = peeked.into_body().collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["grpc-status"], "14");
+    }
+}
