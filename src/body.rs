@@ -12,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 /// How a peek ended.
+#[allow(dead_code)] // the payloads are used by layers that hand a peeked body on
 pub(crate) enum PeekEnd<B: Body> {
     /// The body ended; its trailers, if it had any.
     Finished(Option<HeaderMap>),
@@ -31,6 +32,7 @@ pub(crate) struct Peeked<B: Body> {
 
 impl<B: Body> Peeked<B> {
     /// The body again, whole: what was read, then the rest.
+    #[allow(dead_code)] // used by layers that hand a peeked body on
     pub(crate) fn into_body(self) -> PeekedBody<B> {
         let (trailers, inner, error) = match self.end {
             PeekEnd::Finished(t) => (t, None, None),
@@ -256,6 +258,27 @@ mod tests {
         let body = peeked.into_body();
         assert!(body.is_end_stream());
         assert_eq!(body.size_hint().exact(), Some(0));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_chunking_is_replayed_exactly(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), 0..12),
+            cap in 0usize..200,
+        ) {
+            let all: Vec<u8> = chunks.concat();
+            let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
+                chunks.into_iter().map(|c| Ok(Frame::data(Bytes::from(c)))).collect();
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let peeked = Peek::new(StreamBody::new(futures_util::stream::iter(frames)), cap).await;
+                proptest::prop_assert!(peeked.data.len() >= cap.min(all.len()));
+                proptest::prop_assert_eq!(&peeked.data[..], &all[..peeked.data.len()]);
+                let replayed = peeked.into_body().collect().await.unwrap().to_bytes();
+                proptest::prop_assert_eq!(&replayed[..], &all[..]);
+                Ok(())
+            })?;
+        }
     }
 
     #[tokio::test]

@@ -37,6 +37,10 @@ pub(crate) mod body;
 pub mod deadline;
 pub mod error;
 pub mod hint;
+#[cfg(feature = "normalize")]
+pub mod normalize;
 
 
 pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
+#[cfg(feature = "normalize")]
+pub use normalize::{NormalizeClientLayer, NormalizeLayer};

@@ -98,7 +98,18 @@ impl ApiError {
 }
 
 fn build(status: StatusCode, said: Said, hints: ServerHints, body: Option<Bytes>) -> ApiError {
-    let (kind, status_out, code) = classify(status, &said);
+    let (kind, status_out, mut code) = classify(status, &said);
+    let mut param = said.param;
+    if kind == ErrorKind::InvalidRequest && code.is_none() {
+        // Framework rejections say what is wrong only in words (axum, serde).
+        let message = said.message.as_deref().unwrap_or("");
+        if let Some(field) = missing_field(message) {
+            code = Some("missing_required_field".to_owned());
+            param = param.or(Some(field));
+        } else if speaks_of_bad_json(message) {
+            code = Some("invalid_json".to_owned());
+        }
+    }
     let mut err = ApiError::new(kind).with_status(status_out).with_hints(hints);
     if let Some(code) = code {
         err = err.with_code(code);
@@ -108,7 +119,7 @@ fn build(status: StatusCode, said: Said, hints: ServerHints, body: Option<Bytes>
     } else {
         err = err.with_message(default_message(kind));
     }
-    if let Some(p) = said.param {
+    if let Some(p) = param {
         err = err.with_param(p);
     }
     err.set_upstream(status, body.filter(|b| !b.is_empty()));
@@ -181,6 +192,21 @@ fn classify(status: StatusCode, said: &Said) -> (ErrorKind, StatusCode, Option<S
         };
     }
     (kind, status_out, out)
+}
+
+/// `missing field `model`` (serde) → `model`.
+fn missing_field(message: &str) -> Option<String> {
+    let rest = &message[message.find("missing field `")? + "missing field `".len()..];
+    let field = &rest[..rest.find('`')?];
+    let ok = !field.is_empty()
+        && field.len() <= 64
+        && field.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    ok.then(|| field.to_owned())
+}
+
+fn speaks_of_bad_json(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("json") && (m.contains("parse") || m.contains("syntax") || m.contains("invalid json"))
 }
 
 fn speaks_of_balance(message: &str) -> bool {
@@ -358,6 +384,18 @@ mod tests {
 
         let e = read(501, "");
         assert_eq!((e.kind(), e.status().as_u16()), (ErrorKind::Internal, 501));
+    }
+
+    #[test]
+    fn framework_rejections() {
+        let e = read(422, "Failed to deserialize the JSON body into the target type: missing field `model` at line 1 column 2");
+        assert_eq!((e.status().as_u16(), e.code(), e.param()), (422, "missing_required_field", Some("model")));
+        let e = read(400, "Failed to parse the request body as JSON: key must be a string at line 1 column 2");
+        assert_eq!((e.status().as_u16(), e.code()), (400, "invalid_json"));
+        let e = read(415, "Expected request with `Content-Type: application/json`");
+        assert_eq!(e.code(), "unsupported_media_type");
+        let e = read(413, "Failed to buffer the request body: length limit exceeded");
+        assert_eq!(e.code(), "request_too_large");
     }
 
     #[test]

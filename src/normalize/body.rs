@@ -1,0 +1,158 @@
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use crate::{ApiError, BoxError};
+
+/// How a failure in the middle of a body is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Passed on as a body error (the connection is reset).
+    Plain,
+    /// Answered with a last `data: {"error":…}` event, then the end.
+    Sse,
+    /// Answered with trailers carrying `grpc-status`.
+    Grpc,
+}
+
+pin_project! {
+    /// The response body of [`Normalize`](super::Normalize): the inner body
+    /// passed through untouched, or an envelope rendered by the layer.
+    ///
+    /// When the inner body of a Server-Sent-Events response fails after it
+    /// started (an idle timeout, an upstream reset), the stream ends with one
+    /// last event, `data: {"error":{…}}`, instead of a reset; a gRPC response
+    /// ends with trailers that carry the `grpc-status`. Other bodies pass the
+    /// error on.
+    pub struct NormalizeBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Inner { #[pin] body: B, mode: Mode, done: bool },
+        Full { data: Option<Bytes> },
+    }
+}
+
+impl<B> NormalizeBody<B> {
+    pub(crate) fn inner(body: B, mode: Mode) -> Self {
+        NormalizeBody {
+            kind: Kind::Inner {
+                body,
+                mode,
+                done: false,
+            },
+        }
+    }
+
+    pub(crate) fn full(data: Bytes) -> Self {
+        NormalizeBody {
+            kind: Kind::Full {
+                data: Some(data).filter(|d| !d.is_empty()),
+            },
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for NormalizeBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            Kind::Inner { mode, .. } => f.debug_struct("NormalizeBody").field("mode", mode).finish(),
+            Kind::Full { data } => f
+                .debug_struct("NormalizeBody")
+                .field("len", &data.as_ref().map_or(0, Bytes::len))
+                .finish(),
+        }
+    }
+}
+
+impl<B> Body for NormalizeBody<B>
+where
+    B: Body,
+    B::Data: Into<Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().kind.project() {
+            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Inner { body, mode, done } => {
+                if *done {
+                    return Poll::Ready(None);
+                }
+                let err = match body.poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        return Poll::Ready(Some(Ok(frame.map_data(Into::into))))
+                    }
+                    Poll::Ready(Some(Err(e))) => e.into(),
+                    Poll::Ready(None) => {
+                        *done = true;
+                        return Poll::Ready(None);
+                    }
+                    Poll::Pending => return Poll::Pending,
+                };
+                if *mode == Mode::Plain {
+                    return Poll::Ready(Some(Err(err)));
+                }
+                *done = true;
+                let api = ApiError::from_error(err);
+                tracing::warn!(
+                    status = api.status().as_u16(),
+                    code = api.code(),
+                    message = api.message(),
+                    "response stream failed after it started"
+                );
+                let frame = if *mode == Mode::Sse {
+                    Frame::data(api.to_sse_event())
+                } else {
+                    Frame::trailers(grpc_trailers(&api))
+                };
+                Poll::Ready(Some(Ok(frame)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Inner { body, done, .. } => *done || body.is_end_stream(),
+            Kind::Full { data } => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Inner { body, done, .. } => {
+                if *done {
+                    SizeHint::with_exact(0)
+                } else {
+                    body.size_hint()
+                }
+            }
+            Kind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+        }
+    }
+}
+
+fn grpc_trailers(err: &ApiError) -> HeaderMap {
+    // The trailers-only rendering carries exactly the headers gRPC wants in
+    // trailers, less the content type.
+    let mut headers = err.to_grpc_response::<()>().into_parts().0.headers;
+    headers.remove(http::header::CONTENT_TYPE);
+    if headers.is_empty() {
+        headers.insert("grpc-status", HeaderValue::from(err.grpc_code()));
+    }
+    headers
+}

@@ -1,0 +1,398 @@
+//! Response futures of the normalization services.
+
+use std::any::Any;
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use futures_util::future::{CatchUnwind, FutureExt};
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Response};
+use http_body::Body;
+use pin_project_lite::pin_project;
+
+use super::body::{Mode, NormalizeBody};
+use crate::body::{Peek, PeekEnd};
+use crate::error::render::{is_error_status, is_rendered, X_REQUEST_ID};
+use crate::{ApiError, BoxError};
+
+pin_project! {
+    /// Response future of [`Normalize`](super::Normalize).
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        state: State<F, B>,
+        grpc: bool,
+        request_id: Option<HeaderValue>,
+        body_cap: usize,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B> {
+        Call { #[pin] future: CatchUnwind<AssertUnwindSafe<F>> },
+        Read { #[pin] peek: Peek<B>, parts: Option<http::response::Parts> },
+        Failed { error: Option<ApiError> },
+    }
+}
+
+impl<F: Future, B> ResponseFuture<F, B> {
+    pub(crate) fn called(
+        future: F,
+        grpc: bool,
+        request_id: Option<HeaderValue>,
+        body_cap: usize,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Call {
+                future: AssertUnwindSafe(future).catch_unwind(),
+            },
+            grpc,
+            request_id,
+            body_cap,
+        }
+    }
+}
+
+impl<F, B> ResponseFuture<F, B> {
+    pub(crate) fn failed(
+        error: ApiError,
+        grpc: bool,
+        request_id: Option<HeaderValue>,
+        body_cap: usize,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Failed { error: Some(error) },
+            grpc,
+            request_id,
+            body_cap,
+        }
+    }
+}
+
+impl<F, B> std::fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").field("grpc", &self.grpc).finish()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+    B: Body,
+    B::Data: Into<Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response<NormalizeBody<B>>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let this = self.as_mut().project();
+            let next = match this.state.project() {
+                StateProj::Call { future } => match ready!(future.poll(cx)) {
+                    Ok(Ok(res)) => {
+                        if !is_error_status(res.status()) || is_rendered(&res) {
+                            let mode = if *this.grpc {
+                                Mode::Grpc
+                            } else if is_event_stream(res.headers()) {
+                                Mode::Sse
+                            } else {
+                                Mode::Plain
+                            };
+                            return Poll::Ready(Ok(res.map(|b| NormalizeBody::inner(b, mode))));
+                        }
+                        let (parts, body) = res.into_parts();
+                        State::Read {
+                            peek: Peek::new(body, *this.body_cap),
+                            parts: Some(parts),
+                        }
+                    }
+                    Ok(Err(err)) => State::Failed {
+                        error: Some(from_inner_error(err.into())),
+                    },
+                    Err(panic) => State::Failed {
+                        error: Some(from_panic(panic)),
+                    },
+                },
+                StateProj::Read { peek, parts } => {
+                    let peeked = ready!(peek.poll(cx));
+                    let parts = parts.take().expect("polled after completion");
+                    let complete = matches!(peeked.end, PeekEnd::Finished(_));
+                    // The rest of a long body is dropped here, unread.
+                    drop(peeked.end);
+                    let res = rewrite(
+                        parts,
+                        peeked.data,
+                        complete,
+                        *this.grpc,
+                        this.request_id.take(),
+                        *this.body_cap,
+                    );
+                    return Poll::Ready(Ok(res));
+                }
+                StateProj::Failed { error } => {
+                    let mut err = error.take().expect("polled after completion");
+                    set_request_id(&mut err, this.request_id.take());
+                    let res = if *this.grpc {
+                        err.to_grpc_response::<Bytes>()
+                    } else {
+                        err.to_response::<Bytes>()
+                    };
+                    return Poll::Ready(Ok(res.map(NormalizeBody::full)));
+                }
+            };
+            self.as_mut().project().state.set(next);
+        }
+    }
+}
+
+/// An error the inner service returned: mapped, and logged when it is not one
+/// the crate knows (its details stay off the wire).
+pub(crate) fn from_inner_error(err: BoxError) -> ApiError {
+    let recognised = ApiError::is_recognised(&*err);
+    if !recognised {
+        tracing::error!(error = %err, "unhandled error answered as 500");
+    }
+    ApiError::from_error(err)
+}
+
+fn from_panic(panic: Box<dyn Any + Send>) -> ApiError {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    tracing::error!(panic = detail, "handler panicked; answered as 500");
+    ApiError::new(crate::ErrorKind::Internal)
+}
+
+fn set_request_id(err: &mut ApiError, from_request: Option<HeaderValue>) {
+    let id = from_request
+        .and_then(|v| v.to_str().ok().map(str::to_owned))
+        .unwrap_or_else(generate_request_id);
+    err.replace_request_id(id);
+}
+
+/// A new request id: `req_` and 32 hex digits.
+pub(crate) fn generate_request_id() -> String {
+    format!("req_{:032x}", fastrand::u128(..))
+}
+
+fn is_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+}
+
+/// Headers of the original error response that do not survive a rewrite.
+const DROPPED: [header::HeaderName; 5] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::TRANSFER_ENCODING,
+    header::ETAG,
+];
+
+/// Answers an error response of the inner service in the canonical form.
+fn rewrite<B>(
+    mut parts: http::response::Parts,
+    data: Bytes,
+    complete: bool,
+    grpc: bool,
+    request_id: Option<HeaderValue>,
+    cap: usize,
+) -> Response<NormalizeBody<B>> {
+    if complete && !grpc && is_canonical(&data) {
+        // Already the envelope: pass it on, with a request id.
+        if !parts.headers.contains_key(X_REQUEST_ID) {
+            let id = request_id
+                .unwrap_or_else(|| HeaderValue::from_str(&generate_request_id()).expect("hex is ASCII"));
+            parts.headers.insert(X_REQUEST_ID, id);
+        }
+        return Response::from_parts(parts, NormalizeBody::full(data));
+    }
+    let prefix = &data[..data.len().min(cap)];
+    let mut err = ApiError::from_upstream(parts.status, &parts.headers, prefix);
+    let id = request_id.or_else(|| parts.headers.get(X_REQUEST_ID).cloned());
+    set_request_id(&mut err, id);
+    let rendered = if grpc {
+        err.to_grpc_response::<Bytes>()
+    } else {
+        err.to_response::<Bytes>()
+    };
+    let (mut new_parts, body) = rendered.into_parts();
+    if !grpc {
+        // Keep what the original said besides its body (`allow` on a 405,
+        // `www-authenticate` on a 401, rate-limit headers, …).
+        for name in DROPPED {
+            parts.headers.remove(name);
+        }
+        for (name, value) in new_parts.headers.drain() {
+            if let Some(name) = name {
+                parts.headers.insert(name, value);
+            }
+        }
+        new_parts.headers = parts.headers;
+    }
+    new_parts.extensions = parts.extensions;
+    Response::from_parts(new_parts, NormalizeBody::full(body))
+}
+
+/// Whether a body is already the canonical envelope.
+fn is_canonical(data: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        error: Inner<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Inner<'a> {
+        #[allow(dead_code)]
+        message: std::borrow::Cow<'a, str>,
+        #[serde(rename = "type", borrow)]
+        ty: std::borrow::Cow<'a, str>,
+        #[allow(dead_code)]
+        param: Option<std::borrow::Cow<'a, str>>,
+        #[allow(dead_code)]
+        code: std::borrow::Cow<'a, str>,
+    }
+    match serde_json::from_slice::<Envelope<'_>>(data) {
+        Ok(env) => crate::ErrorKind::ALL
+            .iter()
+            .any(|k| k.error_type() == env.error.ty),
+        Err(_) => false,
+    }
+}
+
+pin_project! {
+    /// Response future of [`NormalizeClient`](super::NormalizeClient).
+    pub struct ClientResponseFuture<F, B> {
+        #[pin]
+        state: ClientState<F, B>,
+        request_id: Option<HeaderValue>,
+        body_cap: usize,
+    }
+}
+
+pin_project! {
+    #[project = ClientStateProj]
+    enum ClientState<F, B> {
+        Call { #[pin] future: F },
+        Read { #[pin] peek: Peek<B>, parts: Option<http::response::Parts> },
+    }
+}
+
+impl<F, B> ClientResponseFuture<F, B> {
+    pub(crate) fn new(future: F, request_id: Option<HeaderValue>, body_cap: usize) -> Self {
+        ClientResponseFuture {
+            state: ClientState::Call { future },
+            request_id,
+            body_cap,
+        }
+    }
+}
+
+impl<F, B> std::fmt::Debug for ClientResponseFuture<F, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientResponseFuture").finish()
+    }
+}
+
+impl<F, B, E> Future for ClientResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+    B: Body,
+{
+    type Output = Result<Response<B>, ApiError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let this = self.as_mut().project();
+            let next = match this.state.project() {
+                ClientStateProj::Call { future } => match ready!(future.poll(cx)) {
+                    Ok(res) if is_error_status(res.status()) => {
+                        let (parts, body) = res.into_parts();
+                        ClientState::Read {
+                            peek: Peek::new(body, *this.body_cap),
+                            parts: Some(parts),
+                        }
+                    }
+                    Ok(res) => {
+                        // A gRPC trailers-only error arrives as HTTP 200.
+                        if let Some(mut err) = ApiError::from_grpc_headers(res.headers()) {
+                            set_client_request_id(&mut err, res.headers(), this.request_id.take());
+                            return Poll::Ready(Err(err));
+                        }
+                        return Poll::Ready(Ok(res));
+                    }
+                    Err(err) => {
+                        let mut err = ApiError::from_error(err.into());
+                        if let Some(id) = this.request_id.take() {
+                            if let Ok(id) = id.to_str() {
+                                err.set_request_id_if_absent(|| Some(id.to_owned()));
+                            }
+                        }
+                        return Poll::Ready(Err(err));
+                    }
+                },
+                ClientStateProj::Read { peek, parts } => {
+                    let peeked = ready!(peek.poll(cx));
+                    let parts = parts.take().expect("polled after completion");
+                    drop(peeked.end);
+                    let prefix = &peeked.data[..peeked.data.len().min(*this.body_cap)];
+                    let mut err = if crate::error::grpc::is_grpc(&parts.headers) {
+                        ApiError::from_grpc_headers(&parts.headers)
+                            .unwrap_or_else(|| ApiError::from_upstream(parts.status, &parts.headers, prefix))
+                    } else {
+                        ApiError::from_upstream(parts.status, &parts.headers, prefix)
+                    };
+                    set_client_request_id(&mut err, &parts.headers, this.request_id.take());
+                    return Poll::Ready(Err(err));
+                }
+            };
+            self.as_mut().project().state.set(next);
+        }
+    }
+}
+
+/// The upstream's own request id (for support tickets) wins over ours.
+fn set_client_request_id(err: &mut ApiError, headers: &HeaderMap, ours: Option<HeaderValue>) {
+    let theirs = ["x-request-id", "request-id", "x-trace-id", "trace-id"]
+        .iter()
+        .find_map(|name| headers.get(*name));
+    let id = theirs.cloned().or(ours);
+    if let Some(id) = id.and_then(|v| v.to_str().ok().map(str::to_owned)) {
+        err.set_request_id_if_absent(|| Some(id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_detection() {
+        assert!(is_canonical(
+            br#"{"error":{"message":"m","type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}"#
+        ));
+        assert!(!is_canonical(br#"{"error":{"message":"m","type":"whatever","param":null,"code":"x"}}"#));
+        assert!(!is_canonical(br#"{"error":{"message":"m","type":"api_error"}}"#));
+        assert!(!is_canonical(br#"{"detail":"Not Found"}"#));
+        assert!(!is_canonical(b"Not Found"));
+    }
+
+    #[test]
+    fn request_ids_look_right() {
+        let id = generate_request_id();
+        assert_eq!(id.len(), 36);
+        assert!(id.starts_with("req_"));
+        assert_ne!(id, generate_request_id());
+    }
+}
