@@ -57,7 +57,19 @@ impl ApiError {
     /// assert!(!err.is_retryable());
     /// ```
     pub fn from_upstream(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ApiError {
-        let said = read_body(headers, body);
+        ApiError::from_upstream_prefix(status, headers, body, true)
+    }
+
+    /// Like [`ApiError::from_upstream`] for the first bytes of a body that
+    /// went on (`complete` is false): the prefix is kept on the error but not
+    /// read, since a cut-off body says nothing reliable.
+    pub(crate) fn from_upstream_prefix(
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        complete: bool,
+    ) -> ApiError {
+        let said = if complete { read_body(headers, body) } else { Said::default() };
         let hints = ServerHints::from_headers(headers);
         build(status, said, hints, Some(Bytes::copy_from_slice(body)))
     }

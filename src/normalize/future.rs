@@ -94,8 +94,13 @@ where
             let this = self.as_mut().project();
             let next = match this.state.project() {
                 StateProj::Call { future } => match ready!(future.poll(cx)) {
-                    Ok(Ok(res)) => {
-                        if !is_error_status(res.status()) || is_rendered(&res) {
+                    Ok(Ok(mut res)) => {
+                        let error_status = is_error_status(res.status());
+                        if error_status && is_rendered(&res) && !res.headers().contains_key(X_REQUEST_ID) {
+                            let id = this.request_id.take().unwrap_or_else(new_request_id_header);
+                            res.headers_mut().insert(X_REQUEST_ID, id);
+                        }
+                        if !error_status || is_rendered(&res) {
                             let mode = if *this.grpc {
                                 Mode::Grpc
                             } else if is_event_stream(res.headers()) {
@@ -182,6 +187,10 @@ pub(crate) fn generate_request_id() -> String {
     format!("req_{:032x}", fastrand::u128(..))
 }
 
+fn new_request_id_header() -> HeaderValue {
+    HeaderValue::from_str(&generate_request_id()).expect("hex is ASCII")
+}
+
 fn is_event_stream(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -210,14 +219,13 @@ fn rewrite<B>(
         // Already the envelope: pass it on, with a request id.
         parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if !parts.headers.contains_key(X_REQUEST_ID) {
-            let id = request_id
-                .unwrap_or_else(|| HeaderValue::from_str(&generate_request_id()).expect("hex is ASCII"));
+            let id = request_id.unwrap_or_else(new_request_id_header);
             parts.headers.insert(X_REQUEST_ID, id);
         }
         return Response::from_parts(parts, NormalizeBody::full(data));
     }
     let prefix = &data[..data.len().min(cap)];
-    let mut err = ApiError::from_upstream(parts.status, &parts.headers, prefix);
+    let mut err = ApiError::from_upstream_prefix(parts.status, &parts.headers, prefix, complete);
     let id = request_id.or_else(|| parts.headers.get(X_REQUEST_ID).cloned());
     set_request_id(&mut err, id);
     let rendered = if grpc {
@@ -345,14 +353,12 @@ where
                 ClientStateProj::Read { peek, parts } => {
                     let peeked = ready!(peek.poll(cx));
                     let parts = parts.take().expect("polled after completion");
+                    let complete = matches!(peeked.end, PeekEnd::Finished(_));
                     drop(peeked.end);
                     let prefix = &peeked.data[..peeked.data.len().min(*this.body_cap)];
-                    let mut err = if crate::error::grpc::is_grpc(&parts.headers) {
-                        ApiError::from_grpc_headers(&parts.headers)
-                            .unwrap_or_else(|| ApiError::from_upstream(parts.status, &parts.headers, prefix))
-                    } else {
-                        ApiError::from_upstream(parts.status, &parts.headers, prefix)
-                    };
+                    let mut err = ApiError::from_grpc_headers(&parts.headers).unwrap_or_else(|| {
+                        ApiError::from_upstream_prefix(parts.status, &parts.headers, prefix, complete)
+                    });
                     set_client_request_id(&mut err, &parts.headers, this.request_id.take());
                     return Poll::Ready(Err(err));
                 }
