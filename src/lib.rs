@@ -31,6 +31,8 @@
     rust_2018_idioms
 )]
 #![forbid(unsafe_code)]
+// Internal helpers serve several features; with some features off they idle.
+#![cfg_attr(not(feature = "full"), allow(dead_code, unused_imports))]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub(crate) mod body;
@@ -39,7 +41,6 @@ pub mod error;
 pub mod hint;
 #[cfg(feature = "normalize")]
 pub mod normalize;
-
 
 pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 #[cfg(feature = "normalize")]

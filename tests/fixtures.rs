@@ -32,8 +32,13 @@ fn every_case_reads_as_expected() {
         check(&case.name, &err, &case.expect);
         // The message is the upstream's when it sent one.
         if case.body.contains("\"message\"") {
-            assert!(case.body.contains(err.message()) || case.body.contains(&err.message().replace('"', "\\\"")),
-                "{}: message {:?} not from the body", case.name, err.message());
+            assert!(
+                case.body.contains(err.message())
+                    || case.body.contains(&err.message().replace('"', "\\\"")),
+                "{}: message {:?} not from the body",
+                case.name,
+                err.message()
+            );
         }
     }
 }
@@ -45,8 +50,13 @@ async fn every_case_through_the_client_layer() {
             let res = case.response::<Full<Bytes>>();
             async move { Ok::<_, Infallible>(res) }
         });
-        let client = ServiceBuilder::new().layer(NormalizeClientLayer::new()).service(upstream);
-        let err = client.oneshot(http::Request::new(Full::default())).await.unwrap_err();
+        let client = ServiceBuilder::new()
+            .layer(NormalizeClientLayer::new())
+            .service(upstream);
+        let err = client
+            .oneshot(http::Request::new(Full::default()))
+            .await
+            .unwrap_err();
         check(&case.name, &err, &case.expect);
         assert_eq!(err.upstream_status(), Some(case.status()), "{}", case.name);
         assert_eq!(
@@ -65,14 +75,26 @@ async fn every_case_rewritten_by_the_server_layer() {
             let res = case.response::<Full<Bytes>>();
             async move { Ok::<_, Infallible>(res) }
         });
-        let server = ServiceBuilder::new().layer(NormalizeLayer::new()).service(handler);
-        let req = http::Request::builder().header("x-request-id", "fixture-1").body(Full::default()).unwrap();
+        let server = ServiceBuilder::new()
+            .layer(NormalizeLayer::new())
+            .service(handler);
+        let req = http::Request::builder()
+            .header("x-request-id", "fixture-1")
+            .body(Full::default())
+            .unwrap();
         let res = server.oneshot(req).await.unwrap();
         assert_eq!(res.status().as_u16(), case.expect.status, "{}", case.name);
-        assert_eq!(res.headers()["content-type"], "application/json", "{}", case.name);
+        assert_eq!(
+            res.headers()["content-type"],
+            "application/json",
+            "{}",
+            case.name
+        );
         assert_eq!(res.headers()["x-request-id"], "fixture-1", "{}", case.name);
         assert_eq!(
-            res.headers().get("retry-after").map(|v| v.to_str().unwrap().parse::<u64>().unwrap()),
+            res.headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap()),
             case.expect.retry_after_s,
             "{}",
             case.name
@@ -81,6 +103,11 @@ async fn every_case_rewritten_by_the_server_layer() {
         let err = common::envelope(&body);
         assert_eq!(err["type"], case.expect.ty.as_str(), "{}", case.name);
         assert_eq!(err["code"], case.expect.code.as_str(), "{}", case.name);
-        assert_eq!(err["param"].as_str(), case.expect.param.as_deref(), "{}", case.name);
+        assert_eq!(
+            err["param"].as_str(),
+            case.expect.param.as_deref(),
+            "{}",
+            case.name
+        );
     }
 }

@@ -75,7 +75,9 @@ impl<F, B> ResponseFuture<F, B> {
 
 impl<F, B> std::fmt::Debug for ResponseFuture<F, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseFuture").field("grpc", &self.grpc).finish()
+        f.debug_struct("ResponseFuture")
+            .field("grpc", &self.grpc)
+            .finish()
     }
 }
 
@@ -96,7 +98,10 @@ where
                 StateProj::Call { future } => match ready!(future.poll(cx)) {
                     Ok(Ok(mut res)) => {
                         let error_status = is_error_status(res.status());
-                        if error_status && is_rendered(&res) && !res.headers().contains_key(X_REQUEST_ID) {
+                        if error_status
+                            && is_rendered(&res)
+                            && !res.headers().contains_key(X_REQUEST_ID)
+                        {
                             let id = this.request_id.take().unwrap_or_else(new_request_id_header);
                             res.headers_mut().insert(X_REQUEST_ID, id);
                         }
@@ -217,7 +222,10 @@ fn rewrite<B>(
 ) -> Response<NormalizeBody<B>> {
     if complete && !grpc && is_canonical(parts.status, &parts.headers, &data) {
         // Already the envelope: pass it on, with a request id.
-        parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if !parts.headers.contains_key(X_REQUEST_ID) {
             let id = request_id.unwrap_or_else(new_request_id_header);
             parts.headers.insert(X_REQUEST_ID, id);
@@ -255,7 +263,8 @@ fn rewrite<B>(
 /// status: exactly `{"error":{"message","type","param","code"}}`, and a type
 /// and code the crate would give that status and body itself.
 fn is_canonical(status: http::StatusCode, headers: &HeaderMap, data: &[u8]) -> bool {
-    let Ok(serde_json::Value::Object(top)) = serde_json::from_slice::<serde_json::Value>(data) else {
+    let Ok(serde_json::Value::Object(top)) = serde_json::from_slice::<serde_json::Value>(data)
+    else {
         return false;
     };
     let Some(serde_json::Value::Object(err)) = top.get("error") else {
@@ -264,7 +273,9 @@ fn is_canonical(status: http::StatusCode, headers: &HeaderMap, data: &[u8]) -> b
     let shaped = top.len() == 1
         && err.len() == 4
         && err.get("message").is_some_and(serde_json::Value::is_string)
-        && err.get("param").is_some_and(|p| p.is_null() || p.is_string());
+        && err
+            .get("param")
+            .is_some_and(|p| p.is_null() || p.is_string());
     let (Some(ty), Some(code)) = (
         err.get("type").and_then(serde_json::Value::as_str),
         err.get("code").and_then(serde_json::Value::as_str),
@@ -356,9 +367,15 @@ where
                     let complete = matches!(peeked.end, PeekEnd::Finished(_));
                     drop(peeked.end);
                     let prefix = &peeked.data[..peeked.data.len().min(*this.body_cap)];
-                    let mut err = ApiError::from_grpc_headers(&parts.headers).unwrap_or_else(|| {
-                        ApiError::from_upstream_prefix(parts.status, &parts.headers, prefix, complete)
-                    });
+                    let mut err =
+                        ApiError::from_grpc_headers(&parts.headers).unwrap_or_else(|| {
+                            ApiError::from_upstream_prefix(
+                                parts.status,
+                                &parts.headers,
+                                prefix,
+                                complete,
+                            )
+                        });
                     set_client_request_id(&mut err, &parts.headers, this.request_id.take());
                     return Poll::Ready(Err(err));
                 }
@@ -386,13 +403,23 @@ mod tests {
     #[test]
     fn canonical_detection() {
         let c = |status: u16, body: &[u8]| {
-            is_canonical(http::StatusCode::from_u16(status).unwrap(), &HeaderMap::new(), body)
+            is_canonical(
+                http::StatusCode::from_u16(status).unwrap(),
+                &HeaderMap::new(),
+                body,
+            )
         };
         let ok = br#"{"error":{"message":"m","type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}"#;
         assert!(c(429, ok));
         assert!(!c(500, ok), "type and status disagree");
-        assert!(!c(429, br#"{"error":{"message":"m","type":"whatever","param":null,"code":"x"}}"#));
-        assert!(!c(500, br#"{"error":{"message":"m","type":"api_error","code":"internal_error"}}"#));
+        assert!(!c(
+            429,
+            br#"{"error":{"message":"m","type":"whatever","param":null,"code":"x"}}"#
+        ));
+        assert!(!c(
+            500,
+            br#"{"error":{"message":"m","type":"api_error","code":"internal_error"}}"#
+        ));
         assert!(!c(404, br#"{"detail":"Not Found"}"#));
         assert!(!c(404, b"Not Found"));
     }

@@ -90,7 +90,9 @@ where
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let svc = hyper_util::service::TowerToHyperService::new(svc.clone());
             tokio::spawn(async move {
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -109,7 +111,10 @@ pub fn client() -> Client<HttpConnector, Full<Bytes>> {
 
 /// Sends a request and reads the whole response.
 pub async fn send(req: Request<Full<Bytes>>) -> (http::response::Parts, Bytes) {
-    let res = client().request(req).await.expect("request reaches the server");
+    let res = client()
+        .request(req)
+        .await
+        .expect("request reaches the server");
     let (parts, body) = res.into_parts();
     let body = body.collect().await.expect("body completes").to_bytes();
     (parts, body)
@@ -122,7 +127,12 @@ pub fn envelope(body: &[u8]) -> serde_json::Value {
     let obj = v.as_object().expect("an object");
     assert_eq!(obj.len(), 1, "only `error` at the top: {v}");
     let err = v["error"].clone();
-    let keys: Vec<_> = err.as_object().expect("error is an object").keys().cloned().collect();
+    let keys: Vec<_> = err
+        .as_object()
+        .expect("error is an object")
+        .keys()
+        .cloned()
+        .collect();
     assert_eq!(keys.len(), 4, "message, type, param, code: {err}");
     for k in ["message", "type", "param", "code"] {
         assert!(err.get(k).is_some(), "missing {k}: {err}");
