@@ -199,7 +199,7 @@ where
         self.prefix.is_none()
             && self.trailers.is_none()
             && self.error.is_none()
-            && self.inner.as_ref().map_or(true, |b| b.is_end_stream())
+            && self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -185,7 +185,7 @@ fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
             Some(v) => std::str::from_utf8(v.as_bytes())
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())
-                .map_or(true, |n| n == 0),
+                .is_none_or(|n| n == 0),
         };
         if !exhausted {
             continue;

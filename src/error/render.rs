@@ -191,6 +191,20 @@ impl axum_core::response::IntoResponse for ApiError {
     }
 }
 
+/// Serializes as the canonical envelope, `{"error":{…}}`.
+///
+/// ```
+/// use tower_http_resilience::{ApiError, ErrorKind};
+///
+/// let v = serde_json::to_value(ApiError::new(ErrorKind::Timeout)).unwrap();
+/// assert_eq!(v["error"]["type"], "timeout_error");
+/// ```
+impl Serialize for ApiError {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.envelope().serialize(serializer)
+    }
+}
+
 /// Whether a response was rendered by this crate.
 pub(crate) fn is_rendered<B>(res: &Response<B>) -> bool {
     res.extensions().get::<Rendered>().is_some()
