@@ -207,11 +207,12 @@ impl<B, P> Call<B, P> {
         Some(delay)
     }
 
+    /// The request of the next attempt (before `attempts` counts it).
     fn request(&self, body: ReplayBody<B>) -> Request<ReplayBody<B>> {
         let mut req = Request::from_parts(self.parts.clone(), body);
         if let Some(name) = &self.settings.config.attempt_header {
             req.headers_mut()
-                .insert(name.clone(), HeaderValue::from(self.attempts - 1));
+                .insert(name.clone(), HeaderValue::from(self.attempts));
         }
         req
     }
