@@ -610,6 +610,21 @@ async fn a_quota_429_is_not_retried_and_reaches_the_caller_whole() {
     assert_eq!(res.body().size_hint().exact(), Some(quota.len() as u64));
     assert_eq!(text(res).await, quota.as_bytes());
 
+    // The same body in 1 KiB chunks, as it arrives over a network: the
+    // peek stops at its limit, mid-envelope, and still finds the quota code.
+    let make: Arc<dyn Fn() -> ResBody + Send + Sync> = {
+        let quota = Bytes::from(quota.clone());
+        Arc::new(move || {
+            let chunks: Vec<Result<Frame<Bytes>, BoxError>> =
+                quota.chunks(1024).map(|c| Ok(Frame::data(Bytes::copy_from_slice(c)))).collect();
+            StreamBody::new(futures_util::stream::iter(chunks)).boxed_unsync()
+        })
+    };
+    let upstream = Upstream::always(Plan::Stream { status: 429, make });
+    let res = layer().peek_limit(64).layer(upstream.clone()).oneshot(post("{}")).await.unwrap();
+    assert_eq!((upstream.calls(), attempts(&res)), (1, 1));
+    assert_eq!(text(res).await, quota.as_bytes());
+
     // A rate limit is retried; the last one comes back whole too.
     let limit = r#"{"error":{"message":"Rate limit exceeded","type":"rate_limit_error"}}"#;
     let upstream = Upstream::always(respond(429, &[], limit));

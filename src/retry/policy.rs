@@ -183,7 +183,7 @@ impl fmt::Debug for Outcome<'_> {
 /// |---|---|
 /// | `x-should-retry: true` / `false` on an error response or error | yes / no, whatever follows |
 /// | 408, 409, 429 (rate limit), 500, 502, 503, 504, 529 | yes |
-/// | 429 whose body says `insufficient_quota` (the body is peeked to tell) | no |
+/// | 429 whose body says `insufficient_quota` (the body is peeked to tell; a body cut at the peek limit is searched for the code) | no |
 /// | 400, 401, 402, 403, 404, 422 and every other status | no |
 /// | gRPC trailers-only `UNAVAILABLE` (14) | yes |
 /// | other gRPC codes | no |
@@ -320,13 +320,19 @@ impl RetryPolicy for DefaultPolicy {
                 None => Decision::ReadBody,
                 Some(body) => {
                     let kind = ApiError::from_upstream(status, headers, body).kind();
-                    yes_if(kind != ErrorKind::QuotaExhausted)
+                    // A long body is cut at the peek limit and may not parse:
+                    // its code still says quota.
+                    let quota = kind == ErrorKind::QuotaExhausted
+                        || body.windows(QUOTA.len()).any(|w| w == QUOTA);
+                    yes_if(!quota)
                 }
             };
         }
         Decision::Retry
     }
 }
+
+const QUOTA: &[u8] = b"insufficient_quota";
 
 fn yes_if(retry: bool) -> Decision {
     if retry {
@@ -393,6 +399,8 @@ mod tests {
         assert_eq!(decide(429, &h, Some(limit)), Decision::Retry);
         let quota = br#"{"error":{"message":"Quota insufficient","type":"insufficient_quota","code":"insufficient_quota"}}"#;
         assert_eq!(decide(429, &h, Some(quota)), Decision::DoNotRetry);
+        let cut = &quota[..quota.len() - 10];
+        assert_eq!(decide(429, &h, Some(cut)), Decision::DoNotRetry, "cut short at the peek limit");
     }
 
     #[test]
