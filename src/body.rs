@@ -278,12 +278,13 @@ mod tests {
     #[tokio::test]
     async fn a_stopped_peek_hands_back_what_was_read_and_the_rest() {
         use futures_util::StreamExt;
-        let frames = futures_util::stream::iter(vec![Ok::<_, std::convert::Infallible>(Frame::data(
-            Bytes::from_static(b"ab"),
-        ))])
+        let frames = futures_util::stream::iter(vec![Ok::<_, std::convert::Infallible>(
+            Frame::data(Bytes::from_static(b"ab")),
+        )])
         .chain(futures_util::stream::pending());
         let mut peek = std::pin::pin!(Peek::new(StreamBody::new(frames), 100));
-        let pending = std::future::poll_fn(|cx| Poll::Ready(peek.as_mut().poll(cx).is_pending())).await;
+        let pending =
+            std::future::poll_fn(|cx| Poll::Ready(peek.as_mut().poll(cx).is_pending())).await;
         assert!(pending, "the body stalls after its first chunk");
         let peeked = peek.as_mut().stop();
         assert_eq!(&peeked.data[..], b"ab");

@@ -19,7 +19,8 @@ use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 use tower_http_resilience::deadline::Deadline;
 use tower_http_resilience::retry::{
-    Attempts, Backoff, Decision, DefaultPolicy, Jitter, Outcome, ReplayBody, RetryBudget, RetryLayer,
+    Attempts, Backoff, Decision, DefaultPolicy, Jitter, Outcome, ReplayBody, RetryBudget,
+    RetryLayer,
 };
 use tower_http_resilience::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 
@@ -31,16 +32,30 @@ type ResBody = UnsyncBoxBody<Bytes, BoxError>;
 
 #[derive(Clone)]
 enum Plan {
-    Respond { status: u16, headers: Vec<(&'static str, String)>, body: Bytes },
+    Respond {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Bytes,
+    },
     /// Answers after reading only this many bytes of the request body.
-    RespondEarly { read: usize, status: u16 },
+    RespondEarly {
+        read: usize,
+        status: u16,
+    },
     /// Answers with a body the test supplies.
-    Stream { status: u16, make: Arc<dyn Fn() -> ResBody + Send + Sync> },
+    Stream {
+        status: u16,
+        make: Arc<dyn Fn() -> ResBody + Send + Sync>,
+    },
     Fail(Arc<dyn Fn() -> BoxError + Send + Sync>),
 }
 
 fn status(code: u16) -> Plan {
-    Plan::Respond { status: code, headers: vec![], body: Bytes::new() }
+    Plan::Respond {
+        status: code,
+        headers: vec![],
+        body: Bytes::new(),
+    }
 }
 
 fn respond(code: u16, headers: &[(&'static str, &str)], body: &str) -> Plan {
@@ -99,7 +114,12 @@ impl Upstream {
     }
 
     fn bodies(&self) -> Vec<Bytes> {
-        self.seen.lock().unwrap().iter().map(|s| s.body.clone()).collect()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.body.clone())
+            .collect()
     }
 
     fn next_plan(&self) -> Plan {
@@ -162,7 +182,11 @@ where
             seen.body = buf.into();
             this.seen.lock().unwrap().push(seen);
             let (code, headers, body): (u16, Vec<(&str, String)>, ResBody) = match plan {
-                Plan::Respond { status, headers, body } => (status, headers, full(body)),
+                Plan::Respond {
+                    status,
+                    headers,
+                    body,
+                } => (status, headers, full(body)),
                 Plan::RespondEarly { status, .. } => (status, vec![], full(Bytes::new())),
                 Plan::Stream { status, make } => (status, vec![], make()),
                 Plan::Fail(make) => return Err(make()),
@@ -178,7 +202,9 @@ where
 }
 
 fn full(b: Bytes) -> ResBody {
-    Full::new(b).map_err(|e: Infallible| match e {}).boxed_unsync()
+    Full::new(b)
+        .map_err(|e: Infallible| match e {})
+        .boxed_unsync()
 }
 
 /// A layer with predictable waits: no jitter, a constant 100 ms backoff,
@@ -199,11 +225,17 @@ fn post(body: &'static str) -> Request<Full<Bytes>> {
 }
 
 fn attempts<T>(res: &Response<T>) -> u32 {
-    res.extensions().get::<Attempts>().expect("attempts extension").get()
+    res.extensions()
+        .get::<Attempts>()
+        .expect("attempts extension")
+        .get()
 }
 
 fn err_attempts(err: &ApiError) -> u32 {
-    err.extensions().get::<Attempts>().expect("attempts extension").get()
+    err.extensions()
+        .get::<Attempts>()
+        .expect("attempts extension")
+        .get()
 }
 
 async fn text<B: Body>(res: Response<B>) -> Bytes
@@ -220,8 +252,11 @@ const MS: Duration = Duration::from_millis(1);
 
 #[tokio::test(start_paused = true)]
 async fn every_fixture_case_gets_the_expected_number_of_attempts() {
-    let raw = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/provider-errors.json"))
-        .unwrap();
+    let raw = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/provider-errors.json"
+    ))
+    .unwrap();
     let fixture: Value = serde_json::from_str(&raw).unwrap();
     let cases = fixture["cases"].as_array().unwrap();
     assert!(cases.len() >= 20);
@@ -233,10 +268,17 @@ async fn every_fixture_case_gets_the_expected_number_of_attempts() {
             .as_object()
             .unwrap()
             .iter()
-            .map(|(k, v)| (&*Box::leak(k.clone().into_boxed_str()), v.as_str().unwrap().to_owned()))
+            .map(|(k, v)| {
+                (
+                    &*Box::leak(k.clone().into_boxed_str()),
+                    v.as_str().unwrap().to_owned(),
+                )
+            })
             .collect();
         let retryable = case["expect"]["retryable"].as_bool().unwrap();
-        let hint = case["expect"]["retry_after_s"].as_u64().map(Duration::from_secs);
+        let hint = case["expect"]["retry_after_s"]
+            .as_u64()
+            .map(Duration::from_secs);
 
         let upstream = Upstream::always(Plan::Respond {
             status: code,
@@ -248,9 +290,21 @@ async fn every_fixture_case_gets_the_expected_number_of_attempts() {
         let res = client.oneshot(post("{}")).await.unwrap();
 
         let expected = if retryable { 4 } else { 1 };
-        assert_eq!(upstream.calls(), expected, "{name}: attempts at the upstream");
-        assert_eq!(attempts(&res), expected as u32, "{name}: Attempts extension");
-        assert_eq!(res.status().as_u16(), code, "{name}: the last response, as it was");
+        assert_eq!(
+            upstream.calls(),
+            expected,
+            "{name}: attempts at the upstream"
+        );
+        assert_eq!(
+            attempts(&res),
+            expected as u32,
+            "{name}: Attempts extension"
+        );
+        assert_eq!(
+            res.status().as_u16(),
+            code,
+            "{name}: the last response, as it was"
+        );
         for (k, v) in &headers {
             assert_eq!(res.headers()[*k], v.as_str(), "{name}: header {k}");
         }
@@ -269,7 +323,11 @@ async fn every_fixture_case_gets_the_expected_number_of_attempts() {
 // Server hints.
 
 async fn waits_for(headers: &[(&'static str, &str)]) -> Vec<Duration> {
-    let upstream = Upstream::new([respond(429, headers, ""), respond(429, headers, ""), status(200)]);
+    let upstream = Upstream::new([
+        respond(429, headers, ""),
+        respond(429, headers, ""),
+        status(200),
+    ]);
     // A long, fully jittered backoff: a hint must replace it entirely.
     let client = layer()
         .backoff(Backoff::constant(Duration::from_secs(40)))
@@ -284,13 +342,22 @@ async fn waits_for(headers: &[(&'static str, &str)]) -> Vec<Duration> {
 
 #[tokio::test(start_paused = true)]
 async fn waits_equal_retry_after_seconds() {
-    assert_eq!(waits_for(&[("retry-after", "2")]).await, [2000 * MS, 2000 * MS]);
-    assert_eq!(waits_for(&[("retry-after", "0.25")]).await, [250 * MS, 250 * MS]);
+    assert_eq!(
+        waits_for(&[("retry-after", "2")]).await,
+        [2000 * MS, 2000 * MS]
+    );
+    assert_eq!(
+        waits_for(&[("retry-after", "0.25")]).await,
+        [250 * MS, 250 * MS]
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn waits_equal_retry_after_ms() {
-    assert_eq!(waits_for(&[("retry-after-ms", "1500"), ("retry-after", "9")]).await, [1500 * MS, 1500 * MS]);
+    assert_eq!(
+        waits_for(&[("retry-after-ms", "1500"), ("retry-after", "9")]).await,
+        [1500 * MS, 1500 * MS]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -300,7 +367,10 @@ async fn waits_until_an_http_date() {
     let date = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(4));
     let waits = waits_for(&[("retry-after", &date)]).await;
     for w in waits {
-        assert!(w > Duration::from_secs(2) && w <= Duration::from_secs(4), "{w:?}");
+        assert!(
+            w > Duration::from_secs(2) && w <= Duration::from_secs(4),
+            "{w:?}"
+        );
     }
 }
 
@@ -313,26 +383,41 @@ async fn waits_for_the_exhausted_rate_limit_to_reset() {
         ("x-ratelimit-remaining-tokens", "0"),
     ];
     assert_eq!(waits_for(&headers).await, [750 * MS, 750 * MS]);
-    assert_eq!(waits_for(&[("x-ratelimit-reset-requests", "6.5s")]).await, [6500 * MS, 6500 * MS]);
+    assert_eq!(
+        waits_for(&[("x-ratelimit-reset-requests", "6.5s")]).await,
+        [6500 * MS, 6500 * MS]
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_hint_above_the_cap_returns_at_once_with_the_hint() {
-    let upstream = Upstream::always(respond(429, &[("retry-after", "120")], r#"{"error":{"message":"slow down"}}"#));
+    let upstream = Upstream::always(respond(
+        429,
+        &[("retry-after", "120")],
+        r#"{"error":{"message":"slow down"}}"#,
+    ));
     let client = layer().layer(upstream.clone());
     let start = Instant::now();
     let res = client.oneshot(post("{}")).await.unwrap();
     assert_eq!(start.elapsed(), Duration::ZERO, "no wait at all");
     assert_eq!(upstream.calls(), 1);
     assert_eq!(attempts(&res), 1);
-    assert_eq!(res.headers()["retry-after"], "120", "the hint reaches the caller");
+    assert_eq!(
+        res.headers()["retry-after"],
+        "120",
+        "the hint reaches the caller"
+    );
     assert_eq!(text(res).await, r#"{"error":{"message":"slow down"}}"#);
 
     // The same for an error that carries a hint, and a configured cap.
     let upstream = Upstream::always(fail(|| {
-        ApiError::new(ErrorKind::Unavailable).with_retry_after(Duration::from_secs(11)).into()
+        ApiError::new(ErrorKind::Unavailable)
+            .with_retry_after(Duration::from_secs(11))
+            .into()
     }));
-    let client = layer().max_retry_after(Duration::from_secs(10)).layer(upstream.clone());
+    let client = layer()
+        .max_retry_after(Duration::from_secs(10))
+        .layer(upstream.clone());
     let err = client.oneshot(post("{}")).await.unwrap_err();
     assert_eq!(upstream.calls(), 1);
     assert_eq!(err.retry_after(), Some(Duration::from_secs(11)));
@@ -354,15 +439,25 @@ async fn no_wait_crosses_the_layer_deadline() {
     let res = client.oneshot(post("{}")).await.unwrap();
     assert_eq!(res.status(), 503);
     assert_eq!(upstream.times(), [Duration::ZERO, 2000 * MS, 4000 * MS]);
-    assert_eq!(start.elapsed(), Duration::from_secs(4), "returned when the next wait would cross 5 s");
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(4),
+        "returned when the next wait would cross 5 s"
+    );
     assert_eq!(attempts(&res), 3);
-    assert!(upstream.seen.lock().unwrap().iter().all(|s| s.has_deadline), "inner layers see the deadline");
+    assert!(
+        upstream.seen.lock().unwrap().iter().all(|s| s.has_deadline),
+        "inner layers see the deadline"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn no_wait_crosses_a_deadline_set_by_an_outer_layer() {
     let upstream = Upstream::always(respond(503, &[("retry-after", "2")], ""));
-    let client = layer().max_retries(10).deadline(Duration::from_secs(60)).layer(upstream.clone());
+    let client = layer()
+        .max_retries(10)
+        .deadline(Duration::from_secs(60))
+        .layer(upstream.clone());
     let mut req = post("{}");
     Deadline::after(Duration::from_secs(3)).set_earliest(req.extensions_mut());
     let start = Instant::now();
@@ -373,10 +468,15 @@ async fn no_wait_crosses_a_deadline_set_by_an_outer_layer() {
 
     // A hint that would cross it: the error comes back at once.
     let upstream = Upstream::always(respond(503, &[("retry-after", "30")], ""));
-    let client = layer().deadline(Duration::from_secs(10)).layer(upstream.clone());
+    let client = layer()
+        .deadline(Duration::from_secs(10))
+        .layer(upstream.clone());
     let start = Instant::now();
     let res = client.oneshot(post("{}")).await.unwrap();
-    assert_eq!((start.elapsed(), upstream.calls(), attempts(&res)), (Duration::ZERO, 1, 1));
+    assert_eq!(
+        (start.elapsed(), upstream.calls(), attempts(&res)),
+        (Duration::ZERO, 1, 1)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -428,7 +528,11 @@ async fn the_budget_bounds_retries_against_a_dead_upstream() {
     let ratio = 0.2;
     let layer = layer()
         .backoff(Backoff::constant(Duration::ZERO))
-        .budget(RetryBudget::new(Duration::from_secs(10), floor_per_sec, ratio));
+        .budget(RetryBudget::new(
+            Duration::from_secs(10),
+            floor_per_sec,
+            ratio,
+        ));
     // Two services of the one layer, used through clones: one budget.
     let a = layer.layer(upstream.clone());
     let b = layer.layer(upstream.clone());
@@ -441,7 +545,10 @@ async fn the_budget_bounds_retries_against_a_dead_upstream() {
     let bound = requests as f64 * (1.0 + f64::from(ratio)) + f64::from(floor_per_sec) * 10.0;
     let total = upstream.calls();
     assert!(total as f64 <= bound, "{total} attempts > {bound}");
-    assert_eq!(total, 70, "the whole budget is used: 50 + 10 floor + 20% of 50");
+    assert_eq!(
+        total, 70,
+        "the whole budget is used: 50 + 10 floor + 20% of 50"
+    );
     assert_eq!(layer.budget_ref().available(), 0);
 
     // Ten seconds later the window has moved on.
@@ -452,27 +559,44 @@ async fn the_budget_bounds_retries_against_a_dead_upstream() {
 
 #[tokio::test(start_paused = true)]
 async fn an_open_breaker_spends_no_budget_and_is_not_retried() {
-    let upstream = Upstream::always(fail(|| ApiError::circuit_open(Duration::from_secs(5)).into()));
+    let upstream = Upstream::always(fail(|| {
+        ApiError::circuit_open(Duration::from_secs(5)).into()
+    }));
     let layer = layer().budget(RetryBudget::new(Duration::from_secs(1), 1, 0.0));
     let client = layer.layer(upstream.clone());
     let err = client.clone().oneshot(post("{}")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::CircuitOpen);
-    assert_eq!(err.retry_after(), Some(Duration::from_secs(5)), "the breaker's retry-after is kept");
+    assert_eq!(
+        err.retry_after(),
+        Some(Duration::from_secs(5)),
+        "the breaker's retry-after is kept"
+    );
     assert_eq!(err_attempts(&err), 1);
     assert_eq!(upstream.calls(), 1);
     assert_eq!(layer.budget_ref().available(), 1, "nothing withdrawn");
 
     // Even a policy that wants everything retried cannot retry it.
-    let upstream = Upstream::always(fail(|| ApiError::circuit_open(Duration::from_secs(5)).into()));
-    let client = layer.clone().policy(|_: &Outcome<'_>| Decision::Retry).layer(upstream.clone());
+    let upstream = Upstream::always(fail(|| {
+        ApiError::circuit_open(Duration::from_secs(5)).into()
+    }));
+    let client = layer
+        .clone()
+        .policy(|_: &Outcome<'_>| Decision::Retry)
+        .layer(upstream.clone());
     let err = client.oneshot(post("{}")).await.unwrap_err();
     assert_eq!((err.kind(), upstream.calls()), (ErrorKind::CircuitOpen, 1));
 
     // A 503, then the breaker opens: the rejection is the last outcome.
-    let upstream = Upstream::new([status(503), fail(|| ApiError::circuit_open(Duration::from_secs(5)).into())]);
+    let upstream = Upstream::new([
+        status(503),
+        fail(|| ApiError::circuit_open(Duration::from_secs(5)).into()),
+    ]);
     let client = layer.layer(upstream.clone());
     let err = client.oneshot(post("{}")).await.unwrap_err();
-    assert_eq!((err.code(), err_attempts(&err), upstream.calls()), ("circuit_open", 2, 2));
+    assert_eq!(
+        (err.code(), err_attempts(&err), upstream.calls()),
+        ("circuit_open", 2, 2)
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -485,7 +609,10 @@ async fn every_attempt_gets_the_same_bytes() {
     let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
     let res = client.oneshot(post(body)).await.unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(upstream.bodies(), vec![Bytes::from_static(body.as_bytes()); 3]);
+    assert_eq!(
+        upstream.bodies(),
+        vec![Bytes::from_static(body.as_bytes()); 3]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -514,7 +641,9 @@ async fn a_chunked_streaming_body_is_replayed_byte_for_byte() {
     assert_eq!(res.status(), 201);
     assert_eq!(attempts(&res), 3);
 
-    let expected: Vec<u8> = (0..6u8).flat_map(|i| vec![b'a' + i; 1000 + usize::from(i)]).collect();
+    let expected: Vec<u8> = (0..6u8)
+        .flat_map(|i| vec![b'a' + i; 1000 + usize::from(i)])
+        .collect();
     let seen = upstream.seen.lock().unwrap();
     assert_eq!(seen.len(), 3);
     for s in seen.iter() {
@@ -528,16 +657,30 @@ async fn a_chunked_streaming_body_is_replayed_byte_for_byte() {
 
 #[tokio::test(start_paused = true)]
 async fn a_body_the_upstream_did_not_finish_reading_is_replayed_whole() {
-    let upstream = Upstream::new([Plan::RespondEarly { read: 5, status: 503 }, status(200)]);
+    let upstream = Upstream::new([
+        Plan::RespondEarly {
+            read: 5,
+            status: 503,
+        },
+        status(200),
+    ]);
     let client = layer().layer(upstream.clone());
     let chunks: Vec<Result<Frame<Bytes>, Infallible>> = ["hello ", "streaming ", "world"]
         .into_iter()
         .map(|s| Ok(Frame::data(Bytes::from_static(s.as_bytes()))))
         .collect();
-    let req = Request::post("http://upstream.test/").body(StreamBody::new(futures_util::stream::iter(chunks))).unwrap();
+    let req = Request::post("http://upstream.test/")
+        .body(StreamBody::new(futures_util::stream::iter(chunks)))
+        .unwrap();
     let res = client.oneshot(req).await.unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(upstream.bodies(), [Bytes::from_static(b"hello "), Bytes::from_static(b"hello streaming world")]);
+    assert_eq!(
+        upstream.bodies(),
+        [
+            Bytes::from_static(b"hello "),
+            Bytes::from_static(b"hello streaming world")
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -545,19 +688,31 @@ async fn an_over_cap_body_is_sent_once_and_not_retried() {
     // Streamed with no size hint: found over the cap while it passes.
     let upstream = Upstream::always(respond(503, &[], "busy"));
     let client = layer().max_replay_body(16).layer(upstream.clone());
-    let chunks: Vec<Result<Frame<Bytes>, Infallible>> =
-        (0..4).map(|_| Ok(Frame::data(Bytes::from_static(b"12345678")))).collect();
-    let req = Request::post("http://upstream.test/").body(StreamBody::new(futures_util::stream::iter(chunks))).unwrap();
+    let chunks: Vec<Result<Frame<Bytes>, Infallible>> = (0..4)
+        .map(|_| Ok(Frame::data(Bytes::from_static(b"12345678"))))
+        .collect();
+    let req = Request::post("http://upstream.test/")
+        .body(StreamBody::new(futures_util::stream::iter(chunks)))
+        .unwrap();
     let res = client.oneshot(req).await.unwrap();
     assert_eq!(upstream.calls(), 1);
-    assert_eq!(upstream.bodies()[0].len(), 32, "the one attempt got all of it");
+    assert_eq!(
+        upstream.bodies()[0].len(),
+        32,
+        "the one attempt got all of it"
+    );
     assert_eq!(attempts(&res), 1);
-    assert_eq!((res.status().as_u16(), text(res).await), (503, Bytes::from_static(b"busy")));
+    assert_eq!(
+        (res.status().as_u16(), text(res).await),
+        (503, Bytes::from_static(b"busy"))
+    );
 
     // Known to be over the cap from its size: never buffered.
     let upstream = Upstream::always(status(503));
     let client = layer().max_replay_body(1024).layer(upstream.clone());
-    let big = Request::post("http://upstream.test/").body(Full::new(Bytes::from(vec![0u8; 4096]))).unwrap();
+    let big = Request::post("http://upstream.test/")
+        .body(Full::new(Bytes::from(vec![0u8; 4096])))
+        .unwrap();
     let res = client.oneshot(big).await.unwrap();
     assert_eq!((upstream.calls(), attempts(&res)), (1, 1));
 }
@@ -565,22 +720,36 @@ async fn an_over_cap_body_is_sent_once_and_not_retried() {
 #[tokio::test(start_paused = true)]
 async fn the_default_cap_takes_a_chat_request_with_an_image() {
     let upstream = Upstream::new([status(503), status(200)]);
-    let client = RetryLayer::new().jitter(Jitter::none()).layer(upstream.clone());
+    let client = RetryLayer::new()
+        .jitter(Jitter::none())
+        .layer(upstream.clone());
     let image = "A".repeat(3 * 1024 * 1024);
-    let body = format!(r#"{{"model":"m","messages":[{{"role":"user","content":[{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{image}"}}}}]}}]}}"#);
-    let req = Request::post("http://upstream.test/").body(Full::new(Bytes::from(body.clone()))).unwrap();
+    let body = format!(
+        r#"{{"model":"m","messages":[{{"role":"user","content":[{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{image}"}}}}]}}]}}"#
+    );
+    let req = Request::post("http://upstream.test/")
+        .body(Full::new(Bytes::from(body.clone())))
+        .unwrap();
     let res = client.oneshot(req).await.unwrap();
     assert_eq!((res.status().as_u16(), attempts(&res)), (200, 2));
-    assert_eq!(upstream.bodies(), [Bytes::from(body.clone()), Bytes::from(body)]);
+    assert_eq!(
+        upstream.bodies(),
+        [Bytes::from(body.clone()), Bytes::from(body)]
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn dropping_the_response_future_stops_all_further_attempts() {
     let upstream = Upstream::always(status(503));
-    let client = layer().max_retries(10).backoff(Backoff::constant(Duration::from_secs(1))).layer(upstream.clone());
+    let client = layer()
+        .max_retries(10)
+        .backoff(Backoff::constant(Duration::from_secs(1)))
+        .layer(upstream.clone());
     let call = client.oneshot(post("{}"));
     // Give up half-way through the second wait.
-    assert!(tokio::time::timeout(Duration::from_millis(1500), call).await.is_err());
+    assert!(tokio::time::timeout(Duration::from_millis(1500), call)
+        .await
+        .is_err());
     assert_eq!(upstream.calls(), 2);
     tokio::time::advance(Duration::from_secs(60)).await;
     tokio::task::yield_now().await;
@@ -615,13 +784,20 @@ async fn a_quota_429_is_not_retried_and_reaches_the_caller_whole() {
     let make: Arc<dyn Fn() -> ResBody + Send + Sync> = {
         let quota = Bytes::from(quota.clone());
         Arc::new(move || {
-            let chunks: Vec<Result<Frame<Bytes>, BoxError>> =
-                quota.chunks(1024).map(|c| Ok(Frame::data(Bytes::copy_from_slice(c)))).collect();
+            let chunks: Vec<Result<Frame<Bytes>, BoxError>> = quota
+                .chunks(1024)
+                .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+                .collect();
             StreamBody::new(futures_util::stream::iter(chunks)).boxed_unsync()
         })
     };
     let upstream = Upstream::always(Plan::Stream { status: 429, make });
-    let res = layer().peek_limit(64).layer(upstream.clone()).oneshot(post("{}")).await.unwrap();
+    let res = layer()
+        .peek_limit(64)
+        .layer(upstream.clone())
+        .oneshot(post("{}"))
+        .await
+        .unwrap();
     assert_eq!((upstream.calls(), attempts(&res)), (1, 1));
     assert_eq!(text(res).await, quota.as_bytes());
 
@@ -637,7 +813,9 @@ async fn a_quota_429_is_not_retried_and_reaches_the_caller_whole() {
 #[tokio::test(start_paused = true)]
 async fn a_stalled_error_body_is_handed_back_after_the_peek_timeout() {
     let make: Arc<dyn Fn() -> ResBody + Send + Sync> = Arc::new(|| {
-        let first = futures_util::stream::iter([Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"{\"error\":")))]);
+        let first = futures_util::stream::iter([Ok::<_, BoxError>(Frame::data(
+            Bytes::from_static(b"{\"error\":"),
+        ))]);
         let rest = futures_util::stream::once(async {
             tokio::time::sleep(Duration::from_secs(60)).await;
             Ok(Frame::data(Bytes::from_static(b"{}}")))
@@ -645,33 +823,53 @@ async fn a_stalled_error_body_is_handed_back_after_the_peek_timeout() {
         StreamBody::new(first.chain(rest)).boxed_unsync()
     });
     let upstream = Upstream::always(Plan::Stream { status: 429, make });
-    let client = layer().peek_timeout(Duration::from_secs(2)).layer(upstream.clone());
+    let client = layer()
+        .peek_timeout(Duration::from_secs(2))
+        .layer(upstream.clone());
     let start = Instant::now();
     let res = client.oneshot(post("{}")).await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_secs(2));
     assert_eq!((upstream.calls(), attempts(&res)), (1, 1));
-    assert_eq!(text(res).await, "{\"error\":{}}", "the caller still gets every byte");
+    assert_eq!(
+        text(res).await,
+        "{\"error\":{}}",
+        "the caller still gets every byte"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn x_should_retry_overrides_the_status() {
     let upstream = Upstream::always(respond(503, &[("x-should-retry", "false")], ""));
-    let res = layer().layer(upstream.clone()).oneshot(post("{}")).await.unwrap();
+    let res = layer()
+        .layer(upstream.clone())
+        .oneshot(post("{}"))
+        .await
+        .unwrap();
     assert_eq!((upstream.calls(), attempts(&res)), (1, 1));
 
     let upstream = Upstream::new([respond(400, &[("x-should-retry", "true")], ""), status(200)]);
-    let res = layer().layer(upstream.clone()).oneshot(post("{}")).await.unwrap();
+    let res = layer()
+        .layer(upstream.clone())
+        .oneshot(post("{}"))
+        .await
+        .unwrap();
     assert_eq!((res.status().as_u16(), upstream.calls()), (200, 2));
 }
 
 #[tokio::test(start_paused = true)]
 async fn conflict_is_retried_by_default_and_can_be_made_final() {
     let upstream = Upstream::new([status(409), status(200)]);
-    let res = layer().layer(upstream.clone()).oneshot(post("{}")).await.unwrap();
+    let res = layer()
+        .layer(upstream.clone())
+        .oneshot(post("{}"))
+        .await
+        .unwrap();
     assert_eq!((res.status().as_u16(), attempts(&res)), (200, 2));
 
     let upstream = Upstream::always(status(409));
-    let client = layer().policy(DefaultPolicy::new().no_retry_status(StatusCode::CONFLICT)).layer(upstream.clone());
+    let client = layer()
+        .policy(DefaultPolicy::new().no_retry_status(StatusCode::CONFLICT))
+        .layer(upstream.clone());
     let res = client.oneshot(post("{}")).await.unwrap();
     assert_eq!((res.status().as_u16(), attempts(&res)), (409, 1));
 }
@@ -680,18 +878,36 @@ async fn conflict_is_retried_by_default_and_can_be_made_final() {
 async fn client_errors_are_final() {
     for code in [400, 401, 402, 403, 404, 422] {
         let upstream = Upstream::always(status(code));
-        let res = layer().layer(upstream.clone()).oneshot(post("{}")).await.unwrap();
-        assert_eq!((res.status().as_u16(), upstream.calls()), (code, 1), "{code}");
+        let res = layer()
+            .layer(upstream.clone())
+            .oneshot(post("{}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (res.status().as_u16(), upstream.calls()),
+            (code, 1),
+            "{code}"
+        );
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn connection_errors_and_attempt_timeouts_are_retried() {
     let upstream = Upstream::always(fail(|| {
-        Box::new(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"))
+        Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused",
+        ))
     }));
-    let err = layer().layer(upstream.clone()).oneshot(post("{}")).await.unwrap_err();
-    assert_eq!((err.kind(), err.code()), (ErrorKind::Upstream, "connection_error"));
+    let err = layer()
+        .layer(upstream.clone())
+        .oneshot(post("{}"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind(), err.code()),
+        (ErrorKind::Upstream, "connection_error")
+    );
     assert_eq!((upstream.calls(), err_attempts(&err)), (4, 4));
 
     let upstream = Upstream::new([
@@ -699,13 +915,25 @@ async fn connection_errors_and_attempt_timeouts_are_retried() {
         fail(|| Box::new(tower::timeout::error::Elapsed::new())),
         respond(200, &[], "ok"),
     ]);
-    let res = layer().layer(upstream.clone()).oneshot(post("{}")).await.unwrap();
-    assert_eq!((attempts(&res), text(res).await), (3, Bytes::from_static(b"ok")));
+    let res = layer()
+        .layer(upstream.clone())
+        .oneshot(post("{}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (attempts(&res), text(res).await),
+        (3, Bytes::from_static(b"ok"))
+    );
 
     // An unrecognised inner error is retried as an internal error, and its
     // text stays out of the message.
     let upstream = Upstream::always(fail(|| "db password=hunter2".into()));
-    let err = layer().max_retries(1).layer(upstream.clone()).oneshot(post("{}")).await.unwrap_err();
+    let err = layer()
+        .max_retries(1)
+        .layer(upstream.clone())
+        .oneshot(post("{}"))
+        .await
+        .unwrap_err();
     assert_eq!((err.kind(), upstream.calls()), (ErrorKind::Internal, 2));
     assert!(!err.to_string().contains("hunter2"));
 }
@@ -720,17 +948,30 @@ async fn a_custom_policy_decides() {
             Decision::DoNotRetry
         }
     };
-    let res = layer().policy(teapot).layer(upstream.clone()).oneshot(post("{}")).await.unwrap();
+    let res = layer()
+        .policy(teapot)
+        .layer(upstream.clone())
+        .oneshot(post("{}"))
+        .await
+        .unwrap();
     assert_eq!((res.status().as_u16(), attempts(&res)), (200, 3));
 
     // A policy that reads the body sees its start, and the caller all of it.
-    let upstream = Upstream::new([respond(500, &[], "transient: try again"), respond(500, &[], "fatal: corrupt")]);
+    let upstream = Upstream::new([
+        respond(500, &[], "transient: try again"),
+        respond(500, &[], "fatal: corrupt"),
+    ]);
     let by_body = |o: &Outcome<'_>| match o.body() {
         None => Decision::ReadBody,
         Some(b) if b.starts_with(b"transient") => Decision::Retry,
         Some(_) => Decision::DoNotRetry,
     };
-    let res = layer().policy(by_body).layer(upstream.clone()).oneshot(post("{}")).await.unwrap();
+    let res = layer()
+        .policy(by_body)
+        .layer(upstream.clone())
+        .oneshot(post("{}"))
+        .await
+        .unwrap();
     assert_eq!((upstream.calls(), attempts(&res)), (2, 2));
     assert_eq!(text(res).await, "fatal: corrupt");
 }
@@ -738,7 +979,12 @@ async fn a_custom_policy_decides() {
 #[tokio::test(start_paused = true)]
 async fn max_retries_zero_sends_once() {
     let upstream = Upstream::always(status(503));
-    let res = layer().max_retries(0).layer(upstream.clone()).oneshot(post("{}")).await.unwrap();
+    let res = layer()
+        .max_retries(0)
+        .layer(upstream.clone())
+        .oneshot(post("{}"))
+        .await
+        .unwrap();
     assert_eq!((upstream.calls(), attempts(&res)), (1, 1));
 }
 
@@ -751,13 +997,19 @@ async fn a_streaming_success_is_never_re_requested() {
     // failure in the body; the call is not sent again.
     let make: Arc<dyn Fn() -> ResBody + Send + Sync> = Arc::new(|| {
         let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
-            Ok(Frame::data(Bytes::from_static(b"data: {\"delta\":\"he\"}\n\n"))),
+            Ok(Frame::data(Bytes::from_static(
+                b"data: {\"delta\":\"he\"}\n\n",
+            ))),
             Err("upstream reset".into()),
         ];
         StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
     });
     let upstream = Upstream::always(Plan::Stream { status: 200, make });
-    let res = layer().layer(upstream.clone()).oneshot(post("{\"stream\":true}")).await.unwrap();
+    let res = layer()
+        .layer(upstream.clone())
+        .oneshot(post("{\"stream\":true}"))
+        .await
+        .unwrap();
     assert_eq!((res.status().as_u16(), attempts(&res)), (200, 1));
     let mut body = res.into_body();
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
@@ -775,11 +1027,20 @@ async fn each_attempt_gets_the_request_head_again() {
         .layer(upstream.clone());
     let mut req = post("{}");
     req.extensions_mut().insert(Marker("call-1"));
-    req.headers_mut().insert("authorization", "Bearer sk-secret-abcdef".parse().unwrap());
+    req.headers_mut()
+        .insert("authorization", "Bearer sk-secret-abcdef".parse().unwrap());
     let res = client.oneshot(req).await.unwrap();
     assert_eq!(res.status(), 204);
     let seen = upstream.seen.lock().unwrap();
-    let counts: Vec<_> = seen.iter().map(|s| s.headers["x-stainless-retry-count"].to_str().unwrap().to_owned()).collect();
+    let counts: Vec<_> = seen
+        .iter()
+        .map(|s| {
+            s.headers["x-stainless-retry-count"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
     assert_eq!(counts, ["0", "1", "2"]);
     for s in seen.iter() {
         assert_eq!(s.method, Method::POST);
@@ -816,7 +1077,12 @@ async fn each_retry_is_traced_without_secrets() {
 
     let upstream = Upstream::new([
         respond(503, &[], "sk-body-secret"),
-        fail(|| Box::new(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"))),
+        fail(|| {
+            Box::new(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "reset",
+            ))
+        }),
         status(200),
     ]);
     let mut req = Request::post("http://upstream.test/v1/x?key=sk-query-secret")
@@ -830,8 +1096,16 @@ async fn each_retry_is_traced_without_secrets() {
     let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = out.lines().filter(|l| l.contains("retrying")).collect();
     assert_eq!(lines.len(), 2, "{out}");
-    assert!(lines[0].contains("attempt=2") && lines[0].contains("delay_ms=100") && lines[0].contains("reason=status 503"), "{out}");
-    assert!(lines[1].contains("attempt=3") && lines[1].contains("reason=error connection_error"), "{out}");
+    assert!(
+        lines[0].contains("attempt=2")
+            && lines[0].contains("delay_ms=100")
+            && lines[0].contains("reason=status 503"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("attempt=3") && lines[1].contains("reason=error connection_error"),
+        "{out}"
+    );
     assert!(!out.contains("secret"), "{out}");
 }
 
@@ -841,7 +1115,10 @@ async fn jitter_and_backoff_shape_the_waits() {
     let client = RetryLayer::new()
         .max_retries(5)
         .budget(RetryBudget::unlimited())
-        .backoff(Backoff::exponential(Duration::from_secs(1), Duration::from_secs(60)))
+        .backoff(Backoff::exponential(
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+        ))
         .jitter(Jitter::none())
         .layer(upstream.clone());
     client.oneshot(post("{}")).await.unwrap();
@@ -851,12 +1128,17 @@ async fn jitter_and_backoff_shape_the_waits() {
 
     // The default: 500 ms doubling, each up to 25% shorter.
     let upstream = Upstream::always(status(500));
-    let client = RetryLayer::new().budget(RetryBudget::unlimited()).layer(upstream.clone());
+    let client = RetryLayer::new()
+        .budget(RetryBudget::unlimited())
+        .layer(upstream.clone());
     client.oneshot(post("{}")).await.unwrap();
     let t = upstream.times();
     for (n, w) in t.windows(2).map(|w| w[1] - w[0]).enumerate() {
         let full = Duration::from_millis(500) * 2u32.pow(n as u32);
-        assert!(w <= full && w >= full * 3 / 4, "wait {n}: {w:?} vs {full:?}");
+        assert!(
+            w <= full && w >= full * 3 / 4,
+            "wait {n}: {w:?} vs {full:?}"
+        );
     }
 }
 
@@ -866,7 +1148,9 @@ async fn readiness_is_reserved_and_errors_are_normalised() {
     // attempts is polled ready before each.
     let upstream = Upstream::new([status(503), status(200)]);
     let mut svc = layer().layer(upstream.clone());
-    let ready = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc).await.unwrap();
+    let ready = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc)
+        .await
+        .unwrap();
     let res = ready.call(post("{}")).await.unwrap();
     assert_eq!(attempts(&res), 2);
 
@@ -878,20 +1162,35 @@ async fn readiness_is_reserved_and_errors_are_normalised() {
         type Error = BoxError;
         type Future = std::future::Ready<Result<Response<Full<Bytes>>, BoxError>>;
         fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-            Poll::Ready(Err(Box::new(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "no"))))
+            Poll::Ready(Err(Box::new(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "no",
+            ))))
         }
         fn call(&mut self, _: Request<ReplayBody<Full<Bytes>>>) -> Self::Future {
             unreachable!("never ready")
         }
     }
-    let err = layer().layer(NotReady).oneshot(post("{}")).await.unwrap_err();
-    assert_eq!((err.kind(), err.code()), (ErrorKind::Upstream, "connection_error"));
+    let err = layer()
+        .layer(NotReady)
+        .oneshot(post("{}"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind(), err.code()),
+        (ErrorKind::Upstream, "connection_error")
+    );
 
     // An io timeout from the call is retried as a timeout.
     let err = layer()
-        .layer(tower::service_fn(|_: Request<ReplayBody<Full<Bytes>>>| async {
-            Err::<Response<Full<Bytes>>, _>(std::io::Error::new(std::io::ErrorKind::TimedOut, "t"))
-        }))
+        .layer(tower::service_fn(
+            |_: Request<ReplayBody<Full<Bytes>>>| async {
+                Err::<Response<Full<Bytes>>, _>(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "t",
+                ))
+            },
+        ))
         .oneshot(post("{}"))
         .await
         .unwrap_err();

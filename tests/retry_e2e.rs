@@ -22,7 +22,9 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower::{Layer, ServiceBuilder, ServiceExt};
-use tower_http_resilience::retry::{Attempts, Backoff, Jitter, ReplayBody, RetryBudget, RetryLayer};
+use tower_http_resilience::retry::{
+    Attempts, Backoff, Jitter, ReplayBody, RetryBudget, RetryLayer,
+};
 
 /// What the hyper server received: one request body per call.
 type Received = Arc<Mutex<Vec<Bytes>>>;
@@ -52,7 +54,10 @@ async fn hyper_server(
                     Ok::<_, hyper::Error>(answer(n, &body))
                 }
             });
-            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
         }
     });
     (addr, received)
@@ -66,7 +71,8 @@ fn reply(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Respo
     res.body(Full::new(body.into())).unwrap()
 }
 
-fn hyper_client() -> Client<hyper_util::client::legacy::connect::HttpConnector, ReplayBody<Full<Bytes>>> {
+fn hyper_client(
+) -> Client<hyper_util::client::legacy::connect::HttpConnector, ReplayBody<Full<Bytes>>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
@@ -82,13 +88,24 @@ const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content
 #[tokio::test(start_paused = true)]
 async fn hyper_server_failing_twice_then_answering() {
     let (addr, received) = hyper_server(3, |n, body| match n {
-        0 => reply(503, &[("content-type", "application/json")], r#"{"error":{"message":"busy","type":"service_unavailable"}}"#),
+        0 => reply(
+            503,
+            &[("content-type", "application/json")],
+            r#"{"error":{"message":"busy","type":"service_unavailable"}}"#,
+        ),
         1 => reply(
             429,
-            &[("retry-after-ms", "250"), ("content-type", "application/json")],
+            &[
+                ("retry-after-ms", "250"),
+                ("content-type", "application/json"),
+            ],
             r#"{"error":{"message":"Rate limit exceeded","type":"rate_limit_error"}}"#,
         ),
-        _ => reply(200, &[("content-type", "application/json")], [&b"echo:"[..], body].concat()),
+        _ => reply(
+            200,
+            &[("content-type", "application/json")],
+            [&b"echo:"[..], body].concat(),
+        ),
     })
     .await;
 
@@ -102,10 +119,17 @@ async fn hyper_server_failing_twice_then_answering() {
 
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.extensions().get::<Attempts>().map(|a| a.get()), Some(3));
-    assert_eq!(start.elapsed(), Duration::from_millis(100 + 250), "the backoff, then the server's retry-after-ms");
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(100 + 250),
+        "the backoff, then the server's retry-after-ms"
+    );
     let body = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, format!("echo:{CHAT}"));
-    assert_eq!(*received.lock().unwrap(), vec![Bytes::from_static(CHAT.as_bytes()); 3]);
+    assert_eq!(
+        *received.lock().unwrap(),
+        vec![Bytes::from_static(CHAT.as_bytes()); 3]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -116,7 +140,14 @@ async fn hyper_server_quota_error_comes_back_once_and_whole() {
     );
     static QUOTA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     QUOTA.set(quota.clone()).unwrap();
-    let (addr, received) = hyper_server(1, |_, _| reply(429, &[("x-request-id", "req-7")], QUOTA.get().unwrap().clone())).await;
+    let (addr, received) = hyper_server(1, |_, _| {
+        reply(
+            429,
+            &[("x-request-id", "req-7")],
+            QUOTA.get().unwrap().clone(),
+        )
+    })
+    .await;
 
     let client = quick().layer(hyper_client());
     let req = Request::post(format!("http://{addr}/v1/chat/completions"))
@@ -133,9 +164,15 @@ async fn hyper_server_quota_error_comes_back_once_and_whole() {
 #[tokio::test(start_paused = true)]
 async fn hyper_connection_refused_is_retried_and_reported() {
     // A port nothing listens on: bind, note the port, close.
-    let addr = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let client = quick().max_retries(2).layer(hyper_client());
-    let req = Request::get(format!("http://{addr}/v1/models")).body(Full::default()).unwrap();
+    let req = Request::get(format!("http://{addr}/v1/models"))
+        .body(Full::default())
+        .unwrap();
     let start = Instant::now();
     let err = client.oneshot(req).await.unwrap_err();
     assert_eq!(err.status(), StatusCode::BAD_GATEWAY);
@@ -159,7 +196,10 @@ impl Health for Flaky {
         &self,
         request: tonic::Request<HealthCheckRequest>,
     ) -> Result<tonic::Response<HealthCheckResponse>, tonic::Status> {
-        self.services.lock().unwrap().push(request.into_inner().service);
+        self.services
+            .lock()
+            .unwrap()
+            .push(request.into_inner().service);
         if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
             return Err(tonic::Status::unavailable("warming up"));
         }
@@ -168,8 +208,9 @@ impl Health for Flaky {
         }))
     }
 
-    type WatchStream =
-        Pin<Box<dyn tokio_stream::Stream<Item = Result<HealthCheckResponse, tonic::Status>> + Send>>;
+    type WatchStream = Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<HealthCheckResponse, tonic::Status>> + Send>,
+    >;
 
     async fn watch(
         &self,
@@ -202,10 +243,17 @@ async fn health_client(
 ) -> HealthClient<
     impl tonic::client::GrpcService<
             tonic::body::Body,
-            ResponseBody = impl http_body::Body<Data = Bytes, Error = impl Into<tonic::codegen::StdError>> + Send,
+            ResponseBody = impl http_body::Body<
+                Data = Bytes,
+                Error = impl Into<tonic::codegen::StdError>,
+            > + Send,
         > + Clone,
 > {
-    let channel = Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let svc = ServiceBuilder::new()
         .layer(layer)
         .map_request(|req: Request<ReplayBody<tonic::body::Body>>| req.map(tonic::body::Body::new))
@@ -225,7 +273,10 @@ async fn tonic_server_unavailable_twice_then_serving() {
         .await
         .unwrap();
     assert_eq!(reply.get_ref().status, ServingStatus::Serving as i32);
-    assert_eq!(reply.extensions().get::<Attempts>().map(|a| a.get()), Some(3));
+    assert_eq!(
+        reply.extensions().get::<Attempts>().map(|a| a.get()),
+        Some(3)
+    );
     assert_eq!(start.elapsed(), Duration::from_millis(200));
     assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
     // The encoded request body was replayed: the server decoded it each time.
@@ -237,7 +288,9 @@ async fn tonic_server_always_unavailable_gives_the_last_status() {
     let (addr, flaky) = tonic_server(u32::MAX).await;
     let mut client = health_client(addr, quick().max_retries(2)).await;
     let status = client
-        .check(HealthCheckRequest { service: String::new() })
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable);

@@ -258,7 +258,18 @@ mod tests {
     fn default_is_the_openai_sdk_schedule() {
         let b = Backoff::default();
         let waits: Vec<_> = (0..7).map(|n| b.delay(n)).collect();
-        assert_eq!(waits, [500 * MS, 1000 * MS, 2000 * MS, 4000 * MS, 8000 * MS, 8000 * MS, 8000 * MS]);
+        assert_eq!(
+            waits,
+            [
+                500 * MS,
+                1000 * MS,
+                2000 * MS,
+                4000 * MS,
+                8000 * MS,
+                8000 * MS,
+                8000 * MS
+            ]
+        );
         assert_eq!(Jitter::default(), Jitter::up_to_shorter(0.25));
     }
 
@@ -266,10 +277,16 @@ mod tests {
     fn linear_and_constant() {
         let b = Backoff::linear(100 * MS, 250 * MS, Duration::from_secs(1));
         let waits: Vec<_> = (0..6).map(|n| b.delay(n)).collect();
-        assert_eq!(waits, [100 * MS, 350 * MS, 600 * MS, 850 * MS, 1000 * MS, 1000 * MS]);
+        assert_eq!(
+            waits,
+            [100 * MS, 350 * MS, 600 * MS, 850 * MS, 1000 * MS, 1000 * MS]
+        );
         let c = Backoff::constant(300 * MS);
         assert!((0..10).all(|n| c.delay(n) == 300 * MS));
-        assert_eq!(Backoff::linear(MS, Duration::MAX, Duration::MAX).delay(u32::MAX), Duration::MAX);
+        assert_eq!(
+            Backoff::linear(MS, Duration::MAX, Duration::MAX).delay(u32::MAX),
+            Duration::MAX
+        );
     }
 
     #[test]
@@ -301,7 +318,10 @@ mod tests {
             let shorter = Jitter::up_to_shorter(0.25).delay(&b, 0, Duration::ZERO, &mut rng);
             assert!(shorter >= Duration::from_secs(3) && shorter <= Duration::from_secs(4));
         }
-        assert_eq!(Jitter::none().delay(&b, 3, Duration::ZERO, &mut rng), Duration::from_secs(4));
+        assert_eq!(
+            Jitter::none().delay(&b, 3, Duration::ZERO, &mut rng),
+            Duration::from_secs(4)
+        );
         assert_eq!(Jitter::up_to_shorter(f64::NAN), Jitter::up_to_shorter(0.0));
         assert_eq!(Jitter::up_to_shorter(7.0), Jitter::up_to_shorter(1.0));
     }
@@ -314,8 +334,15 @@ mod tests {
         let mut seen_growth = false;
         for n in 0..50 {
             let d = Jitter::decorrelated().delay(&b, n, prev, &mut rng);
-            let upper = if n == 0 { 300 * MS } else { (prev.max(100 * MS) * 3).min(Duration::from_secs(20)) };
-            assert!(d >= 100 * MS && d <= upper, "retry {n}: {d:?} not in [100ms, {upper:?}]");
+            let upper = if n == 0 {
+                300 * MS
+            } else {
+                (prev.max(100 * MS) * 3).min(Duration::from_secs(20))
+            };
+            assert!(
+                d >= 100 * MS && d <= upper,
+                "retry {n}: {d:?} not in [100ms, {upper:?}]"
+            );
             seen_growth |= d > Duration::from_secs(1);
             prev = d;
         }
@@ -325,7 +352,8 @@ mod tests {
     fn any_backoff() -> impl Strategy<Value = Backoff> {
         let d = || (0u64..u64::MAX).prop_map(Duration::from_nanos);
         prop_oneof![
-            (d(), d(), any::<f64>()).prop_map(|(b, m, f)| Backoff::exponential(b, m).with_factor(f)),
+            (d(), d(), any::<f64>())
+                .prop_map(|(b, m, f)| Backoff::exponential(b, m).with_factor(f)),
             (d(), d(), d()).prop_map(|(b, s, m)| Backoff::linear(b, s, m)),
             d().prop_map(Backoff::constant),
         ]

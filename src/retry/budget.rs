@@ -75,10 +75,7 @@ impl RetryBudget {
         };
         let reserve = (f64::from(min_per_sec) * ttl.as_secs_f64()).ceil() as u64;
         let per_mille = (f64::from(ratio) * 1000.0).round() as u64;
-        Self::with_limits(
-            ttl,
-            Some(Limits { reserve, per_mille }),
-        )
+        Self::with_limits(ttl, Some(Limits { reserve, per_mille }))
     }
 
     /// A budget that allows every retry (the retry count is then bounded only
@@ -145,7 +142,9 @@ impl RetryBudget {
 
     /// The current slot number (wrapping).
     fn tick(&self) -> u32 {
-        let elapsed = Instant::now().saturating_duration_since(self.start).as_nanos();
+        let elapsed = Instant::now()
+            .saturating_duration_since(self.start)
+            .as_nanos();
         (elapsed / u128::from(self.slot_nanos)) as u32
     }
 }
@@ -203,7 +202,10 @@ impl fmt::Debug for RetryBudget {
         let mut d = f.debug_struct("RetryBudget");
         match self.limits {
             Some(l) => d
-                .field("window", &Duration::from_nanos(self.slot_nanos.saturating_mul(u64::from(SLOTS))))
+                .field(
+                    "window",
+                    &Duration::from_nanos(self.slot_nanos.saturating_mul(u64::from(SLOTS))),
+                )
                 .field("reserve", &l.reserve)
                 .field("retry_per_mille", &l.per_mille)
                 .field("available", &self.available()),
@@ -267,9 +269,21 @@ mod tests {
     fn slot_packing() {
         assert_eq!(bump(0, 0), 1);
         assert_eq!(bump(bump(0, 3), 3), (3 << 32) | 2);
-        assert_eq!(bump((3 << 32) | 9, 13), (13 << 32) | 1, "a stale slot restarts");
-        assert_eq!(bump((14 << 32) | 9, 13), (14 << 32) | 10, "a newer slot keeps counting");
-        assert_eq!(bump(u64::from(u32::MAX), 0), u64::from(u32::MAX), "counts saturate");
+        assert_eq!(
+            bump((3 << 32) | 9, 13),
+            (13 << 32) | 1,
+            "a stale slot restarts"
+        );
+        assert_eq!(
+            bump((14 << 32) | 9, 13),
+            (14 << 32) | 10,
+            "a newer slot keeps counting"
+        );
+        assert_eq!(
+            bump(u64::from(u32::MAX), 0),
+            u64::from(u32::MAX),
+            "counts saturate"
+        );
     }
 
     #[test]

@@ -181,9 +181,10 @@ impl<B, P> Call<B, P> {
             Some(hint) => hint,
             None => {
                 let mut rng = fastrand::Rng::new();
-                let d = config
-                    .jitter
-                    .delay(&config.backoff, retries, self.previous_delay, &mut rng);
+                let d =
+                    config
+                        .jitter
+                        .delay(&config.backoff, retries, self.previous_delay, &mut rng);
                 self.previous_delay = d;
                 d
             }
@@ -312,7 +313,9 @@ where
                             (peek.stop(), true)
                         }
                     };
-                    let head = head.take().expect("the response head is kept while peeking");
+                    let head = head
+                        .take()
+                        .expect("the response head is kept while peeking");
                     let attempt = this.call.attempts;
                     let decision = if stalled {
                         Decision::DoNotRetry

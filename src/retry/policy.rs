@@ -86,10 +86,19 @@ enum OutcomeKind<'a> {
 
 impl<'a> Outcome<'a> {
     /// The outcome of attempt `attempt` that answered with a response.
-    pub fn response(attempt: u32, status: StatusCode, headers: &'a HeaderMap, body: Option<&'a [u8]>) -> Self {
+    pub fn response(
+        attempt: u32,
+        status: StatusCode,
+        headers: &'a HeaderMap,
+        body: Option<&'a [u8]>,
+    ) -> Self {
         Outcome {
             attempt,
-            kind: OutcomeKind::Response { status, headers, body },
+            kind: OutcomeKind::Response {
+                status,
+                headers,
+                body,
+            },
         }
     }
 
@@ -287,7 +296,8 @@ impl DefaultPolicy {
     }
 
     fn decide_error(&self, err: &ApiError) -> Decision {
-        if err.kind() == ErrorKind::CircuitOpen || err.timeout_phase() == Some(TimeoutPhase::Total) {
+        if err.kind() == ErrorKind::CircuitOpen || err.timeout_phase() == Some(TimeoutPhase::Total)
+        {
             return Decision::DoNotRetry;
         }
         yes_if(err.is_retryable())
@@ -298,7 +308,11 @@ impl RetryPolicy for DefaultPolicy {
     fn decide(&self, outcome: &Outcome<'_>) -> Decision {
         let (status, headers, body) = match outcome.kind {
             OutcomeKind::Error(err) => return self.decide_error(err),
-            OutcomeKind::Response { status, headers, body } => (status, headers, body),
+            OutcomeKind::Response {
+                status,
+                headers,
+                body,
+            } => (status, headers, body),
         };
         if let Some(code) = grpc::status_code(headers).filter(|c| *c != grpc::code::OK) {
             return match ServerHints::from_headers(headers).should_retry() {
@@ -385,7 +399,9 @@ mod tests {
         for s in [408, 409, 500, 502, 503, 504, 529] {
             assert_eq!(decide(s, &h, None), Decision::Retry, "{s}");
         }
-        for s in [200, 201, 204, 301, 304, 400, 401, 402, 403, 404, 405, 413, 422, 501, 505] {
+        for s in [
+            200, 201, 204, 301, 304, 400, 401, 402, 403, 404, 405, 413, 422, 501, 505,
+        ] {
             assert_eq!(decide(s, &h, None), Decision::DoNotRetry, "{s}");
         }
     }
@@ -400,14 +416,27 @@ mod tests {
         let quota = br#"{"error":{"message":"Quota insufficient","type":"insufficient_quota","code":"insufficient_quota"}}"#;
         assert_eq!(decide(429, &h, Some(quota)), Decision::DoNotRetry);
         let cut = &quota[..quota.len() - 10];
-        assert_eq!(decide(429, &h, Some(cut)), Decision::DoNotRetry, "cut short at the peek limit");
+        assert_eq!(
+            decide(429, &h, Some(cut)),
+            Decision::DoNotRetry,
+            "cut short at the peek limit"
+        );
     }
 
     #[test]
     fn should_retry_header_overrides() {
-        assert_eq!(decide(400, &headers(&[("x-should-retry", "true")]), None), Decision::Retry);
-        assert_eq!(decide(503, &headers(&[("x-should-retry", "false")]), None), Decision::DoNotRetry);
-        assert_eq!(decide(429, &headers(&[("x-should-retry", "true")]), None), Decision::Retry);
+        assert_eq!(
+            decide(400, &headers(&[("x-should-retry", "true")]), None),
+            Decision::Retry
+        );
+        assert_eq!(
+            decide(503, &headers(&[("x-should-retry", "false")]), None),
+            Decision::DoNotRetry
+        );
+        assert_eq!(
+            decide(429, &headers(&[("x-should-retry", "true")]), None),
+            Decision::Retry
+        );
         assert_eq!(
             decide(200, &headers(&[("x-should-retry", "true")]), None),
             Decision::DoNotRetry,
@@ -422,8 +451,14 @@ mod tests {
         let exhausted = headers(&[("grpc-status", "8")]);
         assert_eq!(decide(200, &exhausted, None), Decision::DoNotRetry);
         let p = DefaultPolicy::new().grpc_codes([14, 8, 99, -1]);
-        assert_eq!(p.decide(&Outcome::response(1, StatusCode::OK, &exhausted, None)), Decision::Retry);
-        assert_eq!(decide(200, &headers(&[("grpc-status", "0")]), None), Decision::DoNotRetry);
+        assert_eq!(
+            p.decide(&Outcome::response(1, StatusCode::OK, &exhausted, None)),
+            Decision::Retry
+        );
+        assert_eq!(
+            decide(200, &headers(&[("grpc-status", "0")]), None),
+            Decision::DoNotRetry
+        );
         let pushback = headers(&[("grpc-status", "14"), ("grpc-retry-pushback-ms", "-1")]);
         assert_eq!(decide(200, &pushback, None), Decision::DoNotRetry);
     }
@@ -431,13 +466,34 @@ mod tests {
     #[test]
     fn errors() {
         let d = |e: ApiError| DefaultPolicy::new().decide(&Outcome::error(2, &e));
-        assert_eq!(d(ApiError::new(ErrorKind::Upstream).with_code("connection_error")), Decision::Retry);
-        assert_eq!(d(ApiError::timeout(TimeoutPhase::Headers, Duration::from_secs(1))), Decision::Retry);
-        assert_eq!(d(ApiError::timeout(TimeoutPhase::Total, Duration::from_secs(1))), Decision::DoNotRetry);
-        assert_eq!(d(ApiError::circuit_open(Duration::from_secs(1))), Decision::DoNotRetry);
-        assert_eq!(d(ApiError::new(ErrorKind::Authentication)), Decision::DoNotRetry);
-        let told = ApiError::new(ErrorKind::Unavailable)
-            .with_hints(ServerHints::new(Some(false), None));
+        assert_eq!(
+            d(ApiError::new(ErrorKind::Upstream).with_code("connection_error")),
+            Decision::Retry
+        );
+        assert_eq!(
+            d(ApiError::timeout(
+                TimeoutPhase::Headers,
+                Duration::from_secs(1)
+            )),
+            Decision::Retry
+        );
+        assert_eq!(
+            d(ApiError::timeout(
+                TimeoutPhase::Total,
+                Duration::from_secs(1)
+            )),
+            Decision::DoNotRetry
+        );
+        assert_eq!(
+            d(ApiError::circuit_open(Duration::from_secs(1))),
+            Decision::DoNotRetry
+        );
+        assert_eq!(
+            d(ApiError::new(ErrorKind::Authentication)),
+            Decision::DoNotRetry
+        );
+        let told =
+            ApiError::new(ErrorKind::Unavailable).with_hints(ServerHints::new(Some(false), None));
         assert_eq!(d(told), Decision::DoNotRetry);
     }
 

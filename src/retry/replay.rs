@@ -99,7 +99,12 @@ impl<B: Body> ReplayBody<B> {
             pos_bytes: 0,
             trailers_sent: false,
         };
-        (body, Replay { shared: Some(shared) })
+        (
+            body,
+            Replay {
+                shared: Some(shared),
+            },
+        )
     }
 }
 
@@ -323,8 +328,11 @@ mod tests {
     use std::convert::Infallible;
 
     type Frames = Vec<Result<Frame<Bytes>, std::io::Error>>;
+    type Stream = StreamBody<
+        futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>,
+    >;
 
-    fn stream(frames: Frames) -> StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>> {
+    fn stream(frames: Frames) -> Stream {
         StreamBody::new(futures_util::stream::iter(frames))
     }
 
@@ -362,7 +370,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_partly_read_body_goes_on_from_where_it_stopped() {
-        let (mut first, replay) = ReplayBody::first(stream(vec![data("a"), data("b"), data("c")]), 1024);
+        let (mut first, replay) =
+            ReplayBody::first(stream(vec![data("a"), data("b"), data("c")]), 1024);
         let f = first.frame().await.unwrap().unwrap();
         assert_eq!(f.into_data().unwrap(), "a");
         drop(first);
@@ -374,9 +383,14 @@ mod tests {
 
     #[tokio::test]
     async fn over_the_cap_is_sent_once_and_not_replayed() {
-        let (first, replay) = ReplayBody::first(stream(vec![data("12345"), data("67890"), data("x")]), 8);
+        let (first, replay) =
+            ReplayBody::first(stream(vec![data("12345"), data("67890"), data("x")]), 8);
         assert!(!first.is_capped());
-        assert_eq!(collect(first).await.0, "1234567890x", "the first attempt gets it all");
+        assert_eq!(
+            collect(first).await.0,
+            "1234567890x",
+            "the first attempt gets it all"
+        );
         assert_eq!(replay.replayable(), Some(false));
         assert!(replay.next_body().is_none());
 
@@ -416,7 +430,10 @@ mod tests {
         impl Body for NotUnpin {
             type Data = Bytes;
             type Error = Infallible;
-            fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            fn poll_frame(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
                 Poll::Ready(None)
             }
         }

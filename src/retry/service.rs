@@ -104,7 +104,9 @@ where
             None => Deadline::get(&parts.extensions),
         };
         if let Some(name) = &config.attempt_header {
-            parts.headers.insert(name.clone(), HeaderValue::from_static("0"));
+            parts
+                .headers
+                .insert(name.clone(), HeaderValue::from_static("0"));
         }
         let (body, replay) = ReplayBody::first(body, config.max_replay_body);
         let template = parts.clone();
