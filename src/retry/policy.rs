@@ -17,10 +17,12 @@ pub enum Decision {
     Retry,
     /// Hand this outcome to the caller.
     DoNotRetry,
-    /// Read a bounded prefix of the response body, then ask again with
+    /// Read a bounded prefix of the response body (at most the layer's
+    /// [`peek_limit`](super::RetryLayer::peek_limit), within its
+    /// [`peek_timeout`](super::RetryLayer::peek_timeout)), then ask again with
     /// [`Outcome::body`] set. The body reaches the caller whole either way.
-    /// Asked again after the body was read, it counts as
-    /// [`DoNotRetry`](Decision::DoNotRetry).
+    /// For an error outcome, or asked again after the body was read, it
+    /// counts as [`DoNotRetry`](Decision::DoNotRetry).
     ReadBody,
 }
 
