@@ -2,7 +2,6 @@
 //! hyper-util's client, and a real tonic server called through a `Channel`,
 //! on 127.0.0.1 (paused clock: the waits take no real time).
 
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -115,7 +114,8 @@ async fn hyper_server_failing_twice_then_answering() {
         .body(Full::new(Bytes::from_static(CHAT.as_bytes())))
         .unwrap();
     let start = Instant::now();
-    let res = client.oneshot(req).await.unwrap();
+    // The call's future is Send + 'static: it can be spawned.
+    let res = tokio::spawn(client.oneshot(req)).await.unwrap().unwrap();
 
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.extensions().get::<Attempts>().map(|a| a.get()), Some(3));
@@ -297,6 +297,3 @@ async fn tonic_server_always_unavailable_gives_the_last_status() {
     assert_eq!(status.message(), "warming up");
     assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
 }
-
-#[allow(dead_code)]
-fn _infallible(_: Infallible) {}
