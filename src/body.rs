@@ -101,6 +101,23 @@ impl<B> Peek<B> {
     }
 }
 
+impl<B> Peek<B> {
+    /// Stops reading now (a deadline passed, say): what was read so far, and
+    /// the rest of the body, still unread.
+    pub(crate) fn stop(mut self: Pin<&mut Self>) -> Peeked<B>
+    where
+        B: Body,
+    {
+        let body = self.as_mut().project().body.take();
+        let data = self.take_data();
+        let end = match body {
+            Some(b) => PeekEnd::More(b),
+            None => PeekEnd::Finished(None),
+        };
+        Peeked { data, end }
+    }
+}
+
 impl<B: Body> Future for Peek<B> {
     type Output = Peeked<B>;
 
@@ -284,6 +301,26 @@ mod tests {
                 Ok(())
             })?;
         }
+    }
+
+    #[tokio::test]
+    async fn a_stopped_peek_hands_back_what_was_read_and_the_rest() {
+        use futures_util::StreamExt;
+        let frames = futures_util::stream::iter(vec![Ok::<_, std::convert::Infallible>(
+            Frame::data(Bytes::from_static(b"ab")),
+        )])
+        .chain(futures_util::stream::pending());
+        let mut peek = std::pin::pin!(Peek::new(StreamBody::new(frames), 100));
+        let pending =
+            std::future::poll_fn(|cx| Poll::Ready(peek.as_mut().poll(cx).is_pending())).await;
+        assert!(pending, "the body stalls after its first chunk");
+        let peeked = peek.as_mut().stop();
+        assert_eq!(&peeked.data[..], b"ab");
+        assert!(matches!(peeked.end, PeekEnd::More(_)));
+        let mut body = peeked.into_body();
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "ab");
+        assert!(!body.is_end_stream(), "the rest is still to come");
     }
 
     #[tokio::test]

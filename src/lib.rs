@@ -9,6 +9,7 @@
 //! | [`error`] | [`ApiError`] and [`ErrorKind`]: the canonical envelope, read from any upstream dialect, rendered as JSON, gRPC status or an SSE event |
 //! | [`deadline`] | [`Deadline`](deadline::Deadline): the one deadline of a call, shared through request extensions |
 //! | [`hint`] | [`ServerHints`](hint::ServerHints): `retry-after`, `retry-after-ms`, `x-should-retry`, rate-limit resets, gRPC pushback |
+//! | [`retry`] | [`RetryLayer`]: backoff with jitter, server hints, one deadline, a shared budget, request bodies replayed without `Clone` |
 //! | [`normalize`] | [`NormalizeLayer`] for servers (every failure leaves as the envelope) and [`NormalizeClientLayer`] for clients (every failure arrives as an [`ApiError`]) |
 //!
 //! # Example
@@ -41,7 +42,11 @@ pub mod error;
 pub mod hint;
 #[cfg(feature = "normalize")]
 pub mod normalize;
+#[cfg(feature = "retry")]
+pub mod retry;
 
 pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 #[cfg(feature = "normalize")]
 pub use normalize::{NormalizeClientLayer, NormalizeLayer};
+#[cfg(feature = "retry")]
+pub use retry::{Retry, RetryLayer};

@@ -1,0 +1,115 @@
+//! [`RetryBody`]: the body of the response the retry layer hands back.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use crate::body::PeekedBody;
+
+pin_project! {
+    /// The body of a response handed back by [`Retry`](super::Retry): the
+    /// upstream's body, whole.
+    ///
+    /// When the retry decision read the start of an error body (a 429, to
+    /// tell a rate limit from an exhausted quota), the bytes read are played
+    /// back first, then the rest of the upstream body follows: the caller
+    /// sees exactly what the upstream sent, trailers and errors included.
+    pub struct RetryBody<B: Body> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B: Body> {
+        Plain { #[pin] body: B },
+        Peeked { #[pin] body: PeekedBody<B> },
+    }
+}
+
+impl<B: Body> RetryBody<B> {
+    pub(crate) fn plain(body: B) -> Self {
+        RetryBody {
+            kind: Kind::Plain { body },
+        }
+    }
+
+    pub(crate) fn peeked(body: PeekedBody<B>) -> Self {
+        RetryBody {
+            kind: Kind::Peeked { body },
+        }
+    }
+}
+
+impl<B> Body for RetryBody<B>
+where
+    B: Body,
+    B::Data: Into<Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Plain { body } => body
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map(|frame| frame.map_data(Into::into)))),
+            KindProj::Peeked { body } => body.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Plain { body } => body.is_end_stream(),
+            Kind::Peeked { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Plain { body } => body.size_hint(),
+            Kind::Peeked { body } => body.size_hint(),
+        }
+    }
+}
+
+impl<B: Body> fmt::Debug for RetryBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Plain { .. } => "plain",
+            Kind::Peeked { .. } => "peeked",
+        };
+        f.debug_struct("RetryBody").field("kind", &kind).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::body::Peek;
+    use http_body_util::{BodyExt, Full};
+
+    #[tokio::test]
+    async fn both_kinds_forward_everything() {
+        let plain = RetryBody::plain(Full::new(Bytes::from_static(b"hello")));
+        assert_eq!(plain.size_hint().exact(), Some(5));
+        assert!(!plain.is_end_stream());
+        assert_eq!(plain.collect().await.unwrap().to_bytes(), "hello");
+
+        let peeked = Peek::new(Full::new(Bytes::from_static(b"0123456789")), 4).await;
+        let body = RetryBody::peeked(peeked.into_body());
+        assert_eq!(body.size_hint().exact(), Some(10));
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "0123456789");
+
+        let empty = RetryBody::plain(http_body_util::Empty::<Bytes>::new());
+        assert!(empty.is_end_stream());
+    }
+}
