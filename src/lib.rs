@@ -10,6 +10,7 @@
 //! | [`deadline`] | [`Deadline`](deadline::Deadline): the one deadline of a call, shared through request extensions |
 //! | [`hint`] | [`ServerHints`](hint::ServerHints): `retry-after`, `retry-after-ms`, `x-should-retry`, rate-limit resets, gRPC pushback |
 //! | [`normalize`] | [`NormalizeLayer`] for servers (every failure leaves as the envelope) and [`NormalizeClientLayer`] for clients (every failure arrives as an [`ApiError`]) |
+//! | [`timeout`] | [`TimeoutLayer`]: a total timeout over headers *and* body for ordinary calls; first-byte, idle and total clocks for streams (SSE, gRPC), chosen per call; [`HeadersTimeoutLayer`] for one attempt |
 //!
 //! # Example
 //!
@@ -39,8 +40,12 @@ pub mod error;
 pub mod hint;
 #[cfg(feature = "normalize")]
 pub mod normalize;
+#[cfg(feature = "timeout")]
+pub mod timeout;
 
 
 pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 #[cfg(feature = "normalize")]
 pub use normalize::{NormalizeClientLayer, NormalizeLayer};
+#[cfg(feature = "timeout")]
+pub use timeout::{HeadersTimeoutLayer, TimeoutLayer};
