@@ -289,7 +289,10 @@ pin_project! {
 }
 
 impl<B: Body> RequestBody<B> {
-    pub(crate) fn plain(body: B) -> Self {
+    /// The caller's body, unchanged: what the inner service receives when
+    /// the body was not peeked. Useful to build requests for a service that
+    /// sits both behind [`Timeout`](super::Timeout) and elsewhere.
+    pub fn new(body: B) -> Self {
         RequestBody {
             kind: Kind::Plain { body },
         }

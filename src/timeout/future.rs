@@ -225,7 +225,9 @@ where
                         config,
                         ..
                     } = *peeking.take().expect("checked above");
-                    this.clocks.detected = if stream_requested(&peeked.data) {
+                    // The last frame read may go past the limit: look no further.
+                    let seen = &peeked.data[..peeked.data.len().min(config.peek_limit)];
+                    this.clocks.detected = if stream_requested(seen) {
                         Detected::Streaming
                     } else {
                         Detected::Undecided

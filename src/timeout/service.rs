@@ -96,7 +96,7 @@ where
             return ResponseFuture::peeking(peeking, clocks);
         }
 
-        let mut req = req.map(RequestBody::plain);
+        let mut req = req.map(RequestBody::new);
         prepare_request(&mut req, &clocks, &self.config);
         ResponseFuture::calling(self.inner.call(req), clocks)
     }
