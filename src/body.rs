@@ -50,7 +50,9 @@ impl<B: Body> Peeked<B> {
 
 impl<B: Body> fmt::Debug for Peeked<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Peeked").field("len", &self.data.len()).finish()
+        f.debug_struct("Peeked")
+            .field("len", &self.data.len())
+            .finish()
     }
 }
 
@@ -197,7 +199,7 @@ where
         self.prefix.is_none()
             && self.trailers.is_none()
             && self.error.is_none()
-            && self.inner.as_ref().map_or(true, |b| b.is_end_stream())
+            && self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -246,7 +248,10 @@ mod tests {
         let peeked = Peek::new(chunks(&["abc", "def", "ghi", "jkl"]), 5).await;
         assert_eq!(&peeked.data[..], b"abcdef");
         assert!(matches!(peeked.end, PeekEnd::More(_)));
-        assert_eq!(peeked.into_body().collect().await.unwrap().to_bytes(), "abcdefghijkl");
+        assert_eq!(
+            peeked.into_body().collect().await.unwrap().to_bytes(),
+            "abcdefghijkl"
+        );
     }
 
     #[tokio::test]
@@ -285,8 +290,10 @@ mod tests {
     async fn trailers_survive() {
         let mut t = HeaderMap::new();
         t.insert("grpc-status", "14".parse().unwrap());
-        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
-            vec![Ok(Frame::data(Bytes::from_static(b"x"))), Ok(Frame::trailers(t))];
+        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"x"))),
+            Ok(Frame::trailers(t)),
+        ];
         let peeked = Peek::new(StreamBody::new(futures_util::stream::iter(frames)), 100).await;
         let collected = peeked.into_body().collect().await.unwrap();
         assert_eq!(collected.trailers().unwrap()["grpc-status"], "14");

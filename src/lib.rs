@@ -32,6 +32,8 @@
     rust_2018_idioms
 )]
 #![forbid(unsafe_code)]
+// Internal helpers serve several features; with some features off they idle.
+#![cfg_attr(not(feature = "full"), allow(dead_code, unused_imports))]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub(crate) mod body;
@@ -42,7 +44,6 @@ pub mod hint;
 pub mod normalize;
 #[cfg(feature = "timeout")]
 pub mod timeout;
-
 
 pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 #[cfg(feature = "normalize")]

@@ -165,7 +165,43 @@ impl ApiError {
     }
 
     fn request_id_header(&self) -> Option<HeaderValue> {
-        self.request_id().and_then(|id| HeaderValue::from_str(id).ok())
+        self.request_id()
+            .and_then(|id| HeaderValue::from_str(id).ok())
+    }
+}
+
+/// An `ApiError` answers as the canonical envelope (feature `axum`), so
+/// handlers can return `Result<_, ApiError>`.
+///
+/// ```
+/// # #[cfg(feature = "axum")] {
+/// use axum::{routing::get, Router};
+/// use tower_http_resilience::{ApiError, ErrorKind};
+///
+/// async fn handler() -> Result<&'static str, ApiError> {
+///     Err(ApiError::new(ErrorKind::NotFound).with_message("no such model").with_param("model"))
+/// }
+/// let app: Router = Router::new().route("/", get(handler));
+/// # }
+/// ```
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponse for ApiError {
+    fn into_response(self) -> axum_core::response::Response {
+        self.to_response::<axum_core::body::Body>()
+    }
+}
+
+/// Serializes as the canonical envelope, `{"error":{…}}`.
+///
+/// ```
+/// use tower_http_resilience::{ApiError, ErrorKind};
+///
+/// let v = serde_json::to_value(ApiError::new(ErrorKind::Timeout)).unwrap();
+/// assert_eq!(v["error"]["type"], "timeout_error");
+/// ```
+impl Serialize for ApiError {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.envelope().serialize(serializer)
     }
 }
 
@@ -202,7 +238,11 @@ mod tests {
 
     #[test]
     fn retry_after_is_rounded_up() {
-        let secs = |d| ApiError::new(ErrorKind::RateLimited).with_retry_after(d).retry_after_secs();
+        let secs = |d| {
+            ApiError::new(ErrorKind::RateLimited)
+                .with_retry_after(d)
+                .retry_after_secs()
+        };
         assert_eq!(secs(Duration::from_millis(1)), Some(1));
         assert_eq!(secs(Duration::from_secs(2)), Some(2));
         assert_eq!(secs(Duration::from_millis(2001)), Some(3));
@@ -216,7 +256,10 @@ mod tests {
             .with_request_id("r1")
             .to_grpc_response::<Bytes>();
         assert_eq!(res.headers()["grpc-status"], "4");
-        assert_eq!(res.headers()["grpc-message"], "request did not complete within 1s");
+        assert_eq!(
+            res.headers()["grpc-message"],
+            "request did not complete within 1s"
+        );
         assert_eq!(res.headers()["content-type"], "application/grpc");
         assert_eq!(res.headers()["x-request-id"], "r1");
         assert!(res.body().is_empty());
@@ -230,7 +273,9 @@ mod tests {
 
     #[test]
     fn sse_event_is_one_event() {
-        let ev = ApiError::new(ErrorKind::Timeout).with_message("a\nb").to_sse_event();
+        let ev = ApiError::new(ErrorKind::Timeout)
+            .with_message("a\nb")
+            .to_sse_event();
         let s = std::str::from_utf8(&ev).unwrap();
         // A newline in the message is escaped by JSON, so the event stays one line.
         assert_eq!(s.matches('\n').count(), 2);

@@ -65,7 +65,9 @@ impl<B> NormalizeBody<B> {
 impl<B> std::fmt::Debug for NormalizeBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.kind {
-            Kind::Inner { mode, .. } => f.debug_struct("NormalizeBody").field("mode", mode).finish(),
+            Kind::Inner { mode, .. } => {
+                f.debug_struct("NormalizeBody").field("mode", mode).finish()
+            }
             Kind::Full { data } => f
                 .debug_struct("NormalizeBody")
                 .field("len", &data.as_ref().map_or(0, Bytes::len))
@@ -141,7 +143,9 @@ where
                     body.size_hint()
                 }
             }
-            Kind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
         }
     }
 }

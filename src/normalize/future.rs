@@ -75,7 +75,9 @@ impl<F, B> ResponseFuture<F, B> {
 
 impl<F, B> std::fmt::Debug for ResponseFuture<F, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseFuture").field("grpc", &self.grpc).finish()
+        f.debug_struct("ResponseFuture")
+            .field("grpc", &self.grpc)
+            .finish()
     }
 }
 
@@ -94,8 +96,16 @@ where
             let this = self.as_mut().project();
             let next = match this.state.project() {
                 StateProj::Call { future } => match ready!(future.poll(cx)) {
-                    Ok(Ok(res)) => {
-                        if !is_error_status(res.status()) || is_rendered(&res) {
+                    Ok(Ok(mut res)) => {
+                        let error_status = is_error_status(res.status());
+                        if error_status
+                            && is_rendered(&res)
+                            && !res.headers().contains_key(X_REQUEST_ID)
+                        {
+                            let id = this.request_id.take().unwrap_or_else(new_request_id_header);
+                            res.headers_mut().insert(X_REQUEST_ID, id);
+                        }
+                        if !error_status || is_rendered(&res) {
                             let mode = if *this.grpc {
                                 Mode::Grpc
                             } else if is_event_stream(res.headers()) {
@@ -182,6 +192,10 @@ pub(crate) fn generate_request_id() -> String {
     format!("req_{:032x}", fastrand::u128(..))
 }
 
+fn new_request_id_header() -> HeaderValue {
+    HeaderValue::from_str(&generate_request_id()).expect("hex is ASCII")
+}
+
 fn is_event_stream(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -206,17 +220,20 @@ fn rewrite<B>(
     request_id: Option<HeaderValue>,
     cap: usize,
 ) -> Response<NormalizeBody<B>> {
-    if complete && !grpc && is_canonical(&data) {
+    if complete && !grpc && is_canonical(parts.status, &parts.headers, &data) {
         // Already the envelope: pass it on, with a request id.
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if !parts.headers.contains_key(X_REQUEST_ID) {
-            let id = request_id
-                .unwrap_or_else(|| HeaderValue::from_str(&generate_request_id()).expect("hex is ASCII"));
+            let id = request_id.unwrap_or_else(new_request_id_header);
             parts.headers.insert(X_REQUEST_ID, id);
         }
         return Response::from_parts(parts, NormalizeBody::full(data));
     }
     let prefix = &data[..data.len().min(cap)];
-    let mut err = ApiError::from_upstream(parts.status, &parts.headers, prefix);
+    let mut err = ApiError::from_upstream_prefix(parts.status, &parts.headers, prefix, complete);
     let id = request_id.or_else(|| parts.headers.get(X_REQUEST_ID).cloned());
     set_request_id(&mut err, id);
     let rendered = if grpc {
@@ -242,32 +259,34 @@ fn rewrite<B>(
     Response::from_parts(new_parts, NormalizeBody::full(body))
 }
 
-/// Whether a body is already the canonical envelope.
-fn is_canonical(data: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Envelope<'a> {
-        #[serde(borrow)]
-        error: Inner<'a>,
+/// Whether a body is already the canonical envelope, consistent with its
+/// status: exactly `{"error":{"message","type","param","code"}}`, and a type
+/// and code the crate would give that status and body itself.
+fn is_canonical(status: http::StatusCode, headers: &HeaderMap, data: &[u8]) -> bool {
+    let Ok(serde_json::Value::Object(top)) = serde_json::from_slice::<serde_json::Value>(data)
+    else {
+        return false;
+    };
+    let Some(serde_json::Value::Object(err)) = top.get("error") else {
+        return false;
+    };
+    let shaped = top.len() == 1
+        && err.len() == 4
+        && err.get("message").is_some_and(serde_json::Value::is_string)
+        && err
+            .get("param")
+            .is_some_and(|p| p.is_null() || p.is_string());
+    let (Some(ty), Some(code)) = (
+        err.get("type").and_then(serde_json::Value::as_str),
+        err.get("code").and_then(serde_json::Value::as_str),
+    ) else {
+        return false;
+    };
+    if !shaped {
+        return false;
     }
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Inner<'a> {
-        #[allow(dead_code)]
-        message: std::borrow::Cow<'a, str>,
-        #[serde(rename = "type", borrow)]
-        ty: std::borrow::Cow<'a, str>,
-        #[allow(dead_code)]
-        param: Option<std::borrow::Cow<'a, str>>,
-        #[allow(dead_code)]
-        code: std::borrow::Cow<'a, str>,
-    }
-    match serde_json::from_slice::<Envelope<'_>>(data) {
-        Ok(env) => crate::ErrorKind::ALL
-            .iter()
-            .any(|k| k.error_type() == env.error.ty),
-        Err(_) => false,
-    }
+    let read = ApiError::from_upstream(status, headers, data);
+    read.status() == status && read.error_type() == ty && read.code() == code
 }
 
 pin_project! {
@@ -345,14 +364,18 @@ where
                 ClientStateProj::Read { peek, parts } => {
                     let peeked = ready!(peek.poll(cx));
                     let parts = parts.take().expect("polled after completion");
+                    let complete = matches!(peeked.end, PeekEnd::Finished(_));
                     drop(peeked.end);
                     let prefix = &peeked.data[..peeked.data.len().min(*this.body_cap)];
-                    let mut err = if crate::error::grpc::is_grpc(&parts.headers) {
-                        ApiError::from_grpc_headers(&parts.headers)
-                            .unwrap_or_else(|| ApiError::from_upstream(parts.status, &parts.headers, prefix))
-                    } else {
-                        ApiError::from_upstream(parts.status, &parts.headers, prefix)
-                    };
+                    let mut err =
+                        ApiError::from_grpc_headers(&parts.headers).unwrap_or_else(|| {
+                            ApiError::from_upstream_prefix(
+                                parts.status,
+                                &parts.headers,
+                                prefix,
+                                complete,
+                            )
+                        });
                     set_client_request_id(&mut err, &parts.headers, this.request_id.take());
                     return Poll::Ready(Err(err));
                 }
@@ -379,13 +402,26 @@ mod tests {
 
     #[test]
     fn canonical_detection() {
-        assert!(is_canonical(
-            br#"{"error":{"message":"m","type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}"#
+        let c = |status: u16, body: &[u8]| {
+            is_canonical(
+                http::StatusCode::from_u16(status).unwrap(),
+                &HeaderMap::new(),
+                body,
+            )
+        };
+        let ok = br#"{"error":{"message":"m","type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}"#;
+        assert!(c(429, ok));
+        assert!(!c(500, ok), "type and status disagree");
+        assert!(!c(
+            429,
+            br#"{"error":{"message":"m","type":"whatever","param":null,"code":"x"}}"#
         ));
-        assert!(!is_canonical(br#"{"error":{"message":"m","type":"whatever","param":null,"code":"x"}}"#));
-        assert!(!is_canonical(br#"{"error":{"message":"m","type":"api_error"}}"#));
-        assert!(!is_canonical(br#"{"detail":"Not Found"}"#));
-        assert!(!is_canonical(b"Not Found"));
+        assert!(!c(
+            500,
+            br#"{"error":{"message":"m","type":"api_error","code":"internal_error"}}"#
+        ));
+        assert!(!c(404, br#"{"detail":"Not Found"}"#));
+        assert!(!c(404, b"Not Found"));
     }
 
     #[test]

@@ -91,7 +91,12 @@ where
             Ok(future) => ResponseFuture::called(future, grpc, request_id, self.body_cap),
             Err(_) => {
                 tracing::error!("service panicked in `call`; answered as 500");
-                ResponseFuture::failed(ApiError::new(ErrorKind::Internal), grpc, request_id, self.body_cap)
+                ResponseFuture::failed(
+                    ApiError::new(ErrorKind::Internal),
+                    grpc,
+                    request_id,
+                    self.body_cap,
+                )
             }
         }
     }
