@@ -26,6 +26,8 @@ fn secs(s: u64) -> Duration {
 }
 
 type UpBody = StreamBody<BoxStream<'static, Result<Frame<Bytes>, Infallible>>>;
+/// A caller's request body in many frames.
+type Chunked = StreamBody<BoxStream<'static, Result<Frame<Bytes>, Infallible>>>;
 
 /// What the scripted upstream does: wait, answer headers, then send each
 /// chunk after its delay, then end or stall forever.
@@ -78,7 +80,12 @@ struct Log(Arc<Mutex<Vec<Seen>>>);
 
 impl Log {
     fn last(&self) -> Seen {
-        self.0.lock().unwrap().last().cloned().expect("the upstream was called")
+        self.0
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the upstream was called")
     }
 }
 
@@ -126,7 +133,8 @@ fn upstream(
             tokio::time::sleep(plan.headers_after).await;
             let mut res = Response::new(body_of(&plan));
             if let Some(ct) = plan.content_type {
-                res.headers_mut().insert("content-type", ct.parse().unwrap());
+                res.headers_mut()
+                    .insert("content-type", ct.parse().unwrap());
             }
             Ok(res)
         }
@@ -167,7 +175,9 @@ where
                 }
             }
             Err(e) => {
-                let err = e.downcast::<ApiError>().expect("a body error is an ApiError");
+                let err = e
+                    .downcast::<ApiError>()
+                    .expect("a body error is an ApiError");
                 assert!(body.is_end_stream(), "the body ends after its error");
                 assert!(body.frame().await.is_none());
                 return (text, Some(*err));
@@ -210,7 +220,8 @@ async fn ordinary_headers_just_in_time() {
     let plan = Plan::new()
         .headers_after(secs(60) - MS)
         .content_type("application/json");
-    let svc = TimeoutLayer::new().layer_on(upstream(plan.chunk(Duration::ZERO, "{}"), Log::default()));
+    let svc =
+        TimeoutLayer::new().layer_on(upstream(plan.chunk(Duration::ZERO, "{}"), Log::default()));
     let res = call(svc, get()).await.unwrap();
     let (text, err) = read(res.into_body()).await;
     assert!(err.is_none(), "{err:?}");
@@ -526,7 +537,8 @@ async fn detected_by_grpc_response() {
     assert_at(start, secs(35));
 }
 
-const STREAM_BODY: &str = r#"{"model":"m","messages":[{"role":"user","content":"say \"stream\": true"}],"stream":true}"#;
+const STREAM_BODY: &str =
+    r#"{"model":"m","messages":[{"role":"user","content":"say \"stream\": true"}],"stream":true}"#;
 
 #[tokio::test(start_paused = true)]
 async fn detected_by_stream_true_in_the_json_body() {
@@ -556,7 +568,7 @@ async fn stream_false_in_the_json_body_is_ordinary() {
 }
 
 /// A request body in many frames, with trailers, for the identity check.
-fn chunked_json(parts: Vec<Bytes>) -> Request<StreamBody<BoxStream<'static, Result<Frame<Bytes>, Infallible>>>> {
+fn chunked_json(parts: Vec<Bytes>) -> Request<Chunked> {
     let mut trailers = http::HeaderMap::new();
     trailers.insert("x-checksum", "abc".parse().unwrap());
     let frames = parts
@@ -582,7 +594,7 @@ async fn a_large_peeked_body_arrives_identical_and_whole() {
         .collect();
     let seen = Arc::new(Mutex::new(None));
     let seen2 = seen.clone();
-    let inner = tower::service_fn(move |req: Request<RequestBody<StreamBody<BoxStream<'static, Result<Frame<Bytes>, Infallible>>>>>| {
+    let inner = tower::service_fn(move |req: Request<RequestBody<Chunked>>| {
         let seen = seen2.clone();
         async move {
             let deadline = Deadline::get(req.extensions()).unwrap();
@@ -613,7 +625,13 @@ async fn a_stream_key_past_the_peek_limit_is_not_seen() {
     let svc = distinct()
         .body_peek_limit(64)
         .layer_on(upstream(slow_octets(), log.clone()));
-    let (_, err) = read(call(svc, json_post(json.clone())).await.unwrap().into_body()).await;
+    let (_, err) = read(
+        call(svc, json_post(json.clone()))
+            .await
+            .unwrap()
+            .into_body(),
+    )
+    .await;
     // Not seen: ordinary.
     assert_timeout(&err.unwrap(), TimeoutPhase::Total);
     assert_at(start, secs(10));
@@ -639,7 +657,9 @@ async fn only_json_bodies_are_peeked() {
     call(svc, json_post(Bytes::new())).await.unwrap();
     assert!(!log.last().peeked);
     // Peeking turned off.
-    let svc = distinct().body_peek_limit(0).layer_on(upstream(plan, log.clone()));
+    let svc = distinct()
+        .body_peek_limit(0)
+        .layer_on(upstream(plan, log.clone()));
     call(svc, json_post(STREAM_BODY)).await.unwrap();
     assert!(!log.last().peeked);
     assert_eq!(log.last().body, STREAM_BODY.as_bytes());
@@ -650,16 +670,18 @@ async fn a_stalled_request_body_is_bounded_while_peeked() {
     // The caller sends the start of a JSON body and then nothing: the peek
     // waits on it, under the clock.
     let start = Instant::now();
-    let frames = stream::iter([Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"{\"model\":")))])
-        .chain(stream::pending())
-        .boxed();
+    let frames = stream::iter([Ok::<_, Infallible>(Frame::data(Bytes::from_static(
+        b"{\"model\":",
+    )))])
+    .chain(stream::pending())
+    .boxed();
     let req = Request::post("/")
         .header("content-type", "application/json")
         .body(StreamBody::new(frames))
         .unwrap();
     let called = Arc::new(Mutex::new(false));
     let called2 = called.clone();
-    let inner = tower::service_fn(move |_req: Request<RequestBody<StreamBody<BoxStream<'static, Result<Frame<Bytes>, Infallible>>>>>| {
+    let inner = tower::service_fn(move |_req: Request<RequestBody<Chunked>>| {
         *called2.lock().unwrap() = true;
         async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::new()))) }
     });
@@ -736,26 +758,37 @@ async fn the_deadline_is_published() {
     let log = Log::default();
     let start = Instant::now();
     let plan = Plan::new().chunk(Duration::ZERO, "ok");
-    call(distinct().layer_on(upstream(plan.clone(), log.clone())), get())
-        .await
-        .unwrap();
+    call(
+        distinct().layer_on(upstream(plan.clone(), log.clone())),
+        get(),
+    )
+    .await
+    .unwrap();
     assert_eq!(log.last().deadline.unwrap().instant(), start + secs(10));
-    call(distinct().layer_on(upstream(plan.clone(), log.clone())), sse_get())
-        .await
-        .unwrap();
+    call(
+        distinct().layer_on(upstream(plan.clone(), log.clone())),
+        sse_get(),
+    )
+    .await
+    .unwrap();
     assert_eq!(log.last().deadline.unwrap().instant(), start + secs(5));
 
     // An earlier deadline already on the request is kept.
     let mut req = get();
     Deadline::after(secs(3)).set_earliest(req.extensions_mut());
-    call(distinct().layer_on(upstream(plan.clone(), log.clone())), req)
-        .await
-        .unwrap();
+    call(
+        distinct().layer_on(upstream(plan.clone(), log.clone())),
+        req,
+    )
+    .await
+    .unwrap();
     assert_eq!(log.last().deadline.unwrap().instant(), start + secs(3));
 
     // Turned off.
     call(
-        distinct().publish_deadline(false).layer_on(upstream(plan, log.clone())),
+        distinct()
+            .publish_deadline(false)
+            .layer_on(upstream(plan, log.clone())),
         get(),
     )
     .await
@@ -773,9 +806,12 @@ async fn grpc_timeout_is_set_when_asked() {
             .body(Full::new(Bytes::new()))
             .unwrap()
     };
-    call(distinct().layer_on(upstream(plan.clone(), log.clone())), grpc())
-        .await
-        .unwrap();
+    call(
+        distinct().layer_on(upstream(plan.clone(), log.clone())),
+        grpc(),
+    )
+    .await
+    .unwrap();
     assert_eq!(log.last().grpc_timeout, None);
 
     let layer = distinct().set_grpc_timeout(true);
@@ -794,13 +830,15 @@ async fn grpc_timeout_is_set_when_asked() {
 
     // A shorter timeout the caller set is kept; a longer one is lowered.
     let mut req = grpc();
-    req.headers_mut().insert("grpc-timeout", "2S".parse().unwrap());
+    req.headers_mut()
+        .insert("grpc-timeout", "2S".parse().unwrap());
     call(layer.layer_on(upstream(plan.clone(), log.clone())), req)
         .await
         .unwrap();
     assert_eq!(log.last().grpc_timeout.as_deref(), Some("2S"));
     let mut req = grpc();
-    req.headers_mut().insert("grpc-timeout", "1H".parse().unwrap());
+    req.headers_mut()
+        .insert("grpc-timeout", "1H".parse().unwrap());
     call(layer.layer_on(upstream(plan.clone(), log.clone())), req)
         .await
         .unwrap();
@@ -820,7 +858,11 @@ async fn size_hint_and_end_of_stream_are_forwarded() {
     let inner = tower::service_fn(|_req: Request<RequestBody<Full<Bytes>>>| async {
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
     });
-    let res = TimeoutLayer::new().layer_on(inner).oneshot(get()).await.unwrap();
+    let res = TimeoutLayer::new()
+        .layer_on(inner)
+        .oneshot(get())
+        .await
+        .unwrap();
     let body = res.into_body();
     assert_eq!(body.size_hint().exact(), Some(5));
     assert!(!body.is_end_stream());
@@ -832,7 +874,11 @@ async fn size_hint_and_end_of_stream_are_forwarded() {
     let inner = tower::service_fn(|_req: Request<RequestBody<Full<Bytes>>>| async {
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
     });
-    let res = TimeoutLayer::new().layer_on(inner).oneshot(get()).await.unwrap();
+    let res = TimeoutLayer::new()
+        .layer_on(inner)
+        .oneshot(get())
+        .await
+        .unwrap();
     assert!(res.body().is_end_stream());
 }
 
@@ -844,7 +890,11 @@ async fn inner_errors_become_api_errors() {
             "refused",
         ))
     });
-    let err = TimeoutLayer::new().layer_on(inner).oneshot(get()).await.unwrap_err();
+    let err = TimeoutLayer::new()
+        .layer_on(inner)
+        .oneshot(get())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Upstream);
     assert_eq!(err.code(), "connection_error");
 
@@ -853,7 +903,11 @@ async fn inner_errors_become_api_errors() {
         let frames = stream::iter([Err::<Frame<Bytes>, _>(std::io::Error::other("reset"))]);
         Ok::<_, Infallible>(Response::new(StreamBody::new(frames)))
     });
-    let res = TimeoutLayer::new().layer_on(inner).oneshot(get()).await.unwrap();
+    let res = TimeoutLayer::new()
+        .layer_on(inner)
+        .oneshot(get())
+        .await
+        .unwrap();
     let mut body = std::pin::pin!(res.into_body());
     let err = body.frame().await.unwrap().unwrap_err();
     assert!(err.downcast_ref::<std::io::Error>().is_some());
@@ -876,12 +930,14 @@ async fn dropping_the_body_or_the_future_cancels_cleanly() {
     let inner = tower::service_fn(move |_req: Request<RequestBody<Full<Bytes>>>| {
         let guard = DropFlag(flag.clone());
         async move {
-            let s = stream::iter([Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"data: 1\n\n")))])
-                .chain(stream::pending())
-                .map(move |f| {
-                    let _ = &guard;
-                    f
-                });
+            let s = stream::iter([Ok::<_, Infallible>(Frame::data(Bytes::from_static(
+                b"data: 1\n\n",
+            )))])
+            .chain(stream::pending())
+            .map(move |f| {
+                let _ = &guard;
+                f
+            });
             let res = Response::builder()
                 .header("content-type", "text/event-stream")
                 .body(StreamBody::new(s))
@@ -889,7 +945,11 @@ async fn dropping_the_body_or_the_future_cancels_cleanly() {
             Ok::<_, Infallible>(res)
         }
     });
-    let res = TimeoutLayer::new().layer_on(inner).oneshot(get()).await.unwrap();
+    let res = TimeoutLayer::new()
+        .layer_on(inner)
+        .oneshot(get())
+        .await
+        .unwrap();
     let mut body = Box::pin(res.into_body());
     body.frame().await.unwrap().unwrap();
     // Waiting on the silent stream arms the idle timer.
@@ -897,8 +957,16 @@ async fn dropping_the_body_or_the_future_cancels_cleanly() {
     assert!(waiting.is_err());
     assert!(!*dropped.lock().unwrap());
     drop(body);
-    assert!(*dropped.lock().unwrap(), "the upstream body is dropped with ours");
-    assert_eq!(tokio::runtime::Handle::current().metrics().num_alive_tasks(), 0);
+    assert!(
+        *dropped.lock().unwrap(),
+        "the upstream body is dropped with ours"
+    );
+    assert_eq!(
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
+        0
+    );
 
     // A future dropped while waiting for the headers drops the inner one.
     let dropped = Arc::new(Mutex::new(false));
@@ -913,7 +981,12 @@ async fn dropping_the_body_or_the_future_cancels_cleanly() {
     let fut = TimeoutLayer::new().layer_on(inner).oneshot(get());
     assert!(tokio::time::timeout(secs(5), fut).await.is_err());
     assert!(*dropped.lock().unwrap());
-    assert_eq!(tokio::runtime::Handle::current().metrics().num_alive_tasks(), 0);
+    assert_eq!(
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
+        0
+    );
 }
 
 // ---------------------------------------------------------------- attempt timeout
@@ -1007,4 +1080,3 @@ fn _futures_are_send(req: Request<Full<Bytes>>) {
     let svc = TimeoutLayer::new().layer_on(inner);
     _assert_send(svc.oneshot(req));
 }
-

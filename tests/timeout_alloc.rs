@@ -77,9 +77,9 @@ where
 fn an_ordinary_call_allocates_nothing() {
     runtime().block_on(async {
         let inner = tower::service_fn(|_req: Request<RequestBody<Empty<Bytes>>>| {
-            std::future::ready(Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
-                b"{\"ok\":true}",
-            )))))
+            std::future::ready(Ok::<_, Infallible>(Response::new(Full::new(
+                Bytes::from_static(b"{\"ok\":true}"),
+            ))))
         });
         let mut svc = TimeoutLayer::new().publish_deadline(false).layer(inner);
         async fn call<S, B>(svc: &mut S)
@@ -103,7 +103,11 @@ fn an_ordinary_call_allocates_nothing() {
         for _ in 0..1000 {
             call(&mut svc).await;
         }
-        assert_eq!(allocations() - before, 0, "allocations in 1000 ordinary calls");
+        assert_eq!(
+            allocations() - before,
+            0,
+            "allocations in 1000 ordinary calls"
+        );
     });
 }
 
@@ -132,7 +136,9 @@ impl Body for Stuttering {
             return Poll::Pending;
         }
         self.left -= 1;
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"data: {\"n\":1}\n\n")))))
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+            b"data: {\"n\":1}\n\n",
+        )))))
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -156,7 +162,7 @@ fn a_streaming_body_allocates_nothing_per_frame() {
         // Comment lines are scanned too (the costlier setting).
         let layer = TimeoutLayer::new().sse_comments_are_activity(false);
         let res = layer
-            .layer(inner.clone())
+            .layer(inner)
             .oneshot(Request::new(Empty::new()))
             .await
             .unwrap();

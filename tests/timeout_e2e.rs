@@ -38,9 +38,20 @@ const MS: Duration = Duration::from_millis(1);
 type Events = Arc<Mutex<Option<mpsc::UnboundedReceiver<Bytes>>>>;
 
 async fn sse(State(events): State<Events>) -> AxumResponse {
-    let rx = events.lock().unwrap().take().expect("one /sse request per test");
+    let rx = events
+        .lock()
+        .unwrap()
+        .take()
+        .expect("one /sse request per test");
     let body = AxumBody::from_stream(UnboundedReceiverStream::new(rx).map(Ok::<_, Infallible>));
-    ([("content-type", "text/event-stream"), ("cache-control", "no-cache")], body).into_response()
+    (
+        [
+            ("content-type", "text/event-stream"),
+            ("cache-control", "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn json() -> impl IntoResponse {
@@ -54,7 +65,9 @@ async fn echo(req: Request<AxumBody>) -> impl IntoResponse {
         .get("content-length")
         .map(|v| v.to_str().unwrap().to_owned());
     let chunked = req.headers().contains_key("transfer-encoding");
-    let body = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap();
+    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+        .await
+        .unwrap();
     axum::Json(serde_json::json!({
         "content_length": content_length,
         "chunked": chunked,
@@ -155,11 +168,18 @@ async fn healthy_long_stream_completes() {
         if i > 0 {
             advance(Duration::from_secs(50)).await;
         }
-        events.send(Bytes::from(format!("data: {{\"n\":{i}}}\n\n"))).unwrap();
-        assert_eq!(next_text(&mut body).await.unwrap(), format!("data: {{\"n\":{i}}}\n\n"));
+        events
+            .send(Bytes::from(format!("data: {{\"n\":{i}}}\n\n")))
+            .unwrap();
+        assert_eq!(
+            next_text(&mut body).await.unwrap(),
+            format!("data: {{\"n\":{i}}}\n\n")
+        );
     }
     advance(Duration::from_secs(40)).await;
-    events.send(Bytes::from_static(b"data: [DONE]\n\n")).unwrap();
+    events
+        .send(Bytes::from_static(b"data: [DONE]\n\n"))
+        .unwrap();
     assert_eq!(next_text(&mut body).await.unwrap(), "data: [DONE]\n\n");
     drop(events);
     assert_eq!(next_text(&mut body).await, None);
@@ -181,22 +201,33 @@ async fn stalled_stream_ends_with_the_sse_error_event() {
     assert_eq!(res.status(), 200);
     let mut body = std::pin::pin!(res.into_body());
 
-    events.send(Bytes::from_static(b"data: {\"n\":0}\n\n")).unwrap();
+    events
+        .send(Bytes::from_static(b"data: {\"n\":0}\n\n"))
+        .unwrap();
     assert_eq!(next_text(&mut body).await.unwrap(), "data: {\"n\":0}\n\n");
     advance(Duration::from_secs(15)).await;
-    events.send(Bytes::from_static(b"data: {\"n\":1}\n\n")).unwrap();
+    events
+        .send(Bytes::from_static(b"data: {\"n\":1}\n\n"))
+        .unwrap();
     assert_eq!(next_text(&mut body).await.unwrap(), "data: {\"n\":1}\n\n");
 
     // Then the upstream keeps the connection open and says nothing.
     advance(Duration::from_secs(20) - MS).await;
-    assert!(body.frame().now_or_never().is_none(), "not idle long enough yet");
+    assert!(
+        body.frame().now_or_never().is_none(),
+        "not idle long enough yet"
+    );
     advance(MS).await;
     let last = next_text(&mut body).await.unwrap();
     assert_eq!(
         last,
         "data: {\"error\":{\"message\":\"stream idle for longer than 20s\",\"type\":\"timeout_error\",\"param\":null,\"code\":\"timeout\"}}\n\n"
     );
-    assert_eq!(next_text(&mut body).await, None, "the stream ends after the error event");
+    assert_eq!(
+        next_text(&mut body).await,
+        None,
+        "the stream ends after the error event"
+    );
     assert_eq!(start.elapsed(), Duration::from_secs(35));
     drop(events);
 }
@@ -229,12 +260,19 @@ async fn content_length_survives_both_ways() {
     // Response: a content-length response keeps its exact size hint.
     let svc = TimeoutLayer::new().layer_client(client::<Empty<Bytes>>());
     let res = svc
-        .oneshot(Request::get(format!("http://{addr}/json")).body(Empty::new()).unwrap())
+        .oneshot(
+            Request::get(format!("http://{addr}/json"))
+                .body(Empty::new())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(res.headers()["content-length"], "11");
     assert_eq!(res.body().size_hint().exact(), Some(11));
-    assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), r#"{"ok":true}"#);
+    assert_eq!(
+        res.into_body().collect().await.unwrap().to_bytes(),
+        r#"{"ok":true}"#
+    );
 
     // Request: a peeked JSON body still goes out with a content-length.
     let svc = TimeoutLayer::new().layer_client(client::<Full<Bytes>>());
@@ -270,7 +308,11 @@ async fn a_server_behind_the_layer_still_answers_with_content_length() {
         Router::new().fallback_service(svc)
     });
     let res = client::<Empty<Bytes>>()
-        .request(Request::get(format!("http://{addr}/")).body(RequestBody::new(Empty::new())).unwrap())
+        .request(
+            Request::get(format!("http://{addr}/"))
+                .body(RequestBody::new(Empty::new()))
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(res.status(), 200);

@@ -106,7 +106,10 @@ async fn server_stream_lives_while_it_talks_and_ends_when_idle() {
 
     // Then silence.
     advance(Duration::from_secs(20) - MS).await;
-    assert!(stream.message().now_or_never().is_none(), "not idle long enough yet");
+    assert!(
+        stream.message().now_or_never().is_none(),
+        "not idle long enough yet"
+    );
     advance(MS).await;
     let status = stream.message().await.unwrap_err();
     // tonic wraps a body error it does not know in `Unknown`; the
@@ -117,6 +120,9 @@ async fn server_stream_lives_while_it_talks_and_ends_when_idle() {
         .unwrap_or_else(|| panic!("an ApiError under {status:?}"));
     assert_eq!(api.kind(), ErrorKind::Timeout);
     assert_eq!(api.timeout_phase(), Some(TimeoutPhase::Idle));
-    assert!(status.message().contains("stream idle for longer than 20s"), "{status:?}");
+    assert!(
+        status.message().contains("stream idle for longer than 20s"),
+        "{status:?}"
+    );
     assert_eq!(start.elapsed(), Duration::from_secs(35));
 }

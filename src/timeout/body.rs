@@ -92,7 +92,9 @@ impl BodyClocks {
                 TimeoutPhase::Idle,
                 self.idle,
             ),
-            Clock::Total | Clock::Expired => return (self.total_at, TimeoutPhase::Total, self.total),
+            Clock::Total | Clock::Expired => {
+                return (self.total_at, TimeoutPhase::Total, self.total)
+            }
         };
         if at < self.total_at {
             (at, phase, len)
@@ -232,7 +234,10 @@ where
                 Some(sleep) => sleep,
                 None => {
                     this.sleep.set(Some(sleep_until(at)));
-                    this.sleep.as_mut().as_pin_mut().expect("the timer was just set")
+                    this.sleep
+                        .as_mut()
+                        .as_pin_mut()
+                        .expect("the timer was just set")
                 }
             };
             let mut sleep = sleep;

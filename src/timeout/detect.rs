@@ -27,7 +27,9 @@ pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
 /// variant).
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     media_type(headers).is_some_and(|m| {
-        m.len() >= 16 && m[..16].eq_ignore_ascii_case(b"application/grpc") && (m.len() == 16 || m[16] == b'+')
+        m.len() >= 16
+            && m[..16].eq_ignore_ascii_case(b"application/grpc")
+            && (m.len() == 16 || m[16] == b'+')
     })
 }
 
@@ -255,7 +257,8 @@ pub(crate) fn encode_grpc_timeout(d: Duration) -> HeaderValue {
     for (unit, c) in UNITS {
         let v = nanos.div_ceil(unit);
         if v < 100_000_000 {
-            return HeaderValue::from_str(&format!("{v}{c}")).expect("digits and a unit are a valid header value");
+            return HeaderValue::from_str(&format!("{v}{c}"))
+                .expect("digits and a unit are a valid header value");
         }
     }
     HeaderValue::from_static("99999999H")
@@ -293,20 +296,41 @@ mod tests {
 
     #[test]
     fn content_types() {
-        assert!(is_event_stream(&headers("content-type", "text/event-stream")));
-        assert!(is_event_stream(&headers("content-type", "Text/Event-Stream; charset=utf-8")));
-        assert!(!is_event_stream(&headers("content-type", "text/event-streams")));
+        assert!(is_event_stream(&headers(
+            "content-type",
+            "text/event-stream"
+        )));
+        assert!(is_event_stream(&headers(
+            "content-type",
+            "Text/Event-Stream; charset=utf-8"
+        )));
+        assert!(!is_event_stream(&headers(
+            "content-type",
+            "text/event-streams"
+        )));
         assert!(!is_event_stream(&HeaderMap::new()));
         assert!(is_grpc(&headers("content-type", "application/grpc")));
         assert!(is_grpc(&headers("content-type", "application/grpc+proto")));
         assert!(!is_grpc(&headers("content-type", "application/grpcx")));
         assert!(is_json(&headers("content-type", "application/json")));
-        assert!(is_json(&headers("content-type", "application/json; charset=utf-8")));
-        assert!(is_json(&headers("content-type", "application/vnd.api+json")));
+        assert!(is_json(&headers(
+            "content-type",
+            "application/json; charset=utf-8"
+        )));
+        assert!(is_json(&headers(
+            "content-type",
+            "application/vnd.api+json"
+        )));
         assert!(!is_json(&headers("content-type", "text/plain")));
         assert!(!is_json(&headers("content-type", "+json")));
-        assert!(accepts_event_stream(&headers("accept", "application/json, TEXT/EVENT-STREAM")));
-        assert!(!accepts_event_stream(&headers("accept", "application/json")));
+        assert!(accepts_event_stream(&headers(
+            "accept",
+            "application/json, TEXT/EVENT-STREAM"
+        )));
+        assert!(!accepts_event_stream(&headers(
+            "accept",
+            "application/json"
+        )));
     }
 
     #[test]
@@ -316,16 +340,22 @@ mod tests {
         assert!(!stream_requested(br#"{"stream":false}"#));
         assert!(!stream_requested(br#"{"stream":"true"}"#));
         assert!(!stream_requested(br#"{"stream_options":{"stream":true}}"#));
-        assert!(!stream_requested(br#"{"messages":[{"content":"\"stream\": true"}]}"#));
+        assert!(!stream_requested(
+            br#"{"messages":[{"content":"\"stream\": true"}]}"#
+        ));
         assert!(!stream_requested(br#"[{"stream":true}]"#));
-        assert!(stream_requested(br#"{"a":{"b":[1,{"c":"}"}]},"stream":true}"#));
+        assert!(stream_requested(
+            br#"{"a":{"b":[1,{"c":"}"}]},"stream":true}"#
+        ));
         // The last occurrence wins.
         assert!(!stream_requested(br#"{"stream":true,"stream":false}"#));
         // Escaped keys are decoded.
         assert!(stream_requested(br#"{"str\u0065am":true}"#));
         // A cut body: seen up to the cut.
         assert!(stream_requested(br#"{"stream":true"#));
-        assert!(stream_requested(br#"{"stream":true,"messages":[{"content":"hel"#));
+        assert!(stream_requested(
+            br#"{"stream":true,"messages":[{"content":"hel"#
+        ));
         assert!(!stream_requested(br#"{"messages":[{"content":"hel"#));
         assert!(!stream_requested(br#"{"stream":tr"#));
         assert!(!stream_requested(b""));

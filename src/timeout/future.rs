@@ -103,7 +103,9 @@ impl CallClocks {
         let streaming = match self.detected {
             Detected::Streaming => true,
             Detected::Ordinary => false,
-            Detected::Undecided | Detected::Peeking => is_event_stream(response) || is_grpc(response),
+            Detected::Undecided | Detected::Peeking => {
+                is_event_stream(response) || is_grpc(response)
+            }
         };
         if streaming {
             BodyClocks::streaming(
@@ -232,7 +234,8 @@ where
                     } else {
                         Detected::Undecided
                     };
-                    let mut req = Request::from_parts(parts, RequestBody::peeked(peeked.into_body()));
+                    let mut req =
+                        Request::from_parts(parts, RequestBody::peeked(peeked.into_body()));
                     prepare_request(&mut req, this.clocks, &config);
                     let future = service.call(req);
                     this.state.set(State::Calling { future });
@@ -252,7 +255,10 @@ where
             }
             None => {
                 this.sleep.set(Some(sleep_until(at)));
-                this.sleep.as_mut().as_pin_mut().expect("the timer was just set")
+                this.sleep
+                    .as_mut()
+                    .as_pin_mut()
+                    .expect("the timer was just set")
             }
         };
         ready!(sleep.as_mut().poll(cx));
@@ -306,7 +312,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         match this.future.poll(cx) {
-            Poll::Ready(result) => return Poll::Ready(result.map_err(|e| ApiError::from_error(e.into()))),
+            Poll::Ready(result) => {
+                return Poll::Ready(result.map_err(|e| ApiError::from_error(e.into())))
+            }
             Poll::Pending => {}
         }
         if this.sleep.is_none() {

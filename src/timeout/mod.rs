@@ -148,8 +148,9 @@ mod service;
 
 pub use body::{RequestBody, TimeoutBody};
 pub use layer::{
-    HeadersTimeoutLayer, TimeoutLayer, DEFAULT_BODY_PEEK_LIMIT, DEFAULT_HEADERS_TIMEOUT, DEFAULT_STREAM_FIRST_BYTE_TIMEOUT,
-    DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_TOTAL_TIMEOUT, DEFAULT_TOTAL_TIMEOUT,
+    HeadersTimeoutLayer, TimeoutLayer, DEFAULT_BODY_PEEK_LIMIT, DEFAULT_HEADERS_TIMEOUT,
+    DEFAULT_STREAM_FIRST_BYTE_TIMEOUT, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_TOTAL_TIMEOUT,
+    DEFAULT_TOTAL_TIMEOUT,
 };
 pub use profile::{Profile, TimeoutOverride};
 pub use service::{HeadersTimeout, Timeout};

@@ -7,7 +7,9 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::body::{RequestBody, TimeoutBody};
-use super::detect::{accepts_event_stream, encode_grpc_timeout, is_grpc, is_json, parse_grpc_timeout, GRPC_TIMEOUT};
+use super::detect::{
+    accepts_event_stream, encode_grpc_timeout, is_grpc, is_json, parse_grpc_timeout, GRPC_TIMEOUT,
+};
 use super::future::{CallClocks, Detected, HeadersFuture, Peeking, ResponseFuture};
 use super::layer::Config;
 use super::profile::{Profile, TimeoutOverride};
@@ -74,12 +76,19 @@ where
             Some(Profile::Streaming) => Detected::Streaming,
             Some(Profile::Ordinary) => Detected::Ordinary,
             None if accepts_event_stream(req.headers()) => Detected::Streaming,
-            None if self.config.peek_limit > 0 && !req.body().is_end_stream() && is_json(req.headers()) => {
+            None if self.config.peek_limit > 0
+                && !req.body().is_end_stream()
+                && is_json(req.headers()) =>
+            {
                 Detected::Peeking
             }
             None => Detected::Undecided,
         };
-        let clocks = CallClocks::new(&self.config, req.extensions().get::<TimeoutOverride>(), detected);
+        let clocks = CallClocks::new(
+            &self.config,
+            req.extensions().get::<TimeoutOverride>(),
+            detected,
+        );
 
         if detected == Detected::Peeking {
             // The call happens after the peek: the ready service goes with
@@ -117,7 +126,8 @@ pub(crate) fn prepare_request<B>(req: &mut Request<B>, clocks: &CallClocks, conf
             .and_then(parse_grpc_timeout)
             .is_some_and(|existing| existing <= ceiling);
         if !keep {
-            req.headers_mut().insert(GRPC_TIMEOUT, encode_grpc_timeout(ceiling));
+            req.headers_mut()
+                .insert(GRPC_TIMEOUT, encode_grpc_timeout(ceiling));
         }
     }
 }
