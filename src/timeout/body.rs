@@ -31,54 +31,55 @@ enum Clock {
 }
 
 /// The body clocks of one response, fixed when its headers arrive.
+///
+/// Kept small (it lives in every response body): lengths are nanoseconds
+/// from the start of the call, which is the one instant stored.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BodyClocks {
+    start: Instant,
+    total: u64,
+    first_byte: u64,
+    idle: u64,
+    /// When the last activity was seen, in nanoseconds since `start`.
+    last_activity: u64,
     clock: Clock,
-    total_at: Instant,
-    total: Duration,
-    first_byte_at: Instant,
-    first_byte: Duration,
-    idle: Duration,
-    last_activity: Instant,
     /// Set when SSE comment lines do not count as activity.
     comments: Option<SseLines>,
 }
 
 impl BodyClocks {
-    /// The clock of an ordinary call: the whole body must arrive by `total_at`.
-    pub(crate) fn ordinary(total_at: Instant, total: Duration) -> Self {
+    /// The clock of an ordinary call: the whole body must arrive within
+    /// `total` of `start`.
+    pub(crate) fn ordinary(start: Instant, total: Duration) -> Self {
         BodyClocks {
+            start,
+            total: nanos(total),
+            first_byte: 0,
+            idle: 0,
+            last_activity: 0,
             clock: Clock::Total,
-            total_at,
-            total,
-            first_byte_at: total_at,
-            first_byte: total,
-            idle: total,
-            last_activity: total_at,
             comments: None,
         }
     }
 
-    /// The clocks of a streaming call: first data by `first_byte_at`, then
-    /// no gap longer than `idle`, all by `total_at`. With
-    /// `comments_are_activity` off, a frame of only SSE comment lines neither
-    /// counts as the first byte nor resets the idle clock.
+    /// The clocks of a streaming call that started at `start`: first data
+    /// within `first_byte`, then no gap longer than `idle`, all within
+    /// `total`. With `comments_are_activity` off, a frame of only SSE comment
+    /// lines neither counts as the first byte nor resets the idle clock.
     pub(crate) fn streaming(
-        first_byte_at: Instant,
+        start: Instant,
         first_byte: Duration,
         idle: Duration,
-        total_at: Instant,
         total: Duration,
         comments_are_activity: bool,
     ) -> Self {
         BodyClocks {
+            start,
+            total: nanos(total),
+            first_byte: nanos(first_byte),
+            idle: nanos(idle),
+            last_activity: 0,
             clock: Clock::FirstByte,
-            total_at,
-            total,
-            first_byte_at,
-            first_byte,
-            idle,
-            last_activity: first_byte_at,
             comments: (!comments_are_activity).then(SseLines::new),
         }
     }
@@ -86,21 +87,24 @@ impl BodyClocks {
     /// When the running clock runs out, which phase that is, and its length.
     fn next_expiry(&self) -> (Instant, TimeoutPhase, Duration) {
         let (at, phase, len) = match self.clock {
-            Clock::FirstByte => (self.first_byte_at, TimeoutPhase::FirstByte, self.first_byte),
+            Clock::FirstByte => (self.first_byte, TimeoutPhase::FirstByte, self.first_byte),
             Clock::Idle => (
-                checked_add(self.last_activity, self.idle),
+                self.last_activity.saturating_add(self.idle),
                 TimeoutPhase::Idle,
                 self.idle,
             ),
-            Clock::Total | Clock::Expired => {
-                return (self.total_at, TimeoutPhase::Total, self.total)
-            }
+            Clock::Total | Clock::Expired => (self.total, TimeoutPhase::Total, self.total),
         };
-        if at < self.total_at {
+        let (at, phase, len) = if at < self.total {
             (at, phase, len)
         } else {
-            (self.total_at, TimeoutPhase::Total, self.total)
-        }
+            (self.total, TimeoutPhase::Total, self.total)
+        };
+        (
+            checked_add(self.start, Duration::from_nanos(at)),
+            phase,
+            Duration::from_nanos(len),
+        )
     }
 
     /// Notes a data frame: the first byte of a stream, or activity.
@@ -114,8 +118,13 @@ impl BodyClocks {
             }
         }
         self.clock = Clock::Idle;
-        self.last_activity = Instant::now();
+        self.last_activity = nanos(Instant::now().saturating_duration_since(self.start));
     }
+}
+
+/// A duration in nanoseconds, saturating at about 584 years.
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// `instant + d`, or about 30 years from it when that cannot be represented.

@@ -14,8 +14,8 @@ use pin_project_lite::pin_project;
 use tokio::time::{sleep_until, Instant, Sleep};
 use tower_service::Service;
 
-use super::body::{checked_add, BodyClocks, RequestBody, TimeoutBody};
-use super::detect::{is_event_stream, is_grpc, stream_requested};
+use super::body::{checked_add, nanos, BodyClocks, RequestBody, TimeoutBody};
+use super::detect::{response_kind, stream_requested, ResponseKind};
 use super::layer::Config;
 use super::profile::TimeoutOverride;
 use super::service::prepare_request;
@@ -37,13 +37,15 @@ pub(crate) enum Detected {
 
 /// The clocks of one call, fixed when it starts.
 #[derive(Clone, Copy, Debug)]
+///
+/// Kept small (it lives in every response future): lengths are nanoseconds.
 pub(crate) struct CallClocks {
     pub(crate) start: Instant,
-    pub(crate) total: Duration,
-    pub(crate) first_byte: Duration,
-    pub(crate) idle: Duration,
-    pub(crate) stream_total: Duration,
-    pub(crate) comments_are_activity: bool,
+    total: u64,
+    first_byte: u64,
+    idle: u64,
+    stream_total: u64,
+    comments_are_activity: bool,
     pub(crate) detected: Detected,
 }
 
@@ -51,18 +53,23 @@ impl CallClocks {
     pub(crate) fn new(config: &Config, over: Option<&TimeoutOverride>, detected: Detected) -> Self {
         let mut clocks = CallClocks {
             start: Instant::now(),
-            total: config.total,
-            first_byte: config.first_byte,
-            idle: config.idle,
-            stream_total: config.stream_total,
+            total: nanos(config.total),
+            first_byte: nanos(config.first_byte),
+            idle: nanos(config.idle),
+            stream_total: nanos(config.stream_total),
             comments_are_activity: config.comments_are_activity,
             detected,
         };
         if let Some(o) = over {
-            clocks.total = o.total.unwrap_or(clocks.total);
-            clocks.first_byte = o.first_byte.unwrap_or(clocks.first_byte);
-            clocks.idle = o.idle.unwrap_or(clocks.idle);
-            clocks.stream_total = o.stream_total.unwrap_or(clocks.stream_total);
+            let set = |slot: &mut u64, d: Option<Duration>| {
+                if let Some(d) = d {
+                    *slot = nanos(d);
+                }
+            };
+            set(&mut clocks.total, o.total);
+            set(&mut clocks.first_byte, o.first_byte);
+            set(&mut clocks.idle, o.idle);
+            set(&mut clocks.stream_total, o.stream_total);
         }
         clocks
     }
@@ -87,38 +94,37 @@ impl CallClocks {
                 }
             }
         };
+        let len = Duration::from_nanos(len);
         (checked_add(self.start, len), phase, len)
     }
 
     /// The longest a call may take, for `grpc-timeout`: a gRPC response is
     /// a stream unless the request was marked ordinary.
     pub(crate) fn grpc_ceiling(&self) -> Duration {
-        match self.detected {
+        Duration::from_nanos(match self.detected {
             Detected::Ordinary => self.total,
             _ => self.stream_total,
-        }
+        })
     }
 
     fn body_clocks(&self, response: &http::HeaderMap) -> BodyClocks {
+        let kind = response_kind(response);
         let streaming = match self.detected {
             Detected::Streaming => true,
             Detected::Ordinary => false,
-            Detected::Undecided | Detected::Peeking => {
-                is_event_stream(response) || is_grpc(response)
-            }
+            Detected::Undecided | Detected::Peeking => kind != ResponseKind::Other,
         };
         if streaming {
             BodyClocks::streaming(
-                checked_add(self.start, self.first_byte),
-                self.first_byte,
-                self.idle,
-                checked_add(self.start, self.stream_total),
-                self.stream_total,
+                self.start,
+                Duration::from_nanos(self.first_byte),
+                Duration::from_nanos(self.idle),
+                Duration::from_nanos(self.stream_total),
                 // Comment lines only mean something in an event stream.
-                self.comments_are_activity || !is_event_stream(response),
+                self.comments_are_activity || kind != ResponseKind::EventStream,
             )
         } else {
-            BodyClocks::ordinary(checked_add(self.start, self.total), self.total)
+            BodyClocks::ordinary(self.start, Duration::from_nanos(self.total))
         }
     }
 }
