@@ -11,6 +11,7 @@
 //! | [`hint`] | [`ServerHints`](hint::ServerHints): `retry-after`, `retry-after-ms`, `x-should-retry`, rate-limit resets, gRPC pushback |
 //! | [`retry`] | [`RetryLayer`]: backoff with jitter, server hints, one deadline, a shared budget, request bodies replayed without `Clone` |
 //! | [`normalize`] | [`NormalizeLayer`] for servers (every failure leaves as the envelope) and [`NormalizeClientLayer`] for clients (every failure arrives as an [`ApiError`]) |
+//! | [`timeout`] | [`TimeoutLayer`]: a total timeout over headers *and* body for ordinary calls; first-byte, idle and total clocks for streams (SSE, gRPC), chosen per call; [`HeadersTimeoutLayer`] for one attempt |
 //!
 //! # Example
 //!
@@ -44,9 +45,13 @@ pub mod hint;
 pub mod normalize;
 #[cfg(feature = "retry")]
 pub mod retry;
+#[cfg(feature = "timeout")]
+pub mod timeout;
 
 pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 #[cfg(feature = "normalize")]
 pub use normalize::{NormalizeClientLayer, NormalizeLayer};
 #[cfg(feature = "retry")]
 pub use retry::{Retry, RetryLayer};
+#[cfg(feature = "timeout")]
+pub use timeout::{HeadersTimeoutLayer, TimeoutLayer};

@@ -1,0 +1,332 @@
+//! End to end over loopback: a real axum upstream on 127.0.0.1 streaming SSE
+//! to a hyper-util client behind `TimeoutLayer`, on a paused clock.
+//!
+//! The upstream runs on its own thread and runtime and sends exactly what
+//! the test tells it to, when it tells it to. The test's runtime has a paused
+//! clock that moves only by `tokio::time::advance` (a blocking task holds
+//! off auto-advance while the test waits for real socket I/O), so every
+//! timing below is exact virtual time and nothing sleeps for real.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body as AxumBody;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response as AxumResponse};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::mpsc;
+use tokio::time::{advance, Instant};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tower::{ServiceBuilder, ServiceExt};
+use tower_http_resilience::timeout::RequestBody;
+use tower_http_resilience::{ApiError, NormalizeLayer, TimeoutLayer, TimeoutPhase};
+
+const MS: Duration = Duration::from_millis(1);
+
+/// The events the next `/sse` request streams; the stream ends when the
+/// sender is dropped.
+type Events = Arc<Mutex<Option<mpsc::UnboundedReceiver<Bytes>>>>;
+
+async fn sse(State(events): State<Events>) -> AxumResponse {
+    let rx = events
+        .lock()
+        .unwrap()
+        .take()
+        .expect("one /sse request per test");
+    let body = AxumBody::from_stream(UnboundedReceiverStream::new(rx).map(Ok::<_, Infallible>));
+    (
+        [
+            ("content-type", "text/event-stream"),
+            ("cache-control", "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn json() -> impl IntoResponse {
+    ([("content-type", "application/json")], r#"{"ok":true}"#)
+}
+
+/// Echoes how the request body arrived.
+async fn echo(req: Request<AxumBody>) -> impl IntoResponse {
+    let content_length = req
+        .headers()
+        .get("content-length")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let chunked = req.headers().contains_key("transfer-encoding");
+    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    axum::Json(serde_json::json!({
+        "content_length": content_length,
+        "chunked": chunked,
+        "body": String::from_utf8(body.to_vec()).unwrap(),
+    }))
+}
+
+/// Serves `app` on 127.0.0.1 from its own thread and runtime (a real
+/// clock); the thread lives until the test process ends.
+fn spawn_server(app: impl FnOnce() -> Router + Send + 'static) -> SocketAddr {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app()).await.unwrap();
+        });
+    });
+    addr_rx.recv().unwrap()
+}
+
+fn spawn_upstream() -> (SocketAddr, mpsc::UnboundedSender<Bytes>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let events: Events = Arc::new(Mutex::new(Some(rx)));
+    let addr = spawn_server(move || {
+        Router::new()
+            .route("/sse", get(sse))
+            .route("/json", get(json))
+            .route("/echo", post(echo))
+            .with_state(events)
+    });
+    (addr, tx)
+}
+
+/// Keeps the paused clock from jumping ahead while the test waits on real
+/// sockets: a running blocking task holds off tokio's auto-advance, so
+/// only `advance` moves time.
+struct HoldClock(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+
+fn hold_clock() -> HoldClock {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    tokio::task::spawn_blocking(move || {
+        let _ = rx.recv();
+    });
+    HoldClock(tx)
+}
+
+fn client<B>() -> Client<hyper_util::client::legacy::connect::HttpConnector, RequestBody<B>>
+where
+    B: Body<Data = Bytes> + Send + 'static + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+fn sse_request(addr: SocketAddr) -> Request<Empty<Bytes>> {
+    Request::get(format!("http://{addr}/sse"))
+        .header("accept", "text/event-stream")
+        .body(Empty::new())
+        .unwrap()
+}
+
+/// The next data frame as text, or `None` at the end.
+async fn next_text<B>(body: &mut std::pin::Pin<&mut B>) -> Option<String>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    loop {
+        let frame = body.frame().await?.expect("no body error");
+        if let Ok(data) = frame.into_data() {
+            return Some(String::from_utf8(data.to_vec()).unwrap());
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn healthy_long_stream_completes() {
+    let _hold = hold_clock();
+    let (addr, events) = spawn_upstream();
+    let svc = ServiceBuilder::new()
+        .layer(NormalizeLayer::new())
+        .layer(TimeoutLayer::new())
+        .service(client::<Empty<Bytes>>());
+    let start = Instant::now();
+    let res = svc.oneshot(sse_request(addr)).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let mut body = std::pin::pin!(res.into_body());
+
+    // Five minutes less ten seconds of events, 50 s apart: far past the
+    // ordinary 60 s total, never idle for 60 s, within the 300 s total.
+    for i in 0..6 {
+        if i > 0 {
+            advance(Duration::from_secs(50)).await;
+        }
+        events
+            .send(Bytes::from(format!("data: {{\"n\":{i}}}\n\n")))
+            .unwrap();
+        assert_eq!(
+            next_text(&mut body).await.unwrap(),
+            format!("data: {{\"n\":{i}}}\n\n")
+        );
+    }
+    advance(Duration::from_secs(40)).await;
+    events
+        .send(Bytes::from_static(b"data: [DONE]\n\n"))
+        .unwrap();
+    assert_eq!(next_text(&mut body).await.unwrap(), "data: [DONE]\n\n");
+    drop(events);
+    assert_eq!(next_text(&mut body).await, None);
+    assert_eq!(start.elapsed(), Duration::from_secs(290));
+}
+
+#[tokio::test(start_paused = true)]
+async fn stalled_stream_ends_with_the_sse_error_event() {
+    let _hold = hold_clock();
+    let (addr, events) = spawn_upstream();
+    // A gateway's view: the server normalization layer around the client
+    // stack, so the caller sees the failure as one last SSE event.
+    let gateway = ServiceBuilder::new()
+        .layer(NormalizeLayer::new())
+        .layer(TimeoutLayer::new().stream_idle_timeout(Duration::from_secs(20)))
+        .service(client::<Empty<Bytes>>());
+    let start = Instant::now();
+    let res = gateway.oneshot(sse_request(addr)).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let mut body = std::pin::pin!(res.into_body());
+
+    events
+        .send(Bytes::from_static(b"data: {\"n\":0}\n\n"))
+        .unwrap();
+    assert_eq!(next_text(&mut body).await.unwrap(), "data: {\"n\":0}\n\n");
+    advance(Duration::from_secs(15)).await;
+    events
+        .send(Bytes::from_static(b"data: {\"n\":1}\n\n"))
+        .unwrap();
+    assert_eq!(next_text(&mut body).await.unwrap(), "data: {\"n\":1}\n\n");
+
+    // Then the upstream keeps the connection open and says nothing.
+    advance(Duration::from_secs(20) - MS).await;
+    assert!(
+        body.frame().now_or_never().is_none(),
+        "not idle long enough yet"
+    );
+    advance(MS).await;
+    let last = next_text(&mut body).await.unwrap();
+    assert_eq!(
+        last,
+        "data: {\"error\":{\"message\":\"stream idle for longer than 20s\",\"type\":\"timeout_error\",\"param\":null,\"code\":\"timeout\"}}\n\n"
+    );
+    assert_eq!(
+        next_text(&mut body).await,
+        None,
+        "the stream ends after the error event"
+    );
+    assert_eq!(start.elapsed(), Duration::from_secs(35));
+    drop(events);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stalled_stream_without_normalization_fails_with_an_api_error() {
+    let _hold = hold_clock();
+    let (addr, events) = spawn_upstream();
+    let svc = TimeoutLayer::new()
+        .stream_first_byte_timeout(Duration::from_secs(10))
+        .layer_client(client::<Empty<Bytes>>());
+    let start = Instant::now();
+    let res = svc.oneshot(sse_request(addr)).await.unwrap();
+    let mut body = std::pin::pin!(res.into_body());
+    // Headers, then nothing at all.
+    advance(Duration::from_secs(10)).await;
+    let err = body.frame().await.unwrap().unwrap_err();
+    let err = err.downcast::<ApiError>().unwrap();
+    assert_eq!(err.timeout_phase(), Some(TimeoutPhase::FirstByte));
+    assert_eq!(err.status(), 504);
+    assert_eq!(start.elapsed(), Duration::from_secs(10));
+    drop(events);
+}
+
+#[tokio::test(start_paused = true)]
+async fn content_length_survives_both_ways() {
+    let _hold = hold_clock();
+    let (addr, _events) = spawn_upstream();
+
+    // Response: a content-length response keeps its exact size hint.
+    let svc = TimeoutLayer::new().layer_client(client::<Empty<Bytes>>());
+    let res = svc
+        .oneshot(
+            Request::get(format!("http://{addr}/json"))
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-length"], "11");
+    assert_eq!(res.body().size_hint().exact(), Some(11));
+    assert_eq!(
+        res.into_body().collect().await.unwrap().to_bytes(),
+        r#"{"ok":true}"#
+    );
+
+    // Request: a peeked JSON body still goes out with a content-length.
+    let svc = TimeoutLayer::new().layer_client(client::<Full<Bytes>>());
+    let sent = r#"{"model":"m","stream":false,"messages":[]}"#;
+    let res = svc
+        .oneshot(
+            Request::post(format!("http://{addr}/echo"))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(sent.as_bytes())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let echoed: serde_json::Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(echoed["body"], sent);
+    assert_eq!(echoed["content_length"], sent.len().to_string());
+    assert_eq!(echoed["chunked"], false);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_behind_the_layer_still_answers_with_content_length() {
+    let _hold = hold_clock();
+    // The layer inside a hyper server: its body wrapper must not turn a
+    // sized body into a chunked one.
+    let addr = spawn_server(|| {
+        let svc = ServiceBuilder::new()
+            .layer(NormalizeLayer::new())
+            .layer(TimeoutLayer::new())
+            .service_fn(|_req: Request<RequestBody<AxumBody>>| async {
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
+            });
+        Router::new().fallback_service(svc)
+    });
+    let res = client::<Empty<Bytes>>()
+        .request(
+            Request::get(format!("http://{addr}/"))
+                .body(RequestBody::new(Empty::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-length"], "5");
+    assert!(!res.headers().contains_key("transfer-encoding"));
+    assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "hello");
+}
+
+trait LayerClient {
+    fn layer_client<S>(&self, inner: S) -> tower_http_resilience::timeout::Timeout<S>;
+}
+
+impl LayerClient for TimeoutLayer {
+    fn layer_client<S>(&self, inner: S) -> tower_http_resilience::timeout::Timeout<S> {
+        tower::Layer::layer(self, inner)
+    }
+}
