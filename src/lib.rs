@@ -9,6 +9,7 @@
 //! | [`error`] | [`ApiError`] and [`ErrorKind`]: the canonical envelope, read from any upstream dialect, rendered as JSON, gRPC status or an SSE event |
 //! | [`deadline`] | [`Deadline`](deadline::Deadline): the one deadline of a call, shared through request extensions |
 //! | [`hint`] | [`ServerHints`](hint::ServerHints): `retry-after`, `retry-after-ms`, `x-should-retry`, rate-limit resets, gRPC pushback |
+//! | [`circuit_breaker`] | [`CircuitBreakerLayer`]: breakers per key (host, model, header) over a rolling window, with slow-call detection, bounded half-open probes and a lock-free hot path; streams are judged when they end |
 //! | [`normalize`] | [`NormalizeLayer`] for servers (every failure leaves as the envelope) and [`NormalizeClientLayer`] for clients (every failure arrives as an [`ApiError`]) |
 //!
 //! # Example
@@ -38,5 +39,11 @@ pub mod deadline;
 pub mod error;
 pub mod hint;
 
+#[cfg(feature = "circuit-breaker")]
+pub mod circuit_breaker;
+
 
 pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
+
+#[cfg(feature = "circuit-breaker")]
+pub use circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
