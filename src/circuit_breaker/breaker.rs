@@ -154,6 +154,9 @@ pub(crate) struct Breaker {
     trips: AtomicU32,
     consecutive: AtomicU32,
     window: Window,
+    /// One more than the last epoch that saw a failure or a slow call; zero
+    /// when the window has seen none.
+    last_bad_epoch: AtomicU64,
     /// Last use, milliseconds since `base`.
     last_used: AtomicU64,
     transition: Mutex<()>,
@@ -184,6 +187,7 @@ impl Breaker {
             open_until: AtomicU64::new(0),
             trips: AtomicU32::new(0),
             consecutive: AtomicU32::new(0),
+            last_bad_epoch: AtomicU64::new(0),
             last_used: AtomicU64::new(now / 1_000_000),
             transition: Mutex::new(()),
         }
@@ -200,6 +204,7 @@ impl Breaker {
         self.hash
     }
 
+    #[cfg(test)]
     pub(crate) fn key(&self) -> &Arc<str> {
         &self.key
     }
@@ -305,7 +310,19 @@ impl Breaker {
             }
             0
         };
-        if failure || slow {
+        // A success can only complete a trip when the window holds failures
+        // or slow calls (with fewer calls than `min_calls` before it, say);
+        // a healthy key never pays for reading the window.
+        let check = if failure || slow {
+            if self.last_bad_epoch.load(Ordering::Relaxed) < epoch + 1 {
+                self.last_bad_epoch.fetch_max(epoch + 1, Ordering::AcqRel);
+            }
+            true
+        } else {
+            let last_bad = self.last_bad_epoch.load(Ordering::Acquire);
+            last_bad != 0 && (epoch + 1).saturating_sub(last_bad) < u64::from(self.core.config.buckets)
+        };
+        if check {
             if let Some(reason) = self.should_trip(epoch, consecutive) {
                 self.trip(ticket.gen, CLOSED, reason, now);
             }
@@ -399,6 +416,7 @@ impl Breaker {
         self.open_until.store(now.saturating_add(nanos), Ordering::Release);
         self.window.reset();
         self.consecutive.store(0, Ordering::Release);
+        self.last_bad_epoch.store(0, Ordering::Release);
     }
 
     /// Lets probes through once the open time has passed.
@@ -442,6 +460,7 @@ impl Breaker {
     fn reset_counts(&self) {
         self.window.reset();
         self.consecutive.store(0, Ordering::Release);
+        self.last_bad_epoch.store(0, Ordering::Release);
         self.trips.store(0, Ordering::Relaxed);
     }
 

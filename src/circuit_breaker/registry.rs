@@ -240,6 +240,7 @@ impl Registry {
         self.shards.iter().map(|s| s.len.load(Ordering::Relaxed)).sum()
     }
 
+    #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.shards.len() * self.per_shard
     }
