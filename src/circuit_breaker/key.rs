@@ -41,6 +41,29 @@ where
     }
 }
 
+/// Helps a closure that borrows its key from the request be an
+/// [`ExtractKey`]: Rust infers the closure's higher-ranked signature only
+/// when it is passed where that signature is expected. (A `fn` item needs no
+/// help.)
+///
+/// ```
+/// use std::borrow::Cow;
+/// use tower_http_resilience::circuit_breaker::{key_fn, CircuitBreakerLayer, ExtractKey};
+///
+/// let by_tenant = key_fn(|req: &http::Request<()>| {
+///     req.headers().get("x-tenant").and_then(|v| v.to_str().ok()).map(Cow::Borrowed)
+/// });
+/// let req = http::Request::builder().header("x-tenant", "acme").body(()).unwrap();
+/// assert_eq!(by_tenant.extract(&req).as_deref(), Some("acme"));
+/// let layer = CircuitBreakerLayer::new().key(by_tenant);
+/// ```
+pub fn key_fn<B, F>(f: F) -> F
+where
+    F: for<'a> Fn(&'a Request<B>) -> Option<Cow<'a, str>>,
+{
+    f
+}
+
 macro_rules! or_method {
     ($ty:ty) => {
         impl $ty {

@@ -52,7 +52,8 @@
 //! Each request's breaker is chosen by a key taken from the request
 //! ([`ExtractKey`]): [`GlobalKey`] (the default), [`ByAuthority`],
 //! [`ByHeader`], [`ByExtension`] (a [`BreakerKey`] an outer layer put in the
-//! extensions, e.g. the JSON body's `model`), [`Or`] and closures. Breakers
+//! extensions, e.g. the JSON body's `model`), [`Or`], functions and closures
+//! ([`key_fn`]). Breakers
 //! live in a bounded registry ([`max_keys`](CircuitBreakerConfig::max_keys),
 //! [`idle_timeout`](CircuitBreakerConfig::idle_timeout)), so that unbounded
 //! key cardinality cannot grow memory without bound. A key is allocated
@@ -162,6 +163,6 @@ pub use body::CircuitBreakerBody;
 pub use classify::{Classify, DefaultClassifier, Observation, Verdict};
 pub use config::{CircuitBreakerConfig, KeyDisplay};
 pub use handle::{BreakerSnapshot, CircuitBreakerHandle, CircuitState, Transition, TransitionReason};
-pub use key::{BreakerKey, ByAuthority, ByExtension, ByHeader, ExtractKey, GlobalKey, Or};
+pub use key::{key_fn, BreakerKey, ByAuthority, ByExtension, ByHeader, ExtractKey, GlobalKey, Or};
 pub use layer::CircuitBreakerLayer;
 pub use service::CircuitBreaker;
