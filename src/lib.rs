@@ -42,7 +42,6 @@ pub mod hint;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
 
-
 pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 
 #[cfg(feature = "circuit-breaker")]

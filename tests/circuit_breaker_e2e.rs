@@ -78,7 +78,10 @@ fn start_upstream(up: Upstream) -> (SocketAddr, oneshot::Sender<()>, std::thread
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             let app = Router::new()
@@ -121,7 +124,13 @@ async fn opens_on_a_failing_upstream_and_closes_when_it_recovers() {
 
     // The upstream fails: its 503s pass through until the breaker opens.
     for _ in 0..4 {
-        let res = svc.ready().await.unwrap().call(post_to(addr, "/v1/chat/completions")).await.unwrap();
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(post_to(addr, "/v1/chat/completions"))
+            .await
+            .unwrap();
         assert_eq!(res.status(), 503);
         let body = res.into_body().collect().await.unwrap().to_bytes();
         assert!(body.starts_with(b"{\"error\""));
@@ -149,7 +158,13 @@ async fn opens_on_a_failing_upstream_and_closes_when_it_recovers() {
         );
     }
     advance(Duration::from_secs(20)).await;
-    let err = svc.ready().await.unwrap().call(post_to(addr, "/v1/chat/completions")).await.unwrap_err();
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(post_to(addr, "/v1/chat/completions"))
+        .await
+        .unwrap_err();
     assert_eq!(err.to_response::<Bytes>().headers()["retry-after"], "10");
     assert_eq!(up.hits.load(Ordering::SeqCst), 4);
 
@@ -157,13 +172,28 @@ async fn opens_on_a_failing_upstream_and_closes_when_it_recovers() {
     // closes the breaker.
     up.healthy.store(true, Ordering::SeqCst);
     advance(Duration::from_secs(10)).await;
-    let res = svc.ready().await.unwrap().call(post_to(addr, "/v1/chat/completions")).await.unwrap();
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(post_to(addr, "/v1/chat/completions"))
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), r#"{"choices":[]}"#);
+    assert_eq!(
+        res.into_body().collect().await.unwrap().to_bytes(),
+        r#"{"choices":[]}"#
+    );
     assert_eq!(handle.state(&key), Some(CircuitState::Closed));
     assert_eq!(up.hits.load(Ordering::SeqCst), 5);
     for _ in 0..3 {
-        let res = svc.ready().await.unwrap().call(post_to(addr, "/v1/chat/completions")).await.unwrap();
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(post_to(addr, "/v1/chat/completions"))
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200);
         let _ = res.into_body().collect().await.unwrap();
     }
@@ -196,7 +226,13 @@ async fn a_real_stream_that_breaks_after_its_headers_opens_it() {
     let key = addr.to_string();
 
     for i in 0..2 {
-        let res = svc.ready().await.unwrap().call(post_to(addr, "/v1/stream")).await.unwrap();
+        let res = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(post_to(addr, "/v1/stream"))
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200);
         assert_eq!(res.headers()["content-type"], "text/event-stream");
         // The headers looked fine: nothing is recorded yet.
@@ -210,7 +246,13 @@ async fn a_real_stream_that_breaks_after_its_headers_opens_it() {
         assert!(end.is_err(), "the stream must fail");
     }
     assert_eq!(handle.state(&key), Some(CircuitState::Open));
-    let err = svc.ready().await.unwrap().call(post_to(addr, "/v1/stream")).await.unwrap_err();
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(post_to(addr, "/v1/stream"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "circuit_open");
     assert_eq!(up.hits.load(Ordering::SeqCst), 2);
 

@@ -70,11 +70,13 @@ where
         if this.guard.is_some() {
             let outcome = match &frame {
                 Some(Ok(frame)) => match frame.trailers_ref() {
-                    Some(trailers) => match this.classifier.classify(Observation::Trailers(trailers)) {
-                        Verdict::Success => Some(Outcome::Success),
-                        Verdict::Failure => Some(Outcome::Failure),
-                        Verdict::Ignore => Some(Outcome::Ignore),
-                    },
+                    Some(trailers) => {
+                        match this.classifier.classify(Observation::Trailers(trailers)) {
+                            Verdict::Success => Some(Outcome::Success),
+                            Verdict::Failure => Some(Outcome::Failure),
+                            Verdict::Ignore => Some(Outcome::Ignore),
+                        }
+                    }
                     None if this.inner.is_end_stream() => Some(Outcome::Success),
                     None => None,
                 },

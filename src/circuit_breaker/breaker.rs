@@ -67,7 +67,10 @@ impl Core {
     pub(crate) fn open_for(&self, trips: u32) -> Duration {
         let c = &self.config;
         let doubling = 2u32.saturating_pow(trips.saturating_sub(1).min(31));
-        let d = c.open_duration.saturating_mul(doubling).min(c.max_open_duration);
+        let d = c
+            .open_duration
+            .saturating_mul(doubling)
+            .min(c.max_open_duration);
         let d = if c.open_jitter > 0.0 {
             d.mul_f64(1.0 + c.open_jitter * (2.0 * fastrand::f64() - 1.0))
         } else {
@@ -195,9 +198,13 @@ impl Breaker {
 
     /// Whether this is the breaker of `key` (whose hash is `hash`).
     pub(crate) fn is_key(&self, key: &str, hash: u64) -> bool {
-        self.hash == hash
-            && self.key_len == key.len()
-            && key.as_bytes().starts_with(self.key.as_bytes())
+        self.hash == hash && self.key_len == key.len() && same_prefix(key, &self.key)
+    }
+
+    /// Whether this is the breaker of `key`, without hashing it: true only
+    /// for keys short enough to be kept whole.
+    pub(crate) fn is_exact_key(&self, key: &str) -> bool {
+        self.key_len == key.len() && key.len() == self.key.len() && same_prefix(key, &self.key)
     }
 
     pub(crate) fn hash(&self) -> u64 {
@@ -303,7 +310,9 @@ impl Breaker {
         let failure = outcome == Outcome::Failure;
         self.window.record(epoch, failure, slow);
         let consecutive = if failure {
-            self.consecutive.fetch_add(1, Ordering::AcqRel).saturating_add(1)
+            self.consecutive
+                .fetch_add(1, Ordering::AcqRel)
+                .saturating_add(1)
         } else {
             if self.consecutive.load(Ordering::Relaxed) != 0 {
                 self.consecutive.store(0, Ordering::Release);
@@ -320,7 +329,8 @@ impl Breaker {
             true
         } else {
             let last_bad = self.last_bad_epoch.load(Ordering::Acquire);
-            last_bad != 0 && (epoch + 1).saturating_sub(last_bad) < u64::from(self.core.config.buckets)
+            last_bad != 0
+                && (epoch + 1).saturating_sub(last_bad) < u64::from(self.core.config.buckets)
         };
         if check {
             if let Some(reason) = self.should_trip(epoch, consecutive) {
@@ -406,14 +416,22 @@ impl Breaker {
         let open_for = self.core.open_for(trips);
         let counts = self.window.counts(self.core.epoch(now));
         self.open_at(now, open_for);
-        self.word.store(pack(gen.wrapping_add(1), OPEN), Ordering::Release);
+        self.word
+            .store(pack(gen.wrapping_add(1), OPEN), Ordering::Release);
         drop(guard);
-        self.emit(public_state(w), CircuitState::Open, reason, Some(open_for), counts);
+        self.emit(
+            public_state(w),
+            CircuitState::Open,
+            reason,
+            Some(open_for),
+            counts,
+        );
     }
 
     fn open_at(&self, now: u64, open_for: Duration) {
         let nanos = u64::try_from(open_for.as_nanos()).unwrap_or(u64::MAX);
-        self.open_until.store(now.saturating_add(nanos), Ordering::Release);
+        self.open_until
+            .store(now.saturating_add(nanos), Ordering::Release);
         self.window.reset();
         self.consecutive.store(0, Ordering::Release);
         self.last_bad_epoch.store(0, Ordering::Release);
@@ -426,8 +444,10 @@ impl Breaker {
         if w != seen || now < self.open_until.load(Ordering::Acquire) {
             return;
         }
-        self.word
-            .store(pack(gen_of(w).wrapping_add(1), HALF_OPEN), Ordering::Release);
+        self.word.store(
+            pack(gen_of(w).wrapping_add(1), HALF_OPEN),
+            Ordering::Release,
+        );
         drop(guard);
         self.emit(
             CircuitState::Open,
@@ -446,7 +466,8 @@ impl Breaker {
             return;
         }
         self.reset_counts();
-        self.word.store(pack(gen.wrapping_add(1), CLOSED), Ordering::Release);
+        self.word
+            .store(pack(gen.wrapping_add(1), CLOSED), Ordering::Release);
         drop(guard);
         self.emit(
             CircuitState::HalfOpen,
@@ -583,6 +604,14 @@ impl Breaker {
     }
 }
 
+/// Whether `key` starts with `prefix`. Keys are short: a byte loop beats a
+/// call to `memcmp`.
+#[inline]
+fn same_prefix(key: &str, prefix: &str) -> bool {
+    let (key, prefix) = (key.as_bytes(), prefix.as_bytes());
+    key.len() >= prefix.len() && key.iter().zip(prefix).all(|(a, b)| a == b)
+}
+
 /// A key as `tracing` events show it.
 pub(crate) struct DisplayKey<'a>(pub(crate) &'a str, pub(crate) KeyDisplay);
 
@@ -650,8 +679,7 @@ impl Guard {
     /// Marks the arrival of the response headers (or an error): decides
     /// whether the call was slow.
     pub(crate) fn headers_arrived(&mut self) {
-        if let (Some(start), Some((threshold, _))) = (self.start, self.breaker.config().slow_call)
-        {
+        if let (Some(start), Some((threshold, _))) = (self.start, self.breaker.config().slow_call) {
             self.slow = start.elapsed() > threshold;
         }
     }
@@ -715,9 +743,15 @@ mod tests {
         ));
         for _ in 0..1000 {
             let d = core.open_for(1);
-            assert!(d >= Duration::from_secs(8) && d <= Duration::from_secs(12), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(8) && d <= Duration::from_secs(12),
+                "{d:?}"
+            );
             let d = core.open_for(5);
-            assert!(d >= Duration::from_secs(12) && d <= Duration::from_secs(15), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(12) && d <= Duration::from_secs(15),
+                "{d:?}"
+            );
         }
     }
 
@@ -737,7 +771,10 @@ mod tests {
         let shown = DisplayKey("sk-secret", KeyDisplay::Hashed).to_string();
         assert_eq!(shown, format!("key#{:08x}", fnv1a(b"sk-secret")));
         assert!(!shown.contains("secret"));
-        assert_eq!(DisplayKey("x", KeyDisplay::Redacted).to_string(), "[redacted]");
+        assert_eq!(
+            DisplayKey("x", KeyDisplay::Redacted).to_string(),
+            "[redacted]"
+        );
         let long = "é".repeat(100);
         assert!(DisplayKey(&long, KeyDisplay::Plain).to_string().len() <= 64);
     }

@@ -1,5 +1,6 @@
 //! What counts as a failure.
 
+use http::header::HeaderName;
 use http::{HeaderMap, StatusCode};
 
 use crate::error::grpc;
@@ -90,9 +91,16 @@ where
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultClassifier;
 
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
 impl DefaultClassifier {
     fn grpc(headers: &HeaderMap) -> Verdict {
-        match grpc::status_code(headers) {
+        // A pre-parsed name: looking up a `&str` would parse it per call.
+        let code = headers
+            .get(GRPC_STATUS)
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+            .and_then(|v| v.trim().parse::<i32>().ok());
+        match code {
             Some(
                 grpc::code::UNKNOWN
                 | grpc::code::DEADLINE_EXCEEDED
@@ -143,7 +151,10 @@ mod tests {
             status: StatusCode::OK,
             headers: &h,
         });
-        assert_eq!(in_headers, DefaultClassifier.classify(Observation::Trailers(&h)));
+        assert_eq!(
+            in_headers,
+            DefaultClassifier.classify(Observation::Trailers(&h))
+        );
         in_headers
     }
 
@@ -173,11 +184,20 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "no");
         assert_eq!(v(ApiError::from_error(Box::new(io))), Verdict::Failure);
         assert_eq!(
-            v(ApiError::timeout(crate::TimeoutPhase::Headers, Duration::from_secs(1))),
+            v(ApiError::timeout(
+                crate::TimeoutPhase::Headers,
+                Duration::from_secs(1)
+            )),
             Verdict::Failure
         );
         assert_eq!(v(ApiError::new(ErrorKind::RateLimited)), Verdict::Success);
-        assert_eq!(v(ApiError::new(ErrorKind::InvalidRequest)), Verdict::Success);
-        assert_eq!(v(ApiError::circuit_open(Duration::from_secs(1))), Verdict::Ignore);
+        assert_eq!(
+            v(ApiError::new(ErrorKind::InvalidRequest)),
+            Verdict::Success
+        );
+        assert_eq!(
+            v(ApiError::circuit_open(Duration::from_secs(1))),
+            Verdict::Ignore
+        );
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 /// | [`slow_calls`](Self::slow_calls) | off | what "slow" means depends on the upstream (an LLM may take a minute to answer) |
 /// | [`open_duration`](Self::open_duration) | 30 s, doubled per repeated trip up to 5 min, ±10 % jitter | long enough for an upstream to recover, and jitter keeps many gateways from probing in step |
 /// | [`half_open_probes`](Self::half_open_probes) | 1 probe in flight, 1 success closes | calls to AI upstreams are expensive; one successful call is enough evidence |
-/// | [`max_keys`](Self::max_keys) | 10 000 | bounds memory (about 400 bytes per key) whatever the key cardinality |
+/// | [`max_keys`](Self::max_keys) | 10 000 | bounds memory (about half a KiB per key with the default window) whatever the key cardinality |
 /// | [`idle_timeout`](Self::idle_timeout) | 10 min | a key not seen for that long is forgotten |
 ///
 /// [`CircuitBreakerLayer`]: super::CircuitBreakerLayer

@@ -107,19 +107,17 @@ where
                         .take()
                         .expect("ResponseFuture polled after completion")));
                 }
-                StateProj::Waiting { service, request } => {
-                    match ready!(service.poll_ready(cx)) {
-                        Ok(()) => {
-                            let request = request
-                                .take()
-                                .expect("ResponseFuture polled after completion");
-                            let future = service.call(request);
-                            this.state.set(State::Called { future });
-                            continue;
-                        }
-                        Err(e) => Err(e),
+                StateProj::Waiting { service, request } => match ready!(service.poll_ready(cx)) {
+                    Ok(()) => {
+                        let request = request
+                            .take()
+                            .expect("ResponseFuture polled after completion");
+                        let future = service.call(request);
+                        this.state.set(State::Called { future });
+                        continue;
                     }
-                }
+                    Err(e) => Err(e),
+                },
                 StateProj::Called { future } => ready!(future.poll(cx)),
             };
             let classifier = this
@@ -149,7 +147,9 @@ where
                 Err(e) => {
                     let error = ApiError::from_error(e.into());
                     if let Some(g) = guard {
-                        g.finish(verdict_outcome(classifier.classify(Observation::Error(&error))));
+                        g.finish(verdict_outcome(
+                            classifier.classify(Observation::Error(&error)),
+                        ));
                     }
                     Err(error)
                 }

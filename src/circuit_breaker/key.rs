@@ -125,7 +125,9 @@ impl ByHeader {
 impl<B> ExtractKey<B> for ByHeader {
     fn extract<'a>(&self, req: &'a Request<B>) -> Option<Cow<'a, str>> {
         let value = req.headers().get(&self.0)?;
-        std::str::from_utf8(value.as_bytes()).ok().map(Cow::Borrowed)
+        std::str::from_utf8(value.as_bytes())
+            .ok()
+            .map(Cow::Borrowed)
     }
 }
 
@@ -221,14 +223,27 @@ mod tests {
             .body(())
             .unwrap();
         assert!(matches!(GlobalKey.extract(&req), Some(Cow::Borrowed(""))));
-        assert_eq!(ByAuthority.extract(&req).as_deref(), Some("api.example.com:8443"));
+        assert_eq!(
+            ByAuthority.extract(&req).as_deref(),
+            Some("api.example.com:8443")
+        );
         let by_tenant = ByHeader::new(HeaderName::from_static("x-tenant"));
-        assert!(matches!(by_tenant.extract(&req), Some(Cow::Borrowed("acme"))));
+        assert!(matches!(
+            by_tenant.extract(&req),
+            Some(Cow::Borrowed("acme"))
+        ));
         assert_eq!(ByExtension.extract(&req), None);
-        req.extensions_mut().insert(BreakerKey::new(String::from("m")));
-        assert!(matches!(ByExtension.extract(&req), Some(Cow::Borrowed("m"))));
+        req.extensions_mut()
+            .insert(BreakerKey::new(String::from("m")));
+        assert!(matches!(
+            ByExtension.extract(&req),
+            Some(Cow::Borrowed("m"))
+        ));
         let none = ByHeader::new(HeaderName::from_static("x-missing"));
         assert_eq!(none.clone().or(none).extract(&req), None);
-        assert_eq!(format!("{:?}", BreakerKey::new("sk-secret")), "BreakerKey(9 bytes)");
+        assert_eq!(
+            format!("{:?}", BreakerKey::new("sk-secret")),
+            "BreakerKey(9 bytes)"
+        );
     }
 }

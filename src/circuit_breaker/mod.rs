@@ -61,10 +61,12 @@
 //!
 //! # Cost
 //!
-//! In the closed state a call for a known key costs one SipHash of the key,
-//! a shared read lock of one of 16 shards, an atomic reference count, one
-//! atomic load to be admitted and a few atomic adds to be recorded: no
-//! mutex, no allocation. State changes take a per-key mutex.
+//! In the closed state a call for a known key costs a comparison with the
+//! key of the service's previous call (or, when it differs, one SipHash of
+//! the key and a shared read lock of one of 16 shards), an atomic reference
+//! count, one atomic load to be admitted, one clock read and one
+//! compare-and-swap to be recorded: no mutex, no allocation. State changes
+//! take a per-key mutex.
 //!
 //! # Shared state
 //!
@@ -162,7 +164,9 @@ mod window;
 pub use body::CircuitBreakerBody;
 pub use classify::{Classify, DefaultClassifier, Observation, Verdict};
 pub use config::{CircuitBreakerConfig, KeyDisplay};
-pub use handle::{BreakerSnapshot, CircuitBreakerHandle, CircuitState, Transition, TransitionReason};
+pub use handle::{
+    BreakerSnapshot, CircuitBreakerHandle, CircuitState, Transition, TransitionReason,
+};
 pub use key::{key_fn, BreakerKey, ByAuthority, ByExtension, ByHeader, ExtractKey, GlobalKey, Or};
 pub use layer::CircuitBreakerLayer;
 pub use service::CircuitBreaker;

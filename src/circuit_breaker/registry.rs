@@ -66,6 +66,9 @@ pub(crate) struct Registry {
     shards: Box<[Shard]>,
     per_shard: usize,
     hasher: RandomState,
+    /// Bumped whenever a breaker leaves the registry, so that services can
+    /// tell whether the breaker they cached is still the key's breaker.
+    removals: AtomicU64,
 }
 
 impl std::fmt::Debug for Registry {
@@ -88,7 +91,20 @@ impl Registry {
             per_shard: max_keys / shards,
             shards: (0..shards).map(|_| Shard::default()).collect(),
             hasher: RandomState::new(),
+            removals: AtomicU64::new(0),
             core,
+        }
+    }
+
+    /// Changes whenever a breaker leaves the registry.
+    pub(crate) fn removals(&self) -> u64 {
+        self.removals.load(Ordering::Acquire)
+    }
+
+    fn removed(&self, shard: &Shard, n: usize) {
+        if n > 0 {
+            shard.len.fetch_sub(n, Ordering::Relaxed);
+            self.removals.fetch_add(1, Ordering::AcqRel);
         }
     }
 
@@ -163,7 +179,7 @@ impl Registry {
             });
             !v.is_empty()
         });
-        shard.len.fetch_sub(removed, Ordering::Relaxed);
+        self.removed(shard, removed);
         removed
     }
 
@@ -194,7 +210,7 @@ impl Registry {
                 }
             }
         }
-        shard.len.fetch_sub(count, Ordering::Relaxed);
+        self.removed(shard, count);
     }
 
     pub(crate) fn remove(&self, key: &str) -> Option<Arc<Breaker>> {
@@ -207,7 +223,7 @@ impl Registry {
         if v.is_empty() {
             map.remove(&hash);
         }
-        shard.len.fetch_sub(1, Ordering::Relaxed);
+        self.removed(shard, 1);
         Some(b)
     }
 
@@ -218,6 +234,7 @@ impl Registry {
             out.extend(map.drain().flat_map(|(_, v)| v));
             shard.len.store(0, Ordering::Relaxed);
         }
+        self.removals.fetch_add(1, Ordering::AcqRel);
         out
     }
 
@@ -237,7 +254,10 @@ impl Registry {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.len.load(Ordering::Relaxed)).sum()
+        self.shards
+            .iter()
+            .map(|s| s.len.load(Ordering::Relaxed))
+            .sum()
     }
 
     #[cfg(test)]
@@ -287,7 +307,8 @@ mod tests {
         let r = registry(CircuitBreakerConfig::new().idle_timeout(Duration::from_secs(60)));
         let held = r.get_or_insert("held");
         r.get_or_insert("idle");
-        r.get_or_insert("open").force_open(Duration::from_secs(3600));
+        r.get_or_insert("open")
+            .force_open(Duration::from_secs(3600));
         tokio::time::advance(Duration::from_secs(61)).await;
         assert_eq!(r.evict_idle(), 1);
         assert!(r.get("idle").is_none());

@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::breaker::Guard;
+use super::breaker::{Breaker, Guard};
 use super::future::ResponseFuture;
 use super::layer::Shared;
 use super::{
@@ -28,10 +28,23 @@ use crate::{ApiError, BoxError};
 /// through while the inner service was not ready takes the inner service
 /// with it (a clone is left in its place) and waits for its readiness in
 /// the response future.
+///
+/// # Key lookup
+///
+/// Each service remembers the breaker of its last call: a call with the same
+/// key (the usual case for a global breaker, or a connection that keeps
+/// calling one model) skips hashing the key and the registry. That breaker
+/// counts as in use, so it is not evicted as idle while the service holds
+/// it; when the registry drops it anyway (full, or
+/// [`reset`](super::CircuitBreakerHandle::reset)), the service notices and
+/// looks the key up again.
 pub struct CircuitBreaker<S, K = GlobalKey, C = DefaultClassifier> {
     inner: S,
     ready: bool,
     shared: Arc<Shared>,
+    /// The breaker of the last call and the registry's removal count then:
+    /// a call with the same key skips the registry.
+    last: Option<(Arc<Breaker>, u64)>,
     key: K,
     classifier: C,
 }
@@ -62,6 +75,7 @@ impl<S, K, C> CircuitBreaker<S, K, C> {
             inner,
             ready: false,
             shared,
+            last: None,
             key,
             classifier,
         }
@@ -97,6 +111,7 @@ impl<S: Clone, K: Clone, C: Clone> Clone for CircuitBreaker<S, K, C> {
             // A clone has not been polled ready.
             ready: false,
             shared: self.shared.clone(),
+            last: None,
             key: self.key.clone(),
             classifier: self.classifier.clone(),
         }
@@ -144,15 +159,25 @@ where
             None => None,
             Some(key) => {
                 let registry = &self.shared.registry;
-                let breaker = match registry.get(&key) {
-                    Some(b) => b,
-                    None => registry.get_or_insert(&key),
+                let removals = registry.removals();
+                let breaker = match &self.last {
+                    Some((b, seen)) if *seen == removals && b.is_exact_key(&key) => b.clone(),
+                    _ => {
+                        let b = match registry.get(&key) {
+                            Some(b) => b,
+                            None => registry.get_or_insert(&key),
+                        };
+                        self.last = Some((b.clone(), removals));
+                        b
+                    }
                 };
                 match breaker.admit() {
                     Ok(ticket) => Some(Guard::new(breaker, ticket)),
                     // The inner service's readiness, if any, is kept for the
                     // next call.
-                    Err(open_for) => return ResponseFuture::rejected(ApiError::circuit_open(open_for)),
+                    Err(open_for) => {
+                        return ResponseFuture::rejected(ApiError::circuit_open(open_for))
+                    }
                 }
             }
         };

@@ -132,13 +132,41 @@ mod tests {
         w.record(0, true, false);
         w.record(1, false, true);
         w.record(2, true, true);
-        assert_eq!(w.counts(2), Counts { calls: 3, failures: 2, slow: 2 });
-        assert_eq!(w.counts(3), Counts { calls: 2, failures: 1, slow: 2 });
-        assert_eq!(w.counts(4), Counts { calls: 1, failures: 1, slow: 1 });
+        assert_eq!(
+            w.counts(2),
+            Counts {
+                calls: 3,
+                failures: 2,
+                slow: 2
+            }
+        );
+        assert_eq!(
+            w.counts(3),
+            Counts {
+                calls: 2,
+                failures: 1,
+                slow: 2
+            }
+        );
+        assert_eq!(
+            w.counts(4),
+            Counts {
+                calls: 1,
+                failures: 1,
+                slow: 1
+            }
+        );
         assert_eq!(w.counts(5), Counts::default());
         // A slot reused for a new epoch starts from zero.
         w.record(3, false, false);
-        assert_eq!(w.counts(3), Counts { calls: 3, failures: 1, slow: 2 });
+        assert_eq!(
+            w.counts(3),
+            Counts {
+                calls: 3,
+                failures: 1,
+                slow: 2
+            }
+        );
         w.reset();
         assert_eq!(w.counts(3), Counts::default());
     }
@@ -148,7 +176,14 @@ mod tests {
         let w = Window::new(2);
         w.record(5, false, false);
         w.record(3, true, false); // same slot, older epoch: counted in epoch 5
-        assert_eq!(w.counts(5), Counts { calls: 2, failures: 1, slow: 0 });
+        assert_eq!(
+            w.counts(5),
+            Counts {
+                calls: 2,
+                failures: 1,
+                slow: 0
+            }
+        );
     }
 
     #[test]
@@ -157,7 +192,14 @@ mod tests {
         let e = u64::from(u32::MAX);
         w.record(e, true, false);
         w.record(e + 1, false, false);
-        assert_eq!(w.counts(e + 2), Counts { calls: 2, failures: 1, slow: 0 });
+        assert_eq!(
+            w.counts(e + 2),
+            Counts {
+                calls: 2,
+                failures: 1,
+                slow: 0
+            }
+        );
     }
 
     proptest! {
