@@ -48,9 +48,7 @@ impl<B: Body> Peeked<B> {
 
 impl<B: Body> fmt::Debug for Peeked<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Peeked")
-            .field("len", &self.data.len())
-            .finish()
+        f.debug_struct("Peeked").field("len", &self.data.len()).finish()
     }
 }
 
@@ -246,10 +244,7 @@ mod tests {
         let peeked = Peek::new(chunks(&["abc", "def", "ghi", "jkl"]), 5).await;
         assert_eq!(&peeked.data[..], b"abcdef");
         assert!(matches!(peeked.end, PeekEnd::More(_)));
-        assert_eq!(
-            peeked.into_body().collect().await.unwrap().to_bytes(),
-            "abcdefghijkl"
-        );
+        assert_eq!(peeked.into_body().collect().await.unwrap().to_bytes(), "abcdefghijkl");
     }
 
     #[tokio::test]
@@ -267,10 +262,8 @@ mod tests {
     async fn trailers_survive() {
         let mut t = HeaderMap::new();
         t.insert("grpc-status", "14".parse().unwrap());
-        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = vec![
-            Ok(Frame::data(Bytes::from_static(b"x"))),
-            Ok(Frame::trailers(t)),
-        ];
+        let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
+            vec![Ok(Frame::data(Bytes::from_static(b"x"))), Ok(Frame::trailers(t))];
         let peeked = Peek::new(StreamBody::new(futures_util::stream::iter(frames)), 100).await;
         let collected = peeked.into_body().collect().await.unwrap();
         assert_eq!(collected.trailers().unwrap()["grpc-status"], "14");

@@ -172,10 +172,7 @@ fn parse_pushback(bytes: &[u8]) -> Option<Pushback> {
 
 fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
     let pairs = [
-        (
-            "x-ratelimit-reset-requests",
-            "x-ratelimit-remaining-requests",
-        ),
+        ("x-ratelimit-reset-requests", "x-ratelimit-remaining-requests"),
         ("x-ratelimit-reset-tokens", "x-ratelimit-remaining-tokens"),
     ];
     let mut longest: Option<Duration> = None;
@@ -190,10 +187,7 @@ fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
         if !exhausted {
             continue;
         }
-        if let Some(d) = headers
-            .get(reset)
-            .and_then(|v| parse_go_duration(v.as_bytes()))
-        {
+        if let Some(d) = headers.get(reset).and_then(|v| parse_go_duration(v.as_bytes())) {
             longest = Some(longest.map_or(d, |l| l.max(d)));
         }
     }
@@ -261,10 +255,7 @@ pub(crate) fn parse_go_duration(bytes: &[u8]) -> Option<Duration> {
     let mut total: u64 = 0;
     while !s.is_empty() {
         // The unit decides the scale, so find it first.
-        let num_len = s
-            .iter()
-            .take_while(|b| b.is_ascii_digit() || **b == b'.')
-            .count();
+        let num_len = s.iter().take_while(|b| b.is_ascii_digit() || **b == b'.').count();
         let unit_start = &s[num_len..];
         let (unit_nanos, unit_len) = if unit_start.starts_with(b"ms") {
             (1_000_000, 2)
@@ -331,14 +322,8 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         assert_eq!(after(&[("retry-after", "2")]), Some(Duration::from_secs(2)));
-        assert_eq!(
-            after(&[("retry-after", " 7 ")]),
-            Some(Duration::from_secs(7))
-        );
-        assert_eq!(
-            after(&[("retry-after", "1.5")]),
-            Some(Duration::from_millis(1500))
-        );
+        assert_eq!(after(&[("retry-after", " 7 ")]), Some(Duration::from_secs(7)));
+        assert_eq!(after(&[("retry-after", "1.5")]), Some(Duration::from_millis(1500)));
         assert_eq!(after(&[("retry-after", "0")]), Some(Duration::ZERO));
         assert_eq!(after(&[("retry-after", "-1")]), None);
         assert_eq!(after(&[("retry-after", "abc")]), None);
@@ -346,30 +331,18 @@ mod tests {
         assert_eq!(after(&[("retry-after", "NaN")]), None);
         assert_eq!(after(&[("retry-after", "")]), None);
         assert_eq!(after(&[("retry-after", ".")]), None);
-        assert_eq!(
-            after(&[("retry-after", "99999999999999999999999999")]),
-            Some(MAX_HINT)
-        );
+        assert_eq!(after(&[("retry-after", "99999999999999999999999999")]), Some(MAX_HINT));
     }
 
     #[test]
     fn retry_after_dates() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // 2015-10-21 07:28:00 GMT
         let h = headers(&[("retry-after", "Wed, 21 Oct 2015 07:28:30 GMT")]);
-        assert_eq!(
-            ServerHints::from_headers_at(&h, now).retry_after(),
-            Some(Duration::from_secs(30))
-        );
+        assert_eq!(ServerHints::from_headers_at(&h, now).retry_after(), Some(Duration::from_secs(30)));
         let past = headers(&[("retry-after", "Wed, 21 Oct 2015 07:00:00 GMT")]);
-        assert_eq!(
-            ServerHints::from_headers_at(&past, now).retry_after(),
-            Some(Duration::ZERO)
-        );
+        assert_eq!(ServerHints::from_headers_at(&past, now).retry_after(), Some(Duration::ZERO));
         let far = headers(&[("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT")]);
-        assert_eq!(
-            ServerHints::from_headers_at(&far, now).retry_after(),
-            Some(MAX_HINT)
-        );
+        assert_eq!(ServerHints::from_headers_at(&far, now).retry_after(), Some(MAX_HINT));
     }
 
     #[test]
@@ -389,10 +362,7 @@ mod tests {
             after(&[("retry-after-ms", "soon"), ("retry-after", "4")]),
             Some(Duration::from_secs(4))
         );
-        assert_eq!(
-            after(&[("retry-after-ms", "12.5")]),
-            Some(Duration::from_micros(12_500))
-        );
+        assert_eq!(after(&[("retry-after-ms", "12.5")]), Some(Duration::from_micros(12_500)));
     }
 
     #[test]
@@ -441,11 +411,7 @@ mod tests {
             ("x-ratelimit-reset-requests", "1s"),
             ("x-ratelimit-reset-tokens", "6m0s"),
         ];
-        assert_eq!(
-            after(&both),
-            Some(Duration::from_secs(360)),
-            "no remaining headers: the longer"
-        );
+        assert_eq!(after(&both), Some(Duration::from_secs(360)), "no remaining headers: the longer");
         let tokens_left = [
             ("x-ratelimit-reset-requests", "1s"),
             ("x-ratelimit-remaining-requests", "0"),

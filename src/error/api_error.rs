@@ -476,10 +476,7 @@ mod tests {
     fn secrets_are_masked() {
         let e = ApiError::new(ErrorKind::Authentication)
             .with_message("Incorrect API key provided: sk-proj-abc123def456. Check it.");
-        assert_eq!(
-            e.message(),
-            "Incorrect API key provided: [redacted] Check it."
-        );
+        assert_eq!(e.message(), "Incorrect API key provided: [redacted] Check it.");
         let e = ApiError::new(ErrorKind::Authentication)
             .with_message("header was Bearer abcdefghijklmnop");
         assert_eq!(e.message(), "header was Bearer [redacted]");
@@ -517,13 +514,7 @@ mod tests {
     #[test]
     fn display_is_lower_case_and_compact() {
         let e = ApiError::new(ErrorKind::Unavailable);
-        assert_eq!(
-            e.to_string(),
-            "503 service_unavailable: the service is unavailable"
-        );
-        assert_eq!(
-            std::mem::size_of::<ApiError>(),
-            std::mem::size_of::<usize>()
-        );
+        assert_eq!(e.to_string(), "503 service_unavailable: the service is unavailable");
+        assert_eq!(std::mem::size_of::<ApiError>(), std::mem::size_of::<usize>());
     }
 }

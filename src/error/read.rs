@@ -99,9 +99,7 @@ impl ApiError {
 
 fn build(status: StatusCode, said: Said, hints: ServerHints, body: Option<Bytes>) -> ApiError {
     let (kind, status_out, code) = classify(status, &said);
-    let mut err = ApiError::new(kind)
-        .with_status(status_out)
-        .with_hints(hints);
+    let mut err = ApiError::new(kind).with_status(status_out).with_hints(hints);
     if let Some(code) = code {
         err = err.with_code(code);
     }
@@ -132,17 +130,11 @@ fn classify(status: StatusCode, said: &Said) -> (ErrorKind, StatusCode, Option<S
     let message = said.message.as_deref().unwrap_or("").to_lowercase();
 
     if status.is_client_error() {
-        if said_any(&[
-            "insufficient_balance",
-            "billing_error",
-            "insufficient_credits",
-            "payment_required",
-        ]) || (status == StatusCode::FORBIDDEN && speaks_of_balance(&message))
+        if said_any(&["insufficient_balance", "billing_error", "insufficient_credits", "payment_required"])
+            || (status == StatusCode::FORBIDDEN && speaks_of_balance(&message))
         {
             kind = ErrorKind::InsufficientBalance;
-        } else if status == StatusCode::TOO_MANY_REQUESTS
-            && said_any(&["insufficient_quota", "quota_exceeded"])
-        {
+        } else if status == StatusCode::TOO_MANY_REQUESTS && said_any(&["insufficient_quota", "quota_exceeded"]) {
             kind = ErrorKind::QuotaExhausted;
         } else if matches!(kind, ErrorKind::InvalidRequest)
             && (said_any(&["context_length_exceeded"])
@@ -309,14 +301,8 @@ fn trim(mut s: &[u8]) -> &[u8] {
     if let Some(rest) = s.strip_prefix(b"\xEF\xBB\xBF") {
         s = rest;
     }
-    let start = s
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(s.len());
-    let end = s
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
+    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
+    let end = s.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
     &s[start..end]
 }
 
@@ -326,101 +312,49 @@ mod tests {
     use proptest::prelude::*;
 
     fn read(status: u16, body: &str) -> ApiError {
-        ApiError::from_upstream(
-            StatusCode::from_u16(status).unwrap(),
-            &HeaderMap::new(),
-            body.as_bytes(),
-        )
+        ApiError::from_upstream(StatusCode::from_u16(status).unwrap(), &HeaderMap::new(), body.as_bytes())
     }
 
     #[test]
     fn dialects() {
-        let e = read(
-            529,
-            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
-        );
-        assert_eq!(
-            (e.kind(), e.status().as_u16(), e.code()),
-            (ErrorKind::Unavailable, 503, "overloaded")
-        );
+        let e = read(529, r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#);
+        assert_eq!((e.kind(), e.status().as_u16(), e.code()), (ErrorKind::Unavailable, 503, "overloaded"));
         assert_eq!(e.message(), "Overloaded");
 
-        let e = read(
-            400,
-            r#"{"message":"bad temperature","param":"temperature"}"#,
-        );
-        assert_eq!(
-            (e.code(), e.param()),
-            ("invalid_value", Some("temperature"))
-        );
+        let e = read(400, r#"{"message":"bad temperature","param":"temperature"}"#);
+        assert_eq!((e.code(), e.param()), ("invalid_value", Some("temperature")));
         assert_eq!(e.message(), "bad temperature");
 
-        let e = read(
-            422,
-            r#"{"detail":[{"loc":["body","messages"],"msg":"field required","type":"value_error.missing"}]}"#,
-        );
-        assert_eq!(
-            (e.status().as_u16(), e.message(), e.param()),
-            (422, "field required", Some("messages"))
-        );
+        let e = read(422, r#"{"detail":[{"loc":["body","messages"],"msg":"field required","type":"value_error.missing"}]}"#);
+        assert_eq!((e.status().as_u16(), e.message(), e.param()), (422, "field required", Some("messages")));
 
         let e = read(404, r#"{"detail":"Not Found"}"#);
-        assert_eq!(
-            (e.kind(), e.code(), e.message()),
-            (ErrorKind::NotFound, "not_found", "Not Found")
-        );
+        assert_eq!((e.kind(), e.code(), e.message()), (ErrorKind::NotFound, "not_found", "Not Found"));
 
-        let e = read(
-            429,
-            r#"[{"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED"}}]"#,
-        );
-        assert_eq!(
-            (e.kind(), e.code()),
-            (ErrorKind::RateLimited, "rate_limit_exceeded")
-        );
+        let e = read(429, r#"[{"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED"}}]"#);
+        assert_eq!((e.kind(), e.code()), (ErrorKind::RateLimited, "rate_limit_exceeded"));
 
         let e = read(500, r#"{"error":"something broke"}"#);
-        assert_eq!(
-            (e.kind(), e.message()),
-            (ErrorKind::Internal, "something broke")
-        );
+        assert_eq!((e.kind(), e.message()), (ErrorKind::Internal, "something broke"));
 
-        let e = read(
-            502,
-            "upstream connect error or disconnect/reset before headers\nmore",
-        );
-        assert_eq!(
-            e.message(),
-            "upstream connect error or disconnect/reset before headers"
-        );
+        let e = read(502, "upstream connect error or disconnect/reset before headers\nmore");
+        assert_eq!(e.message(), "upstream connect error or disconnect/reset before headers");
 
         let e = read(503, "");
         assert_eq!(e.message(), "the service is unavailable");
         assert!(e.upstream_body().is_none());
 
         let e = read(500, r#"{"error":{"message":"cut sho"#);
-        assert_eq!(
-            (e.kind(), e.message()),
-            (ErrorKind::Internal, "internal error")
-        );
+        assert_eq!((e.kind(), e.message()), (ErrorKind::Internal, "internal error"));
 
         let e = read(405, "");
         assert_eq!((e.status().as_u16(), e.code()), (405, "method_not_allowed"));
 
-        let e = read(
-            400,
-            r#"{"error":{"message":"This model's maximum context length is 8192 tokens"}}"#,
-        );
+        let e = read(400, r#"{"error":{"message":"This model's maximum context length is 8192 tokens"}}"#);
         assert_eq!(e.kind(), ErrorKind::ContextLengthExceeded);
 
-        let e = read(
-            403,
-            r#"{"error":{"message":"Your credit balance is too low"}}"#,
-        );
-        assert_eq!(
-            (e.kind(), e.status().as_u16()),
-            (ErrorKind::InsufficientBalance, 402)
-        );
+        let e = read(403, r#"{"error":{"message":"Your credit balance is too low"}}"#);
+        assert_eq!((e.kind(), e.status().as_u16()), (ErrorKind::InsufficientBalance, 402));
 
         let e = read(501, "");
         assert_eq!((e.kind(), e.status().as_u16()), (ErrorKind::Internal, 501));
@@ -436,10 +370,7 @@ mod tests {
         h.insert("grpc-retry-pushback-ms", "1500".parse().unwrap());
         let e = ApiError::from_grpc_headers(&h).unwrap();
         assert_eq!(e.kind(), ErrorKind::RateLimited);
-        assert_eq!(
-            e.retry_after(),
-            Some(std::time::Duration::from_millis(1500))
-        );
+        assert_eq!(e.retry_after(), Some(std::time::Duration::from_millis(1500)));
         h.insert("grpc-status", "banana".parse().unwrap());
         assert!(ApiError::from_grpc_headers(&h).is_none());
     }

@@ -165,8 +165,7 @@ impl ApiError {
     }
 
     fn request_id_header(&self) -> Option<HeaderValue> {
-        self.request_id()
-            .and_then(|id| HeaderValue::from_str(id).ok())
+        self.request_id().and_then(|id| HeaderValue::from_str(id).ok())
     }
 }
 
@@ -203,11 +202,7 @@ mod tests {
 
     #[test]
     fn retry_after_is_rounded_up() {
-        let secs = |d| {
-            ApiError::new(ErrorKind::RateLimited)
-                .with_retry_after(d)
-                .retry_after_secs()
-        };
+        let secs = |d| ApiError::new(ErrorKind::RateLimited).with_retry_after(d).retry_after_secs();
         assert_eq!(secs(Duration::from_millis(1)), Some(1));
         assert_eq!(secs(Duration::from_secs(2)), Some(2));
         assert_eq!(secs(Duration::from_millis(2001)), Some(3));
@@ -221,10 +216,7 @@ mod tests {
             .with_request_id("r1")
             .to_grpc_response::<Bytes>();
         assert_eq!(res.headers()["grpc-status"], "4");
-        assert_eq!(
-            res.headers()["grpc-message"],
-            "request did not complete within 1s"
-        );
+        assert_eq!(res.headers()["grpc-message"], "request did not complete within 1s");
         assert_eq!(res.headers()["content-type"], "application/grpc");
         assert_eq!(res.headers()["x-request-id"], "r1");
         assert!(res.body().is_empty());
@@ -238,9 +230,7 @@ mod tests {
 
     #[test]
     fn sse_event_is_one_event() {
-        let ev = ApiError::new(ErrorKind::Timeout)
-            .with_message("a\nb")
-            .to_sse_event();
+        let ev = ApiError::new(ErrorKind::Timeout).with_message("a\nb").to_sse_event();
         let s = std::str::from_utf8(&ev).unwrap();
         // A newline in the message is escaped by JSON, so the event stays one line.
         assert_eq!(s.matches('\n').count(), 2);

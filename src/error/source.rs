@@ -106,9 +106,7 @@ fn map_one(e: &(dyn StdError + 'static)) -> Option<Mapped> {
     #[cfg(feature = "hyper-util")]
     if let Some(h) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
         if h.is_connect() {
-            return Some(Mapped::New(connection_error(
-                "could not connect to the upstream",
-            )));
+            return Some(Mapped::New(connection_error("could not connect to the upstream")));
         }
     }
     #[cfg(feature = "hyper")]
@@ -123,8 +121,7 @@ fn map_one(e: &(dyn StdError + 'static)) -> Option<Mapped> {
         }
         if h.is_parse() || h.is_parse_status() {
             return Some(Mapped::New(
-                ApiError::new(ErrorKind::Upstream)
-                    .with_message("the upstream sent an invalid response"),
+                ApiError::new(ErrorKind::Upstream).with_message("the upstream sent an invalid response"),
             ));
         }
     }
@@ -196,10 +193,7 @@ mod tests {
     #[test]
     fn tower_errors() {
         let err = ApiError::from_error(Box::new(tower::timeout::error::Elapsed::new()));
-        assert_eq!(
-            (err.kind(), err.status().as_u16()),
-            (ErrorKind::Timeout, 504)
-        );
+        assert_eq!((err.kind(), err.status().as_u16()), (ErrorKind::Timeout, 504));
         let err = ApiError::from_error(Box::new(tower::load_shed::error::Overloaded::new()));
         assert_eq!((err.status().as_u16(), err.code()), (503, "overloaded"));
     }
