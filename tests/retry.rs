@@ -1,5 +1,7 @@
 //! The retry layer against scripted upstreams, on a paused clock.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
@@ -1053,27 +1055,7 @@ async fn each_attempt_gets_the_request_head_again() {
 
 #[tokio::test(start_paused = true)]
 async fn each_retry_is_traced_without_secrets() {
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer({
-            let buf = buf.clone();
-            move || buf.clone()
-        })
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = common::capture_logs();
 
     let upstream = Upstream::new([
         respond(503, &[], "sk-body-secret"),
@@ -1093,7 +1075,7 @@ async fn each_retry_is_traced_without_secrets() {
     let res = layer().layer(upstream).oneshot(req).await.unwrap();
     assert_eq!(res.status(), 200);
 
-    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let out = logs.text();
     let lines: Vec<&str> = out.lines().filter(|l| l.contains("retrying")).collect();
     assert_eq!(lines.len(), 2, "{out}");
     assert!(
