@@ -203,7 +203,13 @@ fn overhead(c: &mut Criterion, bench: &mut Bench<'_>) {
             support::normalize(up),
             true,
         );
-        bench.run(&mut g, mode, "ours: TimeoutLayer", support::timeout(up), true);
+        bench.run(
+            &mut g,
+            mode,
+            "ours: TimeoutLayer",
+            support::timeout(up),
+            true,
+        );
         bench.run(
             &mut g,
             mode,

@@ -20,9 +20,7 @@ use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http_resilience::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerHandle};
 use tower_http_resilience::timeout::HeadersTimeoutLayer;
-use tower_http_resilience::{
-    CircuitBreakerLayer, NormalizeClientLayer, RetryLayer, TimeoutLayer,
-};
+use tower_http_resilience::{CircuitBreakerLayer, NormalizeClientLayer, RetryLayer, TimeoutLayer};
 
 /// A chat-completion request body of 206 bytes, as in the anchors.
 pub const CHAT_BODY: &str = "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"system\",\"content\":\"You are a terse assistant.\"},{\"role\":\"user\",\"content\":\"Summarize the plot of Hamlet in a short sentence.\"}],\"temperature\":0.2,\"max_tokens\":128}";
@@ -362,7 +360,7 @@ pub fn retry(up: Upstream) -> impl Service<Req, Response = Response<impl Body>> 
 }
 
 /// `CircuitBreakerLayer` alone, global key.
-pub fn breaker(up: Upstream) -> impl Service<Req, Response = Response<impl Body>> + Clone {
+pub fn breaker(up: Upstream) -> tower_http_resilience::CircuitBreaker<Upstream> {
     CircuitBreakerLayer::new().layer(up)
 }
 
@@ -406,4 +404,32 @@ pub fn preset_open() -> impl Service<Req, Response = Response<impl Body>> {
     let (svc, handle) = preset_with(Upstream::ok(Mode::Dropped), CircuitBreakerConfig::new());
     handle.force_open("", Duration::from_secs(24 * 3600));
     svc
+}
+
+/// A hyper-util client sending the bodies the preset hands it.
+pub type HyperClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    tower_http_resilience::retry::ReplayBody<
+        tower_http_resilience::timeout::RequestBody<Full<Bytes>>,
+    >,
+>;
+
+/// The preset over a hyper-util client (the loopback bench).
+pub fn preset_over(
+    client: HyperClient,
+) -> impl Service<
+    Req,
+    Response = Response<impl Body<Data = Bytes, Error = tower_http_resilience::BoxError> + Send>,
+    Error = tower_http_resilience::ApiError,
+    Future = impl Send,
+> + Clone
+       + Send
+       + 'static {
+    ServiceBuilder::new()
+        .layer(NormalizeClientLayer::new())
+        .layer(TimeoutLayer::new())
+        .layer(RetryLayer::new())
+        .layer(CircuitBreakerLayer::new())
+        .layer(HeadersTimeoutLayer::new(Duration::from_secs(30)))
+        .service(client)
 }
