@@ -13,6 +13,7 @@
 //! | [`circuit_breaker`] | [`CircuitBreakerLayer`]: breakers per key (host, model, header) over a rolling window, with slow-call detection, bounded half-open probes and a lock-free hot path; streams are judged when they end |
 //! | [`normalize`] | [`NormalizeLayer`] for servers (every failure leaves as the envelope) and [`NormalizeClientLayer`] for clients (every failure arrives as an [`ApiError`]) |
 //! | [`timeout`] | [`TimeoutLayer`]: a total timeout over headers *and* body for ordinary calls; first-byte, idle and total clocks for streams (SSE, gRPC), chosen per call; [`HeadersTimeoutLayer`] for one attempt |
+//! | [`stack`] | [`ResilienceLayer`]: normalize → total timeout → retry → circuit breaker → attempt timeout from one checked [`ResilienceConfig`], client and server flavours; [`ResilienceServiceBuilderExt`] |
 //!
 //! # Example
 //!
@@ -48,6 +49,8 @@ pub mod hint;
 pub mod normalize;
 #[cfg(feature = "retry")]
 pub mod retry;
+#[cfg(feature = "stack")]
+pub mod stack;
 #[cfg(feature = "timeout")]
 pub mod timeout;
 
@@ -59,5 +62,7 @@ pub use circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
 pub use normalize::{NormalizeClientLayer, NormalizeLayer};
 #[cfg(feature = "retry")]
 pub use retry::{Retry, RetryLayer};
+#[cfg(feature = "stack")]
+pub use stack::{ResilienceConfig, ResilienceLayer, ResilienceServiceBuilderExt};
 #[cfg(feature = "timeout")]
 pub use timeout::{HeadersTimeoutLayer, TimeoutLayer};

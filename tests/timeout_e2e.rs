@@ -7,6 +7,8 @@
 //! off auto-advance while the test waits for real socket I/O), so every
 //! timing below is exact virtual time and nothing sleeps for real.
 
+mod common;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -75,28 +77,10 @@ async fn echo(req: Request<AxumBody>) -> impl IntoResponse {
     }))
 }
 
-/// Serves `app` on 127.0.0.1 from its own thread and runtime (a real
-/// clock); the thread lives until the test process ends.
-fn spawn_server(app: impl FnOnce() -> Router + Send + 'static) -> SocketAddr {
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            axum::serve(listener, app()).await.unwrap();
-        });
-    });
-    addr_rx.recv().unwrap()
-}
-
 fn spawn_upstream() -> (SocketAddr, mpsc::UnboundedSender<Bytes>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let events: Events = Arc::new(Mutex::new(Some(rx)));
-    let addr = spawn_server(move || {
+    let addr = common::spawn_server(move || {
         Router::new()
             .route("/sse", get(sse))
             .route("/json", get(json))
@@ -104,19 +88,6 @@ fn spawn_upstream() -> (SocketAddr, mpsc::UnboundedSender<Bytes>) {
             .with_state(events)
     });
     (addr, tx)
-}
-
-/// Keeps the paused clock from jumping ahead while the test waits on real
-/// sockets: a running blocking task holds off tokio's auto-advance, so
-/// only `advance` moves time.
-struct HoldClock(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
-
-fn hold_clock() -> HoldClock {
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    tokio::task::spawn_blocking(move || {
-        let _ = rx.recv();
-    });
-    HoldClock(tx)
 }
 
 fn client<B>() -> Client<hyper_util::client::legacy::connect::HttpConnector, RequestBody<B>>
@@ -150,7 +121,7 @@ where
 
 #[tokio::test(start_paused = true)]
 async fn healthy_long_stream_completes() {
-    let _hold = hold_clock();
+    let _hold = common::hold_clock();
     let (addr, events) = spawn_upstream();
     let svc = ServiceBuilder::new()
         .layer(NormalizeLayer::new())
@@ -188,7 +159,7 @@ async fn healthy_long_stream_completes() {
 
 #[tokio::test(start_paused = true)]
 async fn stalled_stream_ends_with_the_sse_error_event() {
-    let _hold = hold_clock();
+    let _hold = common::hold_clock();
     let (addr, events) = spawn_upstream();
     // A gateway's view: the server normalization layer around the client
     // stack, so the caller sees the failure as one last SSE event.
@@ -234,7 +205,7 @@ async fn stalled_stream_ends_with_the_sse_error_event() {
 
 #[tokio::test(start_paused = true)]
 async fn stalled_stream_without_normalization_fails_with_an_api_error() {
-    let _hold = hold_clock();
+    let _hold = common::hold_clock();
     let (addr, events) = spawn_upstream();
     let svc = TimeoutLayer::new()
         .stream_first_byte_timeout(Duration::from_secs(10))
@@ -254,7 +225,7 @@ async fn stalled_stream_without_normalization_fails_with_an_api_error() {
 
 #[tokio::test(start_paused = true)]
 async fn content_length_survives_both_ways() {
-    let _hold = hold_clock();
+    let _hold = common::hold_clock();
     let (addr, _events) = spawn_upstream();
 
     // Response: a content-length response keeps its exact size hint.
@@ -295,10 +266,10 @@ async fn content_length_survives_both_ways() {
 
 #[tokio::test(start_paused = true)]
 async fn a_server_behind_the_layer_still_answers_with_content_length() {
-    let _hold = hold_clock();
+    let _hold = common::hold_clock();
     // The layer inside a hyper server: its body wrapper must not turn a
     // sized body into a chunked one.
-    let addr = spawn_server(|| {
+    let addr = common::spawn_server(|| {
         let svc = ServiceBuilder::new()
             .layer(NormalizeLayer::new())
             .layer(TimeoutLayer::new())

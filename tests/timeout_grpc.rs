@@ -7,6 +7,8 @@
 //! change, so the server stalls by itself between changes; the test changes
 //! the status through the server's `HealthReporter`.
 
+mod common;
+
 use std::error::Error as _;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -51,21 +53,9 @@ fn spawn_health_server() -> (SocketAddr, HealthReporter) {
     rx.recv().unwrap()
 }
 
-/// Holds off the paused clock's auto-advance while the test waits on real
-/// sockets (see `tests/timeout_e2e.rs`).
-struct HoldClock(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
-
-fn hold_clock() -> HoldClock {
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    tokio::task::spawn_blocking(move || {
-        let _ = rx.recv();
-    });
-    HoldClock(tx)
-}
-
 #[tokio::test(start_paused = true)]
 async fn server_stream_lives_while_it_talks_and_ends_when_idle() {
-    let _hold = hold_clock();
+    let _hold = common::hold_clock();
     let (addr, reporter) = spawn_health_server();
     let channel = Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()

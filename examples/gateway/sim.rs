@@ -207,7 +207,15 @@ static IDS: AtomicU64 = AtomicU64::new(1);
 
 fn answer(model: &str, stream: bool, failure: Option<Failure>) -> Response {
     let id = format!("chatcmpl-sim-{}", IDS.fetch_add(1, Ordering::Relaxed));
-    let words = ["Resilience", " is", " retrying", " what", " may", " succeed", "."];
+    let words = [
+        "Resilience",
+        " is",
+        " retrying",
+        " what",
+        " may",
+        " succeed",
+        ".",
+    ];
     if !stream {
         let content: String = words.concat();
         let body = serde_json::json!({
@@ -221,7 +229,10 @@ fn answer(model: &str, stream: bool, failure: Option<Failure>) -> Response {
             let half = Bytes::copy_from_slice(&body.as_bytes()[..body.len() / 2]);
             let frames = futures_util::stream::iter([
                 Ok::<_, std::io::Error>(Frame::data(half)),
-                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "reset",
+                )),
             ]);
             let mut res = Response::new(Body::new(http_body_util::StreamBody::new(frames)));
             res.headers_mut()

@@ -147,11 +147,12 @@ where
                 StateProj::Failed { error } => {
                     let mut err = error.take().expect("polled after completion");
                     set_request_id(&mut err, this.request_id.take());
-                    let res = if *this.grpc {
+                    let mut res = if *this.grpc {
                         err.to_grpc_response::<Bytes>()
                     } else {
                         err.to_response::<Bytes>()
                     };
+                    keep_error(&mut res, err);
                     return Poll::Ready(Ok(res.map(NormalizeBody::full)));
                 }
             };
@@ -256,7 +257,15 @@ fn rewrite<B>(
         new_parts.headers = parts.headers;
     }
     new_parts.extensions = parts.extensions;
+    new_parts.extensions.insert(err);
     Response::from_parts(new_parts, NormalizeBody::full(body))
+}
+
+/// A rendered response keeps the error (for logging layers outside) and
+/// what layers attached to it (the retry layer's attempt count, say).
+fn keep_error<B>(res: &mut Response<B>, err: ApiError) {
+    res.extensions_mut().extend(err.extensions().clone());
+    res.extensions_mut().insert(err);
 }
 
 /// Whether a body is already the canonical envelope, consistent with its

@@ -18,6 +18,11 @@
 //! | a Server-Sent-Events body that fails after it started | one last event `data: {"error":{…}}`, then the end of the stream |
 //! | any failure of a gRPC request (`content-type: application/grpc…`) | a trailers-only response with `grpc-status`/`grpc-message`; a stream that fails ends with those in its trailers |
 //!
+//! A response the layer renders carries the [`ApiError`](crate::ApiError) in
+//! its extensions, with whatever the layers below attached to the error (the
+//! retry layer's attempt count), so that a logging layer outside can read
+//! them.
+//!
 //! Every error response carries `content-type: application/json`, an
 //! `x-request-id` (the request's, when it sent a valid one, otherwise a new
 //! `req_…` id), and `retry-after` in whole seconds (rounded up) when a wait is

@@ -186,3 +186,35 @@ pub fn capture_logs() -> Logs {
     LOGS.with(|l| l.borrow_mut().clear());
     Logs(())
 }
+
+/// Serves the router `app` builds on 127.0.0.1 from its own thread and
+/// runtime (a real clock, apart from a test's paused one); the thread lives
+/// until the test process ends.
+pub fn spawn_server(app: impl FnOnce() -> axum::Router + Send + 'static) -> SocketAddr {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app()).await.unwrap();
+        });
+    });
+    addr_rx.recv().unwrap()
+}
+
+/// Keeps a paused clock from jumping ahead while a test waits on real
+/// sockets: tokio does not auto-advance while a blocking task runs, so only
+/// `tokio::time::advance` moves time. Dropping the guard ends the task.
+pub struct HoldClock(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+
+pub fn hold_clock() -> HoldClock {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    tokio::task::spawn_blocking(move || {
+        let _ = rx.recv();
+    });
+    HoldClock(tx)
+}
