@@ -24,8 +24,7 @@ use hyper::server::conn::http1;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tower::{Service, ServiceExt};
-use tower_http_resilience::retry::ReplayBody;
-use tower_http_resilience::timeout::RequestBody;
+use tower_http_resilience::stack::StackBody;
 
 const ANSWER: &str = "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"A prince avenges his father.\"},\"finish_reason\":\"stop\"}]}";
 
@@ -146,8 +145,7 @@ fn main() {
     rt.block_on(async {
         let addr = serve().await;
         let bare = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let inner = Client::builder(TokioExecutor::new())
-            .build_http::<ReplayBody<RequestBody<Full<Bytes>>>>();
+        let inner = Client::builder(TokioExecutor::new()).build_http::<StackBody<Full<Bytes>>>();
         let preset = support::preset_over(inner);
 
         println!("| concurrency | client | requests/s | p50 µs | p99 µs |");

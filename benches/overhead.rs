@@ -226,7 +226,20 @@ fn overhead(c: &mut Criterion, bench: &mut Bench<'_>) {
             true,
         );
         // The preset.
-        bench.run(&mut g, mode, "ours: preset", support::preset(up), true);
+        bench.run(
+            &mut g,
+            mode,
+            "ours: preset (ResilienceLayer::new())",
+            support::preset(up),
+            true,
+        );
+        bench.run(
+            &mut g,
+            mode,
+            "ours: the same stack by hand, global breaker",
+            support::hand_built(up),
+            true,
+        );
         // Failure paths.
         bench.run(
             &mut g,

@@ -18,7 +18,7 @@ use http::{header, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
-use tower_http_resilience::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerHandle};
+use tower_http_resilience::stack::{ResilienceConfig, ResilienceLayer};
 use tower_http_resilience::timeout::HeadersTimeoutLayer;
 use tower_http_resilience::{CircuitBreakerLayer, NormalizeClientLayer, RetryLayer, TimeoutLayer};
 
@@ -364,46 +364,42 @@ pub fn breaker(up: Upstream) -> tower_http_resilience::CircuitBreaker<Upstream> 
     CircuitBreakerLayer::new().layer(up)
 }
 
-/// The preset, client flavour: normalize → total timeout → retry → breaker
-/// (global key) → attempt timeout (headers, 30 s), and the breaker's handle.
-pub fn preset_with(
-    up: Upstream,
-    breaker: CircuitBreakerConfig,
-) -> (
-    impl Service<Req, Response = Response<impl Body>>,
-    CircuitBreakerHandle,
-) {
-    let breaker = CircuitBreakerLayer::with_config(breaker);
-    let handle = breaker.handle();
-    let svc = ServiceBuilder::new()
+/// The preset, client flavour, default settings: `ResilienceLayer::new()`
+/// (normalize → total timeout → retry → breaker keyed by model, host or
+/// global → attempt timeout). The request has no model extension, so its
+/// breaker is the host's.
+pub fn preset(up: Upstream) -> impl Service<Req, Response = Response<impl Body>> {
+    ResilienceLayer::new().layer(up)
+}
+
+/// The same stack built by hand with `ServiceBuilder` (global breaker key).
+pub fn hand_built(up: Upstream) -> impl Service<Req, Response = Response<impl Body>> {
+    ServiceBuilder::new()
         .layer(NormalizeClientLayer::new())
         .layer(TimeoutLayer::new())
         .layer(RetryLayer::new())
-        .layer(breaker)
+        .layer(CircuitBreakerLayer::new())
         .layer(HeadersTimeoutLayer::new(Duration::from_secs(30)))
-        .service(up);
-    (svc, handle)
+        .service(up)
 }
 
-/// The preset with default settings.
-pub fn preset(up: Upstream) -> impl Service<Req, Response = Response<impl Body>> {
-    preset_with(up, CircuitBreakerConfig::new()).0
-}
-
-/// The preset answering 503 from the upstream: the breaker is set never to
+/// The preset answering 503 from the upstream: its breaker is set never to
 /// open (so every call is classified and recorded, and goes through).
 pub fn preset_failing(mode: Mode) -> impl Service<Req, Response = Response<impl Body>> {
-    let config = CircuitBreakerConfig::new()
-        .min_calls(u32::MAX)
-        .consecutive_failures(None);
-    preset_with(Upstream::overloaded(mode), config).0
+    ResilienceConfig::default()
+        .breaker_min_calls(u32::MAX)
+        .build()
+        .unwrap()
+        .layer(Upstream::overloaded(mode))
 }
 
-/// The preset with its (global) breaker forced open: every call is rejected.
+/// The preset with the host's breaker forced open: every call is rejected.
 pub fn preset_open() -> impl Service<Req, Response = Response<impl Body>> {
-    let (svc, handle) = preset_with(Upstream::ok(Mode::Dropped), CircuitBreakerConfig::new());
-    handle.force_open("", Duration::from_secs(24 * 3600));
-    svc
+    let layer = ResilienceLayer::new();
+    layer
+        .breaker_handle()
+        .force_open("api.example.test", Duration::from_secs(24 * 3600));
+    layer.layer(Upstream::ok(Mode::Dropped))
 }
 
 /// A hyper-util client sending the bodies the preset hands it.
@@ -425,11 +421,5 @@ pub fn preset_over(
 > + Clone
        + Send
        + 'static {
-    ServiceBuilder::new()
-        .layer(NormalizeClientLayer::new())
-        .layer(TimeoutLayer::new())
-        .layer(RetryLayer::new())
-        .layer(CircuitBreakerLayer::new())
-        .layer(HeadersTimeoutLayer::new(Duration::from_secs(30)))
-        .service(client)
+    ResilienceLayer::new().layer(client)
 }
