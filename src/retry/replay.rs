@@ -55,8 +55,36 @@ pub(crate) struct Shared<B> {
     state: Mutex<Option<State<B>>>,
 }
 
+/// The kept chunks, in order. The first is held inline: a body of one
+/// chunk (a `Full` body, the common case) is kept without allocating.
+#[derive(Default)]
+struct Chunks {
+    first: Option<Bytes>,
+    rest: Vec<Bytes>,
+}
+
+impl Chunks {
+    fn get(&self, i: usize) -> Option<&Bytes> {
+        match i {
+            0 => self.first.as_ref(),
+            _ => self.rest.get(i - 1),
+        }
+    }
+
+    fn push(&mut self, chunk: Bytes) {
+        match self.first {
+            None => self.first = Some(chunk),
+            Some(_) => self.rest.push(chunk),
+        }
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+}
+
 struct State<B> {
-    chunks: Vec<Bytes>,
+    chunks: Chunks,
     len: usize,
     cap: usize,
     trailers: Option<HeaderMap>,
@@ -86,7 +114,7 @@ impl<B: Body> ReplayBody<B> {
         });
         let body = ReplayBody {
             state: Some(State {
-                chunks: Vec::new(),
+                chunks: Chunks::default(),
                 len: 0,
                 cap,
                 trailers: None,
@@ -233,7 +261,7 @@ where
                         if !state.capped {
                             if state.len.saturating_add(chunk.len()) > state.cap {
                                 state.capped = true;
-                                state.chunks = Vec::new();
+                                state.chunks = Chunks::default();
                                 state.len = 0;
                             } else {
                                 state.len += chunk.len();
@@ -366,6 +394,31 @@ mod tests {
             assert_eq!(bytes, "hello world");
             assert_eq!(trailers.unwrap()["x-sum"], "abc");
         }
+    }
+
+    #[tokio::test]
+    async fn a_one_chunk_body_is_kept_inline_and_replayed() {
+        let (first, replay) = ReplayBody::first(Full::new(Bytes::from_static(b"{}")), 1024);
+        assert_eq!(collect(first).await.0, "{}");
+        let state = replay.shared.as_ref().unwrap().lock();
+        let chunks = &state.as_ref().unwrap().chunks;
+        assert_eq!((chunks.len(), chunks.rest.capacity()), (1, 0));
+        drop(state);
+        for _ in 0..2 {
+            let again = replay.next_body().unwrap();
+            assert_eq!(again.size_hint().exact(), Some(2));
+            assert_eq!(collect(again).await.0, "{}");
+        }
+        // A first attempt that stopped after the inline chunk goes on.
+        let (mut first, replay) =
+            ReplayBody::first(stream(vec![data("a"), data("b"), data("c")]), 1024);
+        first.frame().await.unwrap().unwrap();
+        drop(first);
+        let mut second = replay.next_body().unwrap();
+        second.frame().await.unwrap().unwrap();
+        second.frame().await.unwrap().unwrap();
+        drop(second);
+        assert_eq!(collect(replay.next_body().unwrap()).await.0, "abc");
     }
 
     #[tokio::test]
