@@ -79,6 +79,42 @@ fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
 /// When the key appears more than once, the last value seen wins (as in
 /// `serde_json`). Keys written with escapes (`"str\u0065am"`) are decoded.
 pub(crate) fn stream_requested(json: &[u8]) -> bool {
+    // Without a backslash a key can spell `stream` only as the eight bytes
+    // `"stream"`: a body holding neither cannot ask for a stream, and the
+    // scan (the costlier pass) is skipped.
+    if !json.contains(&b'\\') && !holds_quoted_stream(json) {
+        return false;
+    }
+    scan_for_stream(json)
+}
+
+/// Whether `json` holds the eight bytes `"stream"` (a Horspool search: it
+/// looks at about one byte in eight).
+fn holds_quoted_stream(json: &[u8]) -> bool {
+    const NEEDLE: &[u8; 8] = b"\"stream\"";
+    let mut end = NEEDLE.len() - 1;
+    while let Some(&c) = json.get(end) {
+        if c == b'"' && json[end + 1 - NEEDLE.len()..=end] == *NEEDLE {
+            return true;
+        }
+        // How far the window may move so that `c` meets its last place in
+        // the needle (not counting the needle's last byte).
+        end += match c {
+            b'"' => 7,
+            b's' => 6,
+            b't' => 5,
+            b'r' => 4,
+            b'e' => 3,
+            b'a' => 2,
+            b'm' => 1,
+            _ => 8,
+        };
+    }
+    false
+}
+
+/// The full scan behind [`stream_requested`].
+fn scan_for_stream(json: &[u8]) -> bool {
     let mut s = Scanner { b: json, i: 0 };
     s.ws();
     if !s.eat(b'{') {
@@ -386,6 +422,31 @@ mod tests {
         assert!(!stream_requested(br#"{"stream":tr"#));
         assert!(!stream_requested(b""));
         assert!(!stream_requested(b"not json"));
+    }
+
+    proptest! {
+        // The shortcut never changes the answer of the full scan.
+        #[test]
+        fn the_shortcut_agrees_with_the_scan(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "{", "}", "[", "]", ":", ",", " ", "\"", "\\", "stream", "\"stream\"",
+                    "str", "eam", "true", "false", "1", "\"m\"", "\\u0065", "\\\"",
+                ]),
+                0..24,
+            )
+        ) {
+            // (`"stream"` at every offset, overlapping quotes, cut needles.)
+            let json = parts.concat();
+            prop_assert_eq!(
+                holds_quoted_stream(json.as_bytes()),
+                json.contains("\"stream\"")
+            );
+            prop_assert_eq!(
+                stream_requested(json.as_bytes()),
+                scan_for_stream(json.as_bytes())
+            );
+        }
     }
 
     #[test]
