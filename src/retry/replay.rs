@@ -400,10 +400,11 @@ mod tests {
     async fn a_one_chunk_body_is_kept_inline_and_replayed() {
         let (first, replay) = ReplayBody::first(Full::new(Bytes::from_static(b"{}")), 1024);
         assert_eq!(collect(first).await.0, "{}");
-        let state = replay.shared.as_ref().unwrap().lock();
-        let chunks = &state.as_ref().unwrap().chunks;
-        assert_eq!((chunks.len(), chunks.rest.capacity()), (1, 0));
-        drop(state);
+        {
+            let state = replay.shared.as_ref().unwrap().lock();
+            let chunks = &state.as_ref().unwrap().chunks;
+            assert_eq!((chunks.len(), chunks.rest.capacity()), (1, 0));
+        }
         for _ in 0..2 {
             let again = replay.next_body().unwrap();
             assert_eq!(again.size_hint().exact(), Some(2));
