@@ -71,7 +71,10 @@ impl Upstream {
     }
 }
 
-struct DropGuard(Arc<AtomicUsize>, Option<tokio::sync::mpsc::UnboundedSender<()>>);
+struct DropGuard(
+    Arc<AtomicUsize>,
+    Option<tokio::sync::mpsc::UnboundedSender<()>>,
+);
 
 impl Drop for DropGuard {
     fn drop(&mut self) {
@@ -91,7 +94,12 @@ async fn upstream_handler(State(up): State<Arc<Upstream>>, body: Bytes) -> Respo
         *n += 1;
         *n
     };
-    let plan = up.plans.lock().unwrap().get_mut(&model).and_then(VecDeque::pop_front);
+    let plan = up
+        .plans
+        .lock()
+        .unwrap()
+        .get_mut(&model)
+        .and_then(VecDeque::pop_front);
     match plan {
         None => {
             let body = format!(r#"{{"id":"ok-{model}-{n}","object":"chat.completion"}}"#);
@@ -111,7 +119,9 @@ async fn upstream_handler(State(up): State<Arc<Upstream>>, body: Bytes) -> Respo
             let events = futures_util::stream::iter(events)
                 .map(|e| Ok::<_, Infallible>(Frame::data(Bytes::from_static(e.as_bytes()))));
             let body = if stall {
-                Body::new(StreamBody::new(events.chain(futures_util::stream::pending())))
+                Body::new(StreamBody::new(
+                    events.chain(futures_util::stream::pending()),
+                ))
             } else {
                 Body::new(StreamBody::new(events))
             };
@@ -143,7 +153,8 @@ async fn upstream_handler(State(up): State<Arc<Upstream>>, body: Bytes) -> Respo
 fn spawn_upstream() -> (SocketAddr, Arc<Upstream>) {
     let up = Arc::new(Upstream::default());
     let state = up.clone();
-    let addr = common::spawn_server(move || Router::new().fallback(upstream_handler).with_state(state));
+    let addr =
+        common::spawn_server(move || Router::new().fallback(upstream_handler).with_state(state));
     (addr, up)
 }
 
@@ -154,10 +165,10 @@ fn config() -> ResilienceConfig {
 
 /// Starts the gateway (on the test's runtime) in front of `upstream`.
 async fn gateway(config: ResilienceConfig, upstream: SocketAddr) -> SocketAddr {
-    let layer = config
-        .build()
-        .unwrap()
-        .map_retry(|r| r.backoff(Backoff::constant(Duration::ZERO)).jitter(Jitter::none()));
+    let layer = config.build().unwrap().map_retry(|r| {
+        r.backoff(Backoff::constant(Duration::ZERO))
+            .jitter(Jitter::none())
+    });
     let app = app::router(
         layer.server(),
         format!("http://{upstream}").parse().unwrap(),
@@ -171,7 +182,9 @@ async fn gateway(config: ResilienceConfig, upstream: SocketAddr) -> SocketAddr {
 }
 
 fn chat(gw: SocketAddr, model: &str, stream: bool) -> Request<Full<Bytes>> {
-    let body = format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}],"stream":{stream}}}"#);
+    let body = format!(
+        r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}],"stream":{stream}}}"#
+    );
     Request::post(format!("http://{gw}/v1/chat/completions"))
         .header("content-type", "application/json")
         .header("authorization", "Bearer sk-test-key-0000000000")
@@ -186,22 +199,40 @@ async fn every_fixture_case_leaves_as_the_envelope() {
     let gw = gateway(config().max_retries(0), up_addr).await;
 
     for case in common::cases() {
-        let headers = case.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        up.plan(&case.name, [Plan::Respond(case.status, headers, Bytes::from(case.body.clone()))]);
+        let headers = case
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        up.plan(
+            &case.name,
+            [Plan::Respond(
+                case.status,
+                headers,
+                Bytes::from(case.body.clone()),
+            )],
+        );
         let (parts, body) = common::send(chat(gw, &case.name, false)).await;
         let name = &case.name;
         assert_eq!(parts.status.as_u16(), case.expect.status, "{name}");
         assert_eq!(parts.headers["content-type"], "application/json", "{name}");
         assert!(parts.headers.contains_key("x-request-id"), "{name}");
         assert_eq!(
-            parts.headers.get("retry-after").map(|v| v.to_str().unwrap().parse::<u64>().unwrap()),
+            parts
+                .headers
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap()),
             case.expect.retry_after_s,
             "{name}"
         );
         let err = common::envelope(&body);
         assert_eq!(err["type"], case.expect.ty.as_str(), "{name}");
         assert_eq!(err["code"], case.expect.code.as_str(), "{name}");
-        assert_eq!(err["param"].as_str(), case.expect.param.as_deref(), "{name}");
+        assert_eq!(
+            err["param"].as_str(),
+            case.expect.param.as_deref(),
+            "{name}"
+        );
         assert_eq!(up.calls(name), 1, "{name}: max_retries 0 means one attempt");
     }
 }
@@ -217,7 +248,10 @@ async fn retries_follow_the_error_table() {
     up.plan("flaky", [fail(503), fail(502)]);
     let (parts, body) = common::send(chat(gw, "flaky", false)).await;
     assert_eq!(parts.status, StatusCode::OK);
-    assert_eq!(body, r#"{"id":"ok-flaky-3","object":"chat.completion"}"#, "the third attempt's answer");
+    assert_eq!(
+        body, r#"{"id":"ok-flaky-3","object":"chat.completion"}"#,
+        "the third attempt's answer"
+    );
     assert_eq!(up.calls("flaky"), 3);
 
     // Always failing: 1 + 3 attempts, then the last failure as the envelope.
@@ -251,7 +285,11 @@ async fn the_breaker_opens_for_one_model_only() {
     let (parts, body) = common::send(chat(gw, "sim-down", false)).await;
     assert_eq!(parts.status, 503);
     assert_eq!(common::envelope(&body)["code"], "circuit_open");
-    let wait: u64 = parts.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    let wait: u64 = parts.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((27..=33).contains(&wait), "30 s ± 10 % jitter, got {wait}");
     assert_eq!(up.calls("sim-down"), 2);
 
@@ -291,10 +329,17 @@ async fn sse_passes_through_byte_identical() {
 async fn a_stalled_stream_ends_with_an_error_event() {
     let _hold = common::hold_clock();
     let (up_addr, up) = spawn_upstream();
-    let gw = gateway(config().stream_idle_timeout(Duration::from_secs(20)), up_addr).await;
+    let gw = gateway(
+        config().stream_idle_timeout(Duration::from_secs(20)),
+        up_addr,
+    )
+    .await;
     up.plan("sim-stall", [Plan::Sse(EVENTS[..2].to_vec(), true)]);
 
-    let res = common::client().request(chat(gw, "sim-stall", true)).await.unwrap();
+    let res = common::client()
+        .request(chat(gw, "sim-stall", true))
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let mut body = res.into_body();
     let mut got = Vec::new();
@@ -306,11 +351,21 @@ async fn a_stalled_stream_ends_with_an_error_event() {
 
     // Silence for the idle limit: one last event in the envelope, then the end.
     advance(Duration::from_secs(20)).await;
-    let rest = body.collect().await.expect("an event, not a reset").to_bytes();
+    let rest = body
+        .collect()
+        .await
+        .expect("an event, not a reset")
+        .to_bytes();
     let text = std::str::from_utf8(&rest).unwrap();
-    let json = text.strip_prefix("data: ").and_then(|t| t.strip_suffix("\n\n")).expect(text);
+    let json = text
+        .strip_prefix("data: ")
+        .and_then(|t| t.strip_suffix("\n\n"))
+        .expect(text);
     let err = common::envelope(json.as_bytes());
-    assert_eq!((err["type"].as_str(), err["code"].as_str()), (Some("timeout_error"), Some("timeout")));
+    assert_eq!(
+        (err["type"].as_str(), err["code"].as_str()),
+        (Some("timeout_error"), Some("timeout"))
+    );
     assert_eq!(err["message"], "stream idle for longer than 20s");
 }
 
@@ -324,7 +379,10 @@ async fn a_20_mb_error_body_is_answered_without_buffering_it() {
     let (parts, body) = common::send(chat(gw, "huge", false)).await;
     assert_eq!(parts.status, 500);
     let err = common::envelope(&body);
-    assert_eq!((err["code"].as_str(), err["message"].as_str()), (Some("internal_error"), Some("internal error")));
+    assert_eq!(
+        (err["code"].as_str(), err["message"].as_str()),
+        (Some("internal_error"), Some("internal error"))
+    );
     // The gateway read a few KiB and hung up: the upstream never got to
     // produce all 320 chunks (socket buffers hold a few of them).
     let produced = up.produced.load(Ordering::SeqCst);
@@ -374,11 +432,31 @@ fn the_flags_and_defaults_are_those_of_the_design() {
     assert_eq!(a.config, design);
 
     let flags = [
-        "--listen", "127.0.0.1:0", "--upstream", "https://api.example.com", "--max-retries", "5",
-        "--timeout", "2m", "--attempt-timeout", "250ms", "--stream-first-byte-timeout", "1.5s",
-        "--stream-idle-timeout", "20s", "--stream-timeout=5m", "--max-retry-after", "10s",
-        "--breaker-min-calls", "4", "--breaker-failure-ratio", "0.25", "--breaker-window", "1m",
-        "--breaker-open", "45s",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "https://api.example.com",
+        "--max-retries",
+        "5",
+        "--timeout",
+        "2m",
+        "--attempt-timeout",
+        "250ms",
+        "--stream-first-byte-timeout",
+        "1.5s",
+        "--stream-idle-timeout",
+        "20s",
+        "--stream-timeout=5m",
+        "--max-retry-after",
+        "10s",
+        "--breaker-min-calls",
+        "4",
+        "--breaker-failure-ratio",
+        "0.25",
+        "--breaker-window",
+        "1m",
+        "--breaker-open",
+        "45s",
     ];
     let a = args::parse(flags.iter().map(|f| f.to_string())).unwrap();
     assert_eq!(a.listen.port(), 0);
@@ -397,11 +475,18 @@ fn the_flags_and_defaults_are_those_of_the_design() {
         .breaker_open(s(45));
     assert_eq!(a.config, expected);
 
-    for flag in flags.iter().filter(|f| f.starts_with("--") && !f.contains('=')) {
+    for flag in flags
+        .iter()
+        .filter(|f| f.starts_with("--") && !f.contains('='))
+    {
         assert!(args::USAGE.contains(flag), "--help names {flag}");
     }
-    assert!(args::parse(["--timeout".into(), "soon".into()]).unwrap_err().contains("not a duration"));
-    assert!(args::parse(["--nope".into(), "1".into()]).unwrap_err().contains("unknown flag"));
+    assert!(args::parse(["--timeout".into(), "soon".into()])
+        .unwrap_err()
+        .contains("not a duration"));
+    assert!(args::parse(["--nope".into(), "1".into()])
+        .unwrap_err()
+        .contains("unknown flag"));
     assert!(args::parse(["--upstream".into(), "ftp://x".into()]).is_err());
 }
 
@@ -412,7 +497,13 @@ async fn the_example_binary_prints_its_address_first() {
     use tokio::io::AsyncBufReadExt;
 
     let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("examples").join("gateway");
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("gateway");
     let mut child = tokio::process::Command::new(&bin)
         .args(["--listen", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())
@@ -421,7 +512,9 @@ async fn the_example_binary_prints_its_address_first() {
         .unwrap_or_else(|e| panic!("{} (built by `cargo test`): {e}", bin.display()));
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next_line().await.unwrap().unwrap();
-    let addr = first.strip_prefix("listening on http://").unwrap_or_else(|| panic!("{first}"));
+    let addr = first
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("{first}"));
     let addr: SocketAddr = addr.parse().unwrap();
     assert_ne!(addr.port(), 0);
 
@@ -429,6 +522,9 @@ async fn the_example_binary_prints_its_address_first() {
     let (parts, body) = common::send(chat(addr, "sim-badkey", false)).await;
     assert_eq!(parts.status, 401);
     let err = common::envelope(&body);
-    assert_eq!((err["type"].as_str(), err["code"].as_str()), (Some("authentication_error"), Some("invalid_api_key")));
+    assert_eq!(
+        (err["type"].as_str(), err["code"].as_str()),
+        (Some("authentication_error"), Some("invalid_api_key"))
+    );
     child.kill().await.unwrap();
 }
