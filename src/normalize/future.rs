@@ -356,6 +356,7 @@ where
                         // A gRPC trailers-only error arrives as HTTP 200.
                         if let Some(mut err) = ApiError::from_grpc_headers(res.headers()) {
                             set_client_request_id(&mut err, res.headers(), this.request_id.take());
+                            err.extensions_mut().extend(res.into_parts().0.extensions);
                             return Poll::Ready(Err(err));
                         }
                         return Poll::Ready(Ok(res));
@@ -386,6 +387,9 @@ where
                             )
                         });
                     set_client_request_id(&mut err, &parts.headers, this.request_id.take());
+                    // What layers below attached to the response (the retry
+                    // layer's attempt count) stays with the error.
+                    err.extensions_mut().extend(parts.extensions);
                     return Poll::Ready(Err(err));
                 }
             };
