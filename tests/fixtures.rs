@@ -92,6 +92,16 @@ async fn every_case_rewritten_by_the_server_layer() {
         );
         assert_eq!(res.headers()["x-request-id"], "fixture-1", "{}", case.name);
         assert_eq!(
+            res.headers()["x-should-retry"],
+            if case.expect.retryable {
+                "true"
+            } else {
+                "false"
+            },
+            "{}",
+            case.name
+        );
+        assert_eq!(
             res.headers()
                 .get("retry-after")
                 .map(|v| v.to_str().unwrap().parse::<u64>().unwrap()),
