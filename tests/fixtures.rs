@@ -92,6 +92,16 @@ async fn every_case_rewritten_by_the_server_layer() {
         );
         assert_eq!(res.headers()["x-request-id"], "fixture-1", "{}", case.name);
         assert_eq!(
+            res.headers()["x-should-retry"],
+            if case.expect.retryable {
+                "true"
+            } else {
+                "false"
+            },
+            "{}",
+            case.name
+        );
+        assert_eq!(
             res.headers()
                 .get("retry-after")
                 .map(|v| v.to_str().unwrap().parse::<u64>().unwrap()),
@@ -110,4 +120,24 @@ async fn every_case_rewritten_by_the_server_layer() {
             case.name
         );
     }
+}
+
+#[tokio::test]
+async fn the_client_error_keeps_the_response_extensions() {
+    #[derive(Clone, Debug, PartialEq)]
+    struct Note(u32);
+    let upstream = tower::service_fn(|_req: http::Request<Full<Bytes>>| async {
+        let mut res = http::Response::new(Full::new(Bytes::from_static(b"busy")));
+        *res.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+        res.extensions_mut().insert(Note(3));
+        Ok::<_, Infallible>(res)
+    });
+    let client = ServiceBuilder::new()
+        .layer(NormalizeClientLayer::new())
+        .service(upstream);
+    let err = client
+        .oneshot(http::Request::new(Full::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.extensions().get::<Note>(), Some(&Note(3)));
 }

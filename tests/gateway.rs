@@ -217,6 +217,12 @@ async fn every_fixture_case_leaves_as_the_envelope() {
         assert_eq!(parts.status.as_u16(), case.expect.status, "{name}");
         assert_eq!(parts.headers["content-type"], "application/json", "{name}");
         assert!(parts.headers.contains_key("x-request-id"), "{name}");
+        let should_retry = if case.expect.retryable {
+            "true"
+        } else {
+            "false"
+        };
+        assert_eq!(parts.headers["x-should-retry"], should_retry, "{name}");
         assert_eq!(
             parts
                 .headers

@@ -10,6 +10,9 @@ use super::{grpc, ApiError};
 /// The header carrying the request id on every error response.
 pub const X_REQUEST_ID: &str = "x-request-id";
 
+/// The header telling clients whether to retry, on every error response.
+pub(crate) const X_SHOULD_RETRY: &str = "x-should-retry";
+
 /// Marks a response rendered by this crate, so server normalization passes it
 /// through without reading its body again.
 #[derive(Clone, Copy, Debug)]
@@ -52,8 +55,9 @@ impl ApiError {
 
     /// The error as an HTTP response: the error's status, the JSON envelope,
     /// `content-type: application/json`, `retry-after` in whole seconds
-    /// (rounded up) when a wait is known, and `x-request-id` when an id is
-    /// known.
+    /// (rounded up) when a wait is known, `x-should-retry` (`true` or
+    /// `false`, from [`is_retryable`](ApiError::is_retryable)), and
+    /// `x-request-id` when an id is known.
     ///
     /// Any body type that can be made from [`Bytes`] works: `String` does not,
     /// but `http_body_util::Full<Bytes>`, `axum::body::Body` and
@@ -68,6 +72,7 @@ impl ApiError {
     /// assert_eq!(res.status(), 404);
     /// assert_eq!(res.headers()["content-type"], "application/json");
     /// assert_eq!(res.headers()["x-request-id"], "req-1");
+    /// assert_eq!(res.headers()["x-should-retry"], "false");
     /// ```
     pub fn to_response<B: From<Bytes>>(&self) -> Response<B> {
         let mut res = Response::new(B::from(self.to_json()));
@@ -77,11 +82,20 @@ impl ApiError {
         if let Some(secs) = self.retry_after_secs() {
             headers.insert(RETRY_AFTER, HeaderValue::from(secs));
         }
+        headers.insert(X_SHOULD_RETRY, self.should_retry_header());
         if let Some(id) = self.request_id_header() {
             headers.insert(X_REQUEST_ID, id);
         }
         res.extensions_mut().insert(Rendered);
         res
+    }
+
+    /// `x-should-retry`: whether a client may try again
+    /// ([`is_retryable`](ApiError::is_retryable)). The official OpenAI SDKs
+    /// follow it, so a quota error or an open breaker is not retried by them,
+    /// and this crate reads it back as a server hint.
+    pub(crate) fn should_retry_header(&self) -> HeaderValue {
+        HeaderValue::from_static(if self.is_retryable() { "true" } else { "false" })
     }
 
     /// The gRPC status code the error is answered with (`UNAVAILABLE` for an

@@ -16,7 +16,7 @@ use pin_project_lite::pin_project;
 
 use super::body::{Mode, NormalizeBody};
 use crate::body::{Peek, PeekEnd};
-use crate::error::render::{is_error_status, is_rendered, X_REQUEST_ID};
+use crate::error::render::{is_error_status, is_rendered, X_REQUEST_ID, X_SHOULD_RETRY};
 use crate::{ApiError, BoxError};
 
 pin_project! {
@@ -221,12 +221,21 @@ fn rewrite<B>(
     request_id: Option<HeaderValue>,
     cap: usize,
 ) -> Response<NormalizeBody<B>> {
-    if complete && !grpc && is_canonical(parts.status, &parts.headers, &data) {
+    if let Some(read) = (complete && !grpc)
+        .then(|| canonical(parts.status, &parts.headers, &data))
+        .flatten()
+    {
         // Already the envelope: pass it on, with a request id.
         parts.headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if !parts.headers.contains_key(X_SHOULD_RETRY) {
+            parts
+                .headers
+                .insert(X_SHOULD_RETRY, read.should_retry_header());
+        }
+        parts.extensions.insert(read);
         if !parts.headers.contains_key(X_REQUEST_ID) {
             let id = request_id.unwrap_or_else(new_request_id_header);
             parts.headers.insert(X_REQUEST_ID, id);
@@ -268,16 +277,17 @@ fn keep_error<B>(res: &mut Response<B>, err: ApiError) {
     res.extensions_mut().insert(err);
 }
 
-/// Whether a body is already the canonical envelope, consistent with its
-/// status: exactly `{"error":{"message","type","param","code"}}`, and a type
-/// and code the crate would give that status and body itself.
-fn is_canonical(status: http::StatusCode, headers: &HeaderMap, data: &[u8]) -> bool {
+/// The error a body states when it is already the canonical envelope,
+/// consistent with its status: exactly
+/// `{"error":{"message","type","param","code"}}`, and a type and code the
+/// crate would give that status and body itself.
+fn canonical(status: http::StatusCode, headers: &HeaderMap, data: &[u8]) -> Option<ApiError> {
     let Ok(serde_json::Value::Object(top)) = serde_json::from_slice::<serde_json::Value>(data)
     else {
-        return false;
+        return None;
     };
     let Some(serde_json::Value::Object(err)) = top.get("error") else {
-        return false;
+        return None;
     };
     let shaped = top.len() == 1
         && err.len() == 4
@@ -285,17 +295,13 @@ fn is_canonical(status: http::StatusCode, headers: &HeaderMap, data: &[u8]) -> b
         && err
             .get("param")
             .is_some_and(|p| p.is_null() || p.is_string());
-    let (Some(ty), Some(code)) = (
-        err.get("type").and_then(serde_json::Value::as_str),
-        err.get("code").and_then(serde_json::Value::as_str),
-    ) else {
-        return false;
-    };
+    let ty = err.get("type").and_then(serde_json::Value::as_str)?;
+    let code = err.get("code").and_then(serde_json::Value::as_str)?;
     if !shaped {
-        return false;
+        return None;
     }
     let read = ApiError::from_upstream(status, headers, data);
-    read.status() == status && read.error_type() == ty && read.code() == code
+    (read.status() == status && read.error_type() == ty && read.code() == code).then_some(read)
 }
 
 pin_project! {
@@ -356,6 +362,7 @@ where
                         // A gRPC trailers-only error arrives as HTTP 200.
                         if let Some(mut err) = ApiError::from_grpc_headers(res.headers()) {
                             set_client_request_id(&mut err, res.headers(), this.request_id.take());
+                            err.extensions_mut().extend(res.into_parts().0.extensions);
                             return Poll::Ready(Err(err));
                         }
                         return Poll::Ready(Ok(res));
@@ -386,6 +393,9 @@ where
                             )
                         });
                     set_client_request_id(&mut err, &parts.headers, this.request_id.take());
+                    // What layers below attached to the response (the retry
+                    // layer's attempt count) stays with the error.
+                    err.extensions_mut().extend(parts.extensions);
                     return Poll::Ready(Err(err));
                 }
             };
@@ -412,11 +422,12 @@ mod tests {
     #[test]
     fn canonical_detection() {
         let c = |status: u16, body: &[u8]| {
-            is_canonical(
+            canonical(
                 http::StatusCode::from_u16(status).unwrap(),
                 &HeaderMap::new(),
                 body,
             )
+            .is_some()
         };
         let ok = br#"{"error":{"message":"m","type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}"#;
         assert!(c(429, ok));

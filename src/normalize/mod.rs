@@ -35,7 +35,9 @@
 //! a gRPC trailers-only error) becomes `Err` with kind, code, message, param,
 //! server hints, the upstream's request id and the start of its body; a
 //! transport error is mapped by its source chain (a refused connection is 502
-//! `connection_error`). Successful responses pass through untouched.
+//! `connection_error`). Successful responses pass through untouched. The
+//! error keeps the extensions of the response it was read from (the retry
+//! layer's [`Attempts`](crate::retry::Attempts), say).
 //!
 //! # Example
 //!
