@@ -64,6 +64,9 @@ pin_project! {
 struct Call<B, P> {
     settings: Arc<Settings<P>>,
     parts: request::Parts,
+    /// `parts` was kept without its one extension, the deadline: put it
+    /// back in every later attempt.
+    restore_deadline: bool,
     replay: Replay<B>,
     deadline: Option<Deadline>,
     /// Attempts sent so far.
@@ -81,6 +84,7 @@ where
         service: S,
         settings: Arc<Settings<P>>,
         parts: request::Parts,
+        restore_deadline: bool,
         replay: Replay<B>,
         deadline: Option<Deadline>,
     ) -> Self {
@@ -91,6 +95,7 @@ where
             call: Call {
                 settings,
                 parts,
+                restore_deadline,
                 replay,
                 deadline,
                 attempts: 1,
@@ -211,6 +216,9 @@ impl<B, P> Call<B, P> {
     /// The request of the next attempt (before `attempts` counts it).
     fn request(&self, body: ReplayBody<B>) -> Request<ReplayBody<B>> {
         let mut req = Request::from_parts(self.parts.clone(), body);
+        if let (true, Some(deadline)) = (self.restore_deadline, self.deadline) {
+            req.extensions_mut().insert(deadline);
+        }
         if let Some(name) = &self.settings.config.attempt_header {
             req.headers_mut()
                 .insert(name.clone(), HeaderValue::from(self.attempts));

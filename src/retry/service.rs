@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use http::{request, HeaderValue, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
@@ -109,10 +109,39 @@ where
                 .insert(name.clone(), HeaderValue::from_static("0"));
         }
         let (body, replay) = ReplayBody::first(body, config.max_replay_body);
-        let template = parts.clone();
+        // A head whose only extension is the deadline (an outer total
+        // timeout published it) is kept without it: cloning a map of one
+        // extension costs three allocations on every call, putting the
+        // deadline back costs them only when an attempt is retried.
+        let deadline_only = parts.extensions.len() == 1
+            && deadline.is_some()
+            && Deadline::get(&parts.extensions) == deadline;
+        let template = if deadline_only {
+            head_without_extensions(&parts)
+        } else {
+            parts.clone()
+        };
         let future = service.call(Request::from_parts(parts, body));
-        ResponseFuture::new(future, service, settings, template, replay, deadline)
+        ResponseFuture::new(
+            future,
+            service,
+            settings,
+            template,
+            deadline_only,
+            replay,
+            deadline,
+        )
     }
+}
+
+/// A copy of a request head, extensions left out.
+fn head_without_extensions(parts: &request::Parts) -> request::Parts {
+    let (mut head, ()) = Request::new(()).into_parts();
+    head.method = parts.method.clone();
+    head.uri = parts.uri.clone();
+    head.version = parts.version;
+    head.headers = parts.headers.clone();
+    head
 }
 
 impl<S: Clone, P> Clone for Retry<S, P> {
@@ -132,5 +161,106 @@ impl<S: fmt::Debug, P: fmt::Debug> fmt::Debug for Retry<S, P> {
             .field("policy", &self.settings.policy)
             .field("budget", &self.settings.budget)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode};
+    use http_body_util::Full;
+    use tower::{Layer, ServiceExt};
+
+    use crate::deadline::Deadline;
+    use crate::retry::{Backoff, Jitter, ReplayBody, RetryLayer};
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct Marker(u32);
+
+    /// What each attempt saw: its deadline, its marker, its number of
+    /// extensions. The first two attempts fail with 503.
+    async fn attempts(
+        layer: RetryLayer,
+        req: Request<Full<Bytes>>,
+    ) -> Vec<(Option<Deadline>, Option<Marker>, usize)> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let upstream = tower::service_fn({
+            let seen = seen.clone();
+            move |req: Request<ReplayBody<Full<Bytes>>>| {
+                let mut seen = seen.lock().unwrap();
+                let ext = req.extensions();
+                seen.push((Deadline::get(ext), ext.get::<Marker>().cloned(), ext.len()));
+                let status = if seen.len() < 3 {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::OK
+                };
+                let res = Response::builder()
+                    .status(status)
+                    .body(Full::new(Bytes::new()));
+                std::future::ready(res)
+            }
+        });
+        let layer = layer
+            .max_retries(3)
+            .backoff(Backoff::constant(Duration::from_millis(10)))
+            .jitter(Jitter::none());
+        let res = layer.layer(upstream).oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 200);
+        let seen = seen.lock().unwrap().clone();
+        seen
+    }
+
+    fn request() -> Request<Full<Bytes>> {
+        Request::post("http://upstream/x")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_attempt_sees_the_same_extensions() {
+        let outer = Deadline::after(Duration::from_secs(60));
+
+        // The deadline alone (kept aside, put back on each retry).
+        let mut req = request();
+        req.extensions_mut().insert(outer);
+        let seen = attempts(RetryLayer::new(), req).await;
+        assert_eq!(seen, vec![(Some(outer), None, 1); 3]);
+
+        // The deadline and another extension.
+        let mut req = request();
+        req.extensions_mut().insert(outer);
+        req.extensions_mut().insert(Marker(7));
+        let seen = attempts(RetryLayer::new(), req).await;
+        assert_eq!(seen, vec![(Some(outer), Some(Marker(7)), 2); 3]);
+
+        // Another extension alone.
+        let mut req = request();
+        req.extensions_mut().insert(Marker(7));
+        let seen = attempts(RetryLayer::new(), req).await;
+        assert_eq!(seen, vec![(None, Some(Marker(7)), 1); 3]);
+
+        // No extension, and the layer's own deadline.
+        let own = Deadline::after(Duration::from_secs(30));
+        let seen = attempts(
+            RetryLayer::new().deadline(Duration::from_secs(30)),
+            request(),
+        )
+        .await;
+        assert_eq!(seen, vec![(Some(own), None, 1); 3]);
+
+        // An outer deadline later than the layer's: the earlier is in force.
+        let own = Deadline::after(Duration::from_secs(30));
+        let mut req = request();
+        req.extensions_mut().insert(outer);
+        let seen = attempts(RetryLayer::new().deadline(Duration::from_secs(30)), req).await;
+        assert_eq!(seen, vec![(Some(own), None, 1); 3]);
+
+        // Nothing at all.
+        let seen = attempts(RetryLayer::new(), request()).await;
+        assert_eq!(seen, vec![(None, None, 0); 3]);
     }
 }
