@@ -3,7 +3,8 @@
 //! vs the same client under the preset, bounded in time.
 //!
 //! The server answers a chat-completion POST with a small JSON body. For
-//! each concurrency, bare and preset run in alternating rounds (so a load
+//! each concurrency, bare, preset and (for reference) the bare client
+//! under tower's `Timeout` run in alternating rounds (so a load
 //! change on the machine hits both), `LOOPBACK_SECS` seconds each (2 by
 //! default), `LOOPBACK_ROUNDS` rounds (2 by default).
 //!
@@ -147,6 +148,9 @@ fn main() {
         let bare = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
         let inner = Client::builder(TokioExecutor::new()).build_http::<StackBody<Full<Bytes>>>();
         let preset = support::preset_over(inner);
+        // A reference: the bare client under tower's `Timeout` alone (one
+        // timer per call, nothing else).
+        let timed = tower::timeout::Timeout::new(bare.clone(), Duration::from_secs(60));
 
         println!("| concurrency | client | requests/s | p50 µs | p99 µs |");
         println!("|---:|---|---:|---:|---:|");
@@ -160,7 +164,8 @@ fn main() {
                 Duration::from_millis(200),
             )
             .await;
-            let (mut b, mut p) = (Stats::default(), Stats::default());
+            drive(timed.clone(), addr, concurrency, Duration::from_millis(200)).await;
+            let (mut b, mut p, mut t) = (Stats::default(), Stats::default(), Stats::default());
             for _ in 0..rounds {
                 let start = Instant::now();
                 let l = drive(bare.clone(), addr, concurrency, secs).await;
@@ -168,19 +173,24 @@ fn main() {
                 let start = Instant::now();
                 let l = drive(preset.clone(), addr, concurrency, secs).await;
                 p.add(l, start.elapsed());
+                let start = Instant::now();
+                let l = drive(timed.clone(), addr, concurrency, secs).await;
+                t.add(l, start.elapsed());
             }
             let (bp50, bp99) = (b.percentile(0.5), b.percentile(0.99));
-            let (pp50, pp99) = (p.percentile(0.5), p.percentile(0.99));
             println!(
                 "| {concurrency} | bare | {:.0} | {bp50} | {bp99} |",
                 b.rps()
             );
-            println!(
-                "| {concurrency} | preset | {:.0} ({:.1}% of bare) | {pp50} | {pp99} ({:+.1}%) |",
-                p.rps(),
-                100.0 * p.rps() / b.rps(),
-                100.0 * (f64::from(pp99) - f64::from(bp99)) / f64::from(bp99)
-            );
+            for (name, s) in [("preset", &mut p), ("tower Timeout (reference)", &mut t)] {
+                let (p50, p99) = (s.percentile(0.5), s.percentile(0.99));
+                println!(
+                    "| {concurrency} | {name} | {:.0} ({:.1}% of bare) | {p50} | {p99} ({:+.1}%) |",
+                    s.rps(),
+                    100.0 * s.rps() / b.rps(),
+                    100.0 * (f64::from(p99) - f64::from(bp99)) / f64::from(bp99)
+                );
+            }
         }
     });
 }
