@@ -3,10 +3,12 @@
 //! vs the same client under the preset, bounded in time.
 //!
 //! The server answers a chat-completion POST with a small JSON body. For
-//! each concurrency, bare, preset and (for reference) the bare client
-//! under tower's `Timeout` run in alternating rounds (so a load
-//! change on the machine hits both), `LOOPBACK_SECS` seconds each (2 by
-//! default), `LOOPBACK_ROUNDS` rounds (2 by default).
+//! each concurrency (1 and 8 tasks of sequential calls), bare, preset and
+//! (for reference) the bare client under tower's `Timeout` take turns in
+//! short slices, in a rotating order, so that a change of load on the
+//! machine falls on all three alike: `LOOPBACK_SLICES` slices (16 by
+//! default) of `LOOPBACK_SLICE_MS` milliseconds (250) each, 4 s per client
+//! and concurrency, about 25 s in all.
 //!
 //! `cargo bench --bench loopback`
 
@@ -64,9 +66,9 @@ fn request(addr: SocketAddr) -> Request<Full<Bytes>> {
     req
 }
 
-/// Runs `concurrency` loops of sequential calls for `secs`; returns the
-/// number of calls and every latency in microseconds.
-async fn drive<S, B>(svc: S, addr: SocketAddr, concurrency: usize, secs: Duration) -> Vec<u32>
+/// Runs `concurrency` loops of sequential calls for `time`; returns every
+/// call's latency in microseconds.
+async fn drive<S, B>(svc: S, addr: SocketAddr, concurrency: usize, time: Duration) -> Vec<u32>
 where
     S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send,
@@ -75,15 +77,16 @@ where
     B::Data: Send,
     B::Error: std::fmt::Debug + Send,
 {
-    let end = Instant::now() + secs;
+    let end = Instant::now() + time;
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
-            let svc = svc.clone();
+            let mut svc = svc.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(1 << 16);
                 while Instant::now() < end {
                     let start = Instant::now();
-                    let res = svc.clone().oneshot(request(addr)).await.unwrap();
+                    let ready = svc.ready().await.unwrap();
+                    let res = ready.call(request(addr)).await.unwrap();
                     assert_eq!(res.status(), 200);
                     res.into_body().collect().await.unwrap();
                     latencies.push(start.elapsed().as_micros() as u32);
@@ -136,8 +139,8 @@ fn main() {
     if std::env::args().any(|a| a == "--test" || a == "--list") {
         return;
     }
-    let secs = Duration::from_secs(env("LOOPBACK_SECS", 2));
-    let rounds = env("LOOPBACK_ROUNDS", 2);
+    let slice_len = Duration::from_millis(env("LOOPBACK_SLICE_MS", 250));
+    let slices = env("LOOPBACK_SLICES", 16) as usize;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -166,16 +169,26 @@ fn main() {
             .await;
             drive(timed.clone(), addr, concurrency, Duration::from_millis(200)).await;
             let (mut b, mut p, mut t) = (Stats::default(), Stats::default(), Stats::default());
-            for _ in 0..rounds {
-                let start = Instant::now();
-                let l = drive(bare.clone(), addr, concurrency, secs).await;
-                b.add(l, start.elapsed());
-                let start = Instant::now();
-                let l = drive(preset.clone(), addr, concurrency, secs).await;
-                p.add(l, start.elapsed());
-                let start = Instant::now();
-                let l = drive(timed.clone(), addr, concurrency, secs).await;
-                t.add(l, start.elapsed());
+            // Short slices in a rotating order, so that a change of load on
+            // the machine falls on every client alike.
+            for slice in 0..slices {
+                for turn in 0..3 {
+                    let start = Instant::now();
+                    match (slice + turn) % 3 {
+                        0 => {
+                            let l = drive(bare.clone(), addr, concurrency, slice_len).await;
+                            b.add(l, start.elapsed());
+                        }
+                        1 => {
+                            let l = drive(preset.clone(), addr, concurrency, slice_len).await;
+                            p.add(l, start.elapsed());
+                        }
+                        _ => {
+                            let l = drive(timed.clone(), addr, concurrency, slice_len).await;
+                            t.add(l, start.elapsed());
+                        }
+                    }
+                }
             }
             let (bp50, bp99) = (b.percentile(0.5), b.percentile(0.99));
             println!(

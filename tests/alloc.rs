@@ -11,12 +11,7 @@
 //!
 //! `cargo test --all-features --test alloc -- --nocapture` prints the table.
 
-#![cfg(all(
-    feature = "normalize",
-    feature = "retry",
-    feature = "circuit-breaker",
-    feature = "timeout"
-))]
+#![cfg(feature = "stack")]
 
 #[path = "../benches/support/mod.rs"]
 mod support;
