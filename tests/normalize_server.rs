@@ -53,6 +53,19 @@ fn app(events: Arc<tokio::sync::Mutex<Option<Events>>>) -> Router {
             get(|| async { (StatusCode::BAD_GATEWAY, "upstream connect error") }),
         )
         .route(
+            "/overloaded",
+            get(|| async {
+                // As a hyper client hands on an upstream's 529 with its own reason phrase.
+                let mut res = axum::response::IntoResponse::into_response((
+                    StatusCode::from_u16(529).unwrap(),
+                    r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+                ));
+                res.extensions_mut()
+                    .insert(hyper::ext::ReasonPhrase::from_static(b"Site Overloaded"));
+                res
+            }),
+        )
+        .route(
             "/canonical",
             get(|| async {
                 ApiError::new(ErrorKind::RateLimited)
@@ -239,6 +252,23 @@ async fn handler_failures_become_the_envelope() {
         (p.status.as_u16(), e["type"].as_str(), e["message"].as_str()),
         (502, Some("upstream_error"), Some("upstream connect error"))
     );
+
+    // A 529 becomes a 503 with the reason phrase of a 503.
+    let res = common::client()
+        .request(
+            req(addr, "GET", "/overloaded", "")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert!(
+        res.extensions().get::<hyper::ext::ReasonPhrase>().is_none(),
+        "the canonical reason phrase"
+    );
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(envelope(&body)["code"], "overloaded");
 
     // Already canonical: passed through as is.
     let (p, e) = call(addr, "GET", "/canonical", None, "").await;

@@ -266,6 +266,10 @@ fn rewrite<B>(
         new_parts.headers = parts.headers;
     }
     new_parts.extensions = parts.extensions;
+    // The reason phrase hyper kept from the original status would go on the
+    // wire next to the new one (`503 <none>` for an upstream 529).
+    #[cfg(feature = "hyper")]
+    new_parts.extensions.remove::<hyper::ext::ReasonPhrase>();
     new_parts.extensions.insert(err);
     Response::from_parts(new_parts, NormalizeBody::full(body))
 }
