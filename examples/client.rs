@@ -75,7 +75,7 @@ async fn main() {
         print!("{model}{}: ", if stream { " (stream)" } else { "" });
         match client.clone().oneshot(req).await {
             Ok(res) => {
-                let attempts = res.extensions().get::<Attempts>().map_or(1, |a| a.get());
+                let attempts = Attempts::of(res.extensions()).get();
                 let status = res.status();
                 match res.into_body().collect().await {
                     Ok(body) => println!(
@@ -87,7 +87,7 @@ async fn main() {
                 }
             }
             Err(err) => {
-                let attempts = err.extensions().get::<Attempts>().map_or(1, |a| a.get());
+                let attempts = Attempts::of(err.extensions()).get();
                 println!(
                     "{:?} {} (retryable: {}, retry after: {:?}) after {attempts} attempt(s): {}",
                     err.kind(),

@@ -156,7 +156,7 @@ async fn hyper_server_quota_error_comes_back_once_and_whole() {
     let res = client.oneshot(req).await.unwrap();
     assert_eq!(res.status(), 429);
     assert_eq!(res.headers()["x-request-id"], "req-7");
-    assert_eq!(res.extensions().get::<Attempts>().map(|a| a.get()), Some(1));
+    assert_eq!(Attempts::of(res.extensions()).get(), 1);
     assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), quota);
     assert_eq!(received.lock().unwrap().len(), 1);
 }

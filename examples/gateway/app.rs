@@ -158,7 +158,7 @@ fn respond(
     res: Response,
 ) -> Response {
     if gw.log {
-        let attempts = res.extensions().get::<Attempts>().map_or(1, |a| a.get());
+        let attempts = Attempts::of(res.extensions()).get();
         let outcome = match res.extensions().get::<ApiError>() {
             Some(err) => format!("{} {}", err.status().as_u16(), err.code()),
             None => res.status().as_u16().to_string(),

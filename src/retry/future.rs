@@ -147,7 +147,12 @@ fn with_attempts<T>(
 ) -> Result<Response<T>, ApiError> {
     match outcome {
         Ok(mut res) => {
-            res.extensions_mut().insert(Attempts(attempts));
+            // A first-attempt success carries nothing: inserting into empty
+            // extensions costs three allocations, on every call.
+            // `Attempts::of` reads the absence as one attempt.
+            if attempts > 1 {
+                res.extensions_mut().insert(Attempts(attempts));
+            }
             Ok(res)
         }
         Err(mut err) => {

@@ -56,8 +56,9 @@
 //! Waits run on tokio's clock (tests pause it). Every retry emits a
 //! `tracing` event at `INFO` with the attempt number, the wait and the
 //! reason (a status or an error code: never headers, URIs or bodies). The
-//! number of attempts made is in the [`Attempts`] extension of the response
-//! or of the error. Dropping the response future stops the call: no further
+//! number of attempts made is in the [`Attempts`] extension of the error, or
+//! of the response when it took more than one ([`Attempts::of`] reads an
+//! unmarked response as one attempt). Dropping the response future stops the call: no further
 //! attempt is sent.
 //!
 //! # Request bodies
@@ -194,22 +195,31 @@ pub use policy::{Decision, DefaultPolicy, Outcome, RetryPolicy};
 pub use replay::ReplayBody;
 pub use service::Retry;
 
-/// How many attempts a call made, first one included; put in the extensions
-/// of the response (or of the [`ApiError`](crate::ApiError)) the retry layer
-/// hands back.
+/// How many attempts a call made, first one included.
+///
+/// The retry layer puts it in the extensions of every error
+/// ([`ApiError::extensions`](crate::ApiError::extensions)) and of every
+/// response that took more than one attempt. A response without it took one
+/// attempt (a first-attempt success is not marked, which saves three
+/// allocations per call): read it with [`Attempts::of`].
 ///
 /// ```
 /// # use tower_http_resilience::retry::Attempts;
 /// # fn show(res: &http::Response<()>) {
-/// if let Some(attempts) = res.extensions().get::<Attempts>() {
-///     println!("{} attempts, {} retries", attempts.get(), attempts.retries());
-/// }
+/// let attempts = Attempts::of(res.extensions());
+/// println!("{} attempts, {} retries", attempts.get(), attempts.retries());
 /// # }
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Attempts(pub(crate) u32);
 
 impl Attempts {
+    /// The attempts recorded in `extensions` (of a response or an error);
+    /// one when none are recorded.
+    pub fn of(extensions: &http::Extensions) -> Attempts {
+        extensions.get::<Attempts>().copied().unwrap_or(Attempts(1))
+    }
+
     /// The number of attempts, at least 1.
     pub const fn get(self) -> u32 {
         self.0
