@@ -237,6 +237,58 @@ where
     }
 }
 
+pin_project! {
+    /// A body that is either passed on as it is or was peeked: the shape of
+    /// the bodies layers hand on after they may have read the start of one
+    /// (the retry layer's response body, the timeout layer's request body).
+    #[project = MaybePeekedProj]
+    pub(crate) enum MaybePeeked<B: Body> {
+        Plain { #[pin] body: B },
+        Peeked { #[pin] body: PeekedBody<B> },
+    }
+}
+
+impl<B: Body> MaybePeeked<B> {
+    pub(crate) fn is_peeked(&self) -> bool {
+        matches!(self, MaybePeeked::Peeked { .. })
+    }
+}
+
+impl<B> Body for MaybePeeked<B>
+where
+    B: Body,
+    B::Data: Into<Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project() {
+            MaybePeekedProj::Plain { body } => body
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map(|frame| frame.map_data(Into::into)))),
+            MaybePeekedProj::Peeked { body } => body.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            MaybePeeked::Plain { body } => body.is_end_stream(),
+            MaybePeeked::Peeked { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            MaybePeeked::Plain { body } => body.size_hint(),
+            MaybePeeked::Peeked { body } => body.size_hint(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

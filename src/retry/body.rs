@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::body::PeekedBody;
+use crate::body::{MaybePeeked, PeekedBody};
 
 pin_project! {
     /// The body of a response handed back by [`Retry`](super::Retry): the
@@ -20,28 +20,20 @@ pin_project! {
     /// sees exactly what the upstream sent, trailers and errors included.
     pub struct RetryBody<B: Body> {
         #[pin]
-        kind: Kind<B>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<B: Body> {
-        Plain { #[pin] body: B },
-        Peeked { #[pin] body: PeekedBody<B> },
+        kind: MaybePeeked<B>,
     }
 }
 
 impl<B: Body> RetryBody<B> {
     pub(crate) fn plain(body: B) -> Self {
         RetryBody {
-            kind: Kind::Plain { body },
+            kind: MaybePeeked::Plain { body },
         }
     }
 
     pub(crate) fn peeked(body: PeekedBody<B>) -> Self {
         RetryBody {
-            kind: Kind::Peeked { body },
+            kind: MaybePeeked::Peeked { body },
         }
     }
 }
@@ -58,34 +50,23 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.project().kind.project() {
-            KindProj::Plain { body } => body
-                .poll_frame(cx)
-                .map(|f| f.map(|r| r.map(|frame| frame.map_data(Into::into)))),
-            KindProj::Peeked { body } => body.poll_frame(cx),
-        }
+        self.project().kind.poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Plain { body } => body.is_end_stream(),
-            Kind::Peeked { body } => body.is_end_stream(),
-        }
+        self.kind.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Plain { body } => body.size_hint(),
-            Kind::Peeked { body } => body.size_hint(),
-        }
+        self.kind.size_hint()
     }
 }
 
 impl<B: Body> fmt::Debug for RetryBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
-            Kind::Plain { .. } => "plain",
-            Kind::Peeked { .. } => "peeked",
+            MaybePeeked::Plain { .. } => "plain",
+            MaybePeeked::Peeked { .. } => "peeked",
         };
         f.debug_struct("RetryBody").field("kind", &kind).finish()
     }

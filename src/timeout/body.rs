@@ -14,7 +14,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{sleep_until, Instant, Sleep};
 
 use super::detect::SseLines;
-use crate::body::PeekedBody;
+use crate::body::{MaybePeeked, PeekedBody};
 use crate::{ApiError, BoxError, TimeoutPhase};
 
 /// Which body clock runs.
@@ -290,15 +290,7 @@ pin_project! {
     /// length keeps it), and so are trailers and errors.
     pub struct RequestBody<B: Body> {
         #[pin]
-        kind: Kind<B>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<B: Body> {
-        Plain { #[pin] body: B },
-        Peeked { #[pin] body: PeekedBody<B> },
+        kind: MaybePeeked<B>,
     }
 }
 
@@ -308,27 +300,29 @@ impl<B: Body> RequestBody<B> {
     /// sits both behind [`Timeout`](super::Timeout) and elsewhere.
     pub fn new(body: B) -> Self {
         RequestBody {
-            kind: Kind::Plain { body },
+            kind: MaybePeeked::Plain { body },
         }
     }
 
     pub(crate) fn peeked(body: PeekedBody<B>) -> Self {
         RequestBody {
-            kind: Kind::Peeked { body },
+            kind: MaybePeeked::Peeked { body },
         }
     }
 
     /// Whether the start of the body was read to look for `"stream": true`.
     pub fn was_peeked(&self) -> bool {
-        matches!(self.kind, Kind::Peeked { .. })
+        self.kind.is_peeked()
     }
 }
 
 impl<B: Body> fmt::Debug for RequestBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::Plain { .. } => f.debug_struct("RequestBody").finish_non_exhaustive(),
-            Kind::Peeked { body } => f.debug_struct("RequestBody").field("peeked", body).finish(),
+            MaybePeeked::Plain { .. } => f.debug_struct("RequestBody").finish_non_exhaustive(),
+            MaybePeeked::Peeked { body } => {
+                f.debug_struct("RequestBody").field("peeked", body).finish()
+            }
         }
     }
 }
@@ -345,25 +339,14 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.project().kind.project() {
-            KindProj::Plain { body } => body
-                .poll_frame(cx)
-                .map(|f| f.map(|r| r.map(|frame| frame.map_data(Into::into)))),
-            KindProj::Peeked { body } => body.poll_frame(cx),
-        }
+        self.project().kind.poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Plain { body } => body.is_end_stream(),
-            Kind::Peeked { body } => body.is_end_stream(),
-        }
+        self.kind.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Plain { body } => body.size_hint(),
-            Kind::Peeked { body } => body.size_hint(),
-        }
+        self.kind.size_hint()
     }
 }
