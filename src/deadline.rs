@@ -13,32 +13,78 @@
 //! # Example
 //!
 //! ```
-//! use std::time::Duration;
-//! use tower_http_resilience::deadline::Deadline;
-//!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let mut req = http::Request::new(());
-//! Deadline::after(Duration::from_secs(60)).set_earliest(req.extensions_mut());
-//! Deadline::after(Duration::from_secs(5)).set_earliest(req.extensions_mut());
-//! Deadline::after(Duration::from_secs(30)).set_earliest(req.extensions_mut());
-//!
-//! let deadline = Deadline::get(req.extensions()).unwrap();
-//! assert!(deadline.remaining() <= Duration::from_secs(5));
-//! # }
-//! ```
-
+//! use std::cmp::Ordering as CmpOrdering;
+use std::cmp::Ordering as CmpOrdering;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// Shared by every copy of one call's [`Deadline`]: set when the layer that
+/// published the deadline cut the call short (a timeout fired), so that the
+/// layers inside can tell that cut from a caller who simply went away. The
+/// circuit breaker counts a call it sees dropped unfinished as a failure when
+/// this is set.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CutSignal(Arc<AtomicBool>);
+
+impl CutSignal {
+    pub(crate) fn mark(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 /// The instant by which a call must be finished, on tokio's clock.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Deadline(Instant);
+///
+/// Compared, ordered and hashed by its instant. A deadline published by the
+/// crate's [`TimeoutLayer`](crate::timeout::TimeoutLayer) also tells the
+/// layers inside when the timeout cut the call short (the circuit breaker
+/// then counts the call as failed rather than abandoned).
+#[derive(Clone, Debug)]
+pub struct Deadline {
+    at: Instant,
+    cut: Option<CutSignal>,
+}
+
+impl PartialEq for Deadline {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at
+    }
+}
+
+impl Eq for Deadline {}
+
+impl PartialOrd for Deadline {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Deadline {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        self.at.cmp(&other.at)
+    }
+}
+
+impl Hash for Deadline {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.at.hash(state);
+    }
+}
 
 impl Deadline {
     /// A deadline at `instant`.
     pub const fn at(instant: Instant) -> Self {
-        Deadline(instant)
+        Deadline {
+            at: instant,
+            cut: None,
+        }
     }
 
     /// A deadline `timeout` from now (tokio's clock, so paused-clock tests see
@@ -49,38 +95,89 @@ impl Deadline {
         let at = now
             .checked_add(timeout)
             .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 60 * 60));
-        Deadline(at)
+        Deadline::at(at)
     }
 
     /// The instant of the deadline.
-    pub const fn instant(self) -> Instant {
-        self.0
+    pub fn instant(&self) -> Instant {
+        self.at
     }
 
     /// The time left before the deadline; zero once it has passed.
-    pub fn remaining(self) -> Duration {
-        self.0.saturating_duration_since(Instant::now())
+    pub fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
     }
 
     /// Whether the deadline has passed.
-    pub fn has_passed(self) -> bool {
-        Instant::now() >= self.0
+    pub fn has_passed(&self) -> bool {
+        Instant::now() >= self.at
     }
 
     /// The deadline in `extensions`, if a layer set one.
     pub fn get(extensions: &http::Extensions) -> Option<Self> {
-        extensions.get::<Deadline>().copied()
+        extensions.get::<Deadline>().cloned()
     }
 
     /// Stores this deadline in `extensions` unless an earlier one is already
     /// there; returns the deadline now in force.
     pub fn set_earliest(self, extensions: &mut http::Extensions) -> Self {
-        match extensions.get::<Deadline>() {
-            Some(existing) if *existing <= self => *existing,
-            _ => {
-                extensions.insert(self);
+        match extensions.get_mut::<Deadline>() {
+            Some(existing) if *existing <= self => {
+                if existing.cut.is_none() {
+                    existing.cut = self.cut;
+                }
+                existing.clone()
+            }
+            Some(existing) => {
+                let mut earlier = self;
+                if earlier.cut.is_none() {
+                    earlier.cut = existing.cut.take();
+                }
+                *existing = earlier.clone();
+                earlier
+            }
+            None => {
+                extensions.insert(self.clone());
                 self
             }
         }
+    }
+
+    /// This deadline, carrying `signal` for the layers inside.
+    pub(crate) fn with_cut_signal(mut self, signal: CutSignal) -> Self {
+        self.cut = Some(signal);
+        self
+    }
+
+    /// The signal the publishing layer sets when it cuts the call short.
+    pub(crate) fn cut_signal(&self) -> Option<&CutSignal> {
+        self.cut.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_earliest_wins_and_the_signal_survives() {
+        let mut ext = http::Extensions::new();
+        let signal = CutSignal::default();
+        Deadline::after(Duration::from_secs(60))
+            .with_cut_signal(signal.clone())
+            .set_earliest(&mut ext);
+        // An earlier deadline without a signal takes over the signal.
+        let inner = Deadline::after(Duration::from_secs(30)).set_earliest(&mut ext);
+        assert_eq!(inner.remaining(), Duration::from_secs(30));
+        let now = Deadline::get(&ext).unwrap();
+        assert_eq!(now.remaining(), Duration::from_secs(30));
+        signal.mark();
+        assert!(now.cut_signal().unwrap().is_set());
+        // A later one changes nothing.
+        Deadline::after(Duration::from_secs(90)).set_earliest(&mut ext);
+        assert_eq!(
+            Deadline::get(&ext).unwrap().remaining(),
+            Duration::from_secs(30)
+        );
     }
 }

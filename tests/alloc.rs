@@ -152,10 +152,11 @@ fn the_timeouts_allocate_no_more_than_today() {
         );
         // Target: 0. Not met yet: 3 to publish the deadline into empty
         // request extensions (http::Extensions boxes a map and the value),
-        // 1 to box the JSON body while it is peeked for `"stream"`.
-        // Regression guard at the current count.
+        // 1 for the signal the deadline carries (the breaker inside counts a
+        // call the timeout cut short), 1 to box the JSON body while it is
+        // peeked for `"stream"`. Regression guard at the current count.
         let added = t.added("ours: TimeoutLayer", support::timeout(up), true);
-        assert!(added <= 4.0, "{added}");
+        assert!(added <= 5.0, "{added}");
     }
 }
 
@@ -196,9 +197,9 @@ fn the_preset_allocates_no_more_than_it_does_today() {
             support::hand_built(up),
             true,
         );
-        // Target: at most 3. Not met yet (timeout 4 + retry 6): regression
+        // Target: at most 3. Not met yet (timeout 5 + retry 6): regression
         // guard at the current count.
-        assert!(added <= 10.0, "{added}");
+        assert!(added <= 11.0, "{added}");
         let failing = t.added(
             "ours: preset, upstream 503",
             support::preset_failing(mode),
@@ -207,9 +208,9 @@ fn the_preset_allocates_no_more_than_it_does_today() {
         // The failure path reads the error body and builds an ApiError
         // (message, code, body excerpt, hints): no target, regression guard
         // at the current count.
-        assert!(failing <= 32.0, "{failing}");
+        assert!(failing <= 33.0, "{failing}");
     }
     let t = Table::new(Mode::Dropped);
     let open = t.added("ours: preset, breaker open", support::preset_open(), false);
-    assert!(open <= 14.0, "{open}");
+    assert!(open <= 15.0, "{open}");
 }

@@ -269,3 +269,84 @@ async fn thousands_of_requests_against_a_chaotic_upstream() {
     );
     assert!(attempts > REQUESTS as u64, "failures were retried");
 }
+
+/// In the standard stack the timeout's body clock sits outside the breaker:
+/// a stream that stalls after its headers must still count against the
+/// upstream when the idle clock ends it.
+#[tokio::test(start_paused = true)]
+async fn a_stream_ended_by_the_idle_clock_counts_against_the_breaker() {
+    use tower_http_resilience::circuit_breaker::CircuitState;
+
+    let layer = ResilienceConfig::default()
+        .breaker_min_calls(2)
+        .stream_idle_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let handle = layer.breaker_handle();
+    let svc = tower::Layer::layer(
+        &layer,
+        tower::service_fn(|_req: Request<StackBody<Full<Bytes>>>| async {
+            let events = futures_util::stream::iter([Ok::<_, BoxError>(Frame::data(Bytes::from(
+                "data: {}\n\n",
+            )))])
+            .chain(futures_util::stream::pending());
+            Ok::<_, BoxError>(
+                Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(BodyExt::boxed(StreamBody::new(events)))
+                    .unwrap(),
+            )
+        }),
+    );
+    for _ in 0..2 {
+        let req = Request::post("http://upstream.test/v1/chat/completions")
+            .header("accept", "text/event-stream")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap();
+        let res = svc.clone().oneshot(req).await.unwrap();
+        let err = res.into_body().collect().await.unwrap_err();
+        assert!(err.to_string().contains("idle"), "{err}");
+    }
+    assert_eq!(handle.state("upstream.test"), Some(CircuitState::Open));
+}
+
+/// The other side of the same rule: a caller who drops a stream midway (the
+/// user pressed stop) says nothing about the upstream and is not counted.
+#[tokio::test(start_paused = true)]
+async fn a_stream_the_caller_drops_does_not_count_against_the_breaker() {
+    use tower_http_resilience::circuit_breaker::CircuitState;
+
+    let layer = ResilienceConfig::default()
+        .breaker_min_calls(2)
+        .build()
+        .unwrap();
+    let handle = layer.breaker_handle();
+    let svc = tower::Layer::layer(
+        &layer,
+        tower::service_fn(|_req: Request<StackBody<Full<Bytes>>>| async {
+            let events = futures_util::stream::iter([Ok::<_, BoxError>(Frame::data(Bytes::from(
+                "data: {}\n\n",
+            )))])
+            .chain(futures_util::stream::pending());
+            Ok::<_, BoxError>(
+                Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(BodyExt::boxed(StreamBody::new(events)))
+                    .unwrap(),
+            )
+        }),
+    );
+    for _ in 0..3 {
+        let req = Request::post("http://upstream.test/v1/chat/completions")
+            .header("accept", "text/event-stream")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap();
+        let res = svc.clone().oneshot(req).await.unwrap();
+        let mut body = std::pin::pin!(res.into_body());
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "data: {}\n\n");
+        // Gone before the end, well within every clock.
+    }
+    assert_eq!(handle.state("upstream.test"), Some(CircuitState::Closed));
+    assert_eq!(handle.snapshot("upstream.test").unwrap().failures(), 0);
+}

@@ -18,6 +18,7 @@ use super::config::CircuitBreakerConfig;
 use super::handle::{BreakerSnapshot, CircuitState, Transition, TransitionReason};
 use super::window::{Counts, Window};
 use super::KeyDisplay;
+use crate::deadline::CutSignal;
 
 /// The `retry-after` of a call rejected because every half-open probe slot
 /// is taken: the probes in flight decide within about that long.
@@ -660,6 +661,9 @@ pub(crate) struct Guard {
     start: Option<Instant>,
     slow: bool,
     done: bool,
+    /// Set by an outer timeout that cut the call short: dropped unfinished,
+    /// the call then failed rather than being abandoned by its caller.
+    cut: Option<CutSignal>,
 }
 
 impl fmt::Debug for Guard {
@@ -672,7 +676,7 @@ impl fmt::Debug for Guard {
 }
 
 impl Guard {
-    pub(crate) fn new(breaker: Arc<Breaker>, ticket: Ticket) -> Self {
+    pub(crate) fn new(breaker: Arc<Breaker>, ticket: Ticket, cut: Option<CutSignal>) -> Self {
         // The clock is read only when slow calls are watched.
         let start = breaker.core.config.slow_call.map(|_| Instant::now());
         Guard {
@@ -681,6 +685,7 @@ impl Guard {
             start,
             slow: false,
             done: false,
+            cut,
         }
     }
 
@@ -700,7 +705,16 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if !self.done && self.ticket.probe {
+        if self.done {
+            return;
+        }
+        if self.cut.as_ref().is_some_and(CutSignal::is_set) {
+            // A timeout outside ended the call (a stalled stream, a hung
+            // attempt): the upstream failed it.
+            self.breaker
+                .record(self.ticket, Outcome::Failure, self.slow);
+        } else if self.ticket.probe {
+            // The caller went away: not counted, the probe slot is freed.
             self.breaker.record(self.ticket, Outcome::Ignore, false);
         }
     }

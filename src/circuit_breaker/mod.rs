@@ -41,6 +41,11 @@
 //!   as a failure then, and a body the caller drops before its end is not
 //!   counted at all (its half-open probe slot, if any, is given back). A
 //!   body already at its end with the headers is recorded at once;
+//! - a call that an outer [`TimeoutLayer`](crate::TimeoutLayer) cuts short
+//!   (a stream stalled past its idle clock, a body or an attempt past the
+//!   total) is a failure, although the breaker only sees it dropped: the
+//!   [`Deadline`](crate::deadline::Deadline) the timeout published tells it
+//!   the drop was a timeout, not a caller who went away;
 //! - a call is slow when its response headers (or its error) took longer
 //!   than the threshold: the time to the headers is measured, not to the
 //!   end of the body, so long streams are not slow by nature.

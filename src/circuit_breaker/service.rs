@@ -12,6 +12,7 @@ use super::{
     CircuitBreakerBody, CircuitBreakerHandle, CircuitBreakerLayer, Classify, DefaultClassifier,
     ExtractKey, GlobalKey,
 };
+use crate::deadline::Deadline;
 use crate::{ApiError, BoxError};
 
 /// Fails calls fast while the upstream of their key is failing.
@@ -172,7 +173,15 @@ where
                     }
                 };
                 match breaker.admit() {
-                    Ok(ticket) => Some(Guard::new(breaker, ticket)),
+                    Ok(ticket) => {
+                        // An outer timeout that cuts the call short says so
+                        // through the deadline it published.
+                        let cut = req
+                            .extensions()
+                            .get::<Deadline>()
+                            .and_then(|d| d.cut_signal().cloned());
+                        Some(Guard::new(breaker, ticket, cut))
+                    }
                     // The inner service's readiness, if any, is kept for the
                     // next call.
                     Err(open_for) => {

@@ -199,7 +199,7 @@ impl<B, P> Call<B, P> {
                 d
             }
         };
-        if let Some(deadline) = self.deadline {
+        if let Some(deadline) = &self.deadline {
             let crosses = Instant::now()
                 .checked_add(delay)
                 .is_none_or(|at| at >= deadline.instant());
@@ -221,8 +221,8 @@ impl<B, P> Call<B, P> {
     /// The request of the next attempt (before `attempts` counts it).
     fn request(&self, body: ReplayBody<B>) -> Request<ReplayBody<B>> {
         let mut req = Request::from_parts(self.parts.clone(), body);
-        if let (true, Some(deadline)) = (self.restore_deadline, self.deadline) {
-            req.extensions_mut().insert(deadline);
+        if let (true, Some(deadline)) = (self.restore_deadline, &self.deadline) {
+            req.extensions_mut().insert(deadline.clone());
         }
         if let Some(name) = &self.settings.config.attempt_header {
             req.headers_mut()
@@ -293,7 +293,7 @@ where
                                     let mut until = Instant::now()
                                         .checked_add(config.peek_timeout)
                                         .unwrap_or_else(far_future);
-                                    if let Some(deadline) = this.call.deadline {
+                                    if let Some(deadline) = &this.call.deadline {
                                         until = until.min(deadline.instant());
                                     }
                                     let (head, body) = res.into_parts();

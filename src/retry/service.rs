@@ -226,16 +226,16 @@ mod tests {
 
         // The deadline alone (kept aside, put back on each retry).
         let mut req = request();
-        req.extensions_mut().insert(outer);
+        req.extensions_mut().insert(outer.clone());
         let seen = attempts(RetryLayer::new(), req).await;
-        assert_eq!(seen, vec![(Some(outer), None, 1); 3]);
+        assert_eq!(seen, vec![(Some(outer.clone()), None, 1); 3]);
 
         // The deadline and another extension.
         let mut req = request();
-        req.extensions_mut().insert(outer);
+        req.extensions_mut().insert(outer.clone());
         req.extensions_mut().insert(Marker(7));
         let seen = attempts(RetryLayer::new(), req).await;
-        assert_eq!(seen, vec![(Some(outer), Some(Marker(7)), 2); 3]);
+        assert_eq!(seen, vec![(Some(outer.clone()), Some(Marker(7)), 2); 3]);
 
         // Another extension alone.
         let mut req = request();
@@ -250,14 +250,14 @@ mod tests {
             request(),
         )
         .await;
-        assert_eq!(seen, vec![(Some(own), None, 1); 3]);
+        assert_eq!(seen, vec![(Some(own.clone()), None, 1); 3]);
 
         // An outer deadline later than the layer's: the earlier is in force.
         let own = Deadline::after(Duration::from_secs(30));
         let mut req = request();
-        req.extensions_mut().insert(outer);
+        req.extensions_mut().insert(outer.clone());
         let seen = attempts(RetryLayer::new().deadline(Duration::from_secs(30)), req).await;
-        assert_eq!(seen, vec![(Some(own), None, 1); 3]);
+        assert_eq!(seen, vec![(Some(own.clone()), None, 1); 3]);
 
         // Nothing at all.
         let seen = attempts(RetryLayer::new(), request()).await;

@@ -15,6 +15,7 @@ use tokio::time::{sleep_until, Instant, Sleep};
 
 use super::detect::SseLines;
 use crate::body::{MaybePeeked, PeekedBody};
+use crate::deadline::CutSignal;
 use crate::{ApiError, BoxError, TimeoutPhase};
 
 /// Which body clock runs.
@@ -176,15 +177,18 @@ pin_project! {
         #[pin]
         sleep: Option<Sleep>,
         clocks: BodyClocks,
+        // Set when this body's clock cuts the call short (see `CutSignal`).
+        cut: Option<CutSignal>,
     }
 }
 
 impl<B> TimeoutBody<B> {
-    pub(crate) fn new(inner: B, clocks: BodyClocks) -> Self {
+    pub(crate) fn new(inner: B, clocks: BodyClocks, cut: Option<CutSignal>) -> Self {
         TimeoutBody {
             inner,
             sleep: None,
             clocks,
+            cut,
         }
     }
 
@@ -256,6 +260,9 @@ where
             ready!(sleep.as_mut().poll(cx));
             if sleep.deadline() >= at {
                 this.clocks.clock = Clock::Expired;
+                if let Some(cut) = this.cut.as_ref() {
+                    cut.mark();
+                }
                 let err = ApiError::timeout(phase, len);
                 tracing::debug!(phase = phase.as_str(), after = ?len, "response body timed out");
                 return Poll::Ready(Some(Err(Box::new(err))));

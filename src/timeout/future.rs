@@ -11,6 +11,8 @@ use bytes::Bytes;
 use http::{request, Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
+
+use crate::deadline::CutSignal;
 use tokio::time::{sleep_until, Instant, Sleep};
 use tower_service::Service;
 
@@ -151,6 +153,8 @@ pin_project! {
         #[pin]
         sleep: Option<Sleep>,
         clocks: CallClocks,
+        // Set when this timeout cuts the call short (see `CutSignal`).
+        cut: Option<CutSignal>,
     }
 }
 
@@ -166,11 +170,12 @@ pin_project! {
 }
 
 impl<F, S, B> ResponseFuture<F, S, B> {
-    pub(crate) fn calling(future: F, clocks: CallClocks) -> Self {
+    pub(crate) fn calling(future: F, clocks: CallClocks, cut: Option<CutSignal>) -> Self {
         ResponseFuture {
             state: State::Calling { future },
             sleep: None,
             clocks,
+            cut,
         }
     }
 
@@ -181,6 +186,7 @@ impl<F, S, B> ResponseFuture<F, S, B> {
             },
             sleep: None,
             clocks,
+            cut: None,
         }
     }
 }
@@ -215,7 +221,11 @@ where
                 StateProj::Calling { future } => match future.poll(cx) {
                     Poll::Ready(Ok(res)) => {
                         let (parts, body) = res.into_parts();
-                        let body = TimeoutBody::new(body, this.clocks.body_clocks(&parts.headers));
+                        let body = TimeoutBody::new(
+                            body,
+                            this.clocks.body_clocks(&parts.headers),
+                            this.cut.take(),
+                        );
                         return Poll::Ready(Ok(Response::from_parts(parts, body)));
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(ApiError::from_error(e.into()))),
@@ -243,7 +253,7 @@ where
                     };
                     let mut req =
                         Request::from_parts(parts, RequestBody::peeked(peeked.into_body()));
-                    prepare_request(&mut req, this.clocks, &config);
+                    *this.cut = prepare_request(&mut req, this.clocks, &config);
                     let future = service.call(req);
                     this.state.set(State::Calling { future });
                 }
@@ -270,6 +280,9 @@ where
         };
         ready!(sleep.as_mut().poll(cx));
         tracing::debug!(phase = phase.as_str(), after = ?len, "no response headers in time");
+        if let Some(cut) = this.cut.as_ref() {
+            cut.mark();
+        }
         Poll::Ready(Err(ApiError::timeout(phase, len)))
     }
 }

@@ -61,7 +61,10 @@
 //!
 //! The instant by which the headers are due is put in the request's
 //! extensions as its [`Deadline`](crate::deadline::Deadline) (the earliest
-//! one wins), so a retry layer inside never sleeps past it. A gRPC request
+//! one wins), so a retry layer inside never sleeps past it; when a clock
+//! cuts the call short, the deadline tells the layers inside, so that a
+//! circuit breaker counts the stalled stream as a failure rather than as a
+//! body its caller dropped. A gRPC request
 //! can carry the call's limit in `grpc-timeout`
 //! ([`TimeoutLayer::set_grpc_timeout`]).
 //!

@@ -14,7 +14,7 @@ use super::future::{CallClocks, Detected, HeadersFuture, Peeking, ResponseFuture
 use super::layer::Config;
 use super::profile::{Profile, TimeoutOverride};
 use crate::body::Peek;
-use crate::deadline::Deadline;
+use crate::deadline::{CutSignal, Deadline};
 use crate::{ApiError, BoxError};
 
 /// Streaming-aware timeouts over headers and body; made by
@@ -106,17 +106,28 @@ where
         }
 
         let mut req = req.map(RequestBody::new);
-        prepare_request(&mut req, &clocks, &self.config);
-        ResponseFuture::calling(self.inner.call(req), clocks)
+        let cut = prepare_request(&mut req, &clocks, &self.config);
+        ResponseFuture::calling(self.inner.call(req), clocks, cut)
     }
 }
 
 /// Publishes the deadline and sets `grpc-timeout`, once the profile is
 /// known.
-pub(crate) fn prepare_request<B>(req: &mut Request<B>, clocks: &CallClocks, config: &Config) {
+///
+/// Returns the signal the published deadline carries, which the timeout
+/// sets when it cuts the call short (see [`CutSignal`]).
+pub(crate) fn prepare_request<B>(
+    req: &mut Request<B>,
+    clocks: &CallClocks,
+    config: &Config,
+) -> Option<CutSignal> {
+    let mut cut = None;
     if config.publish_deadline {
         let (at, _, _) = clocks.headers_expiry();
-        Deadline::at(at).set_earliest(req.extensions_mut());
+        let in_force = Deadline::at(at)
+            .with_cut_signal(CutSignal::default())
+            .set_earliest(req.extensions_mut());
+        cut = in_force.cut_signal().cloned();
     }
     if config.grpc_timeout && is_grpc(req.headers()) {
         let ceiling = clocks.grpc_ceiling();
@@ -130,6 +141,7 @@ pub(crate) fn prepare_request<B>(req: &mut Request<B>, clocks: &CallClocks, conf
                 .insert(GRPC_TIMEOUT, encode_grpc_timeout(ceiling));
         }
     }
+    cut
 }
 
 /// A timeout on the response headers of one attempt; made by
