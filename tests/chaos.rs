@@ -277,34 +277,17 @@ async fn thousands_of_requests_against_a_chaotic_upstream() {
 async fn a_stream_ended_by_the_idle_clock_counts_against_the_breaker() {
     use tower_http_resilience::circuit_breaker::CircuitState;
 
-    let layer = ResilienceConfig::default()
+    let config = ResilienceConfig::default()
         .breaker_min_calls(2)
-        .stream_idle_timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let handle = layer.breaker_handle();
-    let svc = tower::Layer::layer(
-        &layer,
-        tower::service_fn(|_req: Request<StackBody<Full<Bytes>>>| async {
-            let events = futures_util::stream::iter([Ok::<_, BoxError>(Frame::data(Bytes::from(
-                "data: {}\n\n",
-            )))])
-            .chain(futures_util::stream::pending());
-            Ok::<_, BoxError>(
-                Response::builder()
-                    .header("content-type", "text/event-stream")
-                    .body(BodyExt::boxed(StreamBody::new(events)))
-                    .unwrap(),
-            )
-        }),
-    );
+        .stream_idle_timeout(Duration::from_secs(5));
+    let (svc, handle) = stalling_stack(config);
     for _ in 0..2 {
-        let req = Request::post("http://upstream.test/v1/chat/completions")
-            .header("accept", "text/event-stream")
-            .body(Full::new(Bytes::from_static(b"{}")))
-            .unwrap();
-        let res = svc.clone().oneshot(req).await.unwrap();
-        let err = res.into_body().collect().await.unwrap_err();
+        let res = svc.clone().oneshot(streaming_request()).await.unwrap();
+        let err = res
+            .into_body()
+            .collect()
+            .await
+            .expect_err("the idle clock ends the stream");
         assert!(err.to_string().contains("idle"), "{err}");
     }
     assert_eq!(handle.state("upstream.test"), Some(CircuitState::Open));
@@ -316,10 +299,31 @@ async fn a_stream_ended_by_the_idle_clock_counts_against_the_breaker() {
 async fn a_stream_the_caller_drops_does_not_count_against_the_breaker() {
     use tower_http_resilience::circuit_breaker::CircuitState;
 
-    let layer = ResilienceConfig::default()
-        .breaker_min_calls(2)
-        .build()
-        .unwrap();
+    let (svc, handle) = stalling_stack(ResilienceConfig::default().breaker_min_calls(2));
+    for _ in 0..3 {
+        let res = svc.clone().oneshot(streaming_request()).await.unwrap();
+        let mut body = std::pin::pin!(res.into_body());
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "data: {}\n\n");
+        // Gone before the end, well within every clock.
+    }
+    assert_eq!(handle.state("upstream.test"), Some(CircuitState::Closed));
+    assert_eq!(handle.snapshot("upstream.test").unwrap().failures(), 0);
+}
+
+/// The standard stack around an upstream whose streams send one event and
+/// then fall silent; and a streaming request for it.
+fn stalling_stack(
+    config: ResilienceConfig,
+) -> (
+    impl tower::Service<
+            Request<Full<Bytes>>,
+            Response = Response<impl http_body::Body<Data = Bytes, Error = BoxError>>,
+            Error = tower_http_resilience::ApiError,
+        > + Clone,
+    tower_http_resilience::circuit_breaker::CircuitBreakerHandle,
+) {
+    let layer = config.build().unwrap();
     let handle = layer.breaker_handle();
     let svc = tower::Layer::layer(
         &layer,
@@ -336,17 +340,12 @@ async fn a_stream_the_caller_drops_does_not_count_against_the_breaker() {
             )
         }),
     );
-    for _ in 0..3 {
-        let req = Request::post("http://upstream.test/v1/chat/completions")
-            .header("accept", "text/event-stream")
-            .body(Full::new(Bytes::from_static(b"{}")))
-            .unwrap();
-        let res = svc.clone().oneshot(req).await.unwrap();
-        let mut body = std::pin::pin!(res.into_body());
-        let first = body.frame().await.unwrap().unwrap();
-        assert_eq!(first.into_data().unwrap(), "data: {}\n\n");
-        // Gone before the end, well within every clock.
-    }
-    assert_eq!(handle.state("upstream.test"), Some(CircuitState::Closed));
-    assert_eq!(handle.snapshot("upstream.test").unwrap().failures(), 0);
+    (svc, handle)
+}
+
+fn streaming_request() -> Request<Full<Bytes>> {
+    Request::post("http://upstream.test/v1/chat/completions")
+        .header("accept", "text/event-stream")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap()
 }
