@@ -42,6 +42,7 @@
 pub(crate) mod body;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
+pub(crate) mod content_type;
 pub mod deadline;
 pub mod error;
 pub mod hint;

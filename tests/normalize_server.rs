@@ -430,3 +430,48 @@ async fn grpc_requests_get_a_grpc_status() {
     assert_eq!(p.headers["grpc-status"], "5");
     assert!(body.is_empty());
 }
+
+/// Content types are read as the timeout layer reads them: media types in
+/// any case, and `application/grpc` only with nothing or `+…` after it.
+#[tokio::test]
+async fn content_types_are_read_strictly_and_in_any_case() {
+    use tower::ServiceExt;
+
+    // An event stream announced in mixed case still ends with the event.
+    let svc = ServiceBuilder::new()
+        .layer(NormalizeLayer::new())
+        .service(tower::service_fn(|_req: Request<Full<Bytes>>| async {
+            let frames = futures_util::stream::iter([
+                Ok(Frame::data(Bytes::from_static(b"data: {}\n\n"))),
+                Err(ApiError::timeout(
+                    TimeoutPhase::Idle,
+                    Duration::from_secs(60),
+                )),
+            ]);
+            let res = http::Response::builder()
+                .header("content-type", "Text/Event-Stream; charset=utf-8")
+                .body(StreamBody::new(frames))
+                .unwrap();
+            Ok::<_, Infallible>(res)
+        }));
+    let res = svc.oneshot(Request::new(Full::default())).await.unwrap();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .expect("an event, not a reset")
+        .to_bytes();
+    let text = std::str::from_utf8(&body).unwrap();
+    assert!(text.starts_with("data: {}\n\ndata: {\"error\":"), "{text}");
+
+    // `application/grpcx` is not gRPC: the caller gets the JSON envelope.
+    let (addr, _tx) = start().await;
+    let r = req(addr, "POST", "/nowhere", "")
+        .header("content-type", "application/grpcx")
+        .body(Full::default())
+        .unwrap();
+    let (p, body) = send(r).await;
+    assert_eq!(p.status, 404);
+    assert!(!p.headers.contains_key("grpc-status"));
+    assert_eq!(envelope(&body)["code"], "not_found");
+}

@@ -1,6 +1,5 @@
 //! What counts as a failure.
 
-use http::header::HeaderName;
 use http::{HeaderMap, StatusCode};
 
 use crate::error::grpc;
@@ -91,16 +90,9 @@ where
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultClassifier;
 
-const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
-
 impl DefaultClassifier {
     fn grpc(headers: &HeaderMap) -> Verdict {
-        // A pre-parsed name: looking up a `&str` would parse it per call.
-        let code = headers
-            .get(GRPC_STATUS)
-            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-            .and_then(|v| v.trim().parse::<i32>().ok());
-        match code {
+        match grpc::status_code(headers) {
             Some(
                 grpc::code::UNKNOWN
                 | grpc::code::DEADLINE_EXCEEDED

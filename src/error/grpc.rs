@@ -1,6 +1,6 @@
 //! gRPC status codes and their mapping to and from HTTP statuses.
 
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderName, StatusCode};
 
 use super::ErrorKind;
 
@@ -67,17 +67,15 @@ pub(crate) fn kind_for_code(grpc: i32) -> Option<(ErrorKind, StatusCode)> {
     Some((kind, kind.status()))
 }
 
+/// The `grpc-status` header, pre-parsed: looking a `&str` name up parses it
+/// on every call, and this runs on every response of the retry layer and
+/// the breaker.
+pub(crate) const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
 /// Reads `grpc-status` from headers or trailers; `None` when absent or malformed.
 pub(crate) fn status_code(headers: &HeaderMap) -> Option<i32> {
-    let v = headers.get("grpc-status")?;
+    let v = headers.get(GRPC_STATUS)?;
     std::str::from_utf8(v.as_bytes()).ok()?.trim().parse().ok()
-}
-
-/// Whether a request or response is gRPC, by its content type.
-pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// Percent-encodes a `grpc-message` value as the gRPC HTTP/2 spec asks.

@@ -16,6 +16,7 @@ use pin_project_lite::pin_project;
 
 use super::body::{Mode, NormalizeBody};
 use crate::body::{Peek, PeekEnd};
+use crate::content_type::is_event_stream;
 use crate::error::render::{is_error_status, is_rendered, X_REQUEST_ID, X_SHOULD_RETRY};
 use crate::{ApiError, BoxError};
 
@@ -195,12 +196,6 @@ pub(crate) fn generate_request_id() -> String {
 
 fn new_request_id_header() -> HeaderValue {
     HeaderValue::from_str(&generate_request_id()).expect("hex is ASCII")
-}
-
-fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
 }
 
 /// Headers of the original error response that do not survive a rewrite.

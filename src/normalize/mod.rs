@@ -16,7 +16,7 @@
 //! | an error response that already is the envelope | passed through |
 //! | a success response | passed through unbuffered, streams untouched |
 //! | a Server-Sent-Events body that fails after it started | one last event `data: {"error":{…}}`, then the end of the stream |
-//! | any failure of a gRPC request (`content-type: application/grpc…`) | a trailers-only response with `grpc-status`/`grpc-message`; a stream that fails ends with those in its trailers |
+//! | any failure of a gRPC request (`content-type: application/grpc` or `application/grpc+…`, in any case) | a trailers-only response with `grpc-status`/`grpc-message`; a stream that fails ends with those in its trailers |
 //!
 //! A response the layer renders carries the [`ApiError`](crate::ApiError) in
 //! its extensions, with whatever the layers below attached to the error (the

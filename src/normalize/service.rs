@@ -9,7 +9,7 @@ use tower_service::Service;
 
 use super::body::NormalizeBody;
 use super::future::{from_inner_error, ClientResponseFuture, ResponseFuture};
-use crate::error::grpc::is_grpc;
+use crate::content_type::is_grpc;
 use crate::error::X_REQUEST_ID;
 use crate::{ApiError, BoxError, ErrorKind};
 

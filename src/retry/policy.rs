@@ -7,7 +7,6 @@ use http::{HeaderMap, StatusCode};
 
 use crate::error::grpc;
 
-const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 use crate::hint::ServerHints;
 use crate::{ApiError, ErrorKind, TimeoutPhase};
 
@@ -318,13 +317,7 @@ impl RetryPolicy for DefaultPolicy {
                 body,
             } => (status, headers, body),
         };
-        // The constant name spares parsing "grpc-status" on every response.
-        let grpc_status = if headers.contains_key(GRPC_STATUS) {
-            grpc::status_code(headers)
-        } else {
-            None
-        };
-        if let Some(code) = grpc_status.filter(|c| *c != grpc::code::OK) {
+        if let Some(code) = grpc::status_code(headers).filter(|c| *c != grpc::code::OK) {
             return match ServerHints::from_headers(headers).should_retry() {
                 Some(explicit) => yes_if(explicit),
                 None => yes_if(self.retries_grpc_code(code)),

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use http::header::{ACCEPT, CONTENT_TYPE};
+use http::header::ACCEPT;
 use http::{HeaderMap, HeaderValue};
 
 /// The `grpc-timeout` request header.
@@ -16,50 +16,6 @@ pub(crate) fn accepts_event_stream(headers: &HeaderMap) -> bool {
         .get_all(ACCEPT)
         .iter()
         .any(|v| contains_ignore_ascii_case(v.as_bytes(), b"text/event-stream"))
-}
-
-/// Whether the content type is `application/grpc` (any `+proto` / `+json`
-/// variant).
-pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
-    media_type(headers).is_some_and(is_grpc_media_type)
-}
-
-fn is_grpc_media_type(m: &[u8]) -> bool {
-    m.len() >= 16
-        && m[..16].eq_ignore_ascii_case(b"application/grpc")
-        && (m.len() == 16 || m[16] == b'+')
-}
-
-/// What a response's content type says about streaming.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ResponseKind {
-    EventStream,
-    Grpc,
-    Other,
-}
-
-/// Reads the content type once: an event stream, gRPC, or anything else.
-pub(crate) fn response_kind(headers: &HeaderMap) -> ResponseKind {
-    match media_type(headers) {
-        Some(m) if m.eq_ignore_ascii_case(b"text/event-stream") => ResponseKind::EventStream,
-        Some(m) if is_grpc_media_type(m) => ResponseKind::Grpc,
-        _ => ResponseKind::Other,
-    }
-}
-
-/// Whether the content type is JSON: `application/json` or any `…/…+json`.
-pub(crate) fn is_json(headers: &HeaderMap) -> bool {
-    media_type(headers).is_some_and(|m| {
-        m.eq_ignore_ascii_case(b"application/json")
-            || (m.len() > 5 && m[m.len() - 5..].eq_ignore_ascii_case(b"+json") && m.contains(&b'/'))
-    })
-}
-
-/// The media type of `content-type`, without parameters and white space.
-fn media_type(headers: &HeaderMap) -> Option<&[u8]> {
-    let v = headers.get(CONTENT_TYPE)?.as_bytes();
-    let end = v.iter().position(|&b| b == b';').unwrap_or(v.len());
-    Some(v[..end].trim_ascii())
 }
 
 fn contains_ignore_ascii_case(haystack: &[u8], needle: &[u8]) -> bool {
@@ -344,47 +300,8 @@ mod tests {
         h
     }
 
-    fn is_event_stream_for_test(h: &HeaderMap) -> bool {
-        response_kind(h) == ResponseKind::EventStream
-    }
-
     #[test]
-    fn content_types() {
-        assert_eq!(
-            response_kind(&headers("content-type", "application/grpc+proto")),
-            ResponseKind::Grpc
-        );
-        assert_eq!(
-            response_kind(&headers("content-type", "application/json")),
-            ResponseKind::Other
-        );
-        assert!(is_event_stream_for_test(&headers(
-            "content-type",
-            "text/event-stream"
-        )));
-        assert!(is_event_stream_for_test(&headers(
-            "content-type",
-            "Text/Event-Stream; charset=utf-8"
-        )));
-        assert!(!is_event_stream_for_test(&headers(
-            "content-type",
-            "text/event-streams"
-        )));
-        assert!(!is_event_stream_for_test(&HeaderMap::new()));
-        assert!(is_grpc(&headers("content-type", "application/grpc")));
-        assert!(is_grpc(&headers("content-type", "application/grpc+proto")));
-        assert!(!is_grpc(&headers("content-type", "application/grpcx")));
-        assert!(is_json(&headers("content-type", "application/json")));
-        assert!(is_json(&headers(
-            "content-type",
-            "application/json; charset=utf-8"
-        )));
-        assert!(is_json(&headers(
-            "content-type",
-            "application/vnd.api+json"
-        )));
-        assert!(!is_json(&headers("content-type", "text/plain")));
-        assert!(!is_json(&headers("content-type", "+json")));
+    fn accept_headers() {
         assert!(accepts_event_stream(&headers(
             "accept",
             "application/json, TEXT/EVENT-STREAM"

@@ -17,11 +17,12 @@ use tokio::time::{sleep_until, Instant, Sleep};
 use tower_service::Service;
 
 use super::body::{checked_add, nanos, BodyClocks, RequestBody, TimeoutBody};
-use super::detect::{response_kind, stream_requested, ResponseKind};
+use super::detect::stream_requested;
 use super::layer::Config;
 use super::profile::TimeoutOverride;
 use super::service::prepare_request;
 use crate::body::Peek;
+use crate::content_type::{response_kind, ResponseKind};
 use crate::{ApiError, BoxError, TimeoutPhase};
 
 /// What is known about a call's profile.

@@ -7,13 +7,12 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::body::{RequestBody, TimeoutBody};
-use super::detect::{
-    accepts_event_stream, encode_grpc_timeout, is_grpc, is_json, parse_grpc_timeout, GRPC_TIMEOUT,
-};
+use super::detect::{accepts_event_stream, encode_grpc_timeout, parse_grpc_timeout, GRPC_TIMEOUT};
 use super::future::{CallClocks, Detected, HeadersFuture, Peeking, ResponseFuture};
 use super::layer::Config;
 use super::profile::{Profile, TimeoutOverride};
 use crate::body::Peek;
+use crate::content_type::{is_grpc, is_json};
 use crate::deadline::{CutSignal, Deadline};
 use crate::{ApiError, BoxError};
 
