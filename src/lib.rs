@@ -54,6 +54,7 @@ pub mod retry;
 pub mod stack;
 #[cfg(feature = "timeout")]
 pub mod timeout;
+pub(crate) mod util;
 
 pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 
