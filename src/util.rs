@@ -87,7 +87,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn arm_reuses_the_timer() {
-        let mut slot: Option<Sleep> = None;
+        let slot: Option<Sleep> = None;
         let mut slot = std::pin::pin!(slot);
         let at = Instant::now() + Duration::from_secs(5);
         assert_eq!(arm(slot.as_mut(), at).deadline(), at);

@@ -150,7 +150,7 @@ impl Registry {
         }
         let now = self.core.now_nanos();
         let now_ms = now / 1_000_000;
-        let idle_ms = u64::try_from(self.core.config.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let idle_ms = crate::util::saturating_millis(self.core.config.idle_timeout);
         let full = shard.len.load(Ordering::Relaxed) >= self.per_shard;
         let sweep_due =
             now_ms.saturating_sub(shard.last_sweep_ms.load(Ordering::Relaxed)) >= idle_ms / 4;
@@ -171,7 +171,7 @@ impl Registry {
     fn sweep_idle(&self, shard: &Shard, map: &mut Map, now: u64) -> usize {
         let now_ms = now / 1_000_000;
         shard.last_sweep_ms.store(now_ms, Ordering::Relaxed);
-        let idle_ms = u64::try_from(self.core.config.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let idle_ms = crate::util::saturating_millis(self.core.config.idle_timeout);
         let mut removed = 0;
         map.retain(|_, v| {
             v.retain(|b| {

@@ -290,12 +290,8 @@ fn read_body(headers: &HeaderMap, body: &[u8]) -> Said {
             if line.is_empty() || line.chars().any(|c| c.is_control() && c != '\t') {
                 return Said::default();
             }
-            let mut end = line.len().min(MAX_TEXT_MESSAGE);
-            while !line.is_char_boundary(end) {
-                end -= 1;
-            }
             Said {
-                message: Some(line[..end].to_owned()),
+                message: Some(crate::util::truncate(line, MAX_TEXT_MESSAGE).to_owned()),
                 ..Said::default()
             }
         }

@@ -302,7 +302,7 @@ where
                                         head: Some(head),
                                         peek,
                                     });
-                                    arm(this.sleep.as_mut(), until);
+                                    crate::util::arm(this.sleep.as_mut(), until);
                                     continue;
                                 }
                             }
@@ -401,19 +401,10 @@ where
                 this.state.set(State::Ready);
             } else {
                 let at = Instant::now().checked_add(delay).unwrap_or_else(far_future);
-                arm(this.sleep.as_mut(), at);
+                crate::util::arm(this.sleep.as_mut(), at);
                 this.state.set(State::Waiting);
             }
         }
-    }
-}
-
-/// Sets the call's timer to `at`: made once, reset in place after that.
-fn arm(mut sleep: Pin<&mut Option<Sleep>>, at: Instant) {
-    if let Some(s) = sleep.as_mut().as_pin_mut() {
-        s.reset(at);
-    } else {
-        sleep.set(Some(tokio::time::sleep_until(at)));
     }
 }
 

@@ -123,17 +123,7 @@ impl BodyClocks {
     }
 }
 
-/// A duration in nanoseconds, saturating at about 584 years.
-pub(crate) fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// `instant + d`, or about 30 years from it when that cannot be represented.
-pub(crate) fn checked_add(instant: Instant, d: Duration) -> Instant {
-    instant
-        .checked_add(d)
-        .unwrap_or_else(|| instant + Duration::from_secs(30 * 365 * 24 * 60 * 60))
-}
+pub(crate) use crate::util::{instant_after as checked_add, saturating_nanos as nanos};
 
 fn only_comments<D: Buf>(lines: &mut SseLines, data: &D) -> bool {
     let chunk = data.chunk();
