@@ -3,7 +3,7 @@
 
 #![cfg(feature = "circuit-breaker")]
 
-mod common;
+mod support;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -946,7 +946,7 @@ async fn many_tasks_on_many_threads_count_exactly() {
 
 #[tokio::test(start_paused = true)]
 async fn transitions_are_traced_without_the_key() {
-    let logs = common::capture_logs();
+    let logs = support::capture_logs();
 
     let layer = CircuitBreakerLayer::with_config(config().min_calls(1)).key(ByExtension);
     let up = Upstream::default();

@@ -1,16 +1,16 @@
 //! The client normalization layer around real clients (hyper-util, tonic)
 //! talking to real servers on 127.0.0.1.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
-use common::serve;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use support::serve;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http_resilience::{ErrorKind, NormalizeClientLayer, NormalizeLayer};
 
@@ -34,7 +34,7 @@ async fn upstream_errors_arrive_as_api_errors() {
     let addr = serve(upstream()).await;
     let client = ServiceBuilder::new()
         .layer(NormalizeClientLayer::new())
-        .service(common::client());
+        .service(support::client());
 
     let req = Request::post(format!("http://{addr}/v1/chat/completions"))
         .header("authorization", "Bearer sk-test-secret-key-000")
@@ -74,7 +74,7 @@ async fn a_refused_connection_is_a_connection_error() {
 
     let client = ServiceBuilder::new()
         .layer(NormalizeClientLayer::new())
-        .service(common::client());
+        .service(support::client());
     let req = Request::get(format!("http://{addr}/"))
         .header("x-request-id", "mine-1")
         .body(Full::default())

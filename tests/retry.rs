@@ -1,6 +1,6 @@
 //! The retry layer against scripted upstreams, on a paused clock.
 
-mod common;
+mod support;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -1055,7 +1055,7 @@ async fn each_attempt_gets_the_request_head_again() {
 
 #[tokio::test(start_paused = true)]
 async fn each_retry_is_traced_without_secrets() {
-    let logs = common::capture_logs();
+    let logs = support::capture_logs();
 
     let upstream = Upstream::new([
         respond(503, &[], "sk-body-secret"),

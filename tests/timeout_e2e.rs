@@ -7,7 +7,7 @@
 //! off auto-advance while the test waits for real socket I/O), so every
 //! timing below is exact virtual time and nothing sleeps for real.
 
-mod common;
+mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -80,7 +80,7 @@ async fn echo(req: Request<AxumBody>) -> impl IntoResponse {
 fn spawn_upstream() -> (SocketAddr, mpsc::UnboundedSender<Bytes>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let events: Events = Arc::new(Mutex::new(Some(rx)));
-    let addr = common::spawn_server(move || {
+    let addr = support::spawn_server(move || {
         Router::new()
             .route("/sse", get(sse))
             .route("/json", get(json))
@@ -121,7 +121,7 @@ where
 
 #[tokio::test(start_paused = true)]
 async fn healthy_long_stream_completes() {
-    let _hold = common::hold_clock();
+    let _hold = support::hold_clock();
     let (addr, events) = spawn_upstream();
     let svc = ServiceBuilder::new()
         .layer(NormalizeLayer::new())
@@ -159,7 +159,7 @@ async fn healthy_long_stream_completes() {
 
 #[tokio::test(start_paused = true)]
 async fn stalled_stream_ends_with_the_sse_error_event() {
-    let _hold = common::hold_clock();
+    let _hold = support::hold_clock();
     let (addr, events) = spawn_upstream();
     // A gateway's view: the server normalization layer around the client
     // stack, so the caller sees the failure as one last SSE event.
@@ -205,7 +205,7 @@ async fn stalled_stream_ends_with_the_sse_error_event() {
 
 #[tokio::test(start_paused = true)]
 async fn stalled_stream_without_normalization_fails_with_an_api_error() {
-    let _hold = common::hold_clock();
+    let _hold = support::hold_clock();
     let (addr, events) = spawn_upstream();
     let svc = TimeoutLayer::new()
         .stream_first_byte_timeout(Duration::from_secs(10))
@@ -225,7 +225,7 @@ async fn stalled_stream_without_normalization_fails_with_an_api_error() {
 
 #[tokio::test(start_paused = true)]
 async fn content_length_survives_both_ways() {
-    let _hold = common::hold_clock();
+    let _hold = support::hold_clock();
     let (addr, _events) = spawn_upstream();
 
     // Response: a content-length response keeps its exact size hint.
@@ -266,10 +266,10 @@ async fn content_length_survives_both_ways() {
 
 #[tokio::test(start_paused = true)]
 async fn a_server_behind_the_layer_still_answers_with_content_length() {
-    let _hold = common::hold_clock();
+    let _hold = support::hold_clock();
     // The layer inside a hyper server: its body wrapper must not turn a
     // sized body into a chunked one.
-    let addr = common::spawn_server(|| {
+    let addr = support::spawn_server(|| {
         let svc = ServiceBuilder::new()
             .layer(NormalizeLayer::new())
             .layer(TimeoutLayer::new())
