@@ -11,6 +11,10 @@ use super::{Backoff, DefaultPolicy, Jitter, Retry, RetryBudget};
 /// The largest request body kept for replay by default: 4 MiB, enough for
 /// a chat request with an image.
 pub const DEFAULT_MAX_REPLAY_BODY: usize = 4 * 1024 * 1024;
+/// Retries after the first attempt, by default.
+pub(crate) const DEFAULT_MAX_RETRIES: u32 = 3;
+/// The longest server-requested wait honoured, by default.
+pub(crate) const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Retries failed calls with backoff, honouring server hints, within one
 /// deadline and a shared budget, replaying the request body.
@@ -57,10 +61,10 @@ impl RetryLayer {
     pub fn new() -> Self {
         RetryLayer {
             config: Config {
-                max_retries: 3,
+                max_retries: DEFAULT_MAX_RETRIES,
                 backoff: Backoff::default(),
                 jitter: Jitter::default(),
-                max_retry_after: Duration::from_secs(60),
+                max_retry_after: DEFAULT_MAX_RETRY_AFTER,
                 deadline: None,
                 max_replay_body: DEFAULT_MAX_REPLAY_BODY,
                 peek_limit: crate::error::DEFAULT_BODY_CAP,

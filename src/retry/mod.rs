@@ -191,6 +191,7 @@ pub use body::RetryBody;
 pub use budget::RetryBudget;
 pub use future::ResponseFuture;
 pub use layer::{RetryLayer, DEFAULT_MAX_REPLAY_BODY};
+pub(crate) use layer::{DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_AFTER};
 pub use policy::{Decision, DefaultPolicy, Outcome, RetryPolicy};
 pub use replay::ReplayBody;
 pub use service::Retry;
