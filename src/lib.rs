@@ -13,7 +13,9 @@
 //! | [`circuit_breaker`] | [`CircuitBreakerLayer`]: breakers per key (host, model, header) over a rolling window, with slow-call detection, bounded half-open probes and a lock-free hot path; streams are judged when they end |
 //! | [`normalize`] | [`NormalizeLayer`] for servers (every failure leaves as the envelope) and [`NormalizeClientLayer`] for clients (every failure arrives as an [`ApiError`]) |
 //! | [`timeout`] | [`TimeoutLayer`]: a total timeout over headers *and* body for ordinary calls; first-byte, idle and total clocks for streams (SSE, gRPC), chosen per call; [`HeadersTimeoutLayer`] for one attempt |
-//! | [`stack`] | [`ResilienceLayer`]: normalize → total timeout → retry → circuit breaker → attempt timeout from one checked [`ResilienceConfig`], client and server flavours; [`ResilienceServiceBuilderExt`] |
+//! | [`stack`] | [`ResilienceLayer`]: normalize → total timeout → retry → circuit breaker → attempt timeout from one checked [`ResilienceConfig`], client and server flavours; [`ResilienceServiceBuilderExt`] adds each layer to a `ServiceBuilder` |
+//!
+//! The crate root re-exports every layer and the service it builds.
 //!
 //! # Example
 //!
@@ -37,7 +39,7 @@
 #![forbid(unsafe_code)]
 // Internal helpers serve several features; with some features off they idle.
 #![cfg_attr(not(feature = "full"), allow(dead_code, unused_imports))]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub(crate) mod body;
 #[cfg(feature = "circuit-breaker")]
@@ -61,10 +63,19 @@ pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 #[cfg(feature = "circuit-breaker")]
 pub use circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
 #[cfg(feature = "normalize")]
-pub use normalize::{NormalizeClientLayer, NormalizeLayer};
+pub use normalize::{Normalize, NormalizeClient, NormalizeClientLayer, NormalizeLayer};
 #[cfg(feature = "retry")]
 pub use retry::{Retry, RetryLayer};
 #[cfg(feature = "stack")]
-pub use stack::{ResilienceConfig, ResilienceLayer, ResilienceServiceBuilderExt};
+pub use stack::{
+    ClientStack, ResilienceConfig, ResilienceLayer, ResilienceServerLayer,
+    ResilienceServiceBuilderExt, ServerStack,
+};
 #[cfg(feature = "timeout")]
-pub use timeout::{HeadersTimeoutLayer, TimeoutLayer};
+pub use timeout::{HeadersTimeout, HeadersTimeoutLayer, Timeout, TimeoutLayer};
+
+/// Every snippet of the README, compiled and run as a doctest (the snippets
+/// need these features: see the README's install section).
+#[cfg(all(doctest, feature = "stack", feature = "axum", feature = "hyper-util"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
