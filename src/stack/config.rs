@@ -3,8 +3,8 @@ use std::time::Duration;
 
 use crate::circuit_breaker::CircuitBreakerConfig;
 use crate::error::fmt_duration;
-use crate::retry::{self, RetryLayer};
-use crate::timeout::{self, HeadersTimeoutLayer, TimeoutLayer};
+use crate::retry::RetryLayer;
+use crate::timeout::{HeadersTimeoutLayer, TimeoutLayer};
 
 /// The settings of the standard stack, with the defaults of the gateway
 /// example.
@@ -63,13 +63,13 @@ impl Default for ResilienceConfig {
     fn default() -> Self {
         let breaker = CircuitBreakerConfig::default();
         ResilienceConfig {
-            max_retries: retry::DEFAULT_MAX_RETRIES,
-            total_timeout: timeout::DEFAULT_TOTAL_TIMEOUT,
-            attempt_timeout: timeout::DEFAULT_HEADERS_TIMEOUT,
-            stream_first_byte_timeout: timeout::DEFAULT_STREAM_FIRST_BYTE_TIMEOUT,
-            stream_idle_timeout: timeout::DEFAULT_STREAM_IDLE_TIMEOUT,
-            stream_timeout: timeout::DEFAULT_STREAM_TOTAL_TIMEOUT,
-            max_retry_after: retry::DEFAULT_MAX_RETRY_AFTER,
+            max_retries: crate::retry::DEFAULT_MAX_RETRIES,
+            total_timeout: crate::timeout::DEFAULT_TOTAL_TIMEOUT,
+            attempt_timeout: crate::timeout::DEFAULT_HEADERS_TIMEOUT,
+            stream_first_byte_timeout: crate::timeout::DEFAULT_STREAM_FIRST_BYTE_TIMEOUT,
+            stream_idle_timeout: crate::timeout::DEFAULT_STREAM_IDLE_TIMEOUT,
+            stream_timeout: crate::timeout::DEFAULT_STREAM_TOTAL_TIMEOUT,
+            max_retry_after: crate::retry::DEFAULT_MAX_RETRY_AFTER,
             breaker_min_calls: breaker.min_calls,
             breaker_failure_ratio: breaker.failure_ratio,
             breaker_window: breaker.window,

@@ -14,14 +14,26 @@ use crate::timeout::{HeadersTimeout, HeadersTimeoutLayer, Timeout, TimeoutLayer}
 /// the upstream's authority (`host:port`), else one breaker for all calls.
 ///
 /// ```
-/// use tower_http_resilience::circuit_breaker::{BreakerKey, ExtractKey};
-/// use tower_http_resilience::stack::DefaultKey;
+/// use tower::{Layer, ServiceExt};
+/// use tower_http_resilience::circuit_breaker::BreakerKey;
+/// use tower_http_resilience::stack::StackBody;
+/// use tower_http_resilience::ResilienceLayer;
 ///
-/// let key = DefaultKey::default();
-/// let mut req = http::Request::get("https://api.example.com/v1/models").body(()).unwrap();
-/// assert_eq!(key.extract(&req).as_deref(), Some("api.example.com"));
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let layer = ResilienceLayer::new(); // keyed by `DefaultKey`
+/// let breakers = layer.breaker_handle();
+/// let client = layer.layer(tower::service_fn(|_req: http::Request<StackBody<String>>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+/// }));
+/// let request = || http::Request::get("https://api.example.com/v1/models").body(String::new());
+///
+/// client.clone().oneshot(request().unwrap()).await.unwrap();
+/// assert!(breakers.state("api.example.com").is_some());
+/// let mut req = request().unwrap();
 /// req.extensions_mut().insert(BreakerKey::new("gpt-4o"));
-/// assert_eq!(key.extract(&req).as_deref(), Some("gpt-4o"));
+/// client.oneshot(req).await.unwrap();
+/// assert!(breakers.state("gpt-4o").is_some());
+/// # }
 /// ```
 ///
 /// [`BreakerKey`]: crate::circuit_breaker::BreakerKey
@@ -247,7 +259,7 @@ impl<K> ResilienceLayer<K> {
     /// assert!(std::sync::Arc::ptr_eq(layer.retry_budget(), server.get_ref().retry_budget()));
     /// ```
     pub fn retry_budget(&self) -> &std::sync::Arc<RetryBudget> {
-        self.retry.budget_ref()
+        &self.retry.budget
     }
 
     /// The server flavour of the same stack, sharing its breakers and
