@@ -128,28 +128,8 @@ impl ResilienceConfig {
         breaker_open_duration: Duration = Duration::from_secs(10);
     }
 
-    /// Checks the settings and builds the client stack's layer.
-    ///
-    /// The checks: every duration is above zero; `attempt_timeout` ≤
-    /// `total_timeout`; `stream_first_byte_timeout` and `stream_idle_timeout`
-    /// ≤ `stream_timeout`; `breaker_window` ≥ `attempt_timeout` (a window
-    /// shorter than one attempt forgets failures before it can count
-    /// them); `breaker_failure_ratio` in (0, 1]; `breaker_min_calls` ≥ 1;
-    /// `max_retries` ≤ 100.
-    ///
-    /// ```
-    /// use tower_http_resilience::stack::ResilienceConfig;
-    ///
-    /// let layer = ResilienceConfig::default().max_retries(2).build();
-    /// assert!(layer.is_ok());
-    /// let err = ResilienceConfig::default().breaker_failure_ratio(1.5).build().unwrap_err();
-    /// assert_eq!(err.to_string(), "invalid breaker_failure_ratio: 1.5 is not in (0, 1]");
-    /// ```
-    pub fn build(self) -> Result<super::ResilienceLayer, ConfigError> {
-        self.check()?;
-        Ok(super::ResilienceLayer::from_config(self))
-    }
-
+    /// Checks that the settings fit together; the error names the first
+    /// that does not (see [`build`](Self::build)).
     pub(crate) fn check(&self) -> Result<(), ConfigError> {
         for (setting, d) in [
             ("total_timeout", self.total_timeout),

@@ -142,6 +142,30 @@ pub struct ResilienceLayer<K = DefaultKey> {
     attempt: HeadersTimeoutLayer,
 }
 
+impl ResilienceConfig {
+    /// Checks the settings and builds the client stack's layer.
+    ///
+    /// The checks: every duration is above zero; `attempt_timeout` ≤
+    /// `total_timeout`; `stream_first_byte_timeout` and `stream_idle_timeout`
+    /// ≤ `stream_timeout`; `breaker_window` ≥ `attempt_timeout` (a window
+    /// shorter than one attempt forgets failures before it can count
+    /// them); `breaker_failure_ratio` in (0, 1]; `breaker_min_calls` ≥ 1;
+    /// `max_retries` ≤ 100.
+    ///
+    /// ```
+    /// use tower_http_resilience::stack::ResilienceConfig;
+    ///
+    /// let layer = ResilienceConfig::default().max_retries(2).build();
+    /// assert!(layer.is_ok());
+    /// let err = ResilienceConfig::default().breaker_failure_ratio(1.5).build().unwrap_err();
+    /// assert_eq!(err.to_string(), "invalid breaker_failure_ratio: 1.5 is not in (0, 1]");
+    /// ```
+    pub fn build(self) -> Result<ResilienceLayer, super::ConfigError> {
+        self.check()?;
+        Ok(ResilienceLayer::from_config(&self))
+    }
+}
+
 impl ResilienceLayer {
     /// The stack with the default settings
     /// ([`ResilienceConfig::default`]).
@@ -158,7 +182,7 @@ impl ResilienceLayer {
             .expect("the defaults are consistent")
     }
 
-    pub(crate) fn from_config(config: ResilienceConfig) -> Self {
+    fn from_config(config: &ResilienceConfig) -> Self {
         ResilienceLayer {
             timeout: config.timeout_layer(),
             retry: config.retry_layer(),
