@@ -22,51 +22,92 @@ mod allocs;
 mod counting_alloc;
 
 use allocs::Table;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::Full;
 use support::{Mode, Upstream};
+use tower::Service;
 
-/// One row: the stack and the allocations it adds in each mode.
-struct Row {
-    name: &'static str,
-    added: Vec<f64>,
+/// The table's rows: each stack and the allocations it adds in each mode.
+#[derive(Default)]
+struct Rows(Vec<(&'static str, Vec<f64>)>);
+
+impl Rows {
+    /// Counts what `svc` adds over the bare upstream and notes it in the
+    /// row `name`.
+    fn measure<S, B>(&mut self, t: &Table, name: &'static str, svc: S, succeeds: bool) -> f64
+    where
+        S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+        B: Body,
+    {
+        let added = t.added(name, svc, succeeds);
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, row)) => row.push(added),
+            None => self.0.push((name, vec![added])),
+        }
+        added
+    }
+
+    fn print(&self) {
+        println!();
+        println!("| stack | dropped | body read | pending once |");
+        println!("|---|---:|---:|---:|");
+        for (name, row) in &self.0 {
+            let mut cells: Vec<String> = row
+                .iter()
+                .map(|a| {
+                    let cell = format!("{a:+.2}");
+                    cell.trim_end_matches('0').trim_end_matches('.').to_owned()
+                })
+                .collect();
+            cells.resize(Mode::ALL.len(), "–".to_owned());
+            println!("| {name} | {} |", cells.join(" | "));
+        }
+    }
 }
 
 fn main() {
-    let mut rows: Vec<Row> = Vec::new();
-    let mut note = |name: &'static str, added: f64| match rows.iter_mut().find(|r| r.name == name) {
-        Some(row) => row.added.push(added),
-        None => rows.push(Row {
-            name,
-            added: vec![added],
-        }),
-    };
+    let mut rows = Rows::default();
     for mode in Mode::ALL {
         let t = Table::new(mode);
         let up = Upstream::ok(mode);
+        let r = &mut rows;
 
-        let timeout = t.added("tower Timeout", support::tower_timeout(up), true);
-        let retry = t.added(
-            "tower Retry (cloning) → Timeout",
+        let timeout = r.measure(&t, "tower `Timeout`", support::tower_timeout(up), true);
+        let retry = r.measure(
+            &t,
+            "tower `Retry` (request-cloning policy) → `Timeout`",
             support::tower_retry_timeout(up, false),
             true,
         );
-        let budget = t.added(
-            "tower Retry + TpsBudget → Timeout",
+        let budget = r.measure(
+            &t,
+            "tower `Retry` + `TpsBudget` → `Timeout`",
             support::tower_retry_timeout(up, true),
             true,
         );
-        let http = t.added(
-            "tower-http TimeoutLayer",
+        let http = r.measure(
+            &t,
+            "tower-http `TimeoutLayer`",
             support::tower_http_timeout(up),
             true,
         );
-        let breaker = t.added("tower-resilience breaker", support::tr_breaker(up), true);
-        let tr_retry = t.added("tower-resilience retry", support::tr_retry(up), true);
-        let limiter = t.added(
+        let breaker = r.measure(
+            &t,
+            "tower-resilience circuit breaker",
+            support::tr_breaker(up),
+            true,
+        );
+        r.measure(&t, "tower-resilience retry", support::tr_retry(up), true);
+        r.measure(
+            &t,
             "tower-resilience time limiter",
             support::tr_time_limiter(up),
             true,
         );
-        let stack = t.added(
+        let stack = r.measure(
+            &t,
             "tower-resilience retry → breaker → time limiter",
             support::tr_stack(up),
             true,
@@ -80,63 +121,62 @@ fn main() {
         assert_eq!(http, 0.0, "tower-http TimeoutLayer");
         assert!(breaker >= 3.0, "tower-resilience breaker: {breaker}");
         assert!(stack >= 9.0, "tower-resilience stack: {stack}");
-        note("tower `Timeout`", timeout);
-        note("tower `Retry` (request-cloning policy) → `Timeout`", retry);
-        note("tower `Retry` + `TpsBudget` → `Timeout`", budget);
-        note("tower-http `TimeoutLayer`", http);
-        note("tower-resilience circuit breaker", breaker);
-        note("tower-resilience retry", tr_retry);
-        note("tower-resilience time limiter", limiter);
-        note("tower-resilience retry → breaker → time limiter", stack);
 
-        note(
+        r.measure(
+            &t,
             "ours: `NormalizeClientLayer`",
-            t.added("normalize", support::normalize(up), true),
+            support::normalize(up),
+            true,
         );
-        note(
+        r.measure(
+            &t,
             "ours: `TimeoutLayer` (defaults)",
-            t.added("timeout", support::timeout(up), true),
+            support::timeout(up),
+            true,
         );
-        note(
+        r.measure(
+            &t,
             "ours: `HeadersTimeoutLayer`",
-            t.added("attempt timeout", support::headers_timeout(up), true),
+            support::headers_timeout(up),
+            true,
         );
-        note(
+        r.measure(
+            &t,
             "ours: `RetryLayer` (defaults, budget on)",
-            t.added("retry", support::retry(up), true),
+            support::retry(up),
+            true,
         );
-        note(
+        r.measure(
+            &t,
             "ours: `CircuitBreakerLayer` (closed, known key)",
-            t.added("breaker", support::breaker(up), true),
+            support::breaker(up),
+            true,
         );
-        note(
+        r.measure(
+            &t,
             "ours: preset `ResilienceLayer::new()`",
-            t.added("preset", support::preset(up), true),
+            support::preset(up),
+            true,
         );
-        note(
+        r.measure(
+            &t,
             "ours: the same stack by hand",
-            t.added("by hand", support::hand_built(up), true),
+            support::hand_built(up),
+            true,
         );
-        note(
+        r.measure(
+            &t,
             "ours: preset, upstream answers 503",
-            t.added("preset 503", support::preset_failing(mode), false),
+            support::preset_failing(mode),
+            false,
         );
     }
-    let open = Table::new(Mode::Dropped).added("preset open", support::preset_open(), false);
-
-    println!();
-    println!("| stack | dropped | body read | pending once |");
-    println!("|---|---:|---:|---:|");
-    for row in &rows {
-        let cells: Vec<String> = row
-            .added
-            .iter()
-            .map(|a| {
-                let cell = format!("{a:+.2}");
-                cell.trim_end_matches('0').trim_end_matches('.').to_owned()
-            })
-            .collect();
-        println!("| {} | {} |", row.name, cells.join(" | "));
-    }
-    println!("| ours: preset, breaker open | {open:+} | – | – |");
+    let t = Table::new(Mode::Dropped);
+    rows.measure(
+        &t,
+        "ours: preset, breaker open",
+        support::preset_open(),
+        false,
+    );
+    rows.print();
 }
