@@ -913,7 +913,7 @@ async fn connection_errors_and_attempt_timeouts_are_retried() {
     assert_eq!((upstream.calls(), err_attempts(&err)), (4, 4));
 
     let upstream = Upstream::new([
-        fail(|| ApiError::timeout(TimeoutPhase::Headers, Duration::from_secs(30)).into()),
+        fail(|| ApiError::timeout(TimeoutPhase::Attempt, Duration::from_secs(30)).into()),
         fail(|| Box::new(tower::timeout::error::Elapsed::new())),
         respond(200, &[], "ok"),
     ]);

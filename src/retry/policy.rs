@@ -475,7 +475,7 @@ mod tests {
         );
         assert_eq!(
             d(ApiError::timeout(
-                TimeoutPhase::Headers,
+                TimeoutPhase::Attempt,
                 Duration::from_secs(1)
             )),
             Decision::Retry

@@ -1,5 +1,5 @@
 //! The response futures of [`Timeout`](super::Timeout) and
-//! [`HeadersTimeout`](super::HeadersTimeout).
+//! [`AttemptTimeout`](super::AttemptTimeout).
 
 use std::fmt;
 use std::future::Future;
@@ -80,7 +80,7 @@ impl CallClocks {
     /// When the response headers are due, and the error if they are late.
     pub(crate) fn headers_expiry(&self) -> (Instant, TimeoutPhase, Duration) {
         let streaming = if self.first_byte < self.stream_total {
-            (TimeoutPhase::Headers, self.first_byte)
+            (TimeoutPhase::Attempt, self.first_byte)
         } else {
             (TimeoutPhase::Total, self.stream_total)
         };
@@ -289,11 +289,11 @@ where
 }
 
 pin_project! {
-    /// The response future of [`HeadersTimeout`](super::HeadersTimeout):
-    /// the inner future, or a [`Headers`](TimeoutPhase::Headers) timeout.
+    /// The response future of [`AttemptTimeout`](super::AttemptTimeout):
+    /// the inner future, or a [`Headers`](TimeoutPhase::Attempt) timeout.
     ///
     /// The timer is created only when the call first has to wait.
-    pub struct HeadersFuture<F> {
+    pub struct AttemptFuture<F> {
         #[pin]
         future: F,
         #[pin]
@@ -303,9 +303,9 @@ pin_project! {
     }
 }
 
-impl<F> HeadersFuture<F> {
+impl<F> AttemptFuture<F> {
     pub(crate) fn new(future: F, timeout: Duration) -> Self {
-        HeadersFuture {
+        AttemptFuture {
             future,
             sleep: None,
             deadline: checked_add(Instant::now(), timeout),
@@ -314,16 +314,16 @@ impl<F> HeadersFuture<F> {
     }
 }
 
-impl<F> fmt::Debug for HeadersFuture<F> {
+impl<F> fmt::Debug for AttemptFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HeadersFuture")
+        f.debug_struct("AttemptFuture")
             .field("deadline", &self.deadline)
             .field("timeout", &self.timeout)
             .finish()
     }
 }
 
-impl<F, T, E> Future for HeadersFuture<F>
+impl<F, T, E> Future for AttemptFuture<F>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
@@ -344,6 +344,6 @@ where
         let sleep = this.sleep.as_pin_mut().expect("the timer was just set");
         ready!(sleep.poll(cx));
         tracing::debug!(after = ?this.timeout, "attempt timed out before its headers");
-        Poll::Ready(Err(ApiError::timeout(TimeoutPhase::Headers, *this.timeout)))
+        Poll::Ready(Err(ApiError::timeout(TimeoutPhase::Attempt, *this.timeout)))
     }
 }

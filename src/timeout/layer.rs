@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::service::{HeadersTimeout, Timeout};
+use super::service::{AttemptTimeout, Timeout};
 
 /// The default total timeout of an ordinary call: 60 s.
 pub const DEFAULT_TOTAL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -11,9 +11,9 @@ pub const DEFAULT_STREAM_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The default longest silence between two chunks of a stream: 60 s.
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The default total timeout of a streaming call: 300 s.
-pub const DEFAULT_STREAM_TOTAL_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_STREAM_TIMEOUT: Duration = Duration::from_secs(300);
 /// The default headers-only timeout of one attempt: 30 s.
-pub const DEFAULT_HEADERS_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much of a JSON request body is read, by default, to find
 /// `"stream": true`: 64 KiB.
 pub const DEFAULT_BODY_PEEK_LIMIT: usize = 64 * 1024;
@@ -39,7 +39,7 @@ pub(crate) struct Config {
 /// | profile | clock | default | error phase |
 /// |---|---|---|---|
 /// | ordinary | total: headers and the whole body | 60 s | [`Total`](crate::TimeoutPhase::Total) |
-/// | streaming | first byte: headers and the first body data | 60 s | [`Headers`](crate::TimeoutPhase::Headers) / [`FirstByte`](crate::TimeoutPhase::FirstByte) |
+/// | streaming | first byte: headers and the first body data | 60 s | [`Headers`](crate::TimeoutPhase::Attempt) / [`FirstByte`](crate::TimeoutPhase::FirstByte) |
 /// | streaming | idle: the longest silence between chunks | 60 s | [`Idle`](crate::TimeoutPhase::Idle) |
 /// | streaming | total: the whole stream | 300 s | [`Total`](crate::TimeoutPhase::Total) |
 ///
@@ -57,7 +57,7 @@ pub(crate) struct Config {
 /// let layer = TimeoutLayer::new()
 ///     .total_timeout(Duration::from_secs(30))
 ///     .stream_idle_timeout(Duration::from_secs(20))
-///     .stream_total_timeout(Duration::from_secs(600));
+///     .stream_timeout(Duration::from_secs(600));
 /// # let _ = layer;
 /// ```
 #[derive(Clone, Copy, Debug)]
@@ -76,7 +76,7 @@ impl TimeoutLayer {
                 total: DEFAULT_TOTAL_TIMEOUT,
                 first_byte: DEFAULT_STREAM_FIRST_BYTE_TIMEOUT,
                 idle: DEFAULT_STREAM_IDLE_TIMEOUT,
-                stream_total: DEFAULT_STREAM_TOTAL_TIMEOUT,
+                stream_total: DEFAULT_STREAM_TIMEOUT,
                 comments_are_activity: true,
                 peek_limit: DEFAULT_BODY_PEEK_LIMIT,
                 publish_deadline: true,
@@ -109,7 +109,7 @@ impl TimeoutLayer {
     }
 
     /// Sets a streaming call's total timeout.
-    pub const fn stream_total_timeout(mut self, timeout: Duration) -> Self {
+    pub const fn stream_timeout(mut self, timeout: Duration) -> Self {
         self.config.stream_total = timeout;
         self
     }
@@ -176,7 +176,7 @@ impl<S> Layer<S> for TimeoutLayer {
 ///
 /// Meant to sit inside a retry layer (and inside a circuit breaker), so a
 /// hung attempt fails with a retryable 504 whose phase is
-/// [`Headers`](crate::TimeoutPhase::Headers), and the next attempt starts.
+/// [`Headers`](crate::TimeoutPhase::Attempt), and the next attempt starts.
 /// Once the headers are in, the body is passed on untouched: bounding it is
 /// the job of the outer [`TimeoutLayer`].
 ///
@@ -184,35 +184,35 @@ impl<S> Layer<S> for TimeoutLayer {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_http_resilience::timeout::HeadersTimeoutLayer;
+/// use tower_http_resilience::timeout::AttemptTimeoutLayer;
 ///
-/// let attempt_timeout = HeadersTimeoutLayer::new(Duration::from_secs(30));
+/// let attempt_timeout = AttemptTimeoutLayer::new(Duration::from_secs(30));
 /// # let _ = attempt_timeout;
 /// ```
 #[derive(Clone, Copy, Debug)]
-pub struct HeadersTimeoutLayer {
+pub struct AttemptTimeoutLayer {
     timeout: Duration,
 }
 
-impl HeadersTimeoutLayer {
+impl AttemptTimeoutLayer {
     /// A layer that fails an attempt whose headers take longer than
     /// `timeout`.
     pub const fn new(timeout: Duration) -> Self {
-        HeadersTimeoutLayer { timeout }
+        AttemptTimeoutLayer { timeout }
     }
 }
 
-impl Default for HeadersTimeoutLayer {
+impl Default for AttemptTimeoutLayer {
     /// A 30 s headers timeout.
     fn default() -> Self {
-        HeadersTimeoutLayer::new(DEFAULT_HEADERS_TIMEOUT)
+        AttemptTimeoutLayer::new(DEFAULT_ATTEMPT_TIMEOUT)
     }
 }
 
-impl<S> Layer<S> for HeadersTimeoutLayer {
-    type Service = HeadersTimeout<S>;
+impl<S> Layer<S> for AttemptTimeoutLayer {
+    type Service = AttemptTimeout<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        HeadersTimeout::new(inner, self.timeout)
+        AttemptTimeout::new(inner, self.timeout)
     }
 }

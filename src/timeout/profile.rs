@@ -33,7 +33,7 @@ pub enum Profile {
 /// scale the timeouts with the request (a longer total for a large
 /// `max_tokens`, say). [`TimeoutLayer`](super::TimeoutLayer) reads the
 /// total, first-byte, idle and streaming-total clocks;
-/// [`HeadersTimeoutLayer`](super::HeadersTimeoutLayer) reads the headers
+/// [`AttemptTimeoutLayer`](super::AttemptTimeoutLayer) reads the headers
 /// clock.
 ///
 /// ```
@@ -44,7 +44,7 @@ pub enum Profile {
 /// req.extensions_mut().insert(
 ///     TimeoutOverride::new()
 ///         .total_timeout(Duration::from_secs(180))
-///         .stream_total_timeout(Duration::from_secs(900)),
+///         .stream_timeout(Duration::from_secs(900)),
 /// );
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -69,8 +69,8 @@ impl TimeoutOverride {
     }
 
     /// Sets the headers-only (per attempt) timeout of
-    /// [`HeadersTimeoutLayer`](super::HeadersTimeoutLayer).
-    pub const fn headers_timeout(mut self, timeout: Duration) -> Self {
+    /// [`AttemptTimeoutLayer`](super::AttemptTimeoutLayer).
+    pub const fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.headers = Some(timeout);
         self
     }
@@ -94,7 +94,7 @@ impl TimeoutOverride {
     }
 
     /// Sets a streaming call's total timeout.
-    pub const fn stream_total_timeout(mut self, timeout: Duration) -> Self {
+    pub const fn stream_timeout(mut self, timeout: Duration) -> Self {
         self.stream_total = Some(timeout);
         self
     }

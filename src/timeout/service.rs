@@ -8,7 +8,7 @@ use tower_service::Service;
 
 use super::body::{RequestBody, TimeoutBody};
 use super::detect::{accepts_event_stream, encode_grpc_timeout, parse_grpc_timeout, GRPC_TIMEOUT};
-use super::future::{CallClocks, Detected, HeadersFuture, Peeking, ResponseFuture};
+use super::future::{CallClocks, Detected, AttemptFuture, Peeking, ResponseFuture};
 use super::layer::Config;
 use super::profile::{Profile, TimeoutOverride};
 use crate::body::Peek;
@@ -144,18 +144,18 @@ pub(crate) fn prepare_request<B>(
 }
 
 /// A timeout on the response headers of one attempt; made by
-/// [`HeadersTimeoutLayer`](super::HeadersTimeoutLayer).
+/// [`AttemptTimeoutLayer`](super::AttemptTimeoutLayer).
 ///
 /// The request and the response body pass through unchanged.
 #[derive(Clone, Debug)]
-pub struct HeadersTimeout<S> {
+pub struct AttemptTimeout<S> {
     inner: S,
     timeout: Duration,
 }
 
-impl<S> HeadersTimeout<S> {
+impl<S> AttemptTimeout<S> {
     pub(crate) fn new(inner: S, timeout: Duration) -> Self {
-        HeadersTimeout { inner, timeout }
+        AttemptTimeout { inner, timeout }
     }
 
     /// A reference to the inner service.
@@ -174,14 +174,14 @@ impl<S> HeadersTimeout<S> {
     }
 }
 
-impl<S, B> Service<Request<B>> for HeadersTimeout<S>
+impl<S, B> Service<Request<B>> for AttemptTimeout<S>
 where
     S: Service<Request<B>>,
     S::Error: Into<BoxError>,
 {
     type Response = S::Response;
     type Error = ApiError;
-    type Future = HeadersFuture<S::Future>;
+    type Future = AttemptFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ApiError>> {
         self.inner
@@ -195,6 +195,6 @@ where
             .get::<TimeoutOverride>()
             .and_then(|o| o.headers)
             .unwrap_or(self.timeout);
-        HeadersFuture::new(self.inner.call(req), timeout)
+        AttemptFuture::new(self.inner.call(req), timeout)
     }
 }
