@@ -135,7 +135,7 @@ impl<K> ResilienceLayer<K> {
 
     /// The retry budget shared by every service of this layer.
     pub fn retry_budget(&self) -> &std::sync::Arc<RetryBudget> {
-        self.retry.budget_ref()
+        &self.retry.budget
     }
 
     /// The server flavour of the same stack, sharing its breakers and

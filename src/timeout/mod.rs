@@ -151,7 +151,7 @@ mod service;
 
 pub use body::{RequestBody, TimeoutBody};
 pub use layer::{
-    AttemptTimeoutLayer, TimeoutLayer, DEFAULT_BODY_PEEK_LIMIT, DEFAULT_ATTEMPT_TIMEOUT,
+    AttemptTimeoutLayer, TimeoutLayer, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_BODY_PEEK_LIMIT,
     DEFAULT_STREAM_FIRST_BYTE_TIMEOUT, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_TIMEOUT,
     DEFAULT_TOTAL_TIMEOUT,
 };

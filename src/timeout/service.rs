@@ -8,7 +8,7 @@ use tower_service::Service;
 
 use super::body::{RequestBody, TimeoutBody};
 use super::detect::{accepts_event_stream, encode_grpc_timeout, parse_grpc_timeout, GRPC_TIMEOUT};
-use super::future::{CallClocks, Detected, AttemptFuture, Peeking, ResponseFuture};
+use super::future::{AttemptFuture, CallClocks, Detected, Peeking, ResponseFuture};
 use super::layer::Config;
 use super::profile::{Profile, TimeoutOverride};
 use crate::body::Peek;
