@@ -30,10 +30,26 @@ pub(crate) fn instant_after(instant: Instant, d: Duration) -> Instant {
 
 /// Sets a timer to fire at `at`: made on first use, reset in place after that
 /// (never reallocated), and returned ready to poll.
-pub(crate) fn arm(mut slot: Pin<&mut Option<Sleep>>, at: Instant) -> Pin<&mut Sleep> {
+pub(crate) fn arm(slot: Pin<&mut Option<Sleep>>, at: Instant) -> Pin<&mut Sleep> {
+    set(slot, at, |deadline| deadline != at)
+}
+
+/// Sets a timer to fire no later than `at`: made on first use, moved in
+/// place when it would fire after `at`, and left as it is when it fires
+/// before. A deadline that keeps moving later (an idle clock) then costs no
+/// timer work until the timer fires early, when the caller resets it.
+pub(crate) fn arm_no_later(slot: Pin<&mut Option<Sleep>>, at: Instant) -> Pin<&mut Sleep> {
+    set(slot, at, |deadline| deadline > at)
+}
+
+fn set(
+    mut slot: Pin<&mut Option<Sleep>>,
+    at: Instant,
+    reset: impl FnOnce(Instant) -> bool,
+) -> Pin<&mut Sleep> {
     match slot.as_mut().as_pin_mut() {
         Some(sleep) => {
-            if sleep.deadline() != at {
+            if reset(sleep.deadline()) {
                 sleep.reset(at);
             }
         }
@@ -95,5 +111,17 @@ mod tests {
         assert_eq!(arm(slot.as_mut(), later).deadline(), later);
         arm(slot.as_mut(), later).await;
         assert_eq!(Instant::now(), later);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn arm_no_later_only_moves_the_timer_earlier() {
+        let slot: Option<Sleep> = None;
+        let mut slot = std::pin::pin!(slot);
+        let at = Instant::now() + Duration::from_secs(5);
+        assert_eq!(arm_no_later(slot.as_mut(), at).deadline(), at);
+        let later = at + Duration::from_secs(5);
+        assert_eq!(arm_no_later(slot.as_mut(), later).deadline(), at, "kept");
+        let earlier = at - Duration::from_secs(1);
+        assert_eq!(arm_no_later(slot.as_mut(), earlier).deadline(), earlier);
     }
 }

@@ -10,16 +10,16 @@
 //! ordinary     |<──────────────── total (60 s) ──────────────────────>|
 //! streaming    |<─ first byte (60 s) ─>|<─ idle ─>|<─ idle ─>|<─ idle ─>|   (idle: 60 s)
 //!              |<──────────────── streaming total (300 s) ───────────>|
-//! attempt      |<─ headers (30 s) ─>|       (AttemptTimeoutLayer, per attempt, inside retry)
+//! attempt      |<─ attempt (30 s) ─>|       (AttemptTimeoutLayer, per attempt, inside retry)
 //! ```
 //!
 //! | clock | profile | starts | runs until | error before the headers | error in the body |
 //! |---|---|---|---|---|---|
 //! | total | ordinary | call | body end | [`Total`](crate::TimeoutPhase::Total) | [`Total`](crate::TimeoutPhase::Total) |
-//! | first byte | streaming | call | first body data | [`Headers`](crate::TimeoutPhase::Attempt) | [`FirstByte`](crate::TimeoutPhase::FirstByte) |
+//! | first byte | streaming | call | first body data | [`Attempt`](crate::TimeoutPhase::Attempt) | [`FirstByte`](crate::TimeoutPhase::FirstByte) |
 //! | idle | streaming | each chunk | next chunk | — | [`Idle`](crate::TimeoutPhase::Idle) |
 //! | streaming total | streaming | call | body end | [`Total`](crate::TimeoutPhase::Total) | [`Total`](crate::TimeoutPhase::Total) |
-//! | headers | attempt | attempt | headers | [`Headers`](crate::TimeoutPhase::Attempt) | — |
+//! | attempt | any ([`AttemptTimeoutLayer`]) | attempt | headers | [`Attempt`](crate::TimeoutPhase::Attempt) | — |
 //!
 //! Every clock may be changed for one call with a [`TimeoutOverride`] in the
 //! request's extensions.
@@ -123,7 +123,7 @@
 //! ```
 //!
 //! In a client stack, the total timeout goes outside the retry layer and the
-//! headers-only attempt timeout inside it:
+//! attempt timeout (response headers only) inside it:
 //!
 //! ```
 //! use std::{convert::Infallible, time::Duration};
@@ -143,6 +143,7 @@
 //! ```
 
 mod body;
+mod clocks;
 mod detect;
 pub mod future;
 mod layer;

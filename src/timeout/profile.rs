@@ -49,29 +49,29 @@ pub enum Profile {
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TimeoutOverride {
-    pub(crate) headers: Option<Duration>,
+    pub(crate) attempt: Option<Duration>,
     pub(crate) total: Option<Duration>,
     pub(crate) first_byte: Option<Duration>,
     pub(crate) idle: Option<Duration>,
-    pub(crate) stream_total: Option<Duration>,
+    pub(crate) stream: Option<Duration>,
 }
 
 impl TimeoutOverride {
     /// An override that changes nothing.
     pub const fn new() -> Self {
         TimeoutOverride {
-            headers: None,
+            attempt: None,
             total: None,
             first_byte: None,
             idle: None,
-            stream_total: None,
+            stream: None,
         }
     }
 
-    /// Sets the headers-only (per attempt) timeout of
+    /// Sets the attempt timeout (one attempt's wait for its response headers) of
     /// [`AttemptTimeoutLayer`](super::AttemptTimeoutLayer).
     pub const fn attempt_timeout(mut self, timeout: Duration) -> Self {
-        self.headers = Some(timeout);
+        self.attempt = Some(timeout);
         self
     }
 
@@ -95,7 +95,7 @@ impl TimeoutOverride {
 
     /// Sets a streaming call's total timeout.
     pub const fn stream_timeout(mut self, timeout: Duration) -> Self {
-        self.stream_total = Some(timeout);
+        self.stream = Some(timeout);
         self
     }
 }
