@@ -13,7 +13,20 @@
 //! # Example
 //!
 //! ```
-//! use std::cmp::Ordering as CmpOrdering;
+//! use std::time::Duration;
+//! use tower_http_resilience::deadline::Deadline;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let mut req = http::Request::new(());
+//! // An outer layer bounds the call to 60 s...
+//! Deadline::after(Duration::from_secs(60)).set_earliest(req.extensions_mut());
+//! // ...an inner one to 30 s: the earlier deadline is the one in force.
+//! let in_force = Deadline::after(Duration::from_secs(30)).set_earliest(req.extensions_mut());
+//! assert_eq!(in_force.remaining(), Duration::from_secs(30));
+//! assert_eq!(Deadline::get(req.extensions()), Some(in_force));
+//! # }
+//! ```
+
 use std::cmp::Ordering as CmpOrdering;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +34,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::util::instant_after;
 
 /// Shared by every copy of one call's [`Deadline`]: set when the layer that
 /// published the deadline cut the call short (a timeout fired), so that the
@@ -91,11 +106,7 @@ impl Deadline {
     /// virtual time). A timeout too large to represent is clamped to about 30
     /// years.
     pub fn after(timeout: Duration) -> Self {
-        let now = Instant::now();
-        let at = now
-            .checked_add(timeout)
-            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 60 * 60));
-        Deadline::at(at)
+        Deadline::at(instant_after(Instant::now(), timeout))
     }
 
     /// The instant of the deadline.
