@@ -8,10 +8,15 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
+#[cfg(any(feature = "retry", feature = "timeout"))]
+use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 /// How a peek ended, and what a peeked body yields after the bytes read.
+// Normalization only tells the ends apart; the payloads serve the layers
+// that hand a peeked body on.
+#[cfg_attr(not(any(feature = "retry", feature = "timeout")), allow(dead_code))]
 pub(crate) enum PeekEnd<B: Body> {
     /// The body ended; its trailers, if it had any.
     Finished(Option<HeaderMap>),
@@ -29,6 +34,7 @@ pub(crate) struct Peeked<B: Body> {
     pub(crate) end: PeekEnd<B>,
 }
 
+#[cfg(any(feature = "retry", feature = "timeout"))]
 impl<B: Body> Peeked<B> {
     /// The body again, whole: what was read, then the rest.
     pub(crate) fn into_body(self) -> PeekedBody<B> {
@@ -92,6 +98,7 @@ impl<B> Peek<B> {
     }
 }
 
+#[cfg(feature = "retry")]
 impl<B> Peek<B> {
     /// Stops reading now (a deadline passed, say): what was read so far, and
     /// the rest of the body, still unread.
@@ -153,6 +160,7 @@ impl<B: Body> Future for Peek<B> {
     }
 }
 
+#[cfg(any(feature = "retry", feature = "timeout"))]
 pin_project! {
     /// A body whose start was peeked: the peeked bytes, then the rest of the
     /// original body, its trailers or its error.
@@ -164,6 +172,7 @@ pin_project! {
     }
 }
 
+#[cfg(any(feature = "retry", feature = "timeout"))]
 impl<B: Body> fmt::Debug for PeekedBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PeekedBody")
@@ -172,6 +181,7 @@ impl<B: Body> fmt::Debug for PeekedBody<B> {
     }
 }
 
+#[cfg(any(feature = "retry", feature = "timeout"))]
 impl<B> Body for PeekedBody<B>
 where
     B: Body,
@@ -230,6 +240,7 @@ where
     }
 }
 
+#[cfg(any(feature = "retry", feature = "timeout"))]
 pin_project! {
     /// A body that is either passed on as it is or was peeked: the shape of
     /// the bodies layers hand on after they may have read the start of one
@@ -241,12 +252,14 @@ pin_project! {
     }
 }
 
+#[cfg(feature = "timeout")]
 impl<B: Body> MaybePeeked<B> {
     pub(crate) fn is_peeked(&self) -> bool {
         matches!(self, MaybePeeked::Peeked { .. })
     }
 }
 
+#[cfg(any(feature = "retry", feature = "timeout"))]
 impl<B> Body for MaybePeeked<B>
 where
     B: Body,
@@ -282,7 +295,7 @@ where
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "retry"))]
 mod tests {
     use super::*;
     use http_body_util::{BodyExt, Full, StreamBody};

@@ -29,8 +29,11 @@
 
 use std::cmp::Ordering as CmpOrdering;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+#[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -42,14 +45,18 @@ use crate::util::instant_after;
 /// layers inside can tell that cut from a caller who simply went away. The
 /// circuit breaker counts a call it sees dropped unfinished as a failure when
 /// this is set.
+#[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CutSignal(Arc<AtomicBool>);
 
+#[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
 impl CutSignal {
+    #[cfg(feature = "timeout")]
     pub(crate) fn mark(&self) {
         self.0.store(true, Ordering::Release);
     }
 
+    #[cfg(feature = "circuit-breaker")]
     pub(crate) fn is_set(&self) -> bool {
         self.0.load(Ordering::Acquire)
     }
@@ -64,6 +71,7 @@ impl CutSignal {
 #[derive(Clone, Debug)]
 pub struct Deadline {
     at: Instant,
+    #[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
     cut: Option<CutSignal>,
 }
 
@@ -98,6 +106,7 @@ impl Deadline {
     pub const fn at(instant: Instant) -> Self {
         Deadline {
             at: instant,
+            #[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
             cut: None,
         }
     }
@@ -134,16 +143,13 @@ impl Deadline {
     pub fn set_earliest(self, extensions: &mut http::Extensions) -> Self {
         match extensions.get_mut::<Deadline>() {
             Some(existing) if *existing <= self => {
-                if existing.cut.is_none() {
-                    existing.cut = self.cut;
-                }
+                let mut later = self;
+                existing.inherit_signal(&mut later);
                 existing.clone()
             }
             Some(existing) => {
                 let mut earlier = self;
-                if earlier.cut.is_none() {
-                    earlier.cut = existing.cut.take();
-                }
+                earlier.inherit_signal(existing);
                 *existing = earlier.clone();
                 earlier
             }
@@ -154,19 +160,32 @@ impl Deadline {
         }
     }
 
+    /// Takes the cut signal of `other` when this deadline carries none.
+    #[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
+    fn inherit_signal(&mut self, other: &mut Deadline) {
+        if self.cut.is_none() {
+            self.cut = other.cut.take();
+        }
+    }
+
+    #[cfg(not(any(feature = "timeout", feature = "circuit-breaker")))]
+    fn inherit_signal(&mut self, _: &mut Deadline) {}
+
     /// This deadline, carrying `signal` for the layers inside.
+    #[cfg(feature = "timeout")]
     pub(crate) fn with_cut_signal(mut self, signal: CutSignal) -> Self {
         self.cut = Some(signal);
         self
     }
 
     /// The signal the publishing layer sets when it cuts the call short.
+    #[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
     pub(crate) fn cut_signal(&self) -> Option<&CutSignal> {
         self.cut.as_ref()
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "timeout", feature = "circuit-breaker"))]
 mod tests {
     use super::*;
 

@@ -35,13 +35,13 @@
     rust_2018_idioms
 )]
 #![forbid(unsafe_code)]
-// Internal helpers serve several features; with some features off they idle.
-#![cfg_attr(not(feature = "full"), allow(dead_code, unused_imports))]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+#[cfg(any(feature = "normalize", feature = "retry", feature = "timeout"))]
 pub(crate) mod body;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
+#[cfg(any(feature = "normalize", feature = "timeout"))]
 pub(crate) mod content_type;
 pub mod deadline;
 pub mod error;

@@ -1,5 +1,7 @@
 //! The retry layer against scripted upstreams, on a paused clock.
 
+#![cfg(feature = "retry")]
+
 mod common;
 
 use std::collections::VecDeque;

@@ -2,6 +2,8 @@
 //! paused clock: every clock on each side of its limit, profile detection,
 //! the override, the published deadline, forwarding and cancellation.
 
+#![cfg(feature = "timeout")]
+
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -322,12 +322,14 @@ impl ApiError {
         self.inner.upstream_body = body;
     }
 
+    #[cfg(feature = "normalize")]
     pub(crate) fn set_request_id_if_absent(&mut self, id: impl FnOnce() -> Option<String>) {
         if self.inner.request_id.is_none() {
             self.inner.request_id = id().filter(|id| is_valid_request_id(id.as_bytes()));
         }
     }
 
+    #[cfg(feature = "normalize")]
     pub(crate) fn replace_request_id(&mut self, id: String) {
         if is_valid_request_id(id.as_bytes()) {
             self.inner.request_id = Some(id);
