@@ -24,7 +24,7 @@ pin_project! {
     /// An ordinary call's body must end before the call's total timeout; a
     /// streaming call's body must send its first data before the first-byte
     /// timeout, never be silent longer than the idle timeout, and end before
-    /// the streaming total. When a clock runs out the body yields one error,
+    /// the stream timeout. When a clock runs out the body yields one error,
     /// an [`ApiError`] of kind [`Timeout`](crate::ErrorKind::Timeout) whose
     /// [`timeout_phase`](ApiError::timeout_phase) names the clock (boxed as a
     /// [`BoxError`]), and then ends.

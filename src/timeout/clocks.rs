@@ -203,7 +203,7 @@ enum Clock {
 /// An ordinary call's body must end within the total of the call's start; a
 /// streaming call's must send its first data within the first-byte clock,
 /// never be silent longer than the idle clock, and end within the
-/// streaming total. Kept small (it lives in every response body): lengths
+/// stream timeout. Kept small (it lives in every response body): lengths
 /// are nanoseconds from the start of the call, the one instant stored.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BodyClocks {

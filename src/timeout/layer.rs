@@ -28,7 +28,7 @@ pub const DEFAULT_BODY_PEEK_LIMIT: usize = 64 * 1024;
 /// | ordinary | total: headers and the whole body | 60 s | [`Total`](crate::TimeoutPhase::Total) |
 /// | streaming | first byte: headers and the first body data | 60 s | [`Attempt`](crate::TimeoutPhase::Attempt) / [`FirstByte`](crate::TimeoutPhase::FirstByte) |
 /// | streaming | idle: the longest silence between chunks | 60 s | [`Idle`](crate::TimeoutPhase::Idle) |
-/// | streaming | total: the whole stream | 300 s | [`Total`](crate::TimeoutPhase::Total) |
+/// | streaming | stream timeout: the whole stream | 300 s | [`Total`](crate::TimeoutPhase::Total) |
 ///
 /// Every clock starts when the call starts. The layer also publishes the
 /// instant by which the response headers must arrive as the call's
@@ -156,7 +156,8 @@ impl Default for TimeoutLayer {
     }
 }
 
-/// A timeout on the response headers only, for one attempt.
+/// The attempt timeout: a timeout on the response headers only, for one
+/// attempt.
 ///
 /// Meant to sit inside a retry layer (and inside a circuit breaker), so a
 /// hung attempt fails with a retryable 504 whose phase is

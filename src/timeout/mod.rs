@@ -9,7 +9,7 @@
 //!              |──────────|──────────|──────────|──────────|─────────|
 //! ordinary     |<──────────────── total (60 s) ──────────────────────>|
 //! streaming    |<─ first byte (60 s) ─>|<─ idle ─>|<─ idle ─>|<─ idle ─>|   (idle: 60 s)
-//!              |<──────────────── streaming total (300 s) ───────────>|
+//!              |<──────────────── stream timeout (300 s) ────────────>|
 //! attempt      |<─ attempt (30 s) ─>|       (AttemptTimeoutLayer, per attempt, inside retry)
 //! ```
 //!
@@ -18,7 +18,7 @@
 //! | total | ordinary | call | body end | [`Total`](crate::TimeoutPhase::Total) | [`Total`](crate::TimeoutPhase::Total) |
 //! | first byte | streaming | call | first body data | [`Attempt`](crate::TimeoutPhase::Attempt) | [`FirstByte`](crate::TimeoutPhase::FirstByte) |
 //! | idle | streaming | each chunk | next chunk | — | [`Idle`](crate::TimeoutPhase::Idle) |
-//! | streaming total | streaming | call | body end | [`Total`](crate::TimeoutPhase::Total) | [`Total`](crate::TimeoutPhase::Total) |
+//! | stream timeout | streaming | call | body end | [`Total`](crate::TimeoutPhase::Total) | [`Total`](crate::TimeoutPhase::Total) |
 //! | attempt | any ([`AttemptTimeoutLayer`]) | attempt | headers | [`Attempt`](crate::TimeoutPhase::Attempt) | — |
 //!
 //! Every clock may be changed for one call with a [`TimeoutOverride`] in the

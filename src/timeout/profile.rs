@@ -7,7 +7,7 @@ use std::time::Duration;
 ///
 /// Put into a request's extensions, it decides the profile for that call,
 /// and no other detection is done: `Profile::Streaming` marks a call as a
-/// stream (first byte, idle and streaming total clocks); `Profile::Ordinary`
+/// stream (the first-byte, idle and stream timeouts); `Profile::Ordinary`
 /// keeps the single total clock even when the response turns out to be an
 /// event stream.
 ///
@@ -32,9 +32,9 @@ pub enum Profile {
 /// layer's for that call; the others keep the layer's value. A gateway can
 /// scale the timeouts with the request (a longer total for a large
 /// `max_tokens`, say). [`TimeoutLayer`](super::TimeoutLayer) reads the
-/// total, first-byte, idle and streaming-total clocks;
-/// [`AttemptTimeoutLayer`](super::AttemptTimeoutLayer) reads the headers
-/// clock.
+/// total, first-byte, idle and stream timeouts;
+/// [`AttemptTimeoutLayer`](super::AttemptTimeoutLayer) reads the attempt
+/// timeout.
 ///
 /// ```
 /// use std::time::Duration;
