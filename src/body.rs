@@ -227,17 +227,23 @@ where
 
     fn size_hint(&self) -> SizeHint {
         let prefix = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
-        let mut hint = match &self.rest {
+        let rest = match &self.rest {
             PeekEnd::More(inner) => inner.size_hint(),
             _ => SizeHint::with_exact(0),
         };
-        let lower = hint.lower().saturating_add(prefix);
-        if let Some(upper) = hint.upper() {
-            hint.set_upper(upper.saturating_add(prefix));
-        }
-        hint.set_lower(lower);
-        hint
+        hint_plus(rest, prefix)
     }
+}
+
+/// `hint` for a body that yields `bytes` more bytes first.
+#[cfg(any(feature = "retry", feature = "timeout"))]
+pub(crate) fn hint_plus(mut hint: SizeHint, bytes: u64) -> SizeHint {
+    let lower = hint.lower().saturating_add(bytes);
+    if let Some(upper) = hint.upper() {
+        hint.set_upper(upper.saturating_add(bytes));
+    }
+    hint.set_lower(lower);
+    hint
 }
 
 #[cfg(any(feature = "retry", feature = "timeout"))]

@@ -7,6 +7,7 @@ use bytes::{Buf, Bytes};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
+use crate::body::hint_plus;
 use crate::BoxError;
 
 /// The kept chunks, in order. The first is held inline: a body of one
@@ -150,16 +151,11 @@ impl<B> Buffer<B> {
         } else {
             (self.len - at.bytes) as u64
         };
-        let mut hint = match &self.rest {
+        let rest = match &self.rest {
             Some(rest) => rest.size_hint(),
             None => SizeHint::with_exact(0),
         };
-        let lower = hint.lower().saturating_add(buffered);
-        if let Some(upper) = hint.upper() {
-            hint.set_upper(upper.saturating_add(buffered));
-        }
-        hint.set_lower(lower);
-        hint
+        hint_plus(rest, buffered)
     }
 
     /// Bytes kept, for `Debug`.
