@@ -68,6 +68,18 @@ impl CutSignal {
 /// crate's [`TimeoutLayer`](crate::timeout::TimeoutLayer) also tells the
 /// layers inside when the timeout cut the call short (the circuit breaker
 /// then counts the call as failed rather than abandoned).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_http_resilience::deadline::Deadline;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let deadline = Deadline::after(Duration::from_secs(30));
+/// tokio::time::advance(Duration::from_secs(10)).await;
+/// assert_eq!(deadline.remaining(), Duration::from_secs(20));
+/// assert!(!deadline.has_passed());
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Deadline {
     at: Instant,

@@ -146,6 +146,13 @@ impl Default for Backoff {
 /// The default is `up_to_shorter(0.25)`, the official OpenAI SDK's: waits
 /// stay close to the backoff (predictable, never longer), yet spread out.
 /// A server's hint is never jittered.
+///
+/// ```
+/// use tower_http_resilience::retry::{Jitter, RetryLayer};
+///
+/// let layer = RetryLayer::new().jitter(Jitter::full());
+/// # let _ = layer;
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Jitter(JitterKind);
 

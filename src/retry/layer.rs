@@ -42,6 +42,18 @@ pub const DEFAULT_MAX_REPLAY_BODY: usize = 4 * 1024 * 1024;
 /// The layer holds its budget in an `Arc`: every service it makes, and
 /// every clone of those, draws on the same budget. The services share the
 /// layer's settings through one `Arc` too, so a call copies none of them.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_http_resilience::retry::{Backoff, Jitter, RetryLayer};
+///
+/// let layer = RetryLayer::new()
+///     .max_retries(2)
+///     .backoff(Backoff::exponential(Duration::from_millis(200), Duration::from_secs(5)))
+///     .jitter(Jitter::full())
+///     .deadline(Duration::from_secs(30));
+/// # let _ = layer;
+/// ```
 #[derive(Clone, Debug)]
 pub struct RetryLayer<P = DefaultPolicy> {
     pub(crate) max_retries: u32,

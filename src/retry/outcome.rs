@@ -10,6 +10,20 @@ use crate::hint::ServerHints;
 use crate::ApiError;
 
 /// What a [`RetryPolicy`](super::RetryPolicy) answers for one attempt's outcome.
+///
+/// ```
+/// use tower_http_resilience::retry::{Decision, Outcome, RetryLayer};
+///
+/// // Retry a 429 unless the start of its body says the quota is gone.
+/// let layer = RetryLayer::new().policy(|o: &Outcome<'_>| {
+///     match (o.status().map(|s| s.as_u16()), o.body()) {
+///         (Some(429), None) => Decision::ReadBody,
+///         (Some(429), Some(body)) if !body.windows(5).any(|w| w == b"quota") => Decision::Retry,
+///         _ => Decision::DoNotRetry,
+///     }
+/// });
+/// # let _ = layer;
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
     /// Try again (subject to the retry limit, the server's hint, the
@@ -29,6 +43,18 @@ pub enum Decision {
 /// The outcome of one attempt, as a [`RetryPolicy`](super::RetryPolicy)
 /// sees it: an upstream response's head (and, after
 /// [`Decision::ReadBody`], the start of its body), or an error.
+///
+/// ```
+/// use http::{HeaderMap, StatusCode};
+/// use tower_http_resilience::retry::Outcome;
+///
+/// let headers = HeaderMap::new();
+/// let o = Outcome::response(2, StatusCode::TOO_MANY_REQUESTS, &headers, Some(b"{}"));
+/// assert_eq!(o.attempt(), 2);
+/// assert_eq!(o.status(), Some(StatusCode::TOO_MANY_REQUESTS));
+/// assert_eq!(o.body(), Some(&b"{}"[..]));
+/// assert!(o.as_error().is_none());
+/// ```
 #[derive(Clone, Copy)]
 pub struct Outcome<'a> {
     attempt: u32,

@@ -38,6 +38,24 @@ use crate::BoxError;
 /// `Channel` through `tonic::body::Body::new` (see the
 /// [module docs](super#on-a-tonic-channel)). It is `Unpin` whatever the
 /// body it wraps.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt, Full};
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower_http_resilience::retry::{ReplayBody, RetryLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// // The inner service reads a `ReplayBody`: the caller's bytes, as sent.
+/// let echo = tower::service_fn(|req: http::Request<ReplayBody<Full<Bytes>>>| async move {
+///     let body = req.into_body().collect().await?.to_bytes();
+///     Ok::<_, tower_http_resilience::BoxError>(http::Response::new(Full::new(body)))
+/// });
+/// let client = ServiceBuilder::new().layer(RetryLayer::new()).service(echo);
+/// let res = client.oneshot(http::Request::new(Full::new(Bytes::from("ping")))).await.unwrap();
+/// assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "ping");
+/// # }
+/// ```
 pub struct ReplayBody<B> {
     /// The shared buffer, while this body holds it.
     buffer: Option<Buffer<B>>,

@@ -22,6 +22,18 @@ use crate::{ApiError, BoxError};
 /// Retries calls to the inner service; made by [`RetryLayer`].
 ///
 /// See the [module docs](super) for the semantics.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tower::Layer;
+/// use tower_http_resilience::retry::RetryLayer;
+///
+/// let layer = RetryLayer::new();
+/// let (a, b) = (layer.layer("upstream a"), layer.layer("upstream b"));
+/// // Every service of one layer draws on the layer's budget.
+/// assert!(Arc::ptr_eq(a.budget(), b.budget()));
+/// assert_eq!(*a.get_ref(), "upstream a");
+/// ```
 pub struct Retry<S, P = DefaultPolicy> {
     inner: S,
     layer: Arc<RetryLayer<P>>,

@@ -36,6 +36,30 @@ pin_project! {
     /// a clock. [`is_end_stream`](Body::is_end_stream) and
     /// [`size_hint`](Body::size_hint) are those of the inner body, so a
     /// `Content-Length` body stays one.
+    ///
+    /// ```
+    /// use std::{convert::Infallible, time::Duration};
+    /// use bytes::Bytes;
+    /// use http_body::Frame;
+    /// use http_body_util::{BodyExt, StreamBody};
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_http_resilience::timeout::RequestBody;
+    /// use tower_http_resilience::{ApiError, TimeoutLayer, TimeoutPhase};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// // Headers at once, then a body that never ends.
+    /// let upstream = tower::service_fn(|_req: http::Request<RequestBody<String>>| async {
+    ///     let stalled = futures_util::stream::pending::<Result<Frame<Bytes>, Infallible>>();
+    ///     Ok::<_, Infallible>(http::Response::new(StreamBody::new(stalled)))
+    /// });
+    /// let svc = TimeoutLayer::new().total_timeout(Duration::from_secs(10)).layer(upstream);
+    /// let res = svc.oneshot(http::Request::new(String::new())).await.unwrap();
+    /// let mut body = std::pin::pin!(res.into_body());
+    /// let err = body.frame().await.unwrap().unwrap_err().downcast::<ApiError>().unwrap();
+    /// assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Total));
+    /// assert!(body.frame().await.is_none(), "and then the body ends");
+    /// # }
+    /// ```
     pub struct TimeoutBody<B> {
         #[pin]
         inner: B,
@@ -149,6 +173,15 @@ pin_project! {
     /// [`is_end_stream`](Body::is_end_stream) and
     /// [`size_hint`](Body::size_hint) are forwarded (a body with a known
     /// length keeps it), and so are trailers and errors.
+    ///
+    /// ```
+    /// use http_body::Body;
+    /// use tower_http_resilience::timeout::RequestBody;
+    ///
+    /// let body = RequestBody::new(String::from("{}"));
+    /// assert!(!body.was_peeked());
+    /// assert_eq!(body.size_hint().exact(), Some(2));
+    /// ```
     pub struct RequestBody<B: Body> {
         #[pin]
         kind: MaybePeeked<B>,

@@ -26,6 +26,24 @@ use crate::{ApiError, BoxError};
 /// and must be `Clone`: when the start of a JSON body has to be read before
 /// the call, the service made ready by `poll_ready` moves into the response
 /// future and a clone takes its place.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http_body_util::BodyExt;
+/// use tower::{Layer, ServiceExt};
+/// use tower_http_resilience::timeout::RequestBody;
+/// use tower_http_resilience::TimeoutLayer;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let upstream = tower::service_fn(|req: http::Request<RequestBody<String>>| async move {
+///     assert!(!req.body().was_peeked()); // not JSON: passed on as it is
+///     Ok::<_, Infallible>(http::Response::new(String::from("ok")))
+/// });
+/// let svc = TimeoutLayer::new().layer(upstream);
+/// let res = svc.oneshot(http::Request::new(String::from("hi"))).await.unwrap();
+/// assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "ok");
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Timeout<S> {
     inner: S,
@@ -112,6 +130,24 @@ where
 /// [`AttemptTimeoutLayer`].
 ///
 /// The request and the response body pass through unchanged.
+///
+/// ```
+/// use std::{convert::Infallible, time::Duration};
+/// use tower::{Layer, ServiceExt};
+/// use tower_http_resilience::timeout::AttemptTimeoutLayer;
+/// use tower_http_resilience::TimeoutPhase;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let hung = tower::service_fn(|_req: http::Request<()>| {
+///     std::future::pending::<Result<http::Response<()>, Infallible>>()
+/// });
+/// let svc = AttemptTimeoutLayer::new(Duration::from_secs(30)).layer(hung);
+/// let start = tokio::time::Instant::now();
+/// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+/// assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Attempt));
+/// assert_eq!(start.elapsed(), Duration::from_secs(30));
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct AttemptTimeout<S> {
     inner: S,
