@@ -67,13 +67,15 @@ pin_project! {
 }
 
 /// What a step decided the future does next.
-enum Next<B: Body> {
+enum Next<B: Body, Req> {
     /// Hand this outcome to the caller.
     Return(Last<B>),
     /// Read the start of the error body, then ask the policy again.
     ReadBody(response::Parts, B),
     /// The policy wants the outcome retried; the server said this about it.
     Retry(Last<B>, ServerHints),
+    /// Send the next attempt.
+    Send(Request<ReplayBody<Req>>),
 }
 
 impl<S, B, P, ResBody> ResponseFuture<S, B, P, ResBody>
@@ -135,35 +137,19 @@ where
                     continue;
                 }
                 StateProj::Ready { last } => match ready!(this.service.poll_ready(cx)) {
+                    Ok(()) => next_attempt(this.call, this.layer, last),
                     Err(e) => Next::Return(Err(ApiError::from_error(e.into()))),
-                    Ok(()) => match this.call.next_request(this.layer) {
-                        Some(req) => {
-                            // The previous outcome is dropped only now, when
-                            // the next attempt is certain.
-                            drop(last.take());
-                            let future = this.service.call(req);
-                            this.state.set(State::Called { future });
-                            continue;
-                        }
-                        None => {
-                            tracing::debug!(
-                                "the request body is over the replay limit, failed, or still \
-                                 held by the previous attempt; not retried"
-                            );
-                            Next::Return(last.take().expect("a retried outcome is kept"))
-                        }
-                    },
                 },
                 StateProj::Done => panic!("ResponseFuture polled after completion"),
             };
-            let output = follow(
-                next,
-                this.state.as_mut(),
-                this.sleep.as_mut(),
-                this.call,
-                this.layer,
-            );
-            if let Some(output) = output {
+            let step = Step {
+                state: this.state.as_mut(),
+                sleep: this.sleep.as_mut(),
+                service: this.service,
+                call: this.call,
+                layer: this.layer,
+            };
+            if let Some(output) = step.follow(next) {
                 return Poll::Ready(output);
             }
         }
@@ -171,7 +157,7 @@ where
 }
 
 /// An attempt failed without a response.
-fn on_error<B: Body, P: RetryPolicy>(policy: &P, attempt: u32, err: ApiError) -> Next<B> {
+fn on_error<B: Body, Req, P: RetryPolicy>(policy: &P, attempt: u32, err: ApiError) -> Next<B, Req> {
     // A breaker's rejection would be rejected again.
     let retry = err.kind() != ErrorKind::CircuitOpen
         && policy.decide(&Outcome::error(attempt, &err)) == Decision::Retry;
@@ -185,7 +171,11 @@ fn on_error<B: Body, P: RetryPolicy>(policy: &P, attempt: u32, err: ApiError) ->
 
 /// An attempt got a response: a success is committed, an error response
 /// goes to the policy.
-fn on_response<B: Body, P: RetryPolicy>(policy: &P, attempt: u32, res: Response<B>) -> Next<B> {
+fn on_response<B: Body, Req, P: RetryPolicy>(
+    policy: &P,
+    attempt: u32,
+    res: Response<B>,
+) -> Next<B, Req> {
     if !is_candidate(&res) {
         return Next::Return(Ok(res.map(RetryBody::plain)));
     }
@@ -205,13 +195,13 @@ fn on_response<B: Body, P: RetryPolicy>(policy: &P, attempt: u32, res: Response<
 
 /// The start of an error body was read (or did not come in time): the
 /// policy decides again, and the response keeps its whole body.
-fn on_peeked<B: Body, P: RetryPolicy>(
+fn on_peeked<B: Body, Req, P: RetryPolicy>(
     policy: &P,
     attempt: u32,
     head: response::Parts,
     peeked: Peeked<B>,
     in_time: bool,
-) -> Next<B> {
+) -> Next<B, Req> {
     let retry = in_time
         && policy.decide(&Outcome::response(
             attempt,
@@ -246,48 +236,95 @@ fn poll_peek<B: Body>(
     Poll::Ready((peek.stop(), false))
 }
 
-/// Carries out what a step decided: the outcome for the caller, or the
-/// state the future goes on in.
-fn follow<B: Body, F, Req, P>(
-    next: Next<B>,
-    mut state: Pin<&mut State<F, B>>,
-    sleep: Pin<&mut Option<Sleep>>,
+/// The service is ready for the next attempt: its request, or the last
+/// outcome when the body cannot be replayed.
+fn next_attempt<B: Body, Req, P>(
     call: &mut Call<Req>,
     layer: &RetryLayer<P>,
-) -> Option<Last<B>> {
-    let (last, hints) = match next {
-        Next::Return(last) => {
-            state.set(State::Done);
-            return Some(call.attempts().record(last));
+    last: &mut Option<Last<B>>,
+) -> Next<B, Req> {
+    match call.next_request(layer) {
+        Some(req) => {
+            // The previous outcome is dropped only now, when the next
+            // attempt is certain.
+            drop(last.take());
+            Next::Send(req)
         }
-        Next::ReadBody(head, body) => {
-            arm(sleep, call.peek_until(layer));
-            let peek = Peek::new(body, layer.peek_limit);
-            let head = Some(head);
-            state.set(State::Peeking { head, peek });
-            return None;
+        None => {
+            tracing::debug!(
+                "the request body is over the replay limit, failed, or still held by the \
+                 previous attempt; not retried"
+            );
+            Next::Return(last.take().expect("a retried outcome is kept"))
         }
-        Next::Retry(last, hints) => (last, hints),
-    };
-    // The policy wants the last outcome retried: check the limits.
-    let Some(delay) = call.plan(layer, hints) else {
-        state.set(State::Done);
-        return Some(call.attempts().record(last));
-    };
-    tracing::info!(
-        attempt = call.attempts().get() + 1,
-        delay_ms = saturating_millis(delay),
-        reason = %reason(&last),
-        "retrying"
-    );
-    let last = Some(last);
-    if delay.is_zero() {
-        state.set(State::Ready { last });
-    } else {
-        arm(sleep, instant_after(Instant::now(), delay));
-        state.set(State::Waiting { last });
     }
-    None
+}
+
+/// The parts of the future a step's decision changes.
+struct Step<'a, S, Req, P, ResBody>
+where
+    S: Service<Request<ReplayBody<Req>>, Response = Response<ResBody>>,
+    ResBody: Body,
+{
+    state: Pin<&'a mut State<S::Future, ResBody>>,
+    sleep: Pin<&'a mut Option<Sleep>>,
+    service: &'a mut S,
+    call: &'a mut Call<Req>,
+    layer: &'a RetryLayer<P>,
+}
+
+impl<S, Req, P, ResBody> Step<'_, S, Req, P, ResBody>
+where
+    S: Service<Request<ReplayBody<Req>>, Response = Response<ResBody>>,
+    ResBody: Body,
+{
+    /// Carries out what a step decided: the outcome for the caller, or the
+    /// state the future goes on in.
+    fn follow(mut self, next: Next<ResBody, Req>) -> Option<Last<ResBody>> {
+        match next {
+            Next::Return(last) => Some(self.finish(last)),
+            Next::ReadBody(head, body) => {
+                arm(self.sleep, self.call.peek_until(self.layer));
+                let peek = Peek::new(body, self.layer.peek_limit);
+                let head = Some(head);
+                self.state.set(State::Peeking { head, peek });
+                None
+            }
+            Next::Retry(last, hints) => self.retry(last, hints),
+            Next::Send(req) => {
+                let future = self.service.call(req);
+                self.state.set(State::Called { future });
+                None
+            }
+        }
+    }
+
+    /// The policy wants `last` retried: the wait before the next attempt,
+    /// or `last` for the caller when a limit says no.
+    fn retry(mut self, last: Last<ResBody>, hints: ServerHints) -> Option<Last<ResBody>> {
+        let Some(delay) = self.call.plan(self.layer, hints) else {
+            return Some(self.finish(last));
+        };
+        tracing::info!(
+            attempt = self.call.attempts().get() + 1,
+            delay_ms = saturating_millis(delay),
+            reason = %reason(&last),
+            "retrying"
+        );
+        let last = Some(last);
+        if delay.is_zero() {
+            self.state.set(State::Ready { last });
+        } else {
+            arm(self.sleep, instant_after(Instant::now(), delay));
+            self.state.set(State::Waiting { last });
+        }
+        None
+    }
+
+    fn finish(&mut self, last: Last<ResBody>) -> Last<ResBody> {
+        self.state.set(State::Done);
+        self.call.attempts().record(last)
+    }
 }
 
 /// Why an attempt is retried, for the tracing event (no secrets: a status
