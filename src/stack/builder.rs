@@ -7,7 +7,7 @@ use super::{ResilienceLayer, ResilienceServerLayer};
 use crate::circuit_breaker::CircuitBreakerLayer;
 use crate::normalize::{NormalizeClientLayer, NormalizeLayer};
 use crate::retry::RetryLayer;
-use crate::timeout::{HeadersTimeoutLayer, TimeoutLayer};
+use crate::timeout::{AttemptTimeoutLayer, TimeoutLayer};
 
 /// Adds this crate's layers to a [`ServiceBuilder`] by name.
 ///
@@ -47,8 +47,8 @@ pub trait ResilienceServiceBuilderExt<L>: sealed::Sealed {
         self,
         layer: CircuitBreakerLayer<K, C>,
     ) -> ServiceBuilder<Stack<CircuitBreakerLayer<K, C>, L>>;
-    /// A per-attempt headers timeout ([`HeadersTimeoutLayer`]).
-    fn attempt_timeout(self, timeout: Duration) -> ServiceBuilder<Stack<HeadersTimeoutLayer, L>>;
+    /// A per-attempt headers timeout ([`AttemptTimeoutLayer`]).
+    fn attempt_timeout(self, timeout: Duration) -> ServiceBuilder<Stack<AttemptTimeoutLayer, L>>;
     /// The whole client stack ([`ResilienceLayer`]).
     fn resilience<K>(
         self,
@@ -90,8 +90,8 @@ impl<L> ResilienceServiceBuilderExt<L> for ServiceBuilder<L> {
         self.layer(layer)
     }
 
-    fn attempt_timeout(self, timeout: Duration) -> ServiceBuilder<Stack<HeadersTimeoutLayer, L>> {
-        self.layer(HeadersTimeoutLayer::new(timeout))
+    fn attempt_timeout(self, timeout: Duration) -> ServiceBuilder<Stack<AttemptTimeoutLayer, L>> {
+        self.layer(AttemptTimeoutLayer::new(timeout))
     }
 
     fn resilience<K>(

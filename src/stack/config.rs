@@ -4,7 +4,7 @@ use std::time::Duration;
 use crate::circuit_breaker::CircuitBreakerConfig;
 use crate::error::fmt_duration;
 use crate::retry::RetryLayer;
-use crate::timeout::{HeadersTimeoutLayer, TimeoutLayer};
+use crate::timeout::{AttemptTimeoutLayer, TimeoutLayer};
 
 /// The settings of the standard stack, with the defaults of the gateway
 /// example.
@@ -206,7 +206,7 @@ impl ResilienceConfig {
             .total_timeout(self.total_timeout)
             .stream_first_byte_timeout(self.stream_first_byte_timeout)
             .stream_idle_timeout(self.stream_idle_timeout)
-            .stream_total_timeout(self.stream_timeout)
+            .stream_timeout(self.stream_timeout)
     }
 
     pub(crate) fn retry_layer(&self) -> RetryLayer {
@@ -227,8 +227,8 @@ impl ResilienceConfig {
             )
     }
 
-    pub(crate) fn attempt_layer(&self) -> HeadersTimeoutLayer {
-        HeadersTimeoutLayer::new(self.attempt_timeout)
+    pub(crate) fn attempt_layer(&self) -> AttemptTimeoutLayer {
+        AttemptTimeoutLayer::new(self.attempt_timeout)
     }
 }
 

@@ -7,7 +7,7 @@ use crate::circuit_breaker::{
 };
 use crate::normalize::{Normalize, NormalizeClient, NormalizeClientLayer, NormalizeLayer};
 use crate::retry::{Retry, RetryBudget, RetryLayer};
-use crate::timeout::{HeadersTimeout, HeadersTimeoutLayer, Timeout, TimeoutLayer};
+use crate::timeout::{AttemptTimeout, AttemptTimeoutLayer, Timeout, TimeoutLayer};
 
 /// The stack's default breaker key: the [`BreakerKey`] a caller put in the
 /// request's extensions (a gateway puts the JSON body's `model` there), else
@@ -19,7 +19,7 @@ pub type DefaultKey = Or<Or<ByExtension, ByAuthority>, GlobalKey>;
 /// The layers between normalization and the inner service:
 /// total timeout → retry → circuit breaker → attempt timeout.
 pub type Resilient<S, K = DefaultKey> =
-    Timeout<Retry<CircuitBreaker<HeadersTimeout<S>, K, DefaultClassifier>>>;
+    Timeout<Retry<CircuitBreaker<AttemptTimeout<S>, K, DefaultClassifier>>>;
 
 /// The client stack a [`ResilienceLayer`] builds around a service `S`.
 pub type ClientStack<S, K = DefaultKey> = NormalizeClient<Resilient<S, K>>;
@@ -65,7 +65,7 @@ pub struct ResilienceLayer<K = DefaultKey> {
     timeout: TimeoutLayer,
     retry: RetryLayer,
     breaker: CircuitBreakerLayer<K>,
-    attempt: HeadersTimeoutLayer,
+    attempt: AttemptTimeoutLayer,
 }
 
 impl ResilienceLayer {
@@ -135,7 +135,7 @@ impl<K> ResilienceLayer<K> {
 
     /// The retry budget shared by every service of this layer.
     pub fn retry_budget(&self) -> &std::sync::Arc<RetryBudget> {
-        self.retry.budget_ref()
+        &self.retry.budget
     }
 
     /// The server flavour of the same stack, sharing its breakers and
