@@ -136,8 +136,8 @@ fn main() {
         );
         r.measure(
             &t,
-            "ours: `HeadersTimeoutLayer`",
-            support::headers_timeout(up),
+            "ours: `AttemptTimeoutLayer`",
+            support::attempt_timeout(up),
             true,
         );
         r.measure(

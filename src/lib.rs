@@ -12,7 +12,7 @@
 //! | [`retry`] | [`RetryLayer`]: backoff with jitter, server hints, one deadline, a shared budget, request bodies replayed without `Clone` |
 //! | [`circuit_breaker`] | [`CircuitBreakerLayer`]: breakers per key (host, model, header) over a rolling window, with slow-call detection, bounded half-open probes and a lock-free hot path; streams are judged when they end |
 //! | [`normalize`] | [`NormalizeLayer`] for servers (every failure leaves as the envelope) and [`NormalizeClientLayer`] for clients (every failure arrives as an [`ApiError`]) |
-//! | [`timeout`] | [`TimeoutLayer`]: a total timeout over headers *and* body for ordinary calls; first-byte, idle and total clocks for streams (SSE, gRPC), chosen per call; [`HeadersTimeoutLayer`] for one attempt |
+//! | [`timeout`] | [`TimeoutLayer`]: a total timeout over headers *and* body for ordinary calls; first-byte, idle and total clocks for streams (SSE, gRPC), chosen per call; [`AttemptTimeoutLayer`] for one attempt |
 //! | [`stack`] | [`ResilienceLayer`]: normalize → total timeout → retry → circuit breaker → attempt timeout from one checked [`ResilienceConfig`], client and server flavours; [`ResilienceServiceBuilderExt`] adds each layer to a `ServiceBuilder` |
 //!
 //! The crate root re-exports every layer and the service it builds.
@@ -37,13 +37,13 @@
     rust_2018_idioms
 )]
 #![forbid(unsafe_code)]
-// Internal helpers serve several features; with some features off they idle.
-#![cfg_attr(not(feature = "full"), allow(dead_code, unused_imports))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(any(feature = "normalize", feature = "retry", feature = "timeout"))]
 pub(crate) mod body;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
+#[cfg(any(feature = "normalize", feature = "timeout"))]
 pub(crate) mod content_type;
 pub mod deadline;
 pub mod error;
@@ -72,7 +72,7 @@ pub use stack::{
     ResilienceServiceBuilderExt, ServerStack,
 };
 #[cfg(feature = "timeout")]
-pub use timeout::{HeadersTimeout, HeadersTimeoutLayer, Timeout, TimeoutLayer};
+pub use timeout::{AttemptTimeout, AttemptTimeoutLayer, Timeout, TimeoutLayer};
 
 /// Every snippet of the README, compiled and run as a doctest (the snippets
 /// need these features: see the README's install section).

@@ -52,8 +52,8 @@ fn the_timeouts_allocate_no_more_than_today() {
         let up = Upstream::ok(mode);
         assert_eq!(
             t.added(
-                "ours: HeadersTimeoutLayer",
-                support::headers_timeout(up),
+                "ours: AttemptTimeoutLayer",
+                support::attempt_timeout(up),
                 true
             ),
             0.0

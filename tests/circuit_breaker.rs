@@ -706,7 +706,7 @@ async fn errors_of_inner_layers_are_classified() {
 
     up.push(Plan::Fail(io::ErrorKind::ConnectionRefused));
     up.push(Plan::Api(ApiError::timeout(
-        tower_http_resilience::TimeoutPhase::Headers,
+        tower_http_resilience::TimeoutPhase::Attempt,
         Duration::from_secs(30),
     )));
     up.push(Plan::Api(ApiError::new(ErrorKind::RateLimited)));

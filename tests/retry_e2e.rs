@@ -2,6 +2,8 @@
 //! hyper-util's client, and a real tonic server called through a `Channel`,
 //! on 127.0.0.1 (paused clock: the waits take no real time).
 
+#![cfg(feature = "retry")]
+
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,8 @@
-//! `TimeoutLayer` and `HeadersTimeoutLayer` against scripted upstreams, on a
+//! `TimeoutLayer` and `AttemptTimeoutLayer` against scripted upstreams, on a
 //! paused clock: every clock on each side of its limit, profile detection,
 //! the override, the published deadline, forwarding and cancellation.
+
+#![cfg(feature = "timeout")]
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -15,7 +17,7 @@ use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http_resilience::deadline::Deadline;
 use tower_http_resilience::timeout::{
-    HeadersTimeoutLayer, Profile, RequestBody, TimeoutBody, TimeoutOverride,
+    AttemptTimeoutLayer, Profile, RequestBody, TimeoutBody, TimeoutOverride,
 };
 use tower_http_resilience::{ApiError, BoxError, ErrorKind, TimeoutLayer, TimeoutPhase};
 
@@ -283,7 +285,7 @@ async fn streaming_headers_too_late() {
     let plan = Plan::new().headers_after(secs(60) + MS).sse();
     let svc = TimeoutLayer::new().layer_on(upstream(plan, Log::default()));
     let err = call(svc, sse_get()).await.unwrap_err();
-    assert_timeout(&err, TimeoutPhase::Headers);
+    assert_timeout(&err, TimeoutPhase::Attempt);
     assert_eq!(err.message(), "no response headers within 1m");
     assert_at(start, secs(60));
 }
@@ -449,7 +451,7 @@ fn distinct() -> TimeoutLayer {
         .total_timeout(secs(10))
         .stream_first_byte_timeout(secs(5))
         .stream_idle_timeout(secs(5))
-        .stream_total_timeout(secs(100))
+        .stream_timeout(secs(100))
 }
 
 /// 30 s of chunks, 2 s apart, in a response that does not say it streams.
@@ -743,7 +745,7 @@ async fn override_sets_the_streaming_clocks() {
     let svc = TimeoutLayer::new().layer_on(upstream(plan, Log::default()));
     let mut req = get();
     req.extensions_mut()
-        .insert(TimeoutOverride::new().stream_total_timeout(secs(4) + MS * 500));
+        .insert(TimeoutOverride::new().stream_timeout(secs(4) + MS * 500));
     let start = Instant::now();
     let (text, err) = read(call(svc, req).await.unwrap().into_body()).await;
     assert_timeout(&err.unwrap(), TimeoutPhase::Total);
@@ -998,7 +1000,7 @@ async fn headers_timeout_each_side() {
         .headers_after(secs(30) - MS)
         .chunk(secs(100), "late body is fine");
     let svc = ServiceBuilder::new()
-        .layer(HeadersTimeoutLayer::new(secs(30)))
+        .layer(AttemptTimeoutLayer::new(secs(30)))
         .service(upstream(plan, Log::default()));
     let res = svc.oneshot(get().map(RequestBody::new)).await.unwrap();
     assert_at(start, secs(30) - MS);
@@ -1009,12 +1011,12 @@ async fn headers_timeout_each_side() {
     let start = Instant::now();
     let plan = Plan::new().headers_after(secs(30) + MS);
     let svc = ServiceBuilder::new()
-        .layer(HeadersTimeoutLayer::new(secs(30)))
+        .layer(AttemptTimeoutLayer::new(secs(30)))
         .service(upstream(plan, Log::default()));
     let Err(err) = svc.oneshot(get().map(RequestBody::new)).await else {
         panic!("the attempt must time out")
     };
-    assert_timeout(&err, TimeoutPhase::Headers);
+    assert_timeout(&err, TimeoutPhase::Attempt);
     assert_eq!(err.message(), "no response headers within 30s");
     assert!(err.is_retryable());
     assert_at(start, secs(30));
@@ -1025,15 +1027,15 @@ async fn headers_timeout_override() {
     let start = Instant::now();
     let plan = Plan::new().headers_after(secs(10));
     let svc = ServiceBuilder::new()
-        .layer(HeadersTimeoutLayer::new(secs(30)))
+        .layer(AttemptTimeoutLayer::new(secs(30)))
         .service(upstream(plan, Log::default()));
     let mut req = get().map(RequestBody::new);
     req.extensions_mut()
-        .insert(TimeoutOverride::new().headers_timeout(secs(4)));
+        .insert(TimeoutOverride::new().attempt_timeout(secs(4)));
     let Err(err) = svc.oneshot(req).await else {
         panic!("the attempt must time out")
     };
-    assert_timeout(&err, TimeoutPhase::Headers);
+    assert_timeout(&err, TimeoutPhase::Attempt);
     assert_at(start, secs(4));
 }
 
@@ -1049,7 +1051,7 @@ async fn the_recommended_order_total_outside_attempt_inside() {
         .stall();
     let svc = ServiceBuilder::new()
         .layer(TimeoutLayer::new().total_timeout(secs(45)))
-        .layer(HeadersTimeoutLayer::new(secs(30)))
+        .layer(AttemptTimeoutLayer::new(secs(30)))
         .service(upstream(plan, Log::default()));
     let res = svc.oneshot(get()).await.unwrap();
     let (text, err) = read(res.into_body()).await;

@@ -7,6 +7,8 @@
 //! off auto-advance while the test waits for real socket I/O), so every
 //! timing below is exact virtual time and nothing sleeps for real.
 
+#![cfg(all(feature = "timeout", feature = "normalize"))]
+
 mod support;
 
 use std::convert::Infallible;

@@ -7,6 +7,8 @@
 //! change, so the server stalls by itself between changes; the test changes
 //! the status through the server's `HealthReporter`.
 
+#![cfg(feature = "timeout")]
+
 mod support;
 
 use std::error::Error as _;

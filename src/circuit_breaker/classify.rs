@@ -177,7 +177,7 @@ mod tests {
         assert_eq!(v(ApiError::from_error(Box::new(io))), Verdict::Failure);
         assert_eq!(
             v(ApiError::timeout(
-                crate::TimeoutPhase::Headers,
+                crate::TimeoutPhase::Attempt,
                 Duration::from_secs(1)
             )),
             Verdict::Failure

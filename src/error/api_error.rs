@@ -24,8 +24,9 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TimeoutPhase {
-    /// Waiting for the response headers (one attempt).
-    Headers,
+    /// Waiting for the response headers: one attempt's timeout, or a
+    /// streaming call's first-byte clock before its headers arrived.
+    Attempt,
     /// Waiting for the first body byte of a streaming response.
     FirstByte,
     /// Waiting for the next chunk of a streaming response.
@@ -35,10 +36,10 @@ pub enum TimeoutPhase {
 }
 
 impl TimeoutPhase {
-    /// A short lower-case name: `headers`, `first byte`, `idle`, `total`.
+    /// A short lower-case name: `attempt`, `first byte`, `idle`, `total`.
     pub const fn as_str(self) -> &'static str {
         match self {
-            TimeoutPhase::Headers => "headers",
+            TimeoutPhase::Attempt => "attempt",
             TimeoutPhase::FirstByte => "first byte",
             TimeoutPhase::Idle => "idle",
             TimeoutPhase::Total => "total",
@@ -154,7 +155,7 @@ impl ApiError {
     pub fn timeout(phase: TimeoutPhase, after: Duration) -> Self {
         let after = fmt_duration(after);
         let message = match phase {
-            TimeoutPhase::Headers => format!("no response headers within {after}"),
+            TimeoutPhase::Attempt => format!("no response headers within {after}"),
             TimeoutPhase::FirstByte => format!("no first byte of the stream within {after}"),
             TimeoutPhase::Idle => format!("stream idle for longer than {after}"),
             TimeoutPhase::Total => format!("request did not complete within {after}"),
@@ -321,12 +322,14 @@ impl ApiError {
         self.inner.upstream_body = body;
     }
 
+    #[cfg(feature = "normalize")]
     pub(crate) fn set_request_id_if_absent(&mut self, id: impl FnOnce() -> Option<String>) {
         if self.inner.request_id.is_none() {
             self.inner.request_id = id().filter(|id| is_valid_request_id(id.as_bytes()));
         }
     }
 
+    #[cfg(feature = "normalize")]
     pub(crate) fn replace_request_id(&mut self, id: String) {
         if is_valid_request_id(id.as_bytes()) {
             self.inner.request_id = Some(id);

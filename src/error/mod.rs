@@ -41,7 +41,10 @@ mod read;
 pub(crate) mod render;
 mod source;
 
-pub(crate) use api_error::{fmt_duration, is_valid_request_id};
+#[cfg(feature = "stack")]
+pub(crate) use api_error::fmt_duration;
+#[cfg(feature = "normalize")]
+pub(crate) use api_error::is_valid_request_id;
 pub use api_error::{ApiError, TimeoutPhase, MAX_MESSAGE_LEN};
 pub use kind::ErrorKind;
 pub use read::DEFAULT_BODY_CAP;

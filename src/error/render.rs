@@ -2,7 +2,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
-use http::{Response, StatusCode};
+use http::Response;
+#[cfg(feature = "normalize")]
+use http::StatusCode;
 use serde::Serialize;
 
 use super::{grpc, ApiError};
@@ -220,11 +222,13 @@ impl Serialize for ApiError {
 }
 
 /// Whether a response was rendered by this crate.
+#[cfg(feature = "normalize")]
 pub(crate) fn is_rendered<B>(res: &Response<B>) -> bool {
     res.extensions().get::<Rendered>().is_some()
 }
 
 /// Whether a status is an error status (4xx or 5xx).
+#[cfg(feature = "normalize")]
 pub(crate) fn is_error_status(status: StatusCode) -> bool {
     status.is_client_error() || status.is_server_error()
 }

@@ -6,7 +6,7 @@ use tower::ServiceBuilder;
 use crate::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
 use crate::normalize::{NormalizeClientLayer, NormalizeLayer};
 use crate::retry::RetryLayer;
-use crate::timeout::{HeadersTimeoutLayer, TimeoutLayer};
+use crate::timeout::{AttemptTimeoutLayer, TimeoutLayer};
 
 /// Adds this crate's layers to a [`ServiceBuilder`], each from its main
 /// setting.
@@ -113,7 +113,7 @@ pub trait ResilienceServiceBuilderExt<L>: sealed::Sealed {
         config: CircuitBreakerConfig,
     ) -> ServiceBuilder<Stack<CircuitBreakerLayer, L>>;
 
-    /// A timeout on one attempt's response headers ([`HeadersTimeoutLayer`]),
+    /// A timeout on one attempt's response headers ([`AttemptTimeoutLayer`]),
     /// for use inside the retry.
     ///
     /// ```
@@ -124,7 +124,7 @@ pub trait ResilienceServiceBuilderExt<L>: sealed::Sealed {
     /// let builder = ServiceBuilder::new().attempt_timeout(Duration::from_secs(30));
     /// # let _ = builder;
     /// ```
-    fn attempt_timeout(self, timeout: Duration) -> ServiceBuilder<Stack<HeadersTimeoutLayer, L>>;
+    fn attempt_timeout(self, timeout: Duration) -> ServiceBuilder<Stack<AttemptTimeoutLayer, L>>;
 }
 
 mod sealed {
@@ -156,7 +156,7 @@ impl<L> ResilienceServiceBuilderExt<L> for ServiceBuilder<L> {
         self.layer(CircuitBreakerLayer::with_config(config))
     }
 
-    fn attempt_timeout(self, timeout: Duration) -> ServiceBuilder<Stack<HeadersTimeoutLayer, L>> {
-        self.layer(HeadersTimeoutLayer::new(timeout))
+    fn attempt_timeout(self, timeout: Duration) -> ServiceBuilder<Stack<AttemptTimeoutLayer, L>> {
+        self.layer(AttemptTimeoutLayer::new(timeout))
     }
 }

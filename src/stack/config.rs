@@ -4,7 +4,7 @@ use std::time::Duration;
 use crate::circuit_breaker::CircuitBreakerConfig;
 use crate::error::fmt_duration;
 use crate::retry::RetryLayer;
-use crate::timeout::{HeadersTimeoutLayer, TimeoutLayer};
+use crate::timeout::{AttemptTimeoutLayer, TimeoutLayer};
 
 /// The settings of the standard stack, with the defaults of the gateway
 /// example.
@@ -65,10 +65,10 @@ impl Default for ResilienceConfig {
         ResilienceConfig {
             max_retries: crate::retry::DEFAULT_MAX_RETRIES,
             total_timeout: crate::timeout::DEFAULT_TOTAL_TIMEOUT,
-            attempt_timeout: crate::timeout::DEFAULT_HEADERS_TIMEOUT,
+            attempt_timeout: crate::timeout::DEFAULT_ATTEMPT_TIMEOUT,
             stream_first_byte_timeout: crate::timeout::DEFAULT_STREAM_FIRST_BYTE_TIMEOUT,
             stream_idle_timeout: crate::timeout::DEFAULT_STREAM_IDLE_TIMEOUT,
-            stream_timeout: crate::timeout::DEFAULT_STREAM_TOTAL_TIMEOUT,
+            stream_timeout: crate::timeout::DEFAULT_STREAM_TIMEOUT,
             max_retry_after: crate::retry::DEFAULT_MAX_RETRY_AFTER,
             breaker_min_calls: breaker.min_calls,
             breaker_failure_ratio: breaker.failure_ratio,
@@ -214,7 +214,7 @@ impl ResilienceConfig {
             .total_timeout(self.total_timeout)
             .stream_first_byte_timeout(self.stream_first_byte_timeout)
             .stream_idle_timeout(self.stream_idle_timeout)
-            .stream_total_timeout(self.stream_timeout)
+            .stream_timeout(self.stream_timeout)
     }
 
     pub(crate) fn retry_layer(&self) -> RetryLayer {
@@ -239,8 +239,8 @@ impl ResilienceConfig {
             .open_duration(self.breaker_open_duration, max_open, jitter)
     }
 
-    pub(crate) fn attempt_layer(&self) -> HeadersTimeoutLayer {
-        HeadersTimeoutLayer::new(self.attempt_timeout)
+    pub(crate) fn attempt_layer(&self) -> AttemptTimeoutLayer {
+        AttemptTimeoutLayer::new(self.attempt_timeout)
     }
 }
 
@@ -306,7 +306,7 @@ mod tests {
         );
         assert_eq!(
             format!("{:?}", c.attempt_layer()),
-            format!("{:?}", HeadersTimeoutLayer::default())
+            format!("{:?}", AttemptTimeoutLayer::default())
         );
         let budget = std::sync::Arc::new(crate::retry::RetryBudget::default());
         assert_eq!(

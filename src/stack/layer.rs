@@ -7,7 +7,7 @@ use crate::circuit_breaker::{
 };
 use crate::normalize::{Normalize, NormalizeClient, NormalizeClientLayer, NormalizeLayer};
 use crate::retry::{Retry, RetryBudget, RetryLayer};
-use crate::timeout::{HeadersTimeout, HeadersTimeoutLayer, Timeout, TimeoutLayer};
+use crate::timeout::{AttemptTimeout, AttemptTimeoutLayer, Timeout, TimeoutLayer};
 
 /// The stack's default breaker key: the [`BreakerKey`] a caller put in the
 /// request's extensions (a gateway puts the JSON body's `model` there), else
@@ -52,7 +52,7 @@ pub type DefaultKey = Or<Or<ByExtension, ByAuthority>, GlobalKey>;
 /// }
 /// ```
 pub type Resilient<S, K = DefaultKey> =
-    Timeout<Retry<CircuitBreaker<HeadersTimeout<S>, K, DefaultClassifier>>>;
+    Timeout<Retry<CircuitBreaker<AttemptTimeout<S>, K, DefaultClassifier>>>;
 
 /// The client stack a [`ResilienceLayer`] builds around a service `S`.
 ///
@@ -139,7 +139,7 @@ pub struct ResilienceLayer<K = DefaultKey> {
     timeout: TimeoutLayer,
     retry: RetryLayer,
     breaker: CircuitBreakerLayer<K>,
-    attempt: HeadersTimeoutLayer,
+    attempt: AttemptTimeoutLayer,
 }
 
 impl ResilienceConfig {
