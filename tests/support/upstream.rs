@@ -13,7 +13,7 @@
 //! Planned calls answer first, in order ([`Upstream::first`],
 //! [`Upstream::push`]); a call with no plan left answers by the upstream's
 //! rule: 200 with an empty body ([`Upstream::new`]), one plan every time
-//! ([`Upstream::always`]), or a plan chosen from the request, body included
+//! ([`Upstream::always`]; [`Upstream::script`] repeats the last of a list), or a plan chosen from the request, body included
 //! ([`Upstream::answering`]).
 //!
 //! A [`Plan`] is a response (status, headers, and a body that is whole,
@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http::{Extensions, HeaderMap, Method, Request, Response, Uri};
-use http_body::Body;
+use http_body::{Body, SizeHint};
 use http_body_util::BodyExt;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -53,6 +53,8 @@ pub struct Received {
     pub uri: Uri,
     pub headers: HeaderMap,
     pub extensions: Extensions,
+    /// The request body's size hint when the call arrived.
+    pub size_hint: SizeHint,
     /// The request body as far as it was read.
     pub body: Bytes,
     pub trailers: Option<HeaderMap>,
@@ -103,6 +105,14 @@ impl Upstream {
     /// An upstream whose calls with no plan get `plan`.
     pub fn always(plan: Plan) -> Self {
         Upstream::answering(move |_| plan.clone())
+    }
+
+    /// An upstream that answers from `plans` in order, the last one
+    /// answering every call after it.
+    pub fn script(plans: impl IntoIterator<Item = Plan>) -> Self {
+        let mut plans: Vec<Plan> = plans.into_iter().collect();
+        let last = plans.pop().expect("a script of at least one plan");
+        Upstream::always(last).first(plans)
     }
 
     /// An upstream whose calls with no plan get the plan `rule` chooses for
@@ -203,6 +213,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (parts, body) = req.into_parts();
         let received = Received {
+            size_hint: body.size_hint(),
             at: self.0.start.elapsed(),
             method: parts.method,
             uri: parts.uri,
