@@ -25,8 +25,9 @@ use tokio::time::{advance, Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tower::{Layer, Service, ServiceExt};
 use tower_http_resilience::circuit_breaker::{
-    BreakerKey, ByExtension, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState, Classify,
-    DefaultClassifier, KeyDisplay, Observation, Transition, TransitionReason, Verdict,
+    key_fn, BreakerKey, ByExtension, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState,
+    Classify, DefaultClassifier, ExtractKeyExt, GlobalKey, KeyDisplay, Observation, Transition,
+    TransitionReason, Verdict,
 };
 use tower_http_resilience::{ApiError, BoxError, ErrorKind};
 
@@ -549,6 +550,66 @@ async fn one_model_open_another_untouched() {
     // A request without a key is not guarded.
     assert_eq!(send(&mut svc, None).await.unwrap(), 200);
     assert_eq!(handle.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_chain_with_or_closures_included() {
+    let by_tenant = key_fn(|parts: &http::request::Parts| {
+        let tenant = parts.headers.get("x-tenant")?.to_str().ok()?;
+        Some(std::borrow::Cow::Borrowed(tenant))
+    });
+    let layer = CircuitBreakerLayer::with_config(config().min_calls(1))
+        .key(ByExtension.or(by_tenant).or(GlobalKey));
+    let handle = layer.handle();
+    let up = Upstream::default();
+    let mut svc = layer.layer(up.clone());
+
+    let call = |model: Option<&'static str>, tenant: Option<&'static str>| {
+        let mut req = Request::new(());
+        if let Some(m) = model {
+            req.extensions_mut().insert(BreakerKey::new(m));
+        }
+        if let Some(t) = tenant {
+            req.headers_mut().insert("x-tenant", t.parse().unwrap());
+        }
+        req
+    };
+    // The tenant's upstream fails: only the tenant's breaker opens.
+    up.push(Plan::Status(503));
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(call(None, Some("acme")))
+        .await;
+    assert_eq!(res.unwrap().status(), 503);
+    assert_eq!(handle.state("acme"), Some(CircuitState::Open));
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(call(None, Some("acme")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CircuitOpen);
+    // The model wins over the tenant; without either, the global key.
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(call(Some("gpt-4o"), Some("acme")))
+        .await;
+    assert_eq!(res.unwrap().status(), 200);
+    let res = svc.ready().await.unwrap().call(call(None, None)).await;
+    assert_eq!(res.unwrap().status(), 200);
+    let mut keys: Vec<_> = handle
+        .snapshots()
+        .iter()
+        .map(|s| s.key().to_owned())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["", "acme", "gpt-4o"]);
+    assert_eq!(up.calls(), 3);
 }
 
 #[tokio::test(start_paused = true)]

@@ -149,7 +149,8 @@ pub(crate) struct Breaker {
     /// One more than the last epoch that saw a failure or a slow call; zero
     /// when the window has seen none.
     last_bad_epoch: AtomicU64,
-    transition: Mutex<()>,
+    /// Held by a transition, so that transitions happen one at a time.
+    serial: Mutex<()>,
 }
 
 impl Breaker {
@@ -161,7 +162,7 @@ impl Breaker {
             consecutive: AtomicU32::new(0),
             window: Window::new(buckets),
             last_bad_epoch: AtomicU64::new(0),
-            transition: Mutex::new(()),
+            serial: Mutex::new(()),
         }
     }
 
@@ -425,7 +426,7 @@ impl Breaker {
     }
 
     fn lock(&self) -> MutexGuard<'_, ()> {
-        self.transition.lock().unwrap_or_else(|e| e.into_inner())
+        self.serial.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
