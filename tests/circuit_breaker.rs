@@ -25,8 +25,9 @@ use tokio::time::{advance, Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tower::{Layer, Service, ServiceExt};
 use tower_http_resilience::circuit_breaker::{
-    BreakerKey, ByExtension, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState, Classify,
-    DefaultClassifier, KeyDisplay, Observation, Transition, TransitionReason, Verdict,
+    key_fn, BreakerKey, ByExtension, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState,
+    Classify, DefaultClassifier, ExtractKeyExt, GlobalKey, KeyDisplay, Observation, Transition,
+    TransitionReason, Verdict,
 };
 use tower_http_resilience::{ApiError, BoxError, ErrorKind};
 
@@ -271,7 +272,7 @@ async fn consecutive_failures_open_it() {
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].reason(), TransitionReason::ConsecutiveFailures);
-    assert_eq!(seen[0].open_for(), Some(Duration::from_secs(10)));
+    assert_eq!(seen[0].open_duration(), Some(Duration::from_secs(10)));
 }
 
 #[tokio::test(start_paused = true)]
@@ -552,6 +553,66 @@ async fn one_model_open_another_untouched() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn keys_chain_with_or_closures_included() {
+    let by_tenant = key_fn(|parts: &http::request::Parts| {
+        let tenant = parts.headers.get("x-tenant")?.to_str().ok()?;
+        Some(std::borrow::Cow::Borrowed(tenant))
+    });
+    let layer = CircuitBreakerLayer::with_config(config().min_calls(1))
+        .key(ByExtension.or(by_tenant).or(GlobalKey));
+    let handle = layer.handle();
+    let up = Upstream::default();
+    let mut svc = layer.layer(up.clone());
+
+    let call = |model: Option<&'static str>, tenant: Option<&'static str>| {
+        let mut req = Request::new(());
+        if let Some(m) = model {
+            req.extensions_mut().insert(BreakerKey::new(m));
+        }
+        if let Some(t) = tenant {
+            req.headers_mut().insert("x-tenant", t.parse().unwrap());
+        }
+        req
+    };
+    // The tenant's upstream fails: only the tenant's breaker opens.
+    up.push(Plan::Status(503));
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(call(None, Some("acme")))
+        .await;
+    assert_eq!(res.unwrap().status(), 503);
+    assert_eq!(handle.state("acme"), Some(CircuitState::Open));
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(call(None, Some("acme")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CircuitOpen);
+    // The model wins over the tenant; without either, the global key.
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(call(Some("gpt-4o"), Some("acme")))
+        .await;
+    assert_eq!(res.unwrap().status(), 200);
+    let res = svc.ready().await.unwrap().call(call(None, None)).await;
+    assert_eq!(res.unwrap().status(), 200);
+    let mut keys: Vec<_> = handle
+        .snapshots()
+        .iter()
+        .map(|s| s.key().to_owned())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["", "acme", "gpt-4o"]);
+    assert_eq!(up.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_stream_that_fails_after_its_headers_is_a_failure() {
     let layer = CircuitBreakerLayer::with_config(config().min_calls(1));
     let handle = layer.handle();
@@ -735,26 +796,35 @@ async fn errors_of_inner_layers_are_classified() {
 
 #[tokio::test(start_paused = true)]
 async fn a_custom_classifier_decides() {
-    let layer =
-        CircuitBreakerLayer::with_config(config().min_calls(2)).classify(|obs: Observation<'_>| {
-            match obs {
-                Observation::Response { status, .. } if status == 429 => Verdict::Failure,
-                Observation::Response { status, .. } if status == 500 => Verdict::Ignore,
-                other => DefaultClassifier.classify(other),
-            }
-        });
+    let layer = CircuitBreakerLayer::with_config(config().min_calls(2)).classifier(
+        |obs: Observation<'_>| match obs {
+            Observation::Response { status, .. } if status == 429 => Verdict::Failure,
+            Observation::Response { status, .. } if status == 500 => Verdict::Ignore,
+            other => DefaultClassifier.classify(other),
+        },
+    );
     let handle = layer.handle();
     let up = Upstream::default();
     let mut svc = layer.layer(up.clone());
-    for s in [500, 500, 200, 429] {
+    for s in [500, 500, 200] {
         up.push(Plan::Status(s));
-        send(&mut svc, None).await.unwrap();
+        assert_eq!(send(&mut svc, None).await.unwrap(), s);
     }
+    // The 500s were ignored: only the 200 is in the window.
     let snap = handle.snapshot("").unwrap();
     assert_eq!(
         (snap.calls(), snap.failures(), snap.state()),
-        (0, 0, CircuitState::Open)
+        (1, 0, CircuitState::Closed)
     );
+    // The 429 is a failure: one of two calls fails, the breaker opens.
+    up.push(Plan::Status(429));
+    assert_eq!(send(&mut svc, None).await.unwrap(), 429);
+    assert_eq!(handle.state(""), Some(CircuitState::Open));
+    assert_eq!(
+        send(&mut svc, None).await.unwrap_err().kind(),
+        ErrorKind::CircuitOpen
+    );
+    assert_eq!(up.calls(), 4);
 }
 
 #[tokio::test(start_paused = true)]
@@ -837,8 +907,9 @@ async fn the_handle_forces_resets_and_reports() {
 
 #[tokio::test(start_paused = true)]
 async fn the_registry_stays_bounded_with_100_000_keys() {
-    fn by_tenant(req: &Request<()>) -> Option<std::borrow::Cow<'_, str>> {
-        req.headers()
+    fn by_tenant(parts: &http::request::Parts) -> Option<std::borrow::Cow<'_, str>> {
+        parts
+            .headers
             .get("x-tenant")
             .and_then(|v| v.to_str().ok())
             .map(Into::into)
@@ -968,7 +1039,7 @@ async fn transitions_are_traced_without_the_key() {
         "{text}"
     );
     assert!(
-        lines[0].contains("reason=failure ratio") && lines[0].contains("open_for_ms=10000"),
+        lines[0].contains("reason=failure ratio") && lines[0].contains("open_duration_ms=10000"),
         "{text}"
     );
     assert!(

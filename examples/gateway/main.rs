@@ -78,7 +78,7 @@ async fn main() -> ExitCode {
     let handle = layer.breaker_handle();
     handle.on_transition(|t| {
         let open = t
-            .open_for()
+            .open_duration()
             .map(|d| format!(" for {}ms", d.as_millis()))
             .unwrap_or_default();
         let key = if t.key().is_empty() {

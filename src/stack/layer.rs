@@ -1,9 +1,10 @@
 use tower_layer::Layer;
 
 use super::ResilienceConfig;
+use crate::circuit_breaker::key::Or;
 use crate::circuit_breaker::{
     ByAuthority, ByExtension, CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer,
-    DefaultClassifier, GlobalKey, Or,
+    DefaultClassifier, ExtractKeyExt, GlobalKey,
 };
 use crate::normalize::{Normalize, NormalizeClient, NormalizeClientLayer, NormalizeLayer};
 use crate::retry::{Retry, RetryBudget, RetryLayer};
