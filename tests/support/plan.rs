@@ -77,6 +77,21 @@ enum End {
     Fail(MakeError),
 }
 
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let outcome = match &self.outcome {
+            Outcome::Respond { status, .. } => format!("respond {status}"),
+            Outcome::Fail(_) => "fail".to_owned(),
+            Outcome::Hang => "hang".to_owned(),
+            Outcome::Deferred(_) => "deferred".to_owned(),
+        };
+        f.debug_struct("Plan")
+            .field("outcome", &outcome)
+            .field("after", &self.after)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Plan {
     fn respond(status: StatusCode) -> Self {
         Plan {
@@ -243,13 +258,11 @@ impl Plan {
         self
     }
 
-    /// A body of the frames the test sends on the channel, for one call.
-    pub fn fed_by<E>(self, frames: mpsc::Receiver<Result<Frame<Bytes>, E>>) -> Self
-    where
-        E: Into<BoxError> + Send + 'static,
-    {
+    /// A body of the frames the test sends on the channel (an error as a
+    /// transport would report it), for one call.
+    pub fn fed_by(self, frames: mpsc::Receiver<Result<Frame<Bytes>, io::Error>>) -> Self {
         let frames = stream::unfold(frames, |mut rx| async move {
-            rx.recv().await.map(|frame| (frame.map_err(Into::into), rx))
+            rx.recv().await.map(|frame| (frame, rx))
         });
         self.body_once(StreamBody::new(frames))
     }
