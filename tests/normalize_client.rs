@@ -5,28 +5,29 @@ mod support;
 
 use std::time::Duration;
 
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use support::serve;
+use support::{serve, Plan, Upstream};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http_resilience::{ErrorKind, NormalizeClientLayer, NormalizeLayer};
 
-fn upstream() -> Router {
-    Router::new()
-        .route(
-            "/v1/chat/completions",
-            post(|| async {
-                (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [("retry-after-ms", "1500"), ("x-request-id", "upstream-req-9"), ("content-type", "application/json")],
-                    r#"{"error":{"message":"Rate limit reached for requests","type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}"#,
-                )
-            }),
+/// Chat completions are rate limited, in the OpenAI envelope with hints; the
+/// model list answers.
+fn upstream() -> Upstream {
+    Upstream::answering(|req| {
+        match req.uri.path() {
+        "/v1/chat/completions" => Plan::json(
+            429,
+            r#"{"error":{"message":"Rate limit reached for requests","type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}"#,
         )
-        .route("/v1/models", get(|| async { "{\"data\":[]}" }))
+        .header("retry-after-ms", "1500")
+        .header("x-request-id", "upstream-req-9"),
+        _ => Plan::status(200).body("{\"data\":[]}"),
+    }
+    })
 }
 
 #[tokio::test]
