@@ -5,26 +5,42 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tower_http_resilience::BoxError;
 
-/// Serves `svc` (an axum `Router`, a scripted [`Upstream`](super::Upstream),
-/// any service) on 127.0.0.1, HTTP/1 and HTTP/2, on the current runtime until
-/// the test ends. A call that fails closes its connection, as a reset would.
-pub async fn serve<S, B>(svc: S) -> SocketAddr
+/// A service a hyper server can run (an axum `Router`, a scripted
+/// [`Upstream`](super::Upstream), any service of HTTP requests).
+pub trait HttpService:
+    tower::Service<
+        Request<Incoming>,
+        Response = Response<Self::ResBody>,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+    type ResBody: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
+}
+
+impl<S, B> HttpService for S
 where
-    S: tower::Service<Request<hyper::body::Incoming>, Response = Response<B>>
-        + Clone
-        + Send
-        + 'static,
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
     B: http_body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    type ResBody = B;
+}
+
+/// Serves `svc` on 127.0.0.1, HTTP/1 and HTTP/2, on the current runtime until
+/// the test ends. A call that fails closes its connection, as a reset would.
+pub async fn serve(svc: impl HttpService) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -46,18 +62,7 @@ where
 /// Serves the service `make` builds on 127.0.0.1 from its own thread and
 /// runtime (a real clock, apart from a test's paused one); the thread lives
 /// until the test process ends.
-pub fn spawn_server<S, B>(make: impl FnOnce() -> S + Send + 'static) -> SocketAddr
-where
-    S: tower::Service<Request<hyper::body::Incoming>, Response = Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+pub fn spawn_server<S: HttpService>(make: impl FnOnce() -> S + Send + 'static) -> SocketAddr {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
