@@ -45,6 +45,8 @@ pub mod circuit_breaker;
 pub(crate) mod content_type;
 pub mod deadline;
 pub mod error;
+#[cfg(feature = "fleet")]
+pub mod fleet;
 pub mod hint;
 #[cfg(feature = "normalize")]
 pub mod normalize;
