@@ -62,6 +62,8 @@ pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 
 #[cfg(feature = "circuit-breaker")]
 pub use circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
+#[cfg(feature = "fleet")]
+pub use fleet::FleetMirror;
 #[cfg(feature = "normalize")]
 pub use normalize::{NormalizeClientLayer, NormalizeLayer};
 #[cfg(feature = "retry")]

@@ -94,7 +94,7 @@ async fn extend_script_only_extends_in_server_time() {
     let state = format!("thr:v1:{{{ns}}}:state");
     let script = Script::new(EXTEND);
     let member = "h:00112233445566778899aabbccddeeff";
-    let mut hold = |wait_ms: u64| {
+    let hold = |wait_ms: u64| {
         let mut inv = script.key(&state);
         inv.arg(member)
             .arg(wait_ms)

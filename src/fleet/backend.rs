@@ -93,7 +93,7 @@ pub(crate) enum LeaseGrant {
 }
 
 /// A store that failed or could not be reached. The text never holds a
-/// credential (see [`scrub`]).
+/// credential.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct BackendError(pub(crate) String);
 
@@ -101,20 +101,6 @@ impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// Removes every non-empty secret and control characters from `text`, and
-/// keeps at most 200 bytes of it.
-pub(crate) fn scrub(text: &str, secrets: &[String]) -> String {
-    let mut text = text.to_owned();
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
-        text = text.replace(s.as_str(), "***");
-    }
-    let clean: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    crate::util::truncate(&clean, 200).to_owned()
 }
 
 /// A shared store of fleet state. Every method is called from the mirror's
@@ -146,70 +132,4 @@ pub(crate) trait Backend: Send + Sync + 'static {
         gcra: Gcra,
         cells: u32,
     ) -> BoxFuture<'_, Result<LeaseGrant, BackendError>>;
-}
-
-/// Parses a published message: `h|o <digest> <until_ms> <now_ms>` or
-/// `c <digest> <token>`.
-pub(crate) fn parse_message(text: &str) -> Option<Update> {
-    let mut parts = text.split(' ');
-    let tag = parts.next()?;
-    let digest = Digest::parse(parts.next()?)?;
-    let a: u64 = parts.next()?.parse().ok()?;
-    if tag == "c" {
-        return parts
-            .next()
-            .is_none()
-            .then_some(Update::Closed { digest, token: a });
-    }
-    let kind = Kind::from_tag(tag)?;
-    let now_ms: u64 = parts.next()?.parse().ok()?;
-    parts.next().is_none().then_some(Update::Until {
-        kind,
-        digest,
-        until_ms: a,
-        now_ms,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_parse() {
-        let d = Digest::of("k");
-        assert_eq!(
-            parse_message(&format!("o {d} 2000 1500")),
-            Some(Update::Until {
-                kind: Kind::Open,
-                digest: d,
-                until_ms: 2000,
-                now_ms: 1500
-            })
-        );
-        assert_eq!(
-            parse_message(&format!("c {d} 2000")),
-            Some(Update::Closed {
-                digest: d,
-                token: 2000
-            })
-        );
-        for bad in [
-            "",
-            "h",
-            "x 00 1 2",
-            &format!("h {d} 1"),
-            &format!("h {d} 1 2 3"),
-        ] {
-            assert_eq!(parse_message(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn scrub_hides_secrets_and_controls() {
-        let secrets = ["hunter2".to_owned(), String::new()];
-        assert_eq!(scrub("auth hunter2\nfailed", &secrets), "auth *** failed");
-        assert_eq!(scrub("x", &secrets), "x");
-        assert_eq!(scrub(&"é".repeat(300), &[]).len(), 200);
-    }
 }

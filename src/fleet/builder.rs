@@ -14,6 +14,14 @@ use super::shared::{Settings, Shared};
 
 /// A mirror that could not be built: a bad namespace or store address, or no
 /// tokio runtime to run its background task on.
+///
+/// ```
+/// use tower_http_resilience::fleet::{FleetMirror, MemoryStore};
+///
+/// // Outside a tokio runtime there is nothing to run the background task on.
+/// let err = FleetMirror::builder("docs").memory(&MemoryStore::new()).unwrap_err();
+/// assert_eq!(err.to_string(), "a fleet mirror must be built inside a tokio runtime");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FleetError {
     message: String,
@@ -153,10 +161,12 @@ impl FleetBuilder {
         self.start(backend)
     }
 
+    #[cfg(feature = "redis")]
     pub(crate) fn namespace(&self) -> &str {
         &self.namespace
     }
 
+    #[cfg(feature = "redis")]
     pub(crate) fn call_timeout_value(&self) -> Duration {
         self.call_timeout
     }

@@ -5,10 +5,6 @@ use std::fmt;
 
 use sha2::{Digest as _, Sha256};
 
-/// The schema version in every stored name; a change of meaning bumps it, so
-/// replicas of two releases never read each other's values.
-pub(crate) const VERSION: &str = "v1";
-
 /// What a stored entry is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Kind {
@@ -18,6 +14,7 @@ pub(crate) enum Kind {
     Open,
 }
 
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 impl Kind {
     /// The one-letter tag in stored members and published messages.
     pub(crate) const fn tag(self) -> char {
@@ -51,7 +48,10 @@ impl Digest {
         out.copy_from_slice(&full[..16]);
         Digest(out)
     }
+}
 
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+impl Digest {
     /// Parses the 32 lower-case hex digits written by `Display`.
     pub(crate) fn parse(hex: &str) -> Option<Digest> {
         let bytes = hex.as_bytes();
@@ -108,42 +108,6 @@ pub(crate) fn check_namespace(ns: &str) -> Result<(), String> {
     }
 }
 
-/// The stored names of one namespace. Every name carries the namespace as a
-/// hash tag (`{ns}`), so one namespace lives in one Redis Cluster slot and
-/// every script touches keys of one slot only.
-#[derive(Clone, Debug)]
-pub(crate) struct Names {
-    prefix: String,
-}
-
-impl Names {
-    pub(crate) fn new(ns: &str) -> Names {
-        Names {
-            prefix: format!("thr:{VERSION}:{{{ns}}}"),
-        }
-    }
-
-    /// The sorted set of every live hold and open, scored by its deadline.
-    pub(crate) fn state(&self) -> String {
-        format!("{}:state", self.prefix)
-    }
-
-    /// The fleet-wide half-open probe lease of one breaker.
-    pub(crate) fn probe(&self, d: Digest) -> String {
-        format!("{}:probe:{d}", self.prefix)
-    }
-
-    /// The theoretical arrival time of one rate.
-    pub(crate) fn rate(&self, d: Digest) -> String {
-        format!("{}:rate:{d}", self.prefix)
-    }
-
-    /// The channel where every change is published.
-    pub(crate) fn channel(&self) -> String {
-        format!("{}:events", self.prefix)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,8 +149,5 @@ mod tests {
         assert!(check_namespace("a b").is_err());
         assert!(check_namespace("{x}").is_err());
         assert!(check_namespace(&"a".repeat(65)).is_err());
-        let n = Names::new("prod");
-        assert_eq!(n.state(), "thr:v1:{prod}:state");
-        assert_eq!(n.channel(), "thr:v1:{prod}:events");
     }
 }

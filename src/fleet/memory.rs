@@ -30,6 +30,7 @@ const MAX_ENTRIES: usize = 100_000;
 ///
 /// ```
 /// use std::time::Duration;
+/// use tokio::time::Instant;
 /// use tower_http_resilience::fleet::{FleetMirror, MemoryStore};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -37,9 +38,11 @@ const MAX_ENTRIES: usize = 100_000;
 /// let store = MemoryStore::new();
 /// let a = FleetMirror::builder("test").memory(&store).unwrap();
 /// let b = FleetMirror::builder("test").memory(&store).unwrap();
-/// a.publish_hold("sk-key-1", Duration::from_secs(30));
+/// a.publish_opened("gpt-4o", Instant::now() + Duration::from_secs(30));
 /// // b learns it from the store, in the background.
-/// # let _ = b;
+/// while b.breaker_open_until("gpt-4o").is_none() {
+///     tokio::task::yield_now().await;
+/// }
 /// # }
 /// ```
 #[derive(Clone, Debug)]
@@ -328,11 +331,18 @@ mod tests {
         MemoryStore::new().backend("t")
     }
 
-    async fn push(b: &MemoryBackend, c: Change) -> Update {
-        b.push(c).await.unwrap()
+    fn hold(b: &MemoryBackend, d: Digest, wait_ms: u64) -> Update {
+        b.extend(Kind::Hold, d, wait_ms).unwrap()
     }
 
-    fn until(u: Update) -> u64 {
+    fn open(b: &MemoryBackend, d: Digest, open_ms: u64) -> u64 {
+        match b.extend(Kind::Open, d, open_ms).unwrap() {
+            Update::Until { until_ms, .. } => until_ms,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn left(u: Update) -> u64 {
         match u {
             Update::Until {
                 until_ms, now_ms, ..
@@ -343,186 +353,66 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn holds_only_extend() {
-        let b = backend();
-        let d = Digest::of("k");
-        assert_eq!(
-            until(
-                push(
-                    &b,
-                    Change::Hold {
-                        digest: d,
-                        wait_ms: 30_000
-                    }
-                )
-                .await
-            ),
-            30_000
-        );
-        assert_eq!(
-            until(
-                push(
-                    &b,
-                    Change::Hold {
-                        digest: d,
-                        wait_ms: 5_000
-                    }
-                )
-                .await
-            ),
-            30_000
-        );
-        assert_eq!(
-            until(
-                push(
-                    &b,
-                    Change::Hold {
-                        digest: d,
-                        wait_ms: 60_000
-                    }
-                )
-                .await
-            ),
-            60_000
-        );
-        assert_eq!(
-            until(
-                push(
-                    &b,
-                    Change::Hold {
-                        digest: d,
-                        wait_ms: u64::MAX
-                    }
-                )
-                .await
-            ),
-            MAX_HOLD_MS,
-            "capped"
-        );
-        assert_eq!(
-            push(
-                &b,
-                Change::Hold {
-                    digest: Digest::of("z"),
-                    wait_ms: 0
-                }
-            )
-            .await,
-            Update::Unchanged
-        );
+        let (b, d) = (backend(), Digest::of("k"));
+        assert_eq!(left(hold(&b, d, 30_000)), 30_000);
+        assert_eq!(left(hold(&b, d, 5_000)), 30_000, "never shortened");
+        assert_eq!(left(hold(&b, d, 60_000)), 60_000);
+        assert_eq!(left(hold(&b, d, u64::MAX)), MAX_HOLD_MS, "capped");
+        assert_eq!(hold(&b, Digest::of("z"), 0), Update::Unchanged);
     }
 
     #[tokio::test(start_paused = true)]
     async fn close_compares_and_deletes() {
-        let b = backend();
-        let d = Digest::of("k");
-        let Update::Until {
-            until_ms: first, ..
-        } = push(
-            &b,
-            Change::Open {
-                digest: d,
-                open_ms: 1_000,
-            },
-        )
-        .await
-        else {
-            panic!()
-        };
+        let (b, d) = (backend(), Digest::of("k"));
+        let first = open(&b, d, 1_000);
         tokio::time::advance(Duration::from_millis(10)).await;
-        let Update::Until {
-            until_ms: second, ..
-        } = push(
-            &b,
-            Change::Open {
-                digest: d,
-                open_ms: 1_000,
-            },
-        )
-        .await
-        else {
-            panic!()
-        };
+        let second = open(&b, d, 1_000);
         assert!(second > first);
-        assert_eq!(
-            push(
-                &b,
-                Change::Close {
-                    digest: d,
-                    token: first
-                }
-            )
-            .await,
-            Update::Unchanged
-        );
+        assert_eq!(b.close(d, first).unwrap(), Update::Unchanged, "stale");
         assert_eq!(b.snapshot(10).unwrap().entries.len(), 1);
-        assert_eq!(
-            push(
-                &b,
-                Change::Close {
-                    digest: d,
-                    token: second
-                }
-            )
-            .await,
-            Update::Closed {
-                digest: d,
-                token: second
-            }
-        );
+        let closed = Update::Closed {
+            digest: d,
+            token: second,
+        };
+        assert_eq!(b.close(d, second).unwrap(), closed);
         assert!(b.snapshot(10).unwrap().entries.is_empty());
     }
 
     #[tokio::test(start_paused = true)]
     async fn one_probe_lease_per_trip() {
-        let b = backend();
-        let d = Digest::of("k");
+        let (b, d) = (backend(), Digest::of("k"));
         assert_eq!(b.take_probe(d, "a", 500).unwrap(), ProbeGrant::Granted);
         assert_eq!(
             b.take_probe(d, "a", 500).unwrap(),
             ProbeGrant::Granted,
             "re-entrant"
         );
-        assert_eq!(
-            b.take_probe(d, "b", 500).unwrap(),
-            ProbeGrant::Held { remaining_ms: 500 }
-        );
+        let held = ProbeGrant::Held { remaining_ms: 500 };
+        assert_eq!(b.take_probe(d, "b", 500).unwrap(), held);
         tokio::time::advance(Duration::from_millis(500)).await;
         assert_eq!(
             b.take_probe(d, "b", 500).unwrap(),
             ProbeGrant::Granted,
             "expired"
         );
-        push(
-            &b,
-            Change::Open {
-                digest: d,
-                open_ms: 1_000,
-            },
-        )
-        .await;
-        assert_eq!(
-            b.take_probe(d, "c", 500).unwrap(),
-            ProbeGrant::Granted,
-            "a new trip frees it"
-        );
+        open(&b, d, 1_000);
+        let again = b.take_probe(d, "c", 500).unwrap();
+        assert_eq!(again, ProbeGrant::Granted, "a new open ends the lease");
     }
 
     #[tokio::test(start_paused = true)]
     async fn gcra_never_over_admits() {
-        let b = backend();
-        let d = Digest::of("k");
+        let (b, d) = (backend(), Digest::of("k"));
         let gcra = Gcra {
             emission_us: 1_000_000,
             tolerance_us: 9_000_000,
         };
         assert_eq!(b.take_cells(d, gcra, 5).unwrap(), LeaseGrant::Cells(5));
         assert_eq!(b.take_cells(d, gcra, 5).unwrap(), LeaseGrant::Cells(5));
-        assert_eq!(
-            b.take_cells(d, gcra, 5).unwrap(),
-            LeaseGrant::Empty {
-                retry_us: 1_000_000
-            }
-        );
+        let empty = LeaseGrant::Empty {
+            retry_us: 1_000_000,
+        };
+        assert_eq!(b.take_cells(d, gcra, 5).unwrap(), empty);
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(b.take_cells(d, gcra, 5).unwrap(), LeaseGrant::Cells(1));
     }
@@ -543,14 +433,7 @@ mod tests {
     async fn namespaces_are_apart() {
         let store = MemoryStore::new();
         let (a, z) = (store.backend("a"), store.backend("z"));
-        push(
-            &a,
-            Change::Hold {
-                digest: Digest::of("k"),
-                wait_ms: 1_000,
-            },
-        )
-        .await;
+        hold(&a, Digest::of("k"), 1_000);
         assert_eq!(a.snapshot(10).unwrap().entries.len(), 1);
         assert!(z.snapshot(10).unwrap().entries.is_empty());
     }

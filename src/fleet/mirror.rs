@@ -8,6 +8,7 @@ use tokio::time::{timeout, Instant};
 
 use super::answer::Answer;
 use super::backend::{LeaseGrant, ProbeGrant};
+use super::entry::FleetEntry;
 use super::key::Kind;
 use super::rate::{Pool, Rate, Taken};
 use super::shared::{Pending, Shared};
@@ -54,6 +55,22 @@ pub struct FleetMirror {
 /// One fleet-wide open of one breaker, as the mirror knows it: its deadline
 /// and the store's token for it, which [`FleetMirror::publish_closed`] needs
 /// so that it closes this open and never a newer one.
+///
+/// ```
+/// use std::time::Duration;
+/// use tokio::time::Instant;
+/// use tower_http_resilience::fleet::{FleetMirror, MemoryStore, Probe};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mirror = FleetMirror::builder("docs").memory(&MemoryStore::new()).unwrap();
+/// mirror.publish_opened("gpt-4o", Instant::now() + Duration::from_secs(30));
+/// let trip = mirror.breaker_trip("gpt-4o").unwrap();
+/// // … the open time passes, this replica sends the probe, it succeeds:
+/// mirror.publish_closed("gpt-4o", trip);
+/// assert_eq!(mirror.breaker_open_until("gpt-4o"), None);
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Trip {
     until: Instant,
@@ -68,6 +85,23 @@ impl Trip {
 }
 
 /// The answer to [`FleetMirror::probe`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_http_resilience::fleet::{FleetMirror, MemoryStore, Probe};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = MemoryStore::new();
+/// let a = FleetMirror::builder("docs").memory(&store).unwrap();
+/// let b = FleetMirror::builder("docs").memory(&store).unwrap();
+/// while !(a.is_available() && b.is_available()) {
+///     tokio::task::yield_now().await;
+/// }
+/// assert_eq!(a.probe("gpt-4o", Duration::from_secs(5)).await, Probe::Granted);
+/// assert!(matches!(b.probe("gpt-4o", Duration::from_secs(5)).await, Probe::Denied(_)));
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Probe {
@@ -80,6 +114,26 @@ pub enum Probe {
 }
 
 /// The answer to [`FleetMirror::acquire`].
+///
+/// ```
+/// use tower_http_resilience::fleet::{FleetMirror, MemoryStore, Permit, Rate};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mirror = FleetMirror::builder("docs").memory(&MemoryStore::new()).unwrap();
+/// let rate = Rate::per_minute(60).burst(2);
+/// while !mirror.is_available() {
+///     tokio::task::yield_now().await;
+/// }
+/// assert_eq!(mirror.acquire("sk-key-1", rate).await, Permit::Granted);
+/// match mirror.acquire("sk-key-1", rate).await {
+///     Permit::Granted => { /* send */ }
+///     Permit::RetryAfter(wait) => { /* wait, or answer 429 with retry-after */ let _ = wait; }
+///     Permit::Unavailable => { /* a local limiter decides */ }
+///     _ => {}
+/// }
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Permit {
@@ -106,6 +160,18 @@ impl FleetMirror {
     #[inline]
     pub fn breaker_open_until(&self, key: &str) -> Option<Instant> {
         self.shared.opens.until(key).map(|n| self.shared.instant(n))
+    }
+
+    /// The entry of `key`'s hold-back, for a caller that keeps state per key
+    /// and then reads it with one atomic load per call.
+    pub fn hold_entry(&self, key: &str) -> FleetEntry {
+        FleetEntry::new(self.shared.clone(), Kind::Hold, key)
+    }
+
+    /// The entry of `key`'s breaker open, for a breaker that keeps it beside
+    /// its own state and then reads it with one atomic load per call.
+    pub fn breaker_entry(&self, key: &str) -> FleetEntry {
+        FleetEntry::new(self.shared.clone(), Kind::Open, key)
     }
 
     /// The fleet-wide open of the breaker of `key`, if one is known: what a

@@ -77,6 +77,7 @@ mod agent;
 mod answer;
 mod backend;
 mod builder;
+mod entry;
 mod key;
 mod memory;
 mod mirror;
@@ -89,6 +90,7 @@ mod table;
 
 pub use answer::Answer;
 pub use builder::{FleetBuilder, FleetError};
+pub use entry::FleetEntry;
 pub use memory::MemoryStore;
 pub use mirror::{FleetMirror, Permit, Probe, Trip};
 pub use notice::FleetNotice;

@@ -14,7 +14,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use super::key::Digest;
@@ -52,11 +52,30 @@ pub(crate) struct Slot {
     token: AtomicU64,
     seq: u64,
     key: OnceLock<Arc<str>>,
+    /// Dropped from its table: a holder of this slot reads through the
+    /// table again.
+    evicted: AtomicBool,
 }
 
 impl Slot {
+    #[inline]
     pub(crate) fn until(&self) -> u64 {
         self.until.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    pub(crate) fn evicted(&self) -> bool {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn key(&self) -> Option<&str> {
+        self.key.get().map(|k| &**k)
+    }
+
+    /// Held outside the table (by a caller's per-key state).
+    fn held(self: &Arc<Self>) -> bool {
+        let own = if self.key.get().is_some() { 2 } else { 1 };
+        Arc::strong_count(self) > own
     }
 
     pub(crate) fn token(&self) -> u64 {
@@ -187,26 +206,28 @@ impl Table {
             token: AtomicU64::new(0),
             seq: index.seq,
             key: OnceLock::new(),
+            evicted: AtomicBool::new(false),
         });
         index.slots.insert(digest, slot.clone());
         slot
     }
 
-    /// Drops an eighth of a full table: slots without a deadline first,
-    /// oldest first.
+    /// Drops an eighth of a full table: slots nobody else holds first, then
+    /// slots without a deadline, oldest first.
     fn evict(&self, index: &mut Index) {
-        let mut order: Vec<(bool, u64, Digest)> = index
+        let mut order: Vec<(bool, bool, u64, Digest)> = index
             .slots
             .values()
-            .map(|s| (s.until() != 0, s.seq, s.digest))
+            .map(|s| (s.held(), s.until() != 0, s.seq, s.digest))
             .collect();
-        order.sort_unstable_by_key(|&(live, seq, _)| (live, seq));
+        order.sort_unstable_by_key(|&(held, live, seq, _)| (held, live, seq));
         let n = (self.max_keys / 8).max(1);
-        for (_, _, digest) in order.into_iter().take(n) {
+        for (_, _, _, digest) in order.into_iter().take(n) {
             let Some(slot) = index.slots.remove(&digest) else {
                 continue;
             };
             self.clear(&slot);
+            slot.evicted.store(true, Ordering::Relaxed);
             if let Some(key) = slot.key.get() {
                 let hash = self.hasher.hash_one(&**key);
                 let mut map = self.shard(hash).write().unwrap_or_else(|e| e.into_inner());
@@ -360,5 +381,23 @@ mod tests {
         assert!(t.len() <= 16);
         assert!(t.live.load(Ordering::Relaxed) <= 16);
         assert_eq!(t.until("h99"), Some(5));
+    }
+
+    #[test]
+    fn slots_held_elsewhere_go_last_and_say_when_they_went() {
+        let t = Table::new(8);
+        let kept = t.slot("kept");
+        for i in 0..100 {
+            t.slot(&format!("k{i}"));
+        }
+        assert!(!kept.evicted(), "a held slot outlasts the others");
+        assert!(Arc::ptr_eq(&kept, &t.slot("kept")));
+        let all: Vec<_> = (0..8).map(|i| t.slot(&format!("held{i}"))).collect();
+        t.slot("one more");
+        assert!(
+            kept.evicted() || all.iter().any(|s| s.evicted()),
+            "bounded even when all are held"
+        );
+        assert!(t.len() <= 8);
     }
 }

@@ -15,14 +15,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::backend::{
-    parse_message, scrub, Backend, BackendError, BoxFuture, Change, Gcra, LeaseGrant, ProbeGrant,
-    Snapshot, Update, MAX_HOLD_MS, MAX_OPEN_MS,
+    Backend, BackendError, BoxFuture, Change, Gcra, LeaseGrant, ProbeGrant, Snapshot, Update,
+    MAX_HOLD_MS, MAX_OPEN_MS,
 };
 use super::builder::{FleetBuilder, FleetError};
-use super::key::{Digest, Kind, Names};
+use super::key::{Digest, Kind};
 use super::mirror::FleetMirror;
 
-mod url;
+mod names;
+mod secret;
+
+use names::{parse_message, Names};
+use secret::scrub;
 
 struct Scripts {
     extend: Script,
@@ -74,7 +78,7 @@ impl FleetBuilder {
     /// ```
     pub fn redis(self, url: &str) -> Result<FleetMirror, FleetError> {
         super::key::check_namespace(self.namespace()).map_err(FleetError::new)?;
-        let secrets = url::secrets(url);
+        let secrets = secret::secrets(url);
         let client = Client::open(url).map_err(|e| {
             FleetError::new(format!(
                 "bad redis address: {}",

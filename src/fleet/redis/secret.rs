@@ -1,4 +1,5 @@
-//! The credentials in a Redis address, so that no error text repeats them.
+//! The credentials in a Redis address, and their removal from every error
+//! text, so that no notice ever repeats them.
 
 /// The password and user name in `url`'s authority and its `pass`/`password`
 /// query parameters (raw and percent-decoded), longest first.
@@ -52,6 +53,20 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Removes every non-empty secret and control characters from `text`, and
+/// keeps at most 200 bytes of it.
+pub(super) fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_owned();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        text = text.replace(s.as_str(), "***");
+    }
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    crate::util::truncate(&clean, 200).to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +84,13 @@ mod tests {
         );
         assert!(secrets("redis+unix:///run/redis.sock").is_empty());
         assert!(secrets("redis://127.0.0.1:6379").is_empty());
+    }
+
+    #[test]
+    fn scrub_hides_secrets_and_controls() {
+        let secrets = ["hunter2".to_owned(), String::new()];
+        assert_eq!(scrub("auth hunter2\nfailed", &secrets), "auth *** failed");
+        assert_eq!(scrub("x", &secrets), "x");
+        assert_eq!(scrub(&"é".repeat(300), &[]).len(), 200);
     }
 }
