@@ -5,11 +5,14 @@
 //! the fleet converges within one poll interval after it.
 #![cfg(feature = "fleet")]
 
-use std::sync::{Arc, Mutex};
+#[path = "support/notices.rs"]
+mod notices;
+
 use std::time::Duration;
 
+use notices::Notices;
 use tokio::time::{advance, sleep, Instant};
-use tower_http_resilience::fleet::{FleetMirror, FleetNotice, MemoryStore, Permit, Probe, Rate};
+use tower_http_resilience::fleet::{FleetMirror, MemoryStore, Permit, Probe, Rate};
 
 fn replica(store: &MemoryStore) -> FleetMirror {
     FleetMirror::builder("test").memory(store).unwrap()
@@ -186,34 +189,22 @@ async fn a_fleet_rate_never_over_admits_and_admits_nearly_all_of_it() {
     );
 }
 
-fn recorder() -> (
-    Arc<Mutex<Vec<String>>>,
-    impl Fn(&FleetNotice) + Send + Sync + 'static,
-) {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    (lines, move |n: &FleetNotice| {
-        sink.lock().unwrap().push(n.to_string())
-    })
-}
-
 #[tokio::test(start_paused = true)]
 async fn an_outage_is_said_once_each_way_and_the_fleet_converges() {
     let store = MemoryStore::new();
-    let (lines_a, hook_a) = recorder();
-    let (lines_b, hook_b) = recorder();
+    let (notices_a, notices_b) = (Notices::default(), Notices::default());
     let a = FleetMirror::builder("test")
-        .on_notice(hook_a)
+        .on_notice(notices_a.hook())
         .memory(&store)
         .unwrap();
     let b = FleetMirror::builder("test")
-        .on_notice(hook_b)
+        .on_notice(notices_b.hook())
         .memory(&store)
         .unwrap();
     settle().await;
     assert!(a.is_available() && b.is_available());
     assert!(
-        lines_a.lock().unwrap().is_empty(),
+        notices_a.lines().is_empty(),
         "nothing said while all is well"
     );
 
@@ -251,8 +242,8 @@ async fn an_outage_is_said_once_each_way_and_the_fleet_converges() {
         "fleet state unavailable: memory store unavailable",
         "fleet state restored",
     ];
-    assert_eq!(*lines_a.lock().unwrap(), expect);
-    assert_eq!(*lines_b.lock().unwrap(), expect);
+    assert_eq!(notices_a.lines(), expect);
+    assert_eq!(notices_b.lines(), expect);
 }
 
 #[tokio::test(start_paused = true)]

@@ -8,17 +8,19 @@
 //! wall-clock duration.
 #![cfg(feature = "redis")]
 
+#[path = "support/notices.rs"]
+mod notices;
 #[path = "support/redis.rs"]
 mod redis_server;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use notices::Notices;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, Script};
 use redis_server::RedisServer;
 use tokio::time::{timeout, Instant};
-use tower_http_resilience::fleet::{FleetMirror, FleetNotice, Permit, Probe, Rate};
+use tower_http_resilience::fleet::{FleetMirror, Permit, Probe, Rate};
 
 const EXTEND: &str = include_str!("../src/fleet/redis/extend.lua");
 const CLOSE: &str = include_str!("../src/fleet/redis/close.lua");
@@ -64,24 +66,15 @@ fn mirror(server: &RedisServer, ns: &str) -> FleetMirror {
         .unwrap()
 }
 
-fn recorder() -> (
-    Arc<Mutex<Vec<String>>>,
-    impl Fn(&FleetNotice) + Send + Sync + 'static,
-) {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    (lines, move |n: &FleetNotice| {
-        sink.lock().unwrap().push(n.to_string())
-    })
-}
-
-fn count(lines: &Mutex<Vec<String>>, prefix: &str) -> usize {
-    lines
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.starts_with(prefix))
-        .count()
+/// A mirror whose notices are recorded.
+fn noticed(server: &RedisServer, ns: &str) -> (FleetMirror, Notices) {
+    let notices = Notices::default();
+    let mirror = FleetMirror::builder(ns)
+        .poll_interval(Duration::from_millis(100))
+        .on_notice(notices.hook())
+        .redis(&server.url())
+        .unwrap();
+    (mirror, notices)
 }
 
 #[tokio::test]
@@ -419,11 +412,7 @@ async fn scripts_load_again_after_a_script_flush() {
         return;
     };
     let ns = namespace();
-    let (lines, hook) = recorder();
-    let a = FleetMirror::builder(&ns)
-        .on_notice(hook)
-        .redis(&server.url())
-        .unwrap();
+    let (a, notices) = noticed(&server, &ns);
     let b = mirror(&server, &ns);
     eventually("the mirrors connect", || {
         a.is_available() && b.is_available()
@@ -437,10 +426,10 @@ async fn scripts_load_again_after_a_script_flush() {
         .starts_with("+OK"));
     a.publish_hold("k2", Instant::now() + Duration::from_secs(30));
     eventually("a hold after the flush", || b.held_until("k2").is_some()).await;
-    assert!(
-        lines.lock().unwrap().is_empty(),
-        "NOSCRIPT is no outage: {:?}",
-        lines.lock().unwrap()
+    assert_eq!(
+        notices.lines(),
+        Vec::<String>::new(),
+        "NOSCRIPT is no outage"
     );
 }
 
@@ -450,12 +439,7 @@ async fn mirrors_reconnect_after_the_server_is_killed_and_restarted() {
         return;
     };
     let ns = namespace();
-    let (lines, hook) = recorder();
-    let a = FleetMirror::builder(&ns)
-        .poll_interval(Duration::from_millis(100))
-        .on_notice(hook)
-        .redis(&server.url())
-        .unwrap();
+    let (a, notices) = noticed(&server, &ns);
     let b = mirror(&server, &ns);
     eventually("the mirrors connect", || {
         a.is_available() && b.is_available()
@@ -463,12 +447,12 @@ async fn mirrors_reconnect_after_the_server_is_killed_and_restarted() {
     .await;
     server.kill();
     eventually("a notices", || {
-        count(&lines, "fleet state unavailable") == 1
+        notices.count("fleet state unavailable") == 1
     })
     .await;
     server.restart();
     eventually("a is restored", || {
-        count(&lines, "fleet state restored") == 1
+        notices.count("fleet state restored") == 1
     })
     .await;
     a.publish_hold("k", Instant::now() + Duration::from_secs(30));
@@ -481,8 +465,8 @@ async fn mirrors_reconnect_after_the_server_is_killed_and_restarted() {
         a.breaker_open_until("m").is_some()
     })
     .await;
-    assert_eq!(count(&lines, "fleet state unavailable"), 1);
-    assert_eq!(count(&lines, "fleet state restored"), 1);
+    assert_eq!(notices.count("fleet state unavailable"), 1);
+    assert_eq!(notices.count("fleet state restored"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -491,16 +475,7 @@ async fn an_outage_never_blocks_a_call_and_is_said_once_each_way() {
         return;
     };
     let ns = namespace();
-    let (lines_a, hook_a) = recorder();
-    let (lines_b, hook_b) = recorder();
-    let build = |hook| {
-        FleetMirror::builder(&ns)
-            .poll_interval(Duration::from_millis(100))
-            .on_notice(hook)
-            .redis(&server.url())
-            .unwrap()
-    };
-    let (a, b) = (build(hook_a), build(hook_b));
+    let ((a, notices_a), (b, notices_b)) = (noticed(&server, &ns), noticed(&server, &ns));
     eventually("the mirrors connect", || {
         a.is_available() && b.is_available()
     })
@@ -520,8 +495,8 @@ async fn an_outage_never_blocks_a_call_and_is_said_once_each_way() {
     let p = timeout(Duration::from_secs(2), a.probe("m", Duration::from_secs(1))).await;
     assert_eq!(p, Ok(Probe::Unavailable));
     eventually("both notice", || {
-        count(&lines_a, "fleet state unavailable") == 1
-            && count(&lines_b, "fleet state unavailable") == 1
+        notices_a.count("fleet state unavailable") == 1
+            && notices_b.count("fleet state unavailable") == 1
     })
     .await;
     assert!(a.held_until("k3").is_some(), "local state goes on");
@@ -530,15 +505,15 @@ async fn an_outage_never_blocks_a_call_and_is_said_once_each_way() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.restart();
     eventually("both are restored", || {
-        count(&lines_a, "fleet state restored") == 1 && count(&lines_b, "fleet state restored") == 1
+        notices_a.count("fleet state restored") == 1 && notices_b.count("fleet state restored") == 1
     })
     .await;
     eventually("holds made during the outage reach b", || {
         (0..10).all(|i| b.held_until(&format!("k{i}")).is_some())
     })
     .await;
-    for lines in [&lines_a, &lines_b] {
-        let lines = lines.lock().unwrap();
+    for notices in [&notices_a, &notices_b] {
+        let lines = notices.lines();
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[0].starts_with("fleet state unavailable: "));
         assert_eq!(lines[1], "fleet state restored");
