@@ -30,7 +30,6 @@ const MAX_LEASE_LIFE: Duration = Duration::from_secs(1);
 /// let rpm = Rate::per_minute(600).burst(20);
 /// assert_eq!(rpm.limit(), 600);
 /// assert_eq!(rpm.period(), Duration::from_secs(60));
-/// assert_eq!(Rate::per_minute(600).burst_cells(), 30, "5 % by default");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Rate {
@@ -76,7 +75,7 @@ impl Rate {
     }
 
     /// Calls allowed ahead of an even schedule.
-    pub fn burst_cells(&self) -> u32 {
+    pub(crate) fn burst_cells(&self) -> u32 {
         self.burst.unwrap_or((self.limit / 20).max(1))
     }
 
@@ -230,6 +229,7 @@ mod tests {
 
     #[test]
     fn plans_keep_the_configured_tolerance() {
+        assert_eq!(Rate::per_minute(600).burst_cells(), 30, "5 % by default");
         let (g, life, cells) = Rate::per_minute(60).burst(4).plan();
         assert_eq!(g.emission_us, 1_000_000);
         assert_eq!(life, Duration::from_secs(1));
