@@ -47,6 +47,8 @@ pub mod circuit_breaker;
 pub(crate) mod content_type;
 pub mod deadline;
 pub mod error;
+#[cfg(feature = "fleet")]
+pub mod fleet;
 pub mod hint;
 #[cfg(feature = "normalize")]
 pub mod normalize;
@@ -62,6 +64,8 @@ pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 
 #[cfg(feature = "circuit-breaker")]
 pub use circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
+#[cfg(feature = "fleet")]
+pub use fleet::FleetMirror;
 #[cfg(feature = "normalize")]
 pub use normalize::{Normalize, NormalizeClient, NormalizeClientLayer, NormalizeLayer};
 #[cfg(feature = "retry")]
