@@ -14,6 +14,7 @@
 //! | [`normalize`] | [`NormalizeLayer`] for servers (every failure leaves as the envelope) and [`NormalizeClientLayer`] for clients (every failure arrives as an [`ApiError`]) |
 //! | [`timeout`] | [`TimeoutLayer`]: a total timeout over headers *and* body for ordinary calls; first-byte, idle and total clocks for streams (SSE, gRPC), chosen per call; [`AttemptTimeoutLayer`] for one attempt |
 //! | [`stack`] | [`ResilienceLayer`]: normalize → total timeout → retry → circuit breaker → attempt timeout from one checked [`ResilienceConfig`], client and server flavours; [`ResilienceServiceBuilderExt`] adds each layer to a `ServiceBuilder` |
+//! | `fleet` (feature `fleet`) | `FleetMirror`: what replicas learn (hold-backs, breaker trips, rate leases) shared through a local mirror, in memory or in Redis |
 //!
 //! The crate root re-exports every layer and the service it builds.
 //!
