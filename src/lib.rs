@@ -13,7 +13,10 @@
 //! | [`circuit_breaker`] | [`CircuitBreakerLayer`]: breakers per key (host, model, header) over a rolling window, with slow-call detection, bounded half-open probes and a lock-free hot path; streams are judged when they end |
 //! | [`normalize`] | [`NormalizeLayer`] for servers (every failure leaves as the envelope) and [`NormalizeClientLayer`] for clients (every failure arrives as an [`ApiError`]) |
 //! | [`timeout`] | [`TimeoutLayer`]: a total timeout over headers *and* body for ordinary calls; first-byte, idle and total clocks for streams (SSE, gRPC), chosen per call; [`AttemptTimeoutLayer`] for one attempt |
-//! | [`stack`] | [`ResilienceLayer`]: normalize → total timeout → retry → circuit breaker → attempt timeout from one checked [`ResilienceConfig`], client and server flavours; [`ResilienceServiceBuilderExt`] |
+//! | [`stack`] | [`ResilienceLayer`]: normalize → total timeout → retry → circuit breaker → attempt timeout from one checked [`ResilienceConfig`], client and server flavours; [`ResilienceServiceBuilderExt`] adds each layer to a `ServiceBuilder` |
+//! | `fleet` (feature `fleet`) | `FleetMirror`: what replicas learn (hold-backs, breaker trips, rate leases) shared through a local mirror, in memory or in Redis |
+//!
+//! The crate root re-exports every layer and the service it builds.
 //!
 //! # Example
 //!
@@ -35,7 +38,7 @@
     rust_2018_idioms
 )]
 #![forbid(unsafe_code)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(any(feature = "normalize", feature = "retry", feature = "timeout"))]
 pub(crate) mod body;
@@ -65,10 +68,19 @@ pub use circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
 #[cfg(feature = "fleet")]
 pub use fleet::FleetMirror;
 #[cfg(feature = "normalize")]
-pub use normalize::{NormalizeClientLayer, NormalizeLayer};
+pub use normalize::{Normalize, NormalizeClient, NormalizeClientLayer, NormalizeLayer};
 #[cfg(feature = "retry")]
 pub use retry::{Retry, RetryLayer};
 #[cfg(feature = "stack")]
-pub use stack::{ResilienceConfig, ResilienceLayer, ResilienceServiceBuilderExt};
+pub use stack::{
+    ClientStack, ResilienceConfig, ResilienceLayer, ResilienceServerLayer,
+    ResilienceServiceBuilderExt, ServerStack,
+};
 #[cfg(feature = "timeout")]
-pub use timeout::{AttemptTimeoutLayer, TimeoutLayer};
+pub use timeout::{AttemptTimeout, AttemptTimeoutLayer, Timeout, TimeoutLayer};
+
+/// Every snippet of the README, compiled and run as a doctest (the snippets
+/// need these features: see the README's install section).
+#[cfg(all(doctest, feature = "stack", feature = "axum", feature = "hyper-util"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

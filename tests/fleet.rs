@@ -5,12 +5,11 @@
 //! the fleet converges within one poll interval after it.
 #![cfg(feature = "fleet")]
 
-#[path = "support/notices.rs"]
-mod notices;
+mod support;
 
 use std::time::Duration;
 
-use notices::Notices;
+use support::Notices;
 use tokio::time::{advance, sleep, Instant};
 use tower_http_resilience::fleet::{FleetMirror, MemoryStore, Permit, Probe, Rate};
 

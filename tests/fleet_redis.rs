@@ -8,17 +8,14 @@
 //! wall-clock duration.
 #![cfg(feature = "redis")]
 
-#[path = "support/notices.rs"]
-mod notices;
-#[path = "support/redis.rs"]
-mod redis_server;
+mod support;
 
 use std::time::Duration;
 
-use notices::Notices;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, Script};
-use redis_server::RedisServer;
+use support::Notices;
+use support::RedisServer;
 use tokio::time::{timeout, Instant};
 use tower_http_resilience::fleet::{FleetMirror, Permit, Probe, Rate};
 
