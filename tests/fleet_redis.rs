@@ -56,9 +56,12 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A mirror for the semantics tests: lease and probe answers get time to
+/// arrive on a loaded machine (the outage tests keep the short defaults).
 fn mirror(server: &RedisServer, ns: &str) -> FleetMirror {
     FleetMirror::builder(ns)
         .poll_interval(Duration::from_millis(100))
+        .lease_timeout(Duration::from_secs(2))
         .redis(&server.url())
         .unwrap()
 }
