@@ -13,6 +13,7 @@
 //! | [`circuit_breaker`] | [`CircuitBreakerLayer`]: breakers per key (host, model, header) over a rolling window, with slow-call detection, bounded half-open probes and a lock-free hot path; streams are judged when they end |
 //! | [`normalize`] | [`NormalizeLayer`] for servers (every failure leaves as the envelope) and [`NormalizeClientLayer`] for clients (every failure arrives as an [`ApiError`]) |
 //! | [`timeout`] | [`TimeoutLayer`]: a total timeout over headers *and* body for ordinary calls; first-byte, idle and total clocks for streams (SSE, gRPC), chosen per call; [`HeadersTimeoutLayer`] for one attempt |
+//! | [`check`] | [`CheckLayer`]: OpenAI-shaped requests checked before any upstream call (JSON, `model`, `messages`, roles, sampling ranges) and prompts over a model's context window refused, the body read once and forwarded byte for byte |
 //! | [`stack`] | [`ResilienceLayer`]: normalize → total timeout → retry → circuit breaker → attempt timeout from one checked [`ResilienceConfig`], client and server flavours; [`ResilienceServiceBuilderExt`] |
 //!
 //! # Example
@@ -40,6 +41,8 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub(crate) mod body;
+#[cfg(feature = "check")]
+pub mod check;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
 pub(crate) mod content_type;
@@ -58,6 +61,8 @@ pub(crate) mod util;
 
 pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 
+#[cfg(feature = "check")]
+pub use check::{Check, CheckLayer};
 #[cfg(feature = "circuit-breaker")]
 pub use circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
 #[cfg(feature = "normalize")]
