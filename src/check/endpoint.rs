@@ -35,7 +35,7 @@ impl Endpoint {
             return None;
         };
         let headers = req.headers();
-        let json = !headers.contains_key(http::header::CONTENT_TYPE) || is_json(headers);
+        let json = headers.get(http::header::CONTENT_TYPE).is_none() || is_json(headers);
         let identity = headers
             .get(CONTENT_ENCODING)
             .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"));

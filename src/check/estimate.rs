@@ -46,187 +46,159 @@ const NUMERALS_PER_TOKEN: u64 = 3;
 
 /// A lower bound on the number of tokens `text` encodes to with
 /// `cl100k_base` or `o200k_base` (ordinary text, no special tokens).
+///
+/// One pass over the bytes, a run at a time.
 pub(crate) fn lower_bound(text: &str) -> u64 {
-    let by_length = (text.len() as u64).div_ceil(MAX_TOKEN_BYTES);
-    Scan::default().run(text).max(by_length)
-}
-
-/// What the scanner knows about the characters seen so far.
-#[derive(Default)]
-struct Scan {
-    total: u64,
-    /// The word run under way: ASCII letters, CJK ideographs, whether it
-    /// holds any letter.
-    word: Option<Word>,
-    /// Numerals in the numeral run under way.
-    numerals: u64,
-    /// Whether an ASCII punctuation run is under way.
-    punct: bool,
-    /// The white-space run under way: counted once it qualifies.
-    space: Option<Space>,
-    /// The class of the previous character.
-    prev: Prev,
-}
-
-#[derive(Default)]
-struct Word {
-    ascii: u64,
-    cjk: u64,
-    letter: bool,
-}
-
-struct Space {
-    /// The run follows an ASCII letter, an ASCII digit or the start.
-    after_word_or_digit: bool,
-    len: u32,
-    newline: bool,
-}
-
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
-enum Prev {
-    #[default]
-    Start,
-    AsciiLetter,
-    AsciiDigit,
-    Other,
-}
-
-impl Scan {
-    fn run(mut self, text: &str) -> u64 {
-        let bytes = text.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
-            let b = bytes[i];
-            if b < 0x80 {
-                self.ascii(b);
+    let bytes = text.as_bytes();
+    let mut count = Count::default();
+    // Whether the last character was an ASCII letter or digit (or there was
+    // none): a run of white space after it starts a piece of its own.
+    let mut after_letter_or_digit = true;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' => {
+                // Prose: ASCII words apart by single spaces, one step each.
+                count.end_numerals();
+                loop {
+                    let letters = run(&bytes[i..], u8::is_ascii_alphabetic);
+                    let next = bytes.get(i + letters);
+                    if let Some(b'\'' | 0x80..=0xff) = next {
+                        // The word goes on: the general case.
+                        i = word(text, i, &mut count);
+                        break;
+                    }
+                    i += letters;
+                    count.total += (letters as u64).div_ceil(ASCII_LETTERS_PER_TOKEN);
+                    match bytes.get(i + 1) {
+                        Some(b) if next == Some(&b' ') && b.is_ascii_alphabetic() => i += 1,
+                        _ => break,
+                    }
+                }
+                after_letter_or_digit = bytes[i - 1].is_ascii_alphabetic();
+            }
+            b'\'' | 0x80..=0xff => {
+                i = word(text, i, &mut count);
+                after_letter_or_digit = bytes[i - 1].is_ascii_alphabetic();
+            }
+            b'0'..=b'9' => {
+                let start = i;
+                i += run(&bytes[i..], u8::is_ascii_digit);
+                // A run of numerals may go on from non-ASCII ones.
+                count.numerals += (i - start) as u64;
+                after_letter_or_digit = true;
+            }
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => {
+                count.end_numerals();
+                let start = i;
+                i += run(&bytes[i..], |b| matches!(b, b' ' | b'\t' | 0x0b | 0x0c));
+                let newline = bytes.get(i).is_some_and(|b| matches!(b, b'\n' | b'\r'));
+                i += run(&bytes[i..], |b| {
+                    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+                });
+                if after_letter_or_digit && (newline || i - start >= 2) {
+                    count.total += 1;
+                }
+                after_letter_or_digit = false;
+            }
+            0x21..=0x7e => {
+                // Punctuation (but `'`): a piece of its own ends with it
+                // when a space, a tab, a digit or the end follows (a line
+                // break may join it, a letter may follow its last character
+                // into a word).
+                count.end_numerals();
+                i += run(&bytes[i..], |b| {
+                    (0x21..=0x7e).contains(b) && *b != b'\'' && !b.is_ascii_alphanumeric()
+                });
+                if matches!(
+                    bytes.get(i),
+                    None | Some(b' ' | b'\t' | 0x0b | 0x0c | b'0'..=b'9')
+                ) {
+                    count.total += 1;
+                }
+                after_letter_or_digit = false;
+            }
+            _ => {
+                // Control characters end every run and start none.
+                count.end_numerals();
+                after_letter_or_digit = false;
                 i += 1;
-            } else {
+            }
+        }
+    }
+    count.end_numerals();
+    let by_length = (text.len() as u64).div_ceil(MAX_TOKEN_BYTES);
+    count.total.max(by_length)
+}
+
+/// What the scan has counted.
+#[derive(Default)]
+struct Count {
+    total: u64,
+    /// Numerals in the numeral run under way (ASCII digits and non-ASCII
+    /// numerals: a run may cross from one to the other).
+    numerals: u64,
+}
+
+impl Count {
+    fn end_numerals(&mut self) {
+        if self.numerals > 0 {
+            self.total += std::mem::take(&mut self.numerals).div_ceil(NUMERALS_PER_TOKEN);
+        }
+    }
+}
+
+/// The length of the run of bytes at the start of `bytes` that are `in_run`.
+#[inline]
+fn run(bytes: &[u8], in_run: impl Fn(&u8) -> bool) -> usize {
+    bytes.iter().position(|b| !in_run(b)).unwrap_or(bytes.len())
+}
+
+/// Counts the run of letters, apostrophes and non-ASCII characters that
+/// starts at `i`; returns where it ends.
+fn word(text: &str, mut i: usize, count: &mut Count) -> usize {
+    let bytes = text.as_bytes();
+    let (mut ascii, mut cjk, mut letter) = (0u64, 0u64, false);
+    loop {
+        let letters = run(&bytes[i..], u8::is_ascii_alphabetic);
+        if letters > 0 {
+            i += letters;
+            ascii += letters as u64;
+            letter = true;
+            count.end_numerals();
+        }
+        match bytes.get(i) {
+            Some(b'\'') => {
+                count.end_numerals();
+                i += 1;
+            }
+            Some(0x80..=0xff) => {
                 // `i` is at a character boundary: ASCII bytes are whole
                 // characters, and non-ASCII ones are skipped whole.
                 let c = text[i..].chars().next().unwrap_or('\u{fffd}');
-                self.non_ascii(c);
                 i += c.len_utf8();
+                if c.is_numeric() {
+                    count.numerals += 1;
+                } else {
+                    count.end_numerals();
+                }
+                if is_cjk(c) {
+                    cjk += 1;
+                    letter = true;
+                } else if is_letter(c) {
+                    letter = true;
+                }
             }
-        }
-        self.end_punct(true);
-        self.end_word();
-        self.end_numerals();
-        self.end_space();
-        self.total
-    }
-
-    fn ascii(&mut self, b: u8) {
-        match b {
-            b'a'..=b'z' | b'A'..=b'Z' => {
-                self.end_punct(false);
-                self.end_numerals();
-                self.end_space();
-                let w = self.word.get_or_insert_with(Word::default);
-                w.ascii += 1;
-                w.letter = true;
-                self.prev = Prev::AsciiLetter;
-            }
-            b'\'' => {
-                self.end_punct(false);
-                self.end_numerals();
-                self.end_space();
-                self.word.get_or_insert_with(Word::default);
-                self.prev = Prev::Other;
-            }
-            b'0'..=b'9' => {
-                self.end_punct(true);
-                self.end_word();
-                self.end_space();
-                self.numerals += 1;
-                self.prev = Prev::AsciiDigit;
-            }
-            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => {
-                // A space or a tab ends a punctuation piece; a line break
-                // may be absorbed by it.
-                self.end_punct(b != b'\n' && b != b'\r');
-                self.end_word();
-                self.end_numerals();
-                let prev = self.prev;
-                let s = self.space.get_or_insert(Space {
-                    after_word_or_digit: prev != Prev::Other,
-                    len: 0,
-                    newline: false,
-                });
-                s.len = s.len.saturating_add(1);
-                s.newline |= b == b'\n' || b == b'\r';
-                self.prev = Prev::Other;
-            }
-            0x21..=0x7e => {
-                self.end_word();
-                self.end_numerals();
-                self.end_space();
-                self.punct = true;
-                self.prev = Prev::Other;
-            }
-            // Control characters: they end every run and start none.
-            _ => {
-                self.end_punct(false);
-                self.end_word();
-                self.end_numerals();
-                self.end_space();
-                self.prev = Prev::Other;
-            }
+            _ => break,
         }
     }
-
-    fn non_ascii(&mut self, c: char) {
-        // A non-ASCII character may be a letter, a mark, punctuation or
-        // white space: it joins the word run (which makes the count only
-        // smaller) and ends the ASCII runs without counting them.
-        self.end_punct(false);
-        self.end_space();
-        if c.is_numeric() {
-            self.numerals += 1;
-        } else {
-            self.end_numerals();
-        }
-        let w = self.word.get_or_insert_with(Word::default);
-        if is_cjk(c) {
-            w.cjk += 1;
-            w.letter = true;
-        } else if is_letter(c) {
-            w.letter = true;
-        }
-        self.prev = Prev::Other;
+    if letter {
+        count.total += ascii
+            .div_ceil(ASCII_LETTERS_PER_TOKEN)
+            .max(cjk.div_ceil(CJK_PER_TOKEN))
+            .max(1);
     }
-
-    /// Ends a punctuation run; `counted` says whether what follows ends
-    /// its piece there.
-    fn end_punct(&mut self, counted: bool) {
-        if std::mem::take(&mut self.punct) && counted {
-            self.total += 1;
-        }
-    }
-
-    fn end_word(&mut self) {
-        if let Some(w) = self.word.take() {
-            if w.letter {
-                let n = w
-                    .ascii
-                    .div_ceil(ASCII_LETTERS_PER_TOKEN)
-                    .max(w.cjk.div_ceil(CJK_PER_TOKEN))
-                    .max(1);
-                self.total += n;
-            }
-        }
-    }
-
-    fn end_numerals(&mut self) {
-        self.total += std::mem::take(&mut self.numerals).div_ceil(NUMERALS_PER_TOKEN);
-    }
-
-    fn end_space(&mut self) {
-        if let Some(s) = self.space.take() {
-            if s.after_word_or_digit && (s.newline || s.len >= 2) {
-                self.total += 1;
-            }
-        }
-    }
+    i
 }
 
 /// CJK Unified Ideographs and their Extension A.

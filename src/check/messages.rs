@@ -68,7 +68,14 @@ struct MessageShape<C>(C);
 const ROLE: usize = 0;
 const CONTENT: usize = 1;
 const NAME: usize = 2;
-const MESSAGE_KEYS: &[&str] = &["role", "content", "name"];
+fn message_key(key: &str) -> Option<usize> {
+    match key {
+        "role" => Some(ROLE),
+        "content" => Some(CONTENT),
+        "name" => Some(NAME),
+        _ => None,
+    }
+}
 
 impl<'de, C: Count> Shape<'de> for MessageShape<C> {
     type Value = Option<C>;
@@ -84,7 +91,7 @@ impl<'de, C: Count> Shape<'de> for MessageShape<C> {
         let mut content = zero;
         // A key given twice counts once: the last value wins, as in the
         // upstreams' JSON readers.
-        while let Some(key) = next_key(&mut map, MESSAGE_KEYS)? {
+        while let Some(key) = next_key(&mut map, message_key)? {
             match key {
                 Some(ROLE) => role = string(map.next_value::<Scalar<'de>>()?),
                 Some(CONTENT) => content = map.next_value_seed(Any(TextShape::parts(zero)))?,
@@ -167,7 +174,7 @@ impl<'de, C: Count> Shape<'de> for PartShape<C> {
 
     fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<C, A::Error> {
         let mut text = self.0;
-        while let Some(key) = next_key(&mut map, &["text"])? {
+        while let Some(key) = next_key(&mut map, |k| (k == "text").then_some(0))? {
             match key {
                 Some(_) => text = map.next_value_seed(Any(TextShape::text(self.0)))?,
                 None => skip_value(&mut map)?,

@@ -29,6 +29,25 @@ const KEYS: &[&str] = &[
     "max_completion_tokens",
     "stream",
 ];
+/// The index of `key` in [`KEYS`].
+fn key_index(key: &str) -> Option<usize> {
+    Some(match key {
+        "model" => MODEL,
+        "messages" => MESSAGES,
+        "prompt" => PROMPT,
+        "input" => INPUT,
+        "temperature" => 4,
+        "top_p" => 5,
+        "presence_penalty" => 6,
+        "frequency_penalty" => 7,
+        "n" => 8,
+        "max_tokens" => MAX_TOKENS,
+        "max_completion_tokens" => MAX_COMPLETION_TOKENS,
+        "stream" => 11,
+        _ => return None,
+    })
+}
+
 const MODEL: usize = 0;
 const MESSAGES: usize = 1;
 const PROMPT: usize = 2;
@@ -94,7 +113,33 @@ struct Fields<'de, C> {
     model: Option<Scalar<'de>>,
     messages: Option<Messages<C>>,
     prompt: Option<C>,
-    ranged: [Option<Scalar<'de>>; RULES.len()],
+    /// Bit `i` set: the last value of ranged field `i` breaks its rule.
+    broken: u8,
+    /// The last valid `max_tokens` and `max_completion_tokens`.
+    limits: [Option<u64>; 2],
+}
+
+impl<C> Fields<'_, C> {
+    /// Judges the value of ranged key `k` now, so that only the verdict is
+    /// kept.
+    fn judge(&mut self, endpoint: Endpoint, k: usize, value: &Scalar<'_>) {
+        let ok = match (endpoint.rule(k).0, value) {
+            (_, Scalar::Null) => true,
+            (Rule::Number(lo, hi), v) => v.number().is_some_and(|n| (lo..=hi).contains(&n)),
+            (Rule::Whole(lo, hi), v) => v.whole().is_some_and(|n| (lo..=hi).contains(&n)),
+            (Rule::Bool, v) => matches!(v, Scalar::Bool(_)),
+        };
+        let bit = 1 << (k - RANGED);
+        if ok {
+            self.broken &= !bit;
+        } else {
+            self.broken |= bit;
+        }
+        if let MAX_TOKENS | MAX_COMPLETION_TOKENS = k {
+            let limit = value.whole().filter(|_| ok);
+            self.limits[k - MAX_TOKENS] = limit.map(|n| u64::try_from(n).unwrap_or(u64::MAX));
+        }
+    }
 }
 
 struct TopShape<C> {
@@ -115,9 +160,10 @@ impl<'de, C: Count> Shape<'de> for TopShape<C> {
             model: None,
             messages: None,
             prompt: None,
-            ranged: Default::default(),
+            broken: 0,
+            limits: [None; 2],
         };
-        while let Some(key) = next_key(&mut map, KEYS)? {
+        while let Some(key) = next_key(&mut map, key_index)? {
             match key.filter(|&k| self.endpoint.reads(k)) {
                 Some(MODEL) => f.model = Some(map.next_value()?),
                 Some(MESSAGES) => {
@@ -126,7 +172,10 @@ impl<'de, C: Count> Shape<'de> for TopShape<C> {
                 Some(PROMPT | INPUT) => {
                     f.prompt = Some(map.next_value_seed(Any(PromptShape(self.zero)))?)
                 }
-                Some(k) => f.ranged[k - RANGED] = Some(map.next_value()?),
+                Some(k) => {
+                    let value: Scalar<'de> = map.next_value()?;
+                    f.judge(self.endpoint, k, &value);
+                }
                 None => skip_value(&mut map)?,
             }
         }
@@ -141,8 +190,8 @@ struct Verdict<'f, C> {
     output: u64,
 }
 
-fn parse<C: Count>(body: &[u8], endpoint: Endpoint, zero: C) -> Result<Fields<'_, C>, Issue> {
-    let mut de = serde_json::Deserializer::from_slice(body);
+fn parse<C: Count>(body: &str, endpoint: Endpoint, zero: C) -> Result<Fields<'_, C>, Issue> {
+    let mut de = serde_json::Deserializer::from_str(body);
     let fields = Any(TopShape { endpoint, zero })
         .deserialize(&mut de)
         .and_then(|f| de.end().map(|()| f))
@@ -153,9 +202,8 @@ fn parse<C: Count>(body: &[u8], endpoint: Endpoint, zero: C) -> Result<Fields<'_
 impl<'de, C: Count> Fields<'de, C> {
     /// The first issue in table order, or what the request asks for.
     fn verdict(&self, endpoint: Endpoint, path: &str, zero: C) -> Result<Verdict<'_, C>, Issue> {
-        let model_in_path = Endpoint::model_in_path(path);
         let model = match &self.model {
-            None | Some(Scalar::Null) if model_in_path => None,
+            None | Some(Scalar::Null) if Endpoint::model_in_path(path) => None,
             None | Some(Scalar::Null) => return Err(Issue::MissingModel),
             Some(Scalar::Str(m)) if !m.is_empty() => Some(m.as_ref()),
             Some(_) => return Err(Issue::InvalidModel),
@@ -178,29 +226,22 @@ impl<'de, C: Count> Fields<'de, C> {
             }
             _ => self.prompt.unwrap_or(zero),
         };
-        let mut output: Option<u64> = None;
-        for (k, value) in (RANGED..).zip(&self.ranged) {
-            let Some(value) = value else { continue };
-            let (rule, expected) = endpoint.rule(k);
-            let ok = match (rule, value) {
-                (_, Scalar::Null) => true,
-                (Rule::Number(lo, hi), v) => v.number().is_some_and(|n| (lo..=hi).contains(&n)),
-                (Rule::Whole(lo, hi), v) => v.whole().is_some_and(|n| (lo..=hi).contains(&n)),
-                (Rule::Bool, v) => matches!(v, Scalar::Bool(_)),
-            };
-            if !ok {
-                let name = KEYS[k];
-                return Err(Issue::Field { name, expected });
-            }
-            if let (MAX_TOKENS | MAX_COMPLETION_TOKENS, Some(n)) = (k, value.whole()) {
-                let n = u64::try_from(n).unwrap_or(u64::MAX);
-                output = Some(output.map_or(n, |o| o.min(n)));
-            }
+        if self.broken != 0 {
+            let k = RANGED + self.broken.trailing_zeros() as usize;
+            let (_, expected) = endpoint.rule(k);
+            return Err(Issue::Field {
+                name: KEYS[k],
+                expected,
+            });
         }
+        let output = match self.limits {
+            [Some(a), Some(b)] => a.min(b),
+            [a, b] => a.or(b).unwrap_or(0),
+        };
         Ok(Verdict {
             model,
             prompt,
-            output: output.unwrap_or(0),
+            output,
         })
     }
 }
@@ -216,6 +257,8 @@ pub(crate) fn inspect(
     path: &str,
     config: &Config,
 ) -> Result<PromptTokens, Issue> {
+    // JSON is UTF-8: checked once for the whole body, not string by string.
+    let body = std::str::from_utf8(body).map_err(|_| Issue::InvalidJson)?;
     let zero = Bounds::default();
     let fields = parse(body, endpoint, zero)?;
     let verdict = fields.verdict(endpoint, path, zero)?;
@@ -252,6 +295,11 @@ mod tests {
     #[test]
     fn keys_and_rules_line_up() {
         assert_eq!(KEYS.len(), RANGED + RULES.len());
+        assert!(RULES.len() <= 8, "one bit per ranged field");
+        for (i, k) in KEYS.iter().enumerate() {
+            assert_eq!(key_index(k), Some(i));
+        }
+        assert_eq!(key_index("models"), None);
         assert_eq!(KEYS[MAX_TOKENS], "max_tokens");
         assert_eq!(KEYS[MAX_COMPLETION_TOKENS], "max_completion_tokens");
         assert_eq!(RULES[KEYS.len() - 1 - RANGED].0, Rule::Bool);

@@ -91,12 +91,12 @@ impl<'de, S: Shape<'de>> Visitor<'de> for Any<S> {
     }
 }
 
-/// Reads an object key as the index of one of a fixed list of names
-/// (`None` for any other key), without allocating.
+/// Reads an object key as the number `lookup` gives it (`None` for a key
+/// that is not looked for), without allocating.
 #[derive(Clone, Copy)]
-pub(crate) struct Names<'n>(pub(crate) &'n [&'static str]);
+pub(crate) struct Names(pub(crate) fn(&str) -> Option<usize>);
 
-impl<'de> DeserializeSeed<'de> for Names<'_> {
+impl<'de> DeserializeSeed<'de> for Names {
     type Value = Option<usize>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
@@ -104,7 +104,7 @@ impl<'de> DeserializeSeed<'de> for Names<'_> {
     }
 }
 
-impl Visitor<'_> for Names<'_> {
+impl Visitor<'_> for Names {
     type Value = Option<usize>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -112,17 +112,17 @@ impl Visitor<'_> for Names<'_> {
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(self.0.iter().position(|n| *n == v))
+        Ok((self.0)(v))
     }
 }
 
-/// The key of the next entry of `map`, as an index into `names`; the outer
-/// `None` is the end of the object.
+/// The key of the next entry of `map`, as the number `lookup` gives it;
+/// the outer `None` is the end of the object.
 pub(crate) fn next_key<'de, A: MapAccess<'de>>(
     map: &mut A,
-    names: &[&'static str],
+    lookup: fn(&str) -> Option<usize>,
 ) -> Result<Option<Option<usize>>, A::Error> {
-    map.next_key_seed(Names(names))
+    map.next_key_seed(Names(lookup))
 }
 
 /// Skips the value of the current entry.
