@@ -18,9 +18,16 @@ use tower::{Layer, Service, ServiceExt};
 use tower_http_resilience::check::{CheckBody, CheckLayer, PromptTokens};
 use tower_http_resilience::ApiError;
 
+/// One request as the upstream saw it.
+struct Call {
+    body: Bytes,
+    tokens: Option<PromptTokens>,
+    trailers: Option<HeaderMap>,
+}
+
 /// What the upstream saw: one entry per call.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(Bytes, Option<PromptTokens>, Option<HeaderMap>)>>>);
+struct Seen(Arc<Mutex<Vec<Call>>>);
 
 impl Seen {
     fn calls(&self) -> usize {
@@ -28,11 +35,11 @@ impl Seen {
     }
 
     fn last_body(&self) -> Bytes {
-        self.0.lock().unwrap().last().expect("a call").0.clone()
+        self.0.lock().unwrap().last().expect("a call").body.clone()
     }
 
     fn last_tokens(&self) -> Option<PromptTokens> {
-        self.0.lock().unwrap().last().expect("a call").1
+        self.0.lock().unwrap().last().expect("a call").tokens
     }
 }
 
@@ -54,10 +61,12 @@ where
             let tokens = req.extensions().get::<PromptTokens>().copied();
             let collected = req.into_body().collect().await.expect("body completes");
             let trailers = collected.trailers().cloned();
-            seen.0
-                .lock()
-                .unwrap()
-                .push((collected.to_bytes(), tokens, trailers));
+            let body = collected.to_bytes();
+            seen.0.lock().unwrap().push(Call {
+                body,
+                tokens,
+                trailers,
+            });
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
         }
     }))
@@ -328,7 +337,7 @@ async fn a_body_in_many_frames_is_joined_once_and_keeps_its_trailers() {
     assert_eq!(read.load(Ordering::SeqCst), body.len(), "read once");
     assert_eq!(seen.last_body(), body.as_bytes());
     let calls = seen.0.lock().unwrap();
-    assert_eq!(calls[0].2.as_ref().unwrap()["x-checksum"], "abc");
+    assert_eq!(calls[0].trailers.as_ref().unwrap()["x-checksum"], "abc");
 }
 
 #[tokio::test]
@@ -546,7 +555,8 @@ fn oracle(v: &serde_json::Value) -> Option<(&'static str, Option<String>)> {
         v.as_f64()
             .is_some_and(|n| n.fract() == 0.0 && n >= lo && n <= hi)
     };
-    let rules: [(&str, &dyn Fn(&Value) -> bool); 8] = [
+    type Rule<'r> = (&'r str, &'r dyn Fn(&Value) -> bool);
+    let rules: [Rule<'_>; 8] = [
         ("temperature", &|v| number(v, 0.0, 2.0)),
         ("top_p", &|v| number(v, 0.0, 1.0)),
         ("presence_penalty", &|v| number(v, -2.0, 2.0)),
@@ -853,7 +863,7 @@ mod tokenizer {
         assert_eq!(err.code(), "context_length_exceeded");
         assert!(
             err.message()
-                .contains("129 in the prompt, 1 for the output"),
+                .contains("needs 130 (129 in the prompt, 1 for the output)"),
             "{}",
             err.message()
         );

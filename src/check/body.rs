@@ -20,6 +20,17 @@ pin_project! {
     /// [`is_end_stream`](Body::is_end_stream) and
     /// [`size_hint`](Body::size_hint) are forwarded; a checked body has an
     /// exact size.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body::Body;
+    /// use http_body_util::Full;
+    /// use tower_http_resilience::check::CheckBody;
+    ///
+    /// let body = CheckBody::new(Full::new(Bytes::from_static(b"{}")));
+    /// assert!(!body.was_checked());
+    /// assert_eq!(body.size_hint().exact(), Some(2));
+    /// ```
     pub struct CheckBody<B: Body> {
         #[pin]
         kind: MaybePeeked<B>,

@@ -9,6 +9,10 @@ use super::ContextWindow;
 /// requests the big providers document (OpenAI takes up to 50 MB of images
 /// in one request), so that no request an upstream would take is refused
 /// for its size by default.
+///
+/// ```
+/// assert_eq!(tower_http_resilience::check::DEFAULT_MAX_BODY, 64 << 20);
+/// ```
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024 * 1024;
 
 #[derive(Clone, Debug)]

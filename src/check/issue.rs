@@ -28,9 +28,12 @@ pub(crate) enum Issue {
         name: &'static str,
         expected: &'static str,
     },
-    /// The prompt and the requested output exceed the model's window.
+    /// The prompt and the requested output exceed the model's window;
+    /// `exact` when the prompt was counted by the model's encoding rather
+    /// than estimated from below.
     ContextLength {
         param: &'static str,
+        exact: bool,
         prompt: u64,
         output: u64,
         window: u64,
@@ -84,14 +87,16 @@ impl Issue {
                 .with_message(format!("`{name}` must be {expected}")),
             Issue::ContextLength {
                 param,
+                exact,
                 prompt,
                 output,
                 window,
             } => ApiError::new(ErrorKind::ContextLengthExceeded)
                 .with_param(param)
                 .with_message(format!(
-                    "the model's context window is {window} tokens, but the request needs at \
-                     least {} ({prompt} in the prompt, {output} for the output)",
+                    "the model's context window is {window} tokens, but the request needs {}{} \
+                     ({prompt} in the prompt, {output} for the output)",
+                    if exact { "" } else { "at least " },
                     prompt.saturating_add(output)
                 )),
         }
@@ -126,13 +131,18 @@ mod tests {
         assert_eq!(e.code(), "request_too_large");
         let e = Issue::ContextLength {
             param: "messages",
+            exact: false,
             prompt: 900,
             output: 200,
             window: 1000,
         }
         .into_error();
         assert_eq!(e.code(), "context_length_exceeded");
-        assert!(e.message().contains("1100"), "{}", e.message());
+        assert!(
+            e.message().contains("needs at least 1100"),
+            "{}",
+            e.message()
+        );
         assert!(!e.is_retryable());
     }
 

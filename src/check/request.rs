@@ -281,6 +281,7 @@ pub(crate) fn inspect(
     } else {
         Err(Issue::ContextLength {
             param: endpoint.prompt_param(),
+            exact: tokens.exact().is_some(),
             prompt: tokens.prompt(tokenizer),
             output,
             window: window.tokens(),

@@ -24,6 +24,30 @@ use crate::{ApiError, BoxError};
 /// [`CheckBody`] (the same bytes), and must be `Clone`: a checked request's
 /// body is read before the call, so the service made ready by `poll_ready`
 /// moves into the response future and a clone takes its place.
+///
+/// # Example
+///
+/// ```
+/// use std::convert::Infallible;
+///
+/// use bytes::Bytes;
+/// use http::{Request, Response};
+/// use http_body_util::Full;
+/// use tower::{service_fn, Layer, ServiceExt};
+/// use tower_http_resilience::check::{CheckBody, CheckLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let upstream = service_fn(|_: Request<CheckBody<Full<Bytes>>>| async {
+///     Ok::<_, Infallible>(Response::new(()))
+/// });
+/// let svc = CheckLayer::new().layer(upstream);
+/// let req = Request::post("/v1/embeddings")
+///     .body(Full::new(Bytes::from_static(br#"{"input":"hello"}"#)))
+///     .unwrap();
+/// let err = svc.oneshot(req).await.unwrap_err();
+/// assert_eq!((err.code(), err.param()), ("missing_required_field", Some("model")));
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Check<S> {
     inner: S,
