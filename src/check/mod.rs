@@ -56,7 +56,9 @@
 //! answered 413 as soon as the cap is crossed, having read at most the cap
 //! and the frame that crossed it. A body that fails while read is answered
 //! with the error it failed with when the crate knows it (a timeout is 504),
-//! else 400.
+//! else 400. Reading is not timed by this layer: inside a
+//! [`TimeoutLayer`](crate::TimeoutLayer), the call's total timeout covers a
+//! body that never ends.
 //!
 //! # Context windows
 //!
