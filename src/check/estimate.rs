@@ -58,23 +58,7 @@ pub(crate) fn lower_bound(text: &str) -> u64 {
     while let Some(&b) = bytes.get(i) {
         match b {
             b'a'..=b'z' | b'A'..=b'Z' => {
-                // Prose: ASCII words apart by single spaces, one step each.
-                count.end_numerals();
-                loop {
-                    let letters = run(&bytes[i..], u8::is_ascii_alphabetic);
-                    let next = bytes.get(i + letters);
-                    if let Some(b'\'' | 0x80..=0xff) = next {
-                        // The word goes on: the general case.
-                        i = word(text, i, &mut count);
-                        break;
-                    }
-                    i += letters;
-                    count.total += (letters as u64).div_ceil(ASCII_LETTERS_PER_TOKEN);
-                    match bytes.get(i + 1) {
-                        Some(b) if next == Some(&b' ') && b.is_ascii_alphabetic() => i += 1,
-                        _ => break,
-                    }
-                }
+                i = prose(text, i, &mut count);
                 after_letter_or_digit = bytes[i - 1].is_ascii_alphabetic();
             }
             b'\'' | 0x80..=0xff => {
@@ -152,6 +136,27 @@ impl Count {
 #[inline]
 fn run(bytes: &[u8], in_run: impl Fn(&u8) -> bool) -> usize {
     bytes.iter().position(|b| !in_run(b)).unwrap_or(bytes.len())
+}
+
+/// Counts ASCII words apart by single spaces (prose), one step each, from
+/// the ASCII letter at `i`; hands a word that goes on with an apostrophe or
+/// a non-ASCII character to [`word`]. Returns where it stopped.
+fn prose(text: &str, mut i: usize, count: &mut Count) -> usize {
+    let bytes = text.as_bytes();
+    count.end_numerals();
+    loop {
+        let letters = run(&bytes[i..], u8::is_ascii_alphabetic);
+        let next = bytes.get(i + letters);
+        if let Some(b'\'' | 0x80..=0xff) = next {
+            return word(text, i, count);
+        }
+        i += letters;
+        count.total += (letters as u64).div_ceil(ASCII_LETTERS_PER_TOKEN);
+        match bytes.get(i + 1) {
+            Some(b) if next == Some(&b' ') && b.is_ascii_alphabetic() => i += 1,
+            _ => return i,
+        }
+    }
 }
 
 /// Counts the run of letters, apostrophes and non-ASCII characters that
