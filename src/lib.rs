@@ -14,6 +14,7 @@
 //! | [`normalize`] | [`NormalizeLayer`] for servers (every failure leaves as the envelope) and [`NormalizeClientLayer`] for clients (every failure arrives as an [`ApiError`]) |
 //! | [`timeout`] | [`TimeoutLayer`]: a total timeout over headers *and* body for ordinary calls; first-byte, idle and total clocks for streams (SSE, gRPC), chosen per call; [`AttemptTimeoutLayer`] for one attempt |
 //! | [`stack`] | [`ResilienceLayer`]: normalize → total timeout → retry → circuit breaker → attempt timeout from one checked [`ResilienceConfig`], client and server flavours; [`ResilienceServiceBuilderExt`] adds each layer to a `ServiceBuilder` |
+//! | [`check`] | [`CheckLayer`]: OpenAI-shaped requests checked before any upstream call (JSON, `model`, `messages`, roles, sampling ranges) and prompts over a model's context window refused, the body read once and forwarded byte for byte |
 //! | `fleet` (feature `fleet`) | `FleetMirror`: what replicas learn (hold-backs, breaker trips, rate leases) shared through a local mirror, in memory or in Redis |
 //!
 //! The crate root re-exports every layer and the service it builds.
@@ -42,6 +43,8 @@
 
 #[cfg(any(feature = "normalize", feature = "retry", feature = "timeout"))]
 pub(crate) mod body;
+#[cfg(feature = "check")]
+pub mod check;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
 #[cfg(any(feature = "normalize", feature = "timeout"))]
@@ -63,6 +66,8 @@ pub(crate) mod util;
 
 pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 
+#[cfg(feature = "check")]
+pub use check::{Check, CheckLayer};
 #[cfg(feature = "circuit-breaker")]
 pub use circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
 #[cfg(feature = "fleet")]
