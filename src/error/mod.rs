@@ -35,6 +35,8 @@
 //! ```
 
 mod api_error;
+mod classify;
+mod dialect;
 pub(crate) mod grpc;
 mod kind;
 mod read;
