@@ -7,7 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 
-use super::ErrorKind;
+use super::redact::{redact_body, redact_str, Needles, NO_NEEDLES};
+use super::{ErrorKind, TimeoutPhase};
 use crate::hint::ServerHints;
 
 /// The longest `message` an error keeps, in bytes; longer ones are cut at a
@@ -16,41 +17,6 @@ pub const MAX_MESSAGE_LEN: usize = 1024;
 
 /// The longest request id kept, in bytes.
 const MAX_REQUEST_ID_LEN: usize = 128;
-
-/// Which clock of a call ran out.
-///
-/// The message of a [`ErrorKind::Timeout`] error built with
-/// [`ApiError::timeout`] names the phase.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum TimeoutPhase {
-    /// Waiting for the response headers (one attempt).
-    Headers,
-    /// Waiting for the first body byte of a streaming response.
-    FirstByte,
-    /// Waiting for the next chunk of a streaming response.
-    Idle,
-    /// The whole call, all attempts and the body included.
-    Total,
-}
-
-impl TimeoutPhase {
-    /// A short lower-case name: `headers`, `first byte`, `idle`, `total`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            TimeoutPhase::Headers => "headers",
-            TimeoutPhase::FirstByte => "first byte",
-            TimeoutPhase::Idle => "idle",
-            TimeoutPhase::Total => "total",
-        }
-    }
-}
-
-impl fmt::Display for TimeoutPhase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A failure in the canonical model: what went wrong, what to tell the caller,
 /// and whether and when to try again.
@@ -152,24 +118,19 @@ impl ApiError {
     /// assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Idle));
     /// ```
     pub fn timeout(phase: TimeoutPhase, after: Duration) -> Self {
-        let after = fmt_duration(after);
-        let message = match phase {
-            TimeoutPhase::Headers => format!("no response headers within {after}"),
-            TimeoutPhase::FirstByte => format!("no first byte of the stream within {after}"),
-            TimeoutPhase::Idle => format!("stream idle for longer than {after}"),
-            TimeoutPhase::Total => format!("request did not complete within {after}"),
-        };
-        let mut err = ApiError::new(ErrorKind::Timeout).with_message(message);
+        let mut err = ApiError::new(ErrorKind::Timeout).with_message(phase.message(after));
         err.inner.timeout_phase = Some(phase);
         err
     }
 
     /// Sets the message shown to people.
     ///
-    /// The message is cut to [`MAX_MESSAGE_LEN`] bytes, and anything in it that
-    /// looks like a secret (an `sk-…` API key, a `Bearer` token) is masked.
+    /// The message is cut to [`MAX_MESSAGE_LEN`] bytes, and anything in it
+    /// shaped like a credential (an `sk-…`, `sk_…` or `AIza…` key, a JSON Web
+    /// Token, the token after `Bearer`) is replaced by
+    /// [`REDACTED`](super::REDACTED).
     pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
-        self.inner.message = sanitize_message(message.into());
+        self.inner.message = sanitize_message(message.into(), NO_NEEDLES);
         self
     }
 
@@ -321,6 +282,26 @@ impl ApiError {
         self.inner.upstream_body = body;
     }
 
+    /// Removes `needles` (and key shapes) from everything the error shows:
+    /// message, code, param, request id and the upstream body.
+    pub(crate) fn redact(&mut self, needles: &dyn Needles) {
+        let i = &mut *self.inner;
+        if redact_str(&i.message, needles).is_some() {
+            i.message = sanitize_message(std::mem::take(&mut i.message), needles);
+        }
+        if let Some(code) = redact_str(&i.code, needles) {
+            i.code = Cow::Owned(code);
+        }
+        for field in [&mut i.param, &mut i.request_id].into_iter().flatten() {
+            if let Some(clean) = redact_str(field, needles) {
+                *field = clean;
+            }
+        }
+        if let Some(body) = i.upstream_body.as_ref() {
+            i.upstream_body = redact_body(body, needles, true).or(i.upstream_body.take());
+        }
+    }
+
     pub(crate) fn set_request_id_if_absent(&mut self, id: impl FnOnce() -> Option<String>) {
         if self.inner.request_id.is_none() {
             self.inner.request_id = id().filter(|id| is_valid_request_id(id.as_bytes()));
@@ -382,7 +363,7 @@ impl StdError for ApiError {
     }
 }
 
-pub(crate) fn default_message(kind: ErrorKind) -> &'static str {
+fn default_message(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::InvalidRequest => "the request is invalid",
         ErrorKind::ContextLengthExceeded => "the request exceeds the model's context length",
@@ -404,68 +385,17 @@ pub(crate) fn is_valid_request_id(id: &[u8]) -> bool {
     !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN && id.iter().all(|b| b.is_ascii_graphic())
 }
 
-/// Formats a duration the way the gateway's flags are written: `250ms`, `2s`,
-/// `1.5s`, `5m`.
-pub(crate) fn fmt_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 && !d.is_zero() {
-        format!("{}µs", d.as_micros())
-    } else if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms % 60_000 == 0 {
-        format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        let frac = format!("{:03}", ms % 1000);
-        format!("{}.{}s", ms / 1000, frac.trim_end_matches('0'))
-    }
-}
-
-/// Cuts a message to [`MAX_MESSAGE_LEN`] and masks secrets in it.
-fn sanitize_message(message: Cow<'static, str>) -> Cow<'static, str> {
-    let masked = mask_secrets(&message);
-    let message = match masked {
+/// Cuts a message to [`MAX_MESSAGE_LEN`] and removes credentials from it.
+fn sanitize_message(message: Cow<'static, str>, needles: &dyn Needles) -> Cow<'static, str> {
+    let message = match redact_str(&message, needles) {
         Some(m) => Cow::Owned(m),
         None => message,
     };
     if message.len() <= MAX_MESSAGE_LEN {
         return message;
     }
-    let mut end = MAX_MESSAGE_LEN - '…'.len_utf8();
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    Cow::Owned(format!("{}…", &message[..end]))
-}
-
-/// Masks API keys (`sk-…`, `sk_…`) and bearer tokens; `None` when there is
-/// nothing to mask.
-fn mask_secrets(message: &str) -> Option<String> {
-    let lower = message.to_ascii_lowercase();
-    if !(lower.contains("sk-") || lower.contains("sk_") || lower.contains("bearer ")) {
-        return None;
-    }
-    let mut out = String::with_capacity(message.len());
-    let mut mask_next = false;
-    let mut changed = false;
-    for (i, word) in message.split(' ').enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        let looks_like_key = {
-            let w = word.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
-            (w.starts_with("sk-") || w.starts_with("sk_")) && w.len() >= 8
-        };
-        if mask_next && word.len() >= 8 || looks_like_key {
-            out.push_str("[redacted]");
-            changed = true;
-        } else {
-            out.push_str(word);
-        }
-        mask_next = word.eq_ignore_ascii_case("bearer");
-    }
-    changed.then_some(out)
+    let kept = crate::util::truncate(&message, MAX_MESSAGE_LEN - '…'.len_utf8());
+    Cow::Owned(format!("{kept}…"))
 }
 
 #[cfg(test)]
@@ -478,7 +408,7 @@ mod tests {
             .with_message("Incorrect API key provided: sk-proj-abc123def456. Check it.");
         assert_eq!(
             e.message(),
-            "Incorrect API key provided: [redacted] Check it."
+            "Incorrect API key provided: [redacted]. Check it."
         );
         let e = ApiError::new(ErrorKind::Authentication)
             .with_message("header was Bearer abcdefghijklmnop");
@@ -488,20 +418,31 @@ mod tests {
     }
 
     #[test]
+    fn redact_reaches_every_field_shown() {
+        let key: &[u8] = b"0123456789abcdef";
+        let mut e = ApiError::new(ErrorKind::Authentication)
+            .with_message("key 0123456789ABCDEF rejected")
+            .with_param("x0123456789abcdef")
+            .with_code("bad_0123456789abcdef")
+            .with_request_id("id-0123456789abcdef");
+        e.set_upstream(
+            StatusCode::UNAUTHORIZED,
+            Some(Bytes::from_static(b"{\"k\":\"0123456789abcdef\"}")),
+        );
+        e.redact(&[key]);
+        assert_eq!(e.message(), "key [redacted] rejected");
+        assert_eq!(e.param(), Some("x[redacted]"));
+        assert_eq!(e.code(), "bad_[redacted]");
+        assert_eq!(e.request_id(), Some("id-[redacted]"));
+        assert_eq!(&e.upstream_body().unwrap()[..], b"{\"k\":\"[redacted]\"}");
+    }
+
+    #[test]
     fn long_messages_are_cut_on_a_char_boundary() {
         let long = "余".repeat(2000);
         let e = ApiError::new(ErrorKind::Internal).with_message(long);
         assert!(e.message().len() <= MAX_MESSAGE_LEN);
         assert!(e.message().ends_with('…'));
-    }
-
-    #[test]
-    fn durations_format_like_flags() {
-        assert_eq!(fmt_duration(Duration::from_millis(250)), "250ms");
-        assert_eq!(fmt_duration(Duration::from_secs(2)), "2s");
-        assert_eq!(fmt_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(fmt_duration(Duration::from_secs(300)), "5m");
-        assert_eq!(fmt_duration(Duration::from_micros(20)), "20µs");
     }
 
     #[test]

@@ -70,6 +70,8 @@
 mod body;
 pub mod future;
 mod layer;
+mod rewrite;
+mod secrets;
 mod service;
 
 pub use body::NormalizeBody;
