@@ -36,6 +36,7 @@
 
 mod api_error;
 mod classify;
+mod decoded;
 mod dialect;
 pub(crate) mod grpc;
 mod kind;

@@ -12,6 +12,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use http::HeaderValue;
 
+use super::decoded::Decoded;
 use super::shapes;
 
 /// The text that replaces a removed credential: `[redacted]`.
@@ -216,119 +217,11 @@ fn apply(raw: &[u8], mut ranges: Vec<Range<usize>>) -> Vec<u8> {
     out
 }
 
-/// Bytes decoded from a text, each knowing the bytes of the text it came
-/// from, so that a range found in the decoded form maps back to whole
-/// escapes of the original.
-struct Decoded {
-    bytes: Vec<u8>,
-    from: Vec<Range<usize>>,
-}
-
-impl Decoded {
-    fn with_capacity(n: usize) -> Self {
-        Decoded {
-            bytes: Vec::with_capacity(n),
-            from: Vec::with_capacity(n),
-        }
-    }
-
-    fn push(&mut self, bytes: &[u8], from: Range<usize>) {
-        for &b in bytes {
-            self.bytes.push(b);
-            self.from.push(from.clone());
-        }
-    }
-
-    /// The range of the original text a decoded range came from.
-    fn source(&self, r: Range<usize>) -> Range<usize> {
-        self.from[r.start].start..self.from[r.end - 1].end
-    }
-
-    /// `%XX` decoded; anything else kept.
-    fn percent(raw: &[u8]) -> Self {
-        let mut d = Decoded::with_capacity(raw.len());
-        let mut i = 0;
-        while i < raw.len() {
-            let byte = (raw[i] == b'%')
-                .then(|| Some((hex(*raw.get(i + 1)?)? << 4) | hex(*raw.get(i + 2)?)?))
-                .flatten();
-            match byte {
-                Some(b) => {
-                    d.push(&[b], i..i + 3);
-                    i += 3;
-                }
-                None => {
-                    d.push(&raw[i..=i], i..i + 1);
-                    i += 1;
-                }
-            }
-        }
-        d
-    }
-
-    /// The inside of a JSON string with its escapes decoded; an escape that
-    /// is not valid is kept as written.
-    fn json(raw: &[u8]) -> Self {
-        let mut d = Decoded::with_capacity(raw.len());
-        let mut i = 0;
-        while i < raw.len() {
-            if raw[i] != b'\\' {
-                d.push(&raw[i..=i], i..i + 1);
-                i += 1;
-                continue;
-            }
-            let (ch, len) = json_escape(&raw[i..]).unwrap_or(('\\', 1));
-            let mut buf = [0; 4];
-            d.push(ch.encode_utf8(&mut buf).as_bytes(), i..i + len);
-            i += len;
-        }
-        d
-    }
-}
-
-/// The character of the JSON escape at the start of `s`, and its length.
-fn json_escape(s: &[u8]) -> Option<(char, usize)> {
-    let simple = match *s.get(1)? {
-        b'"' => '"',
-        b'\\' => '\\',
-        b'/' => '/',
-        b'b' => '\u{8}',
-        b'f' => '\u{c}',
-        b'n' => '\n',
-        b'r' => '\r',
-        b't' => '\t',
-        b'u' => return unicode_escape(s),
-        _ => return None,
-    };
-    Some((simple, 2))
-}
-
-/// `\uXXXX`, or a surrogate pair `\uD83D\uDE00`.
-fn unicode_escape(s: &[u8]) -> Option<(char, usize)> {
-    let unit = |at: usize| -> Option<u32> {
-        let digits = s.get(at..at + 4)?;
-        digits
-            .iter()
-            .try_fold(0u32, |acc, &b| Some((acc << 4) | u32::from(hex(b)?)))
-    };
-    let high = unit(2)?;
-    if (0xD800..0xDC00).contains(&high) && s.get(6..8) == Some(b"\\u") {
-        let low = unit(8)?;
-        if (0xDC00..0xE000).contains(&low) {
-            let c = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
-            return Some((char::from_u32(c)?, 12));
-        }
-    }
-    Some((char::from_u32(high).unwrap_or('\u{fffd}'), 6))
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{ApiError, ErrorKind};
+    use http::StatusCode;
     use proptest::prelude::*;
 
     const KEY: &[u8] = b"sk-proj-AbCdEf0123456789/xyz";
@@ -414,13 +307,23 @@ mod tests {
     }
 
     #[test]
-    fn escapes_decode() {
-        let d = Decoded::json(br#"a\"b\u00e9\ud83d\ude00\x\u12"#);
-        assert_eq!(String::from_utf8_lossy(&d.bytes), "a\"bé😀\\x\\u12");
-        assert_eq!(d.source(3..5), 4..10, "é maps to its whole escape");
-        let d = Decoded::percent(b"a%2Fb%zz%4");
-        assert_eq!(&d.bytes[..], b"a/b%zz%4");
-        assert_eq!(d.source(1..2), 1..4);
+    fn redact_reaches_every_field_shown() {
+        let key: &[u8] = b"0123456789abcdef";
+        let mut e = ApiError::new(ErrorKind::Authentication)
+            .with_message("key 0123456789ABCDEF rejected")
+            .with_param("x0123456789abcdef")
+            .with_code("bad_0123456789abcdef")
+            .with_request_id("id-0123456789abcdef");
+        e.set_upstream(
+            StatusCode::UNAUTHORIZED,
+            Some(Bytes::from_static(b"{\"k\":\"0123456789abcdef\"}")),
+        );
+        e.redact(&[key]);
+        assert_eq!(e.message(), "key [redacted] rejected");
+        assert_eq!(e.param(), Some("x[redacted]"));
+        assert_eq!(e.code(), "bad_[redacted]");
+        assert_eq!(e.request_id(), Some("id-[redacted]"));
+        assert_eq!(&e.upstream_body().unwrap()[..], b"{\"k\":\"[redacted]\"}");
     }
 
     proptest! {
