@@ -38,6 +38,7 @@ mod api_error;
 mod classify;
 mod decoded;
 mod dialect;
+pub(crate) mod fingerprint;
 pub(crate) mod grpc;
 mod kind;
 mod phase;

@@ -1,9 +1,10 @@
 //! Removing credentials from error text, bodies and header values.
 //!
 //! Two things are removed: exact values (the credentials a request carried,
-//! configured secrets) wherever they appear, compared without regard to
-//! ASCII case, and the usual shapes of keys ([`shapes`](super::shapes)). Each
-//! is replaced by [`REDACTED`]. A value is found as it is written, inside a
+//! configured secrets, known by their [fingerprints](super::fingerprint))
+//! wherever they appear, compared without regard to ASCII case, and the
+//! usual shapes of keys ([`shapes`](super::shapes)). Each is replaced by
+//! [`REDACTED`]. A value is found as it is written, inside a
 //! JSON string whatever its escapes (`\/`, `\u002d`), and percent-encoded.
 //! A JSON body stays valid JSON: only the insides of its strings change.
 
@@ -13,6 +14,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 
 use super::decoded::Decoded;
+use super::fingerprint::Fingerprint;
 use super::shapes;
 
 /// The text that replaces a removed credential: `[redacted]`.
@@ -30,32 +32,26 @@ pub const REDACTED: &str = "[redacted]";
 /// would remove ordinary words.
 pub(crate) const MIN_SECRET: usize = 8;
 
-/// How many bytes of a secret's start are removed from the end of a body
-/// that was cut off at least.
-const MIN_CUT_SECRET: usize = 4;
-
 /// Exact values to remove.
 pub(crate) trait Needles {
-    /// Calls `f` with every value to remove (each at least [`MIN_SECRET`]
-    /// bytes long).
-    fn each(&self, f: &mut dyn FnMut(&[u8]));
+    /// Calls `f` with the fingerprint of every value to remove (each at
+    /// least [`MIN_SECRET`] bytes long).
+    fn each(&self, f: &mut dyn FnMut(Fingerprint));
 }
 
-impl<const N: usize> Needles for [&[u8]; N] {
-    fn each(&self, f: &mut dyn FnMut(&[u8])) {
-        for n in self {
-            f(n);
-        }
+impl<const N: usize> Needles for [Fingerprint; N] {
+    fn each(&self, f: &mut dyn FnMut(Fingerprint)) {
+        self.iter().for_each(|n| f(*n));
     }
 }
 
 /// No exact values: only the shapes of keys are removed.
-pub(crate) const NO_NEEDLES: &[&[u8]; 0] = &[];
+pub(crate) const NO_NEEDLES: &[Fingerprint; 0] = &[];
 
 /// Whether `hay` holds one of the values, as written.
 pub(crate) fn contains_any(hay: &[u8], needles: &dyn Needles) -> bool {
     let mut found = false;
-    needles.each(&mut |n| found = found || find(hay, n).next().is_some());
+    needles.each(&mut |n| found = found || n.find(hay).next().is_some());
     found
 }
 
@@ -72,19 +68,23 @@ pub(crate) fn redact_str(text: &str, needles: &dyn Needles) -> Option<String> {
 
 /// A body without credentials (JSON, text, or the start of either); `None`
 /// when nothing was removed. A body that was cut off (`complete` false) also
-/// loses a start of a value at its very end.
+/// loses its last bytes that could start a value (as many as the longest
+/// value has, less one).
 pub(crate) fn redact_body(data: &[u8], needles: &dyn Needles, complete: bool) -> Option<Bytes> {
     let mut found = Vec::new();
     // Inside JSON strings, escapes decoded.
     for_each_json_string(data, |at| {
         scan(&data[at.clone()], at.start, needles, &mut found)
     });
-    if serde_json::from_slice::<serde::de::IgnoredAny>(data).is_err() {
-        // Not JSON (or cut short): the text as a whole, too.
-        scan_view(data, needles, true, &mut found);
+    // The text as a whole, too, unless it is JSON: there only the insides of
+    // strings may change (parsed only when something was found).
+    let mut whole = Vec::new();
+    scan_view(data, needles, true, &mut whole);
+    if !whole.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(data).is_err() {
+        found.append(&mut whole);
     }
     if !complete {
-        found.extend(cut_secret(data, needles));
+        found.extend(cut_tail(data, needles));
     }
     (!found.is_empty()).then(|| Bytes::from(apply(data, found)))
 }
@@ -112,22 +112,10 @@ pub(crate) fn redact_header(
     Some(HeaderValue::from_bytes(&apply(raw, found)).unwrap_or(HeaderValue::from_static(REDACTED)))
 }
 
-/// Every occurrence of `needle` in `hay`, without regard to ASCII case.
-fn find<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = Range<usize>> + 'a {
-    let n = needle.len();
-    let first = needle.first().map(u8::to_ascii_lowercase);
-    let last_start = hay.len().checked_sub(n).filter(|_| n > 0);
-    (0..last_start.map_or(0, |l| l + 1))
-        .filter(move |&i| {
-            Some(hay[i].to_ascii_lowercase()) == first && hay[i..i + n].eq_ignore_ascii_case(needle)
-        })
-        .map(move |i| i..i + n)
-}
-
 /// What to remove from `hay` as it is: the values and, with `shapes`, the
 /// shapes of keys.
 fn find_all(hay: &[u8], needles: &dyn Needles, shapes: bool, out: &mut Vec<Range<usize>>) {
-    needles.each(&mut |n| out.extend(find(hay, n)));
+    needles.each(&mut |n| out.extend(n.find(hay)));
     if shapes && shapes::may_contain(hay) {
         shapes::find(hay, out);
     }
@@ -180,21 +168,14 @@ fn for_each_json_string(data: &[u8], mut f: impl FnMut(Range<usize>)) {
     }
 }
 
-/// The range of the end of a cut-off text that starts a value.
-fn cut_secret(data: &[u8], needles: &dyn Needles) -> Option<Range<usize>> {
+/// The end of a cut-off text that may hold the start of a value: as many
+/// bytes as the longest value has, less one (a value is known by its
+/// fingerprint only, so its start cannot be told apart).
+fn cut_tail(data: &[u8], needles: &dyn Needles) -> Option<Range<usize>> {
     let mut longest = 0;
-    needles.each(&mut |n| {
-        for k in (MIN_CUT_SECRET..n.len()).rev() {
-            if k > longest
-                && data.len() >= k
-                && data[data.len() - k..].eq_ignore_ascii_case(&n[..k])
-            {
-                longest = k;
-                break;
-            }
-        }
-    });
-    (longest > 0).then(|| data.len() - longest..data.len())
+    needles.each(&mut |n| longest = longest.max(n.len()));
+    let tail = longest.saturating_sub(1).min(data.len());
+    (tail > 0).then(|| data.len() - tail..data.len())
 }
 
 /// `raw` with every range replaced by [`REDACTED`] (ranges that overlap or
@@ -226,8 +207,12 @@ mod tests {
 
     const KEY: &[u8] = b"sk-proj-AbCdEf0123456789/xyz";
 
+    fn needles() -> [Fingerprint; 1] {
+        [Fingerprint::of(KEY)]
+    }
+
     fn body(data: &str) -> String {
-        let out = redact_body(data.as_bytes(), &[KEY], true);
+        let out = redact_body(data.as_bytes(), &needles(), true);
         String::from_utf8(out.map_or_else(|| data.as_bytes().to_vec(), |b| b.to_vec())).unwrap()
     }
 
@@ -265,32 +250,37 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["n"], 1);
         // Untouched JSON is not copied.
-        assert!(redact_body(br#"{"error":{"message":"fine"}}"#, &[KEY], true).is_none());
+        assert!(redact_body(br#"{"error":{"message":"fine"}}"#, &needles(), true).is_none());
     }
 
     #[test]
     fn a_body_cut_off_loses_the_start_of_a_value() {
-        let cut = b"{\"message\":\"key sk-proj-AbCd";
-        let out = redact_body(cut, &[KEY], false).unwrap();
-        assert_eq!(&out[..], b"{\"message\":\"key [redacted]");
-        assert!(redact_body(b"ends with sk-", &[KEY], false).is_none());
-        assert!(redact_body(b"ends with sk-p", &[KEY], true).is_none());
+        // As many bytes as the value has, less one, go from the end.
+        let cut = format!("{{\"message\":\"{}key sk-proj-AbCd", "x".repeat(40));
+        let out = redact_body(cut.as_bytes(), &needles(), false).unwrap();
+        let kept = cut.len() - (KEY.len() - 1);
+        assert_eq!(out, format!("{}[redacted]", &cut[..kept]));
+        assert!(redact_body(b"ends with sk-p", &needles(), true).is_none());
+        assert!(redact_body(b"ends with sk-p", NO_NEEDLES, false).is_none());
     }
 
     #[test]
     fn header_values() {
         let v = HeaderValue::from_static("Bearer sk-proj-AbCdEf0123456789/xyz");
         assert_eq!(
-            redact_header(&v, &[KEY], false).unwrap(),
+            redact_header(&v, &needles(), false).unwrap(),
             "Bearer [redacted]"
         );
         let v = HeaderValue::from_static("u=sk-proj-AbCdEf0123456789%2fxyz");
-        assert_eq!(redact_header(&v, &[KEY], false).unwrap(), "u=[redacted]");
+        assert_eq!(
+            redact_header(&v, &needles(), false).unwrap(),
+            "u=[redacted]"
+        );
         let v = HeaderValue::from_static("Bearer realm=\"api\"");
-        assert!(redact_header(&v, &[KEY], true).is_none());
+        assert!(redact_header(&v, &needles(), true).is_none());
         let v = HeaderValue::from_static("sk-other-0123456789");
-        assert!(redact_header(&v, &[KEY], false).is_none());
-        assert_eq!(redact_header(&v, &[KEY], true).unwrap(), REDACTED);
+        assert!(redact_header(&v, &needles(), false).is_none());
+        assert_eq!(redact_header(&v, &needles(), true).unwrap(), REDACTED);
     }
 
     #[test]
@@ -318,7 +308,7 @@ mod tests {
             StatusCode::UNAUTHORIZED,
             Some(Bytes::from_static(b"{\"k\":\"0123456789abcdef\"}")),
         );
-        e.redact(&[key]);
+        e.redact(&[Fingerprint::of(key)]);
         assert_eq!(e.message(), "key [redacted] rejected");
         assert_eq!(e.param(), Some("x[redacted]"));
         assert_eq!(e.code(), "bad_[redacted]");
@@ -341,7 +331,7 @@ mod tests {
             } else {
                 format!("{before}{key}{after}")
             };
-            let out = redact_body(text.as_bytes(), &[KEY], true).map_or(text.clone().into_bytes(), |b| b.to_vec());
+            let out = redact_body(text.as_bytes(), &needles(), true).map_or(text.clone().into_bytes(), |b| b.to_vec());
             let out = String::from_utf8_lossy(&out).to_lowercase();
             prop_assert!(!out.contains(&key.to_lowercase()), "{}", out);
             if json {
@@ -351,8 +341,8 @@ mod tests {
 
         #[test]
         fn any_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200), complete in any::<bool>()) {
-            let _ = redact_body(&data, &[KEY, b"%\\u00"], complete);
-            let _ = redact_str(&String::from_utf8_lossy(&data), &[KEY]);
+            let _ = redact_body(&data, &[Fingerprint::of(KEY), Fingerprint::of(b"%\\u00abcde")], complete);
+            let _ = redact_str(&String::from_utf8_lossy(&data), &needles());
         }
     }
 }

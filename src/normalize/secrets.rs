@@ -1,14 +1,18 @@
 //! The credentials of one call: the values of the request's credential
 //! headers and the secrets configured on the layer, removed from what the
 //! caller gets back.
+//!
+//! Values are kept as fingerprints (a length and a 64-bit hash), never as
+//! bytes: neither the layer nor a call holds a copy of a credential, and
+//! taking them from a request allocates nothing.
 
 use std::fmt;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::header::{HeaderName, AUTHORIZATION};
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 
+use crate::error::fingerprint::{Fingerprint, Prefix};
 use crate::error::redact::{redact_header, Needles, MIN_SECRET};
 
 /// The request headers whose values are credentials.
@@ -18,11 +22,13 @@ const CREDENTIAL_HEADERS: [HeaderName; 3] = [
     HeaderName::from_static("api-key"),
 ];
 
+/// How many fingerprints a call keeps without allocating: a value and its
+/// token for two credential headers.
+const INLINE: usize = 4;
+
 /// Secrets configured on a layer (an upstream key the service adds, say).
-///
-/// Its `Debug` shows how many there are, never what they are.
 #[derive(Clone, Default)]
-pub(crate) struct Configured(Option<Arc<[Bytes]>>);
+pub(crate) struct Configured(Option<Arc<[Fingerprint]>>);
 
 impl Configured {
     /// No secrets.
@@ -32,36 +38,29 @@ impl Configured {
 
     /// These and `value`.
     pub(crate) fn with(&self, value: &[u8]) -> Self {
-        let value = Bytes::copy_from_slice(value.trim_ascii());
-        let mut all: Vec<Bytes> = self.0.iter().flat_map(|a| a.iter().cloned()).collect();
-        all.push(value);
+        let mut all: Vec<Fingerprint> = self.fingerprints().to_vec();
+        fingerprints(value, &mut |f| all.push(f));
         Configured(Some(all.into()))
     }
 
-    fn values(&self) -> &[Bytes] {
+    fn fingerprints(&self) -> &[Fingerprint] {
         self.0.as_deref().unwrap_or(&[])
     }
 }
 
 impl fmt::Debug for Configured {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{} secrets, redacted]", self.values().len())
+        write!(f, "[{} fingerprints]", self.fingerprints().len())
     }
 }
 
 /// The secrets of one call: what the request's credential headers held and
 /// what the layer was given.
-///
-/// Capturing them costs nothing for a request without credential headers
-/// and a layer without secrets; otherwise one reference count each (a
-/// header value shares the request's bytes).
 #[derive(Clone, Default)]
 pub(crate) struct Secrets {
-    /// The first credential header value; nearly every request has one at
-    /// most.
-    first: Option<HeaderValue>,
-    /// Any further ones.
-    more: Vec<HeaderValue>,
+    inline: [Option<Fingerprint>; INLINE],
+    /// Those past [`INLINE`] (a request with many credential headers).
+    more: Vec<Fingerprint>,
     configured: Configured,
 }
 
@@ -70,17 +69,20 @@ impl Secrets {
     /// configured with `configured`.
     pub(crate) fn capture(headers: &HeaderMap, configured: &Configured) -> Self {
         let mut secrets = Secrets {
-            first: None,
+            inline: [None; INLINE],
             more: Vec::new(),
             configured: configured.clone(),
         };
+        let mut n = 0;
         for name in &CREDENTIAL_HEADERS {
             for value in headers.get_all(name) {
-                if secrets.first.is_none() {
-                    secrets.first = Some(value.clone());
-                } else {
-                    secrets.more.push(value.clone());
-                }
+                fingerprints(value.as_bytes(), &mut |f| {
+                    match secrets.inline.get_mut(n) {
+                        Some(slot) => *slot = Some(f),
+                        None => secrets.more.push(f),
+                    }
+                    n += 1;
+                });
             }
         }
         secrets
@@ -88,7 +90,7 @@ impl Secrets {
 
     /// Whether there is nothing to remove.
     pub(crate) fn is_empty(&self) -> bool {
-        self.first.is_none() && self.configured.0.is_none()
+        self.inline[0].is_none() && self.configured.0.is_none()
     }
 
     /// Removes the secrets from every header value (and, with `shapes`, the
@@ -103,50 +105,52 @@ impl Secrets {
             }
         }
     }
-
-    fn values(&self) -> impl Iterator<Item = &[u8]> {
-        self.first
-            .iter()
-            .chain(&self.more)
-            .map(HeaderValue::as_bytes)
-            .chain(self.configured.values().iter().map(|b| &b[..]))
-    }
 }
 
 impl Needles for Secrets {
-    /// Every value whole (without surrounding white space), and every token
-    /// in it (a run of the characters of keys and base64: letters, digits,
-    /// `-._~+/=`) and every dot-separated part of a token, each when it is
-    /// at least [`MIN_SECRET`] bytes long.
-    fn each(&self, f: &mut dyn FnMut(&[u8])) {
-        for value in self.values() {
-            let whole = value.trim_ascii();
-            if whole.len() >= MIN_SECRET {
-                f(whole);
-            }
-            for token in whole.split(|b| !is_token_byte(*b)) {
-                if token.len() >= MIN_SECRET && token.len() < whole.len() {
-                    f(token);
-                }
-                if token.contains(&b'.') {
-                    for part in token.split(|b| *b == b'.') {
-                        if part.len() >= MIN_SECRET {
-                            f(part);
-                        }
-                    }
-                }
-            }
-        }
+    fn each(&self, f: &mut dyn FnMut(Fingerprint)) {
+        self.inline.iter().flatten().for_each(|n| f(*n));
+        self.more.iter().for_each(|n| f(*n));
+        self.configured.fingerprints().iter().for_each(|n| f(*n));
     }
 }
 
 impl fmt::Debug for Secrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sent = usize::from(self.first.is_some()) + self.more.len();
-        f.debug_struct("Secrets")
-            .field("sent", &sent)
-            .field("configured", &self.configured)
-            .finish()
+        let mut n = 0;
+        self.each(&mut |_| n += 1);
+        write!(f, "Secrets([{n} fingerprints])")
+    }
+}
+
+/// The fingerprints of a credential: the value whole (without surrounding
+/// white space) and every token in it (a run of the characters of keys and
+/// base64: letters, digits, `-._~+/=`; the key after `Bearer `), each when
+/// it is at least [`MIN_SECRET`] bytes long. One pass over the value.
+fn fingerprints(value: &[u8], f: &mut dyn FnMut(Fingerprint)) {
+    let whole = value.trim_ascii();
+    // A token as long as the value is the value itself, given once.
+    let mut token_ends = |start: Prefix, end: &Prefix| {
+        let part = end.since(&start);
+        if part.len() >= MIN_SECRET && part.len() < whole.len() {
+            f(part);
+        }
+    };
+    let mut prefix = Prefix::default();
+    let mut token: Option<Prefix> = None;
+    for &b in whole {
+        if is_token_byte(b) {
+            token.get_or_insert(prefix);
+        } else if let Some(start) = token.take() {
+            token_ends(start, &prefix);
+        }
+        prefix.push(b);
+    }
+    if let Some(start) = token {
+        token_ends(start, &prefix);
+    }
+    if whole.len() >= MIN_SECRET {
+        f(prefix.since(&Prefix::default()));
     }
 }
 
@@ -158,14 +162,15 @@ fn is_token_byte(b: u8) -> bool {
 mod tests {
     use super::*;
 
-    fn needles(s: &Secrets) -> Vec<String> {
+    fn all(s: &Secrets) -> Vec<Fingerprint> {
         let mut out = Vec::new();
-        s.each(&mut |n| out.push(String::from_utf8_lossy(n).into_owned()));
+        s.each(&mut |n| out.push(n));
         out
     }
 
     #[test]
     fn every_credential_header_and_its_tokens() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl";
         let mut h = HeaderMap::new();
         h.insert(
             "authorization",
@@ -176,29 +181,23 @@ mod tests {
             "Basic dXNlcjpwYXNzd29yZA==".parse().unwrap(),
         );
         h.insert("x-api-key", "short".parse().unwrap());
-        h.insert(
-            "api-key",
-            " eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl "
-                .parse()
-                .unwrap(),
-        );
+        h.insert("api-key", format!(" {jwt} ").parse().unwrap());
         h.insert("content-type", "application/json-but-long".parse().unwrap());
         let s = Secrets::capture(&h, &Configured::default().with(b"upstream-key-1"));
-        assert_eq!(
-            needles(&s),
-            [
-                "Bearer sk-proj-0123456789",
-                "sk-proj-0123456789",
-                "Basic dXNlcjpwYXNzd29yZA==",
-                "dXNlcjpwYXNzd29yZA==",
-                "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl",
-                "eyJhbGciOiJIUzI1NiJ9",
-                "eyJzdWIiOiIxMjM0In0",
-                "c2lnbmF0dXJl",
-                "upstream-key-1",
-            ]
-        );
+        let want: Vec<Fingerprint> = [
+            "sk-proj-0123456789",
+            "Bearer sk-proj-0123456789",
+            "dXNlcjpwYXNzd29yZA==",
+            "Basic dXNlcjpwYXNzd29yZA==",
+            jwt,
+            "upstream-key-1",
+        ]
+        .iter()
+        .map(|v| Fingerprint::of(v.as_bytes()))
+        .collect();
+        assert_eq!(all(&s), want);
         assert!(!format!("{s:?}").contains("sk-proj"));
+        assert!(!s.is_empty());
     }
 
     #[test]
@@ -207,7 +206,19 @@ mod tests {
         h.insert("content-type", "application/json".parse().unwrap());
         let s = Secrets::capture(&h, &Configured::default());
         assert!(s.is_empty());
-        assert!(needles(&s).is_empty());
+        assert!(all(&s).is_empty());
+    }
+
+    #[test]
+    fn many_credentials_are_all_kept() {
+        let mut h = HeaderMap::new();
+        for i in 0..5 {
+            h.append(
+                "x-api-key",
+                format!("Key k-{i}-0123456789").parse().unwrap(),
+            );
+        }
+        assert_eq!(all(&Secrets::capture(&h, &Configured::none())).len(), 10);
     }
 
     #[test]
@@ -216,7 +227,7 @@ mod tests {
         req.insert("x-api-key", "k3y-0123456789".parse().unwrap());
         let s = Secrets::capture(&req, &Configured::default());
         let mut res = HeaderMap::new();
-        res.insert("x-echo", "key=k3y-0123456789, ok".parse().unwrap());
+        res.insert("x-echo", "key=K3Y-0123456789, ok".parse().unwrap());
         res.insert("x-fine", "nothing".parse().unwrap());
         s.scrub_headers(&mut res, false);
         assert_eq!(res["x-echo"], "key=[redacted], ok");
