@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 
-use super::redact::{redact_body, redact_str, Needles, NO_NEEDLES};
+use super::redact::{holds_secret, redact_body, redact_str, Needles, RedactedError, NO_NEEDLES};
 use super::{ErrorKind, TimeoutPhase};
 use crate::hint::ServerHints;
 
@@ -283,7 +283,8 @@ impl ApiError {
     }
 
     /// Removes `needles` (and key shapes) from everything the error shows:
-    /// message, code, param, request id and the upstream body.
+    /// message, code, param, request id, the upstream body, and the source
+    /// (replaced by its cleaned text when its `Debug` output holds one).
     pub(crate) fn redact(&mut self, needles: &dyn Needles) {
         let i = &mut *self.inner;
         if redact_str(&i.message, needles).is_some() {
@@ -299,6 +300,16 @@ impl ApiError {
         }
         if let Some(body) = i.upstream_body.as_ref() {
             i.upstream_body = redact_body(body, needles, true).or(i.upstream_body.take());
+        }
+        if let Some(source) = i.source.as_ref() {
+            let debug = format!("{source:?}");
+            if holds_secret(debug.as_bytes(), needles, true) {
+                // The source's own text, cleaned, stands in for it (and for
+                // the errors beneath it).
+                let text = source.to_string();
+                let text = redact_str(&text, needles).unwrap_or(text);
+                i.source = Some(Arc::new(RedactedError(text)));
+            }
         }
     }
 

@@ -55,6 +55,27 @@ pub(crate) fn contains_any(hay: &[u8], needles: &dyn Needles) -> bool {
     found
 }
 
+/// The text of an error that held a credential, cleaned; it stands in for
+/// that error as a source.
+#[derive(Debug)]
+pub(crate) struct RedactedError(pub(crate) String);
+
+impl std::fmt::Display for RedactedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RedactedError {}
+
+/// Whether `raw` holds one of the values (or, with `shapes`, a key shape),
+/// as written or percent-encoded.
+pub(crate) fn holds_secret(raw: &[u8], needles: &dyn Needles, shapes: bool) -> bool {
+    let mut found = Vec::new();
+    scan_view(raw, needles, shapes, &mut found);
+    !found.is_empty()
+}
+
 /// `text` without credentials; `None` when nothing was removed.
 pub(crate) fn redact_str(text: &str, needles: &dyn Needles) -> Option<String> {
     let mut found = Vec::new();

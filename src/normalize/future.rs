@@ -106,6 +106,7 @@ fn on_response<B>(mut res: Response<B>, call: &mut Call) -> Next<B> {
         });
     }
     call.secrets.scrub_headers(res.headers_mut(), false);
+    call.secrets.scrub_reason(res.extensions_mut(), false);
     let mode = if call.grpc {
         Mode::Grpc
     } else if is_event_stream(res.headers()) {
@@ -245,6 +246,7 @@ where
                             return Poll::Ready(Err(err));
                         }
                         this.secrets.scrub_headers(res.headers_mut(), false);
+                        this.secrets.scrub_reason(res.extensions_mut(), false);
                         return Poll::Ready(Ok(res));
                     }
                     Err(err) => {
@@ -266,6 +268,7 @@ where
                     let data =
                         redact_body(&peeked.data, this.secrets, complete).unwrap_or(peeked.data);
                     this.secrets.scrub_headers(&mut parts.headers, true);
+                    this.secrets.scrub_reason(&mut parts.extensions, true);
                     let prefix = &data[..data.len().min(*this.body_cap)];
                     let mut err =
                         ApiError::from_grpc_headers(&parts.headers).unwrap_or_else(|| {

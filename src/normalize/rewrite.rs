@@ -109,6 +109,7 @@ pub(crate) fn scrub_rendered<B>(
     let data = redact_body(&data, &call.secrets, true).unwrap_or(data);
     parts.headers.remove(header::CONTENT_LENGTH);
     call.secrets.scrub_headers(&mut parts.headers, true);
+    call.secrets.scrub_reason(&mut parts.extensions, true);
     if let Some(err) = parts.extensions.get_mut::<ApiError>() {
         err.redact(&call.secrets);
     }
@@ -125,6 +126,7 @@ pub(crate) fn rewrite<B>(
 ) -> Response<NormalizeBody<B>> {
     let data = redact_body(&data, &call.secrets, complete).unwrap_or(data);
     call.secrets.scrub_headers(&mut parts.headers, true);
+    call.secrets.scrub_reason(&mut parts.extensions, true);
     if let Some(read) = (complete && !call.grpc)
         .then(|| canonical(parts.status, &parts.headers, &data))
         .flatten()

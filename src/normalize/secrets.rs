@@ -107,6 +107,25 @@ impl Secrets {
     }
 }
 
+impl Secrets {
+    /// Drops a reason phrase kept from the upstream's status line (HTTP/1)
+    /// when it holds a secret (or, with `shapes`, a key shape): the status
+    /// then goes out with its canonical reason.
+    pub(crate) fn scrub_reason(&self, extensions: &mut http::Extensions, shapes: bool) {
+        #[cfg(feature = "hyper")]
+        if !self.is_empty() || shapes {
+            let holds = extensions
+                .get::<hyper::ext::ReasonPhrase>()
+                .is_some_and(|r| crate::error::redact::holds_secret(r.as_bytes(), self, shapes));
+            if holds {
+                extensions.remove::<hyper::ext::ReasonPhrase>();
+            }
+        }
+        #[cfg(not(feature = "hyper"))]
+        let _ = (extensions, shapes);
+    }
+}
+
 impl Needles for Secrets {
     fn each(&self, f: &mut dyn FnMut(Fingerprint)) {
         self.inline.iter().flatten().for_each(|n| f(*n));
