@@ -7,7 +7,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 
-use super::redact::{holds_secret, redact_body, redact_str, Needles, RedactedError, NO_NEEDLES};
+#[cfg(feature = "normalize")]
+use super::redact::{holds_secret, redact_body, RedactedError};
+use super::redact::{redact_str, Needles, NO_NEEDLES};
 use super::{ErrorKind, TimeoutPhase};
 use crate::hint::ServerHints;
 
@@ -285,6 +287,7 @@ impl ApiError {
     /// Removes `needles` (and key shapes) from everything the error shows:
     /// message, code, param, request id, the upstream body, and the source
     /// (replaced by its cleaned text when its `Debug` output holds one).
+    #[cfg(feature = "normalize")]
     pub(crate) fn redact(&mut self, needles: &dyn Needles) {
         let i = &mut *self.inner;
         if redact_str(&i.message, needles).is_some() {
@@ -313,12 +316,14 @@ impl ApiError {
         }
     }
 
+    #[cfg(feature = "normalize")]
     pub(crate) fn set_request_id_if_absent(&mut self, id: impl FnOnce() -> Option<String>) {
         if self.inner.request_id.is_none() {
             self.inner.request_id = id().filter(|id| is_valid_request_id(id.as_bytes()));
         }
     }
 
+    #[cfg(feature = "normalize")]
     pub(crate) fn replace_request_id(&mut self, id: String) {
         if is_valid_request_id(id.as_bytes()) {
             self.inner.request_id = Some(id);

@@ -55,6 +55,7 @@ impl Decoded {
 
     /// The inside of a JSON string with its escapes decoded; an escape that
     /// is not valid is kept as written.
+    #[cfg(feature = "normalize")]
     pub(super) fn json(raw: &[u8]) -> Self {
         let mut d = Decoded::with_capacity(raw.len());
         let mut i = 0;
@@ -74,6 +75,7 @@ impl Decoded {
 }
 
 /// The character of the JSON escape at the start of `s`, and its length.
+#[cfg(feature = "normalize")]
 fn json_escape(s: &[u8]) -> Option<(char, usize)> {
     let simple = match *s.get(1)? {
         b'"' => '"',
@@ -91,6 +93,7 @@ fn json_escape(s: &[u8]) -> Option<(char, usize)> {
 }
 
 /// `\uXXXX`, or a surrogate pair `\uD83D\uDE00`.
+#[cfg(feature = "normalize")]
 fn unicode_escape(s: &[u8]) -> Option<(char, usize)> {
     let unit = |at: usize| -> Option<u32> {
         let digits = s.get(at..at + 4)?;
@@ -113,7 +116,7 @@ fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "normalize"))]
 mod tests {
     use super::*;
 

@@ -48,9 +48,11 @@ pub(crate) mod render;
 mod shapes;
 mod source;
 
+#[cfg(feature = "normalize")]
 pub(crate) use api_error::is_valid_request_id;
 pub use api_error::{ApiError, MAX_MESSAGE_LEN};
 pub use kind::ErrorKind;
+#[cfg(feature = "stack")]
 pub(crate) use phase::fmt_duration;
 pub use phase::TimeoutPhase;
 pub use read::DEFAULT_BODY_CAP;

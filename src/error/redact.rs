@@ -10,7 +10,9 @@
 
 use std::ops::Range;
 
+#[cfg(feature = "normalize")]
 use bytes::Bytes;
+#[cfg(feature = "normalize")]
 use http::HeaderValue;
 
 use super::decoded::Decoded;
@@ -30,6 +32,7 @@ pub const REDACTED: &str = "[redacted]";
 
 /// The shortest value, or token of a value, that is removed: shorter ones
 /// would remove ordinary words.
+#[cfg(feature = "normalize")]
 pub(crate) const MIN_SECRET: usize = 8;
 
 /// Exact values to remove.
@@ -49,6 +52,7 @@ impl<const N: usize> Needles for [Fingerprint; N] {
 pub(crate) const NO_NEEDLES: &[Fingerprint; 0] = &[];
 
 /// Whether `hay` holds one of the values, as written.
+#[cfg(feature = "normalize")]
 pub(crate) fn contains_any(hay: &[u8], needles: &dyn Needles) -> bool {
     let mut found = false;
     needles.each(&mut |n| found = found || n.find(hay).next().is_some());
@@ -57,19 +61,23 @@ pub(crate) fn contains_any(hay: &[u8], needles: &dyn Needles) -> bool {
 
 /// The text of an error that held a credential, cleaned; it stands in for
 /// that error as a source.
+#[cfg(feature = "normalize")]
 #[derive(Debug)]
 pub(crate) struct RedactedError(pub(crate) String);
 
+#[cfg(feature = "normalize")]
 impl std::fmt::Display for RedactedError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
 }
 
+#[cfg(feature = "normalize")]
 impl std::error::Error for RedactedError {}
 
 /// Whether `raw` holds one of the values (or, with `shapes`, a key shape),
 /// as written or percent-encoded.
+#[cfg(feature = "normalize")]
 pub(crate) fn holds_secret(raw: &[u8], needles: &dyn Needles, shapes: bool) -> bool {
     let mut found = Vec::new();
     scan_view(raw, needles, shapes, &mut found);
@@ -91,6 +99,7 @@ pub(crate) fn redact_str(text: &str, needles: &dyn Needles) -> Option<String> {
 /// when nothing was removed. A body that was cut off (`complete` false) also
 /// loses its last bytes that could start a value (as many as the longest
 /// value has, less one).
+#[cfg(feature = "normalize")]
 pub(crate) fn redact_body(data: &[u8], needles: &dyn Needles, complete: bool) -> Option<Bytes> {
     let mut found = Vec::new();
     // Inside JSON strings, escapes decoded.
@@ -112,6 +121,7 @@ pub(crate) fn redact_body(data: &[u8], needles: &dyn Needles, complete: bool) ->
 
 /// A header value without credentials (and without key shapes when
 /// `shapes`); `None` when nothing was removed.
+#[cfg(feature = "normalize")]
 pub(crate) fn redact_header(
     value: &HeaderValue,
     needles: &dyn Needles,
@@ -155,6 +165,7 @@ fn scan_view(hay: &[u8], needles: &dyn Needles, shapes: bool, out: &mut Vec<Rang
 
 /// What to remove from the inside of a JSON string at `base`, its escapes
 /// decoded.
+#[cfg(feature = "normalize")]
 fn scan(raw: &[u8], base: usize, needles: &dyn Needles, out: &mut Vec<Range<usize>>) {
     let mut found = Vec::new();
     if raw.contains(&b'\\') {
@@ -171,6 +182,7 @@ fn scan(raw: &[u8], base: usize, needles: &dyn Needles, out: &mut Vec<Range<usiz
 
 /// Calls `f` with the range of the inside of every string of a JSON text;
 /// a string cut off by the end of the text runs to the end.
+#[cfg(feature = "normalize")]
 fn for_each_json_string(data: &[u8], mut f: impl FnMut(Range<usize>)) {
     let mut i = 0;
     while i < data.len() {
@@ -192,6 +204,7 @@ fn for_each_json_string(data: &[u8], mut f: impl FnMut(Range<usize>)) {
 /// The end of a cut-off text that may hold the start of a value: as many
 /// bytes as the longest value has, less one (a value is known by its
 /// fingerprint only, so its start cannot be told apart).
+#[cfg(feature = "normalize")]
 fn cut_tail(data: &[u8], needles: &dyn Needles) -> Option<Range<usize>> {
     let mut longest = 0;
     needles.each(&mut |n| longest = longest.max(n.len()));
@@ -219,7 +232,7 @@ fn apply(raw: &[u8], mut ranges: Vec<Range<usize>>) -> Vec<u8> {
     out
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "normalize"))]
 mod tests {
     use super::*;
     use crate::{ApiError, ErrorKind};
