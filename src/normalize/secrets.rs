@@ -12,7 +12,7 @@ use std::sync::Arc;
 use http::header::{HeaderName, AUTHORIZATION};
 use http::HeaderMap;
 
-use crate::error::fingerprint::{Fingerprint, Prefix};
+use crate::error::fingerprint::Fingerprint;
 use crate::error::redact::{redact_header, Needles, MIN_SECRET};
 
 /// The request headers whose values are credentials.
@@ -56,9 +56,11 @@ impl fmt::Debug for Configured {
 
 /// The secrets of one call: what the request's credential headers held and
 /// what the layer was given.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct Secrets {
-    inline: [Option<Fingerprint>; INLINE],
+    /// The first [`INLINE`] fingerprints; the first `len` are in use.
+    inline: [Fingerprint; INLINE],
+    len: usize,
     /// Those past [`INLINE`] (a request with many credential headers).
     more: Vec<Fingerprint>,
     configured: Configured,
@@ -69,20 +71,23 @@ impl Secrets {
     /// configured with `configured`.
     pub(crate) fn capture(headers: &HeaderMap, configured: &Configured) -> Self {
         let mut secrets = Secrets {
-            inline: [None; INLINE],
+            inline: [Fingerprint::EMPTY; INLINE],
+            len: 0,
             more: Vec::new(),
             configured: configured.clone(),
         };
-        let mut n = 0;
         for name in &CREDENTIAL_HEADERS {
             for value in headers.get_all(name) {
-                fingerprints(value.as_bytes(), &mut |f| {
-                    match secrets.inline.get_mut(n) {
-                        Some(slot) => *slot = Some(f),
+                fingerprints(
+                    value.as_bytes(),
+                    &mut |f| match secrets.inline.get_mut(secrets.len) {
+                        Some(slot) => {
+                            *slot = f;
+                            secrets.len += 1;
+                        }
                         None => secrets.more.push(f),
-                    }
-                    n += 1;
-                });
+                    },
+                );
             }
         }
         secrets
@@ -90,7 +95,7 @@ impl Secrets {
 
     /// Whether there is nothing to remove.
     pub(crate) fn is_empty(&self) -> bool {
-        self.inline[0].is_none() && self.configured.0.is_none()
+        self.len == 0 && self.configured.0.is_none()
     }
 
     /// Removes the secrets from every header value (and, with `shapes`, the
@@ -99,7 +104,15 @@ impl Secrets {
         if self.is_empty() && !shapes {
             return;
         }
+        // A value shorter than every secret cannot hold one (shapes are at
+        // least 8 bytes long too).
+        let mut shortest = usize::MAX;
+        self.each(&mut |n| shortest = shortest.min(n.len()));
+        let shortest = shortest.min(if shapes { MIN_SECRET } else { usize::MAX });
         for value in headers.values_mut() {
+            if value.len() < shortest {
+                continue;
+            }
             if let Some(clean) = redact_header(value, self, shapes) {
                 *value = clean;
             }
@@ -128,7 +141,7 @@ impl Secrets {
 
 impl Needles for Secrets {
     fn each(&self, f: &mut dyn FnMut(Fingerprint)) {
-        self.inline.iter().flatten().for_each(|n| f(*n));
+        self.inline[..self.len].iter().for_each(|n| f(*n));
         self.more.iter().for_each(|n| f(*n));
         self.configured.fingerprints().iter().for_each(|n| f(*n));
     }
@@ -142,39 +155,48 @@ impl fmt::Debug for Secrets {
     }
 }
 
-/// The fingerprints of a credential: the value whole (without surrounding
-/// white space) and every token in it (a run of the characters of keys and
-/// base64: letters, digits, `-._~+/=`; the key after `Bearer `), each when
-/// it is at least [`MIN_SECRET`] bytes long. One pass over the value.
+/// The fingerprints of a credential: every token in it (a run of the
+/// characters of keys and base64: letters, digits, `-._~+/=`; the key after
+/// `Bearer `) of at least [`MIN_SECRET`] bytes, or, when it has none, the
+/// value whole (without surrounding white space). Removing its tokens
+/// removes every copy of the whole value too.
 fn fingerprints(value: &[u8], f: &mut dyn FnMut(Fingerprint)) {
     let whole = value.trim_ascii();
-    // A token as long as the value is the value itself, given once.
-    let mut token_ends = |start: Prefix, end: &Prefix| {
-        let part = end.since(&start);
-        if part.len() >= MIN_SECRET && part.len() < whole.len() {
-            f(part);
-        }
-    };
-    let mut prefix = Prefix::default();
-    let mut token: Option<Prefix> = None;
-    for &b in whole {
-        if is_token_byte(b) {
-            token.get_or_insert(prefix);
-        } else if let Some(start) = token.take() {
-            token_ends(start, &prefix);
-        }
-        prefix.push(b);
+    if whole.len() < MIN_SECRET {
+        return;
     }
-    if let Some(start) = token {
-        token_ends(start, &prefix);
+    let mut any = false;
+    let mut start = 0;
+    for end in 0..=whole.len() {
+        if end < whole.len() && is_token_byte(whole[end]) {
+            continue;
+        }
+        if end - start >= MIN_SECRET {
+            f(Fingerprint::of(&whole[start..end]));
+            any = true;
+        }
+        start = end + 1;
     }
-    if whole.len() >= MIN_SECRET {
-        f(prefix.since(&Prefix::default()));
+    if !any {
+        f(Fingerprint::of(whole));
     }
 }
 
+/// The bytes of a token: letters, digits and `-._~+/=`, by table.
+const TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+        i += 1;
+    }
+    t
+};
+
 fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+    TOKEN[usize::from(b)]
 }
 
 #[cfg(test)]
@@ -205,9 +227,7 @@ mod tests {
         let s = Secrets::capture(&h, &Configured::default().with(b"upstream-key-1"));
         let want: Vec<Fingerprint> = [
             "sk-proj-0123456789",
-            "Bearer sk-proj-0123456789",
             "dXNlcjpwYXNzd29yZA==",
-            "Basic dXNlcjpwYXNzd29yZA==",
             jwt,
             "upstream-key-1",
         ]
@@ -217,6 +237,14 @@ mod tests {
         assert_eq!(all(&s), want);
         assert!(!format!("{s:?}").contains("sk-proj"));
         assert!(!s.is_empty());
+    }
+
+    #[test]
+    fn a_value_without_a_long_token_is_kept_whole() {
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", " ab:cd ef-gh ".parse().unwrap());
+        let s = Secrets::capture(&h, &Configured::none());
+        assert_eq!(all(&s), [Fingerprint::of(b"ab:cd ef-gh")]);
     }
 
     #[test]
@@ -231,13 +259,16 @@ mod tests {
     #[test]
     fn many_credentials_are_all_kept() {
         let mut h = HeaderMap::new();
-        for i in 0..5 {
+        for i in 0..6 {
             h.append(
                 "x-api-key",
                 format!("Key k-{i}-0123456789").parse().unwrap(),
             );
         }
-        assert_eq!(all(&Secrets::capture(&h, &Configured::none())).len(), 10);
+        let want: Vec<_> = (0..6)
+            .map(|i| Fingerprint::of(format!("k-{i}-0123456789").as_bytes()))
+            .collect();
+        assert_eq!(all(&Secrets::capture(&h, &Configured::none())), want);
     }
 
     #[test]
