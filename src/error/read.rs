@@ -22,8 +22,8 @@ impl ApiError {
     ///
     /// The status decides the kind, then the body's `type`, `code` and
     /// `message` refine it: a 429 whose code is `insufficient_quota` is
-    /// [`ErrorKind::QuotaExhausted`]; a 4xx that speaks of balance or billing
-    /// is [`ErrorKind::InsufficientBalance`] (status 402); a code or type the
+    /// [`ErrorKind::QuotaExhausted`](super::ErrorKind::QuotaExhausted); a 4xx that speaks of balance or billing
+    /// is [`ErrorKind::InsufficientBalance`](super::ErrorKind::InsufficientBalance) (status 402); a code or type the
     /// kind knows is kept as the code; a numeric code (some upstreams put the
     /// HTTP status there) is ignored in favour of `type`. The dialects read
     /// are the `{"error":{"message","type","param","code"}}` envelope (with or
@@ -36,8 +36,8 @@ impl ApiError {
     /// headers.
     ///
     /// The status of the result is the kind's canonical status, except for
-    /// kinds that cover several statuses ([`ErrorKind::InvalidRequest`] keeps
-    /// `405`, `409`, `413`, `422`…; [`ErrorKind::Internal`] keeps `501`…).
+    /// kinds that cover several statuses ([`ErrorKind::InvalidRequest`](super::ErrorKind::InvalidRequest) keeps
+    /// `405`, `409`, `413`, `422`…; [`ErrorKind::Internal`](super::ErrorKind::Internal) keeps `501`…).
     ///
     /// ```
     /// use tower_http_resilience::{ApiError, ErrorKind};

@@ -39,13 +39,13 @@ impl NormalizeLayer {
     /// Adds a secret the caller must never see, such as an upstream key the
     /// service adds to the calls it forwards.
     ///
-    /// Like the request's own credentials, the value (without surrounding
-    /// white space) and every token of 8 or more characters in it are
-    /// removed from every error response (body and headers) and from the
-    /// headers of every response; see [what is masked](super#what-is-masked).
-    /// Values and tokens shorter than 8 bytes are not masked: they would mask
-    /// ordinary words. Its `Debug` output shows how many secrets the layer
-    /// holds, never what they are.
+    /// Like the request's own credentials, the value is removed from every
+    /// error response (body and headers) and from the headers of every
+    /// response, token by token (every token of 8 or more characters in it),
+    /// or whole when it has no such token; see [what is
+    /// masked](super#what-is-masked). A value shorter than 8 bytes is not
+    /// masked: it would mask ordinary words. The layer keeps fingerprints of
+    /// the value, not the value, so its `Debug` output cannot show it.
     ///
     /// ```
     /// use tower_http_resilience::NormalizeLayer;

@@ -36,13 +36,14 @@
 //! (`[redacted]`):
 //!
 //! - **which values**: the values of the request's `authorization`,
-//!   `x-api-key` and `api-key` headers, whole (without surrounding white
-//!   space) and every token of 8 or more characters in them (a run of
-//!   letters, digits and `-._~+/=`: the key after `Bearer `), plus the
-//!   secrets given to [`NormalizeLayer::secret`] or
-//!   [`NormalizeClientLayer::secret`] (an upstream key the service adds).
-//!   Values and tokens shorter than 8 bytes are left alone: they would mask
-//!   ordinary words. Matching ignores ASCII case.
+//!   `x-api-key` and `api-key` headers: every token of 8 or more characters
+//!   in them (a run of letters, digits and `-._~+/=`, such as the key after
+//!   `Bearer `), which removes every copy of the whole value too, or the
+//!   whole value (without surrounding white space) when it has no such
+//!   token; and the same of every secret given to
+//!   [`NormalizeLayer::secret`] or [`NormalizeClientLayer::secret`] (an
+//!   upstream key the service adds). Values shorter than 8 bytes are left
+//!   alone: they would mask ordinary words. Matching ignores ASCII case.
 //! - **where**: every error response body (a rewritten one, a canonical
 //!   envelope passed through, one this crate rendered), the last SSE event
 //!   of a stream that fails, `grpc-message` in headers and trailers, the
@@ -64,10 +65,11 @@
 //!   its status and never sent on; the start kept on the error loses its
 //!   last bytes that could begin a credential.
 //!
-//! Credentials are kept as fingerprints (a length and a 64-bit hash), never
-//! as bytes: neither a layer nor a call holds a copy of one, and a request
-//! without credential headers costs nothing. Two different texts with the
-//! same fingerprint only mean an extra `[redacted]`.
+//! Credentials are kept as fingerprints (a length, the first four bytes and
+//! a 64-bit hash), not as copies: taking them allocates nothing, and a
+//! request without credential headers costs three header lookups. Two
+//! different texts with the same fingerprint only mean an extra
+//! `[redacted]`.
 //!
 //! ```
 //! use http_body_util::BodyExt;

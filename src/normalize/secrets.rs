@@ -2,9 +2,9 @@
 //! headers and the secrets configured on the layer, removed from what the
 //! caller gets back.
 //!
-//! Values are kept as fingerprints (a length and a 64-bit hash), never as
-//! bytes: neither the layer nor a call holds a copy of a credential, and
-//! taking them from a request allocates nothing.
+//! Values are kept as [fingerprints](crate::error::fingerprint) (a length,
+//! the first four bytes and a 64-bit hash), not as copies: taking them from
+//! a request allocates nothing, whatever backs the request's bytes.
 
 use std::fmt;
 use std::sync::Arc;
