@@ -213,8 +213,8 @@ fn overhead(c: &mut Criterion, bench: &mut Bench<'_>) {
         bench.run(
             &mut g,
             mode,
-            "ours: HeadersTimeoutLayer",
-            support::headers_timeout(up),
+            "ours: AttemptTimeoutLayer",
+            support::attempt_timeout(up),
             true,
         );
         bench.run(&mut g, mode, "ours: RetryLayer", support::retry(up), true);

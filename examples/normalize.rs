@@ -29,7 +29,7 @@ async fn panics() -> &'static str {
 
 fn app() -> Router {
     Router::new()
-        // An upstream-style rate limit, in Token360's dialect.
+        // An upstream-style rate limit whose `code` is the status as a string.
         .route(
             "/v1/chat/completions",
             post(|Json(_body): Json<serde_json::Value>| async {

@@ -8,11 +8,15 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
+#[cfg(any(feature = "retry", feature = "timeout"))]
+use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-/// How a peek ended.
-#[allow(dead_code)] // the payloads are used by layers that hand a peeked body on
+/// How a peek ended, and what a peeked body yields after the bytes read.
+// Normalization only tells the ends apart; the payloads serve the layers
+// that hand a peeked body on.
+#[cfg_attr(not(any(feature = "retry", feature = "timeout")), allow(dead_code))]
 pub(crate) enum PeekEnd<B: Body> {
     /// The body ended; its trailers, if it had any.
     Finished(Option<HeaderMap>),
@@ -30,20 +34,13 @@ pub(crate) struct Peeked<B: Body> {
     pub(crate) end: PeekEnd<B>,
 }
 
+#[cfg(any(feature = "retry", feature = "timeout"))]
 impl<B: Body> Peeked<B> {
     /// The body again, whole: what was read, then the rest.
-    #[allow(dead_code)] // used by layers that hand a peeked body on
     pub(crate) fn into_body(self) -> PeekedBody<B> {
-        let (trailers, inner, error) = match self.end {
-            PeekEnd::Finished(t) => (t, None, None),
-            PeekEnd::More(b) => (None, Some(b), None),
-            PeekEnd::Failed(e) => (None, None, Some(e)),
-        };
         PeekedBody {
             prefix: Some(self.data).filter(|d| !d.is_empty()),
-            trailers,
-            error,
-            inner,
+            rest: self.end,
         }
     }
 }
@@ -101,6 +98,7 @@ impl<B> Peek<B> {
     }
 }
 
+#[cfg(feature = "retry")]
 impl<B> Peek<B> {
     /// Stops reading now (a deadline passed, say): what was read so far, and
     /// the rest of the body, still unread.
@@ -162,17 +160,19 @@ impl<B: Body> Future for Peek<B> {
     }
 }
 
+#[cfg(any(feature = "retry", feature = "timeout"))]
 pin_project! {
     /// A body whose start was peeked: the peeked bytes, then the rest of the
-    /// original body (or its trailers, or its error).
+    /// original body, its trailers or its error.
     pub(crate) struct PeekedBody<B: Body> {
         prefix: Option<Bytes>,
-        trailers: Option<HeaderMap>,
-        error: Option<B::Error>,
-        inner: Option<Pin<Box<B>>>,
+        // What follows the prefix; `Finished(None)` once all of it was
+        // yielded.
+        rest: PeekEnd<B>,
     }
 }
 
+#[cfg(any(feature = "retry", feature = "timeout"))]
 impl<B: Body> fmt::Debug for PeekedBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PeekedBody")
@@ -181,6 +181,7 @@ impl<B: Body> fmt::Debug for PeekedBody<B> {
     }
 }
 
+#[cfg(any(feature = "retry", feature = "timeout"))]
 impl<B> Body for PeekedBody<B>
 where
     B: Body,
@@ -197,46 +198,55 @@ where
         if let Some(prefix) = this.prefix.take() {
             return Poll::Ready(Some(Ok(Frame::data(prefix))));
         }
-        if let Some(trailers) = this.trailers.take() {
-            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-        }
-        if let Some(e) = this.error.take() {
-            return Poll::Ready(Some(Err(e)));
-        }
-        match this.inner.as_mut() {
-            Some(inner) => inner
+        match this.rest {
+            PeekEnd::More(inner) => inner
                 .as_mut()
                 .poll_frame(cx)
                 .map(|f| f.map(|r| r.map(|frame| frame.map_data(Into::into)))),
-            None => Poll::Ready(None),
+            PeekEnd::Finished(trailers) => {
+                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
+            }
+            PeekEnd::Failed(_) => {
+                let PeekEnd::Failed(e) = std::mem::replace(this.rest, PeekEnd::Finished(None))
+                else {
+                    unreachable!("matched above")
+                };
+                Poll::Ready(Some(Err(e)))
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         self.prefix.is_none()
-            && self.trailers.is_none()
-            && self.error.is_none()
-            && self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+            && match &self.rest {
+                PeekEnd::More(inner) => inner.is_end_stream(),
+                PeekEnd::Finished(trailers) => trailers.is_none(),
+                PeekEnd::Failed(_) => false,
+            }
     }
 
     fn size_hint(&self) -> SizeHint {
         let prefix = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
-        let mut hint = match &self.inner {
-            Some(inner) if self.error.is_none() => inner.size_hint(),
+        let rest = match &self.rest {
+            PeekEnd::More(inner) => inner.size_hint(),
             _ => SizeHint::with_exact(0),
         };
-        let lower = hint.lower().saturating_add(prefix);
-        match hint.upper() {
-            Some(upper) => {
-                hint.set_upper(upper.saturating_add(prefix));
-                hint.set_lower(lower);
-            }
-            None => hint.set_lower(lower),
-        }
-        hint
+        hint_plus(rest, prefix)
     }
 }
 
+/// `hint` for a body that yields `bytes` more bytes first.
+#[cfg(any(feature = "retry", feature = "timeout"))]
+pub(crate) fn hint_plus(mut hint: SizeHint, bytes: u64) -> SizeHint {
+    let lower = hint.lower().saturating_add(bytes);
+    if let Some(upper) = hint.upper() {
+        hint.set_upper(upper.saturating_add(bytes));
+    }
+    hint.set_lower(lower);
+    hint
+}
+
+#[cfg(any(feature = "retry", feature = "timeout"))]
 pin_project! {
     /// A body that is either passed on as it is or was peeked: the shape of
     /// the bodies layers hand on after they may have read the start of one
@@ -248,12 +258,14 @@ pin_project! {
     }
 }
 
+#[cfg(feature = "timeout")]
 impl<B: Body> MaybePeeked<B> {
     pub(crate) fn is_peeked(&self) -> bool {
         matches!(self, MaybePeeked::Peeked { .. })
     }
 }
 
+#[cfg(any(feature = "retry", feature = "timeout"))]
 impl<B> Body for MaybePeeked<B>
 where
     B: Body,
@@ -289,7 +301,7 @@ where
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "retry"))]
 mod tests {
     use super::*;
     use http_body_util::{BodyExt, Full, StreamBody};

@@ -33,6 +33,7 @@ pub(crate) fn response_kind(headers: &HeaderMap) -> ResponseKind {
 }
 
 /// Whether the content type is JSON: `application/json` or any `…/…+json`.
+#[cfg(feature = "timeout")]
 pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     media_type(headers).is_some_and(|m| {
         m.eq_ignore_ascii_case(b"application/json")
@@ -48,11 +49,12 @@ fn media_type(headers: &HeaderMap) -> Option<&[u8]> {
 }
 
 /// Whether the content type is `text/event-stream`, in any case.
+#[cfg(feature = "normalize")]
 pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
     response_kind(headers) == ResponseKind::EventStream
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "normalize", feature = "timeout"))]
 mod tests {
     use super::*;
 

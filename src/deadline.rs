@@ -13,28 +13,50 @@
 //! # Example
 //!
 //! ```
-//! use std::cmp::Ordering as CmpOrdering;
+//! use std::time::Duration;
+//! use tower_http_resilience::deadline::Deadline;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+//! let mut req = http::Request::new(());
+//! // An outer layer bounds the call to 60 s...
+//! Deadline::after(Duration::from_secs(60)).set_earliest(req.extensions_mut());
+//! // ...an inner one to 30 s: the earlier deadline is the one in force.
+//! let in_force = Deadline::after(Duration::from_secs(30)).set_earliest(req.extensions_mut());
+//! assert_eq!(in_force.remaining(), Duration::from_secs(30));
+//! assert_eq!(Deadline::get(req.extensions()), Some(in_force));
+//! # }
+//! ```
+
 use std::cmp::Ordering as CmpOrdering;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+#[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::util::instant_after;
 
 /// Shared by every copy of one call's [`Deadline`]: set when the layer that
 /// published the deadline cut the call short (a timeout fired), so that the
 /// layers inside can tell that cut from a caller who simply went away. The
 /// circuit breaker counts a call it sees dropped unfinished as a failure when
 /// this is set.
+#[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CutSignal(Arc<AtomicBool>);
 
+#[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
 impl CutSignal {
+    #[cfg(feature = "timeout")]
     pub(crate) fn mark(&self) {
         self.0.store(true, Ordering::Release);
     }
 
+    #[cfg(feature = "circuit-breaker")]
     pub(crate) fn is_set(&self) -> bool {
         self.0.load(Ordering::Acquire)
     }
@@ -46,9 +68,22 @@ impl CutSignal {
 /// crate's [`TimeoutLayer`](crate::timeout::TimeoutLayer) also tells the
 /// layers inside when the timeout cut the call short (the circuit breaker
 /// then counts the call as failed rather than abandoned).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_http_resilience::deadline::Deadline;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let deadline = Deadline::after(Duration::from_secs(30));
+/// tokio::time::advance(Duration::from_secs(10)).await;
+/// assert_eq!(deadline.remaining(), Duration::from_secs(20));
+/// assert!(!deadline.has_passed());
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Deadline {
     at: Instant,
+    #[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
     cut: Option<CutSignal>,
 }
 
@@ -83,6 +118,7 @@ impl Deadline {
     pub const fn at(instant: Instant) -> Self {
         Deadline {
             at: instant,
+            #[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
             cut: None,
         }
     }
@@ -91,11 +127,7 @@ impl Deadline {
     /// virtual time). A timeout too large to represent is clamped to about 30
     /// years.
     pub fn after(timeout: Duration) -> Self {
-        let now = Instant::now();
-        let at = now
-            .checked_add(timeout)
-            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 60 * 60));
-        Deadline::at(at)
+        Deadline::at(instant_after(Instant::now(), timeout))
     }
 
     /// The instant of the deadline.
@@ -123,16 +155,13 @@ impl Deadline {
     pub fn set_earliest(self, extensions: &mut http::Extensions) -> Self {
         match extensions.get_mut::<Deadline>() {
             Some(existing) if *existing <= self => {
-                if existing.cut.is_none() {
-                    existing.cut = self.cut;
-                }
+                let mut later = self;
+                existing.inherit_signal(&mut later);
                 existing.clone()
             }
             Some(existing) => {
                 let mut earlier = self;
-                if earlier.cut.is_none() {
-                    earlier.cut = existing.cut.take();
-                }
+                earlier.inherit_signal(existing);
                 *existing = earlier.clone();
                 earlier
             }
@@ -143,19 +172,32 @@ impl Deadline {
         }
     }
 
+    /// Takes the cut signal of `other` when this deadline carries none.
+    #[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
+    fn inherit_signal(&mut self, other: &mut Deadline) {
+        if self.cut.is_none() {
+            self.cut = other.cut.take();
+        }
+    }
+
+    #[cfg(not(any(feature = "timeout", feature = "circuit-breaker")))]
+    fn inherit_signal(&mut self, _: &mut Deadline) {}
+
     /// This deadline, carrying `signal` for the layers inside.
+    #[cfg(feature = "timeout")]
     pub(crate) fn with_cut_signal(mut self, signal: CutSignal) -> Self {
         self.cut = Some(signal);
         self
     }
 
     /// The signal the publishing layer sets when it cuts the call short.
+    #[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
     pub(crate) fn cut_signal(&self) -> Option<&CutSignal> {
         self.cut.as_ref()
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "timeout", feature = "circuit-breaker"))]
 mod tests {
     use super::*;
 

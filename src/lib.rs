@@ -12,8 +12,11 @@
 //! | [`retry`] | [`RetryLayer`]: backoff with jitter, server hints, one deadline, a shared budget, request bodies replayed without `Clone` |
 //! | [`circuit_breaker`] | [`CircuitBreakerLayer`]: breakers per key (host, model, header) over a rolling window, with slow-call detection, bounded half-open probes and a lock-free hot path; streams are judged when they end |
 //! | [`normalize`] | [`NormalizeLayer`] for servers (every failure leaves as the envelope) and [`NormalizeClientLayer`] for clients (every failure arrives as an [`ApiError`]) |
-//! | [`timeout`] | [`TimeoutLayer`]: a total timeout over headers *and* body for ordinary calls; first-byte, idle and total clocks for streams (SSE, gRPC), chosen per call; [`HeadersTimeoutLayer`] for one attempt |
-//! | [`stack`] | [`ResilienceLayer`]: normalize → total timeout → retry → circuit breaker → attempt timeout from one checked [`ResilienceConfig`], client and server flavours; [`ResilienceServiceBuilderExt`] |
+//! | [`timeout`] | [`TimeoutLayer`]: a total timeout over headers *and* body for ordinary calls; first-byte, idle and total clocks for streams (SSE, gRPC), chosen per call; [`AttemptTimeoutLayer`] for one attempt |
+//! | [`stack`] | [`ResilienceLayer`]: normalize → total timeout → retry → circuit breaker → attempt timeout from one checked [`ResilienceConfig`], client and server flavours; [`ResilienceServiceBuilderExt`] adds each layer to a `ServiceBuilder` |
+//! | `fleet` (feature `fleet`) | `FleetMirror`: what replicas learn (hold-backs, breaker trips, rate leases) shared through a local mirror, in memory or in Redis |
+//!
+//! The crate root re-exports every layer and the service it builds.
 //!
 //! # Example
 //!
@@ -35,16 +38,18 @@
     rust_2018_idioms
 )]
 #![forbid(unsafe_code)]
-// Internal helpers serve several features; with some features off they idle.
-#![cfg_attr(not(feature = "full"), allow(dead_code, unused_imports))]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(any(feature = "normalize", feature = "retry", feature = "timeout"))]
 pub(crate) mod body;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
+#[cfg(any(feature = "normalize", feature = "timeout"))]
 pub(crate) mod content_type;
 pub mod deadline;
 pub mod error;
+#[cfg(feature = "fleet")]
+pub mod fleet;
 pub mod hint;
 #[cfg(feature = "normalize")]
 pub mod normalize;
@@ -60,11 +65,22 @@ pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 
 #[cfg(feature = "circuit-breaker")]
 pub use circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
+#[cfg(feature = "fleet")]
+pub use fleet::FleetMirror;
 #[cfg(feature = "normalize")]
-pub use normalize::{NormalizeClientLayer, NormalizeLayer};
+pub use normalize::{Normalize, NormalizeClient, NormalizeClientLayer, NormalizeLayer};
 #[cfg(feature = "retry")]
 pub use retry::{Retry, RetryLayer};
 #[cfg(feature = "stack")]
-pub use stack::{ResilienceConfig, ResilienceLayer, ResilienceServiceBuilderExt};
+pub use stack::{
+    ClientStack, ResilienceConfig, ResilienceLayer, ResilienceServerLayer,
+    ResilienceServiceBuilderExt, ServerStack,
+};
 #[cfg(feature = "timeout")]
-pub use timeout::{HeadersTimeoutLayer, TimeoutLayer};
+pub use timeout::{AttemptTimeout, AttemptTimeoutLayer, Timeout, TimeoutLayer};
+
+/// Every snippet of the README, compiled and run as a doctest (the snippets
+/// need these features: see the README's install section).
+#[cfg(all(doctest, feature = "stack", feature = "axum", feature = "hyper-util"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,127 +1,35 @@
-//! Allocations per request added by each layer, the anchors and the preset,
-//! on exactly the stacks `benches/overhead.rs` times (shared code in
-//! `benches/support`).
+//! Allocations per request added by each of this crate's layers and the
+//! preset, on exactly the stacks `benches/overhead.rs` times (shared code in
+//! `benches/support`). The other crates' counts are in `benches/alloc.rs`.
 //!
 //! A counting global allocator (this test binary only) counts the
 //! allocations made on the test's thread; everything runs on a
 //! current-thread runtime, so every allocation of a call is seen. The counts
-//! are deterministic: the targets of issue 7 are asserted where they are
-//! met, and where they are not yet, the current count is asserted as a
-//! regression guard (marked below).
+//! are deterministic: the targets are asserted where they are met, and
+//! where they are not yet, the current count is asserted as a regression
+//! guard (marked below).
 //!
-//! `cargo test --all-features --test alloc -- --nocapture` prints the table.
+//! `cargo test --all-features --test alloc -- --nocapture` prints the counts.
 
 #![cfg(feature = "stack")]
 
 #[path = "../benches/support/mod.rs"]
 mod support;
 
+#[path = "../benches/support/allocs.rs"]
+mod allocs;
+
 mod counting_alloc;
 
+use allocs::Table;
 use counting_alloc::allocations;
-
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body::Body;
-use http_body_util::Full;
-use support::{call, Mode, Upstream};
-use tower::Service;
-
-const CALLS: u64 = 200;
-
-/// Allocations per request (request and response included) over `CALLS`
-/// calls, after a few warm-up calls (first key, lazily built state).
-fn per_request<S, B>(mode: Mode, mut svc: S, succeeds: bool) -> f64
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
-    B: Body,
-{
-    let rt = support::current_thread();
-    rt.block_on(async {
-        for _ in 0..3 {
-            assert_eq!(call(&mut svc, mode).await, succeeds);
-        }
-        let before = allocations();
-        for _ in 0..CALLS {
-            assert_eq!(call(&mut svc, mode).await, succeeds);
-        }
-        (allocations() - before) as f64 / CALLS as f64
-    })
-}
-
-/// The allocations each variant adds over the bare upstream, by mode.
-struct Table {
-    mode: Mode,
-    bare: f64,
-}
-
-impl Table {
-    fn new(mode: Mode) -> Self {
-        let bare = per_request(mode, Upstream::ok(mode), true);
-        println!("[{}] bare: {bare} allocations per request", mode.name());
-        Table { mode, bare }
-    }
-
-    fn added<S, B>(&self, name: &str, svc: S, succeeds: bool) -> f64
-    where
-        S: Service<Request<Full<Bytes>>, Response = Response<B>>,
-        B: Body,
-    {
-        let added = per_request(self.mode, svc, succeeds) - self.bare;
-        println!("[{}] {name}: {added:+}", self.mode.name());
-        added
-    }
-}
+use support::{Mode, Upstream};
 
 #[test]
 fn the_counter_sees_allocations() {
     let before = allocations();
     std::hint::black_box(vec![0u8; 16]);
     assert_eq!(allocations() - before, 1);
-}
-
-#[test]
-fn the_anchors_allocate_as_published() {
-    for mode in Mode::ALL {
-        let t = Table::new(mode);
-        let up = Upstream::ok(mode);
-        assert_eq!(
-            t.added("tower Timeout", support::tower_timeout(up), true),
-            0.0
-        );
-        let retry = t.added(
-            "tower Retry (cloning) → Timeout",
-            support::tower_retry_timeout(up, false),
-            true,
-        );
-        let budget = t.added(
-            "tower Retry + TpsBudget → Timeout",
-            support::tower_retry_timeout(up, true),
-            true,
-        );
-        let http = t.added(
-            "tower-http TimeoutLayer",
-            support::tower_http_timeout(up),
-            true,
-        );
-        let breaker = t.added("tower-resilience breaker", support::tr_breaker(up), true);
-        let _ = t.added("tower-resilience retry", support::tr_retry(up), true);
-        let _ = t.added(
-            "tower-resilience time limiter",
-            support::tr_time_limiter(up),
-            true,
-        );
-        let stack = t.added(
-            "tower-resilience retry → breaker → time limiter",
-            support::tr_stack(up),
-            true,
-        );
-        // The issue's figures: they allocate, so ours have something to beat.
-        assert!(retry >= 2.0 && budget >= 2.0, "{retry} {budget}");
-        assert_eq!(http, 0.0);
-        assert!(breaker >= 3.0, "{breaker}");
-        assert!(stack >= 9.0, "{stack}");
-    }
 }
 
 #[test]
@@ -144,8 +52,8 @@ fn the_timeouts_allocate_no_more_than_today() {
         let up = Upstream::ok(mode);
         assert_eq!(
             t.added(
-                "ours: HeadersTimeoutLayer",
-                support::headers_timeout(up),
+                "ours: AttemptTimeoutLayer",
+                support::attempt_timeout(up),
                 true
             ),
             0.0

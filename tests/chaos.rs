@@ -8,7 +8,7 @@
 //! stream), every upstream success must reach the client exactly once, and
 //! the upstream must see no more attempts than the retry budget allows.
 
-mod common;
+mod support;
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -18,126 +18,80 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::{Request, Response};
-use http_body::Frame;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, StreamBody};
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use support::{Plan, Received, Upstream};
 use tokio::time::Instant;
 use tower::ServiceExt;
-use tower_http_resilience::stack::StackBody;
-use tower_http_resilience::{BoxError, ResilienceConfig};
+use tower_http_resilience::ResilienceConfig;
 
 const REQUESTS: usize = 3000;
 const CONCURRENCY: usize = 32;
 
-#[derive(Default)]
-struct Ledger {
-    attempts: AtomicU64,
-    /// Ids of complete successful answers the upstream sent.
-    successes: Mutex<HashSet<String>>,
-}
-
-type UpBody = BoxBody<Bytes, BoxError>;
-
-fn full(status: u16, headers: &[(&str, String)], body: String) -> Response<UpBody> {
-    let mut b = Response::builder().status(status);
-    for (k, v) in headers {
-        b = b.header(*k, v);
-    }
-    b.body(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed())
-        .unwrap()
-}
-
-async fn upstream(
-    req: Request<StackBody<Full<Bytes>>>,
-    rng: Arc<Mutex<fastrand::Rng>>,
-    ledger: Arc<Ledger>,
-) -> Result<Response<UpBody>, BoxError> {
-    let n = ledger.attempts.fetch_add(1, Ordering::SeqCst);
-    let streaming = req.headers().contains_key("accept");
+/// The upstream's plan for one call, at random: 429s with and without hints
+/// (one above `max_retry_after`), 500, a 502 HTML page, 503, resets, calls
+/// that hang before their headers, streams that stall after one event, and
+/// successes. Every success carries a fresh id, noted in `successes`.
+fn chaotic(
+    rng: &Mutex<fastrand::Rng>,
+    successes: &Mutex<HashSet<String>>,
+    n: u64,
+    req: &Received,
+) -> Plan {
+    let streaming = req.headers.contains_key("accept");
     let roll = rng.lock().unwrap().u32(0..100);
     let err = |status: u16, code: &str| {
-        full(
+        Plan::json(
             status,
-            &[("content-type", "application/json".into())],
             format!(r#"{{"error":{{"message":"chaos {code}","type":"x","code":"{code}"}}}}"#),
         )
     };
-    Ok(match roll {
+    match roll {
         0..=9 => {
             let ms = rng.lock().unwrap().u32(50..3000);
-            full(429, &[("retry-after-ms", ms.to_string())], String::new())
+            Plan::status(429).header("retry-after-ms", ms.to_string())
         }
-        10..=12 => full(
-            429,
-            &[("x-ratelimit-reset-requests", "1s".into())],
-            "Rate limit".into(),
-        ),
-        13..=14 => full(429, &[("retry-after", "120".into())], String::new()), // above max_retry_after
+        10..=12 => Plan::status(429)
+            .header("x-ratelimit-reset-requests", "1s")
+            .body("Rate limit"),
+        13..=14 => Plan::status(429).header("retry-after", "120"), // above max_retry_after
         15..=22 => err(500, "internal_error"),
-        23..=29 => full(
-            502,
-            &[("content-type", "text/html".into())],
-            "<html>502</html>".into(),
-        ),
+        23..=29 => Plan::status(502)
+            .header("content-type", "text/html")
+            .body("<html>502</html>"),
         30..=36 => err(503, "service_unavailable"),
-        37..=40 => {
-            return Err(Box::new(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "reset",
-            )))
-        }
-        41..=42 => futures_util::future::pending().await, // hangs before its headers
-        43..=44 if streaming => {
-            // Headers and one event, then silence.
-            let events = futures_util::stream::iter([Ok::<_, BoxError>(Frame::data(Bytes::from(
-                "data: {}\n\n",
-            )))])
-            .chain(futures_util::stream::pending());
-            Response::builder()
-                .header("content-type", "text/event-stream")
-                .body(BodyExt::boxed(StreamBody::new(events)))
-                .unwrap()
-        }
+        37..=40 => Plan::reset(),
+        41..=42 => Plan::hang(), // before its headers
+        43..=44 if streaming => Plan::sse(&["data: {}\n\n"]).then_stall(),
         _ => {
             let id = format!("ok-{n}");
-            ledger.successes.lock().unwrap().insert(id.clone());
+            successes.lock().unwrap().insert(id.clone());
             if streaming {
                 let body = format!("data: {{\"id\":\"{id}\"}}\n\ndata: [DONE]\n\n");
-                let frames = futures_util::stream::iter(
-                    body.into_bytes()
-                        .chunks(7)
-                        .map(|c| Ok::<_, BoxError>(Frame::data(Bytes::copy_from_slice(c))))
-                        .collect::<Vec<_>>(),
-                );
-                Response::builder()
-                    .header("content-type", "text/event-stream")
-                    .body(BodyExt::boxed(StreamBody::new(frames)))
-                    .unwrap()
+                let chunks: Vec<&str> = body
+                    .as_bytes()
+                    .chunks(7)
+                    .map(|c| std::str::from_utf8(c).unwrap())
+                    .collect();
+                Plan::sse(&chunks)
             } else {
-                full(
-                    200,
-                    &[("content-type", "application/json".into())],
-                    format!(r#"{{"id":"{id}"}}"#),
-                )
+                Plan::json(200, format!(r#"{{"id":"{id}"}}"#))
             }
         }
-    })
+    }
 }
 
 #[tokio::test(start_paused = true)]
 async fn thousands_of_requests_against_a_chaotic_upstream() {
-    let config = ResilienceConfig::default();
-    let layer = config.clone().build().unwrap().server();
-    let rng = Arc::new(Mutex::new(fastrand::Rng::with_seed(0x5eed)));
-    let ledger = Arc::new(Ledger::default());
-    let svc = tower::Layer::layer(
-        &layer,
-        tower::service_fn({
-            let (rng, ledger) = (rng.clone(), ledger.clone());
-            move |req| upstream(req, rng.clone(), ledger.clone())
-        }),
-    );
+    let layer = ResilienceConfig::default().build().unwrap().server();
+    let rng = Mutex::new(fastrand::Rng::with_seed(0x5eed));
+    let successes = Arc::new(Mutex::new(HashSet::new()));
+    let calls = AtomicU64::new(0);
+    let up = Upstream::answering({
+        let successes = successes.clone();
+        move |req| chaotic(&rng, &successes, calls.fetch_add(1, Ordering::SeqCst), req)
+    });
+    let svc = tower::Layer::layer(&layer, up.clone());
 
     let started = Instant::now();
     let client_ids = Arc::new(Mutex::new(HashSet::new()));
@@ -190,7 +144,7 @@ async fn thousands_of_requests_against_a_chaotic_upstream() {
                                 .filter(|j| j.starts_with("{\"error\""))
                             {
                                 // A stalled stream: its last event is the envelope.
-                                let err = common::envelope(json.as_bytes());
+                                let err = support::envelope(json.as_bytes());
                                 assert_eq!(err["code"], "timeout", "request {i}: {text}");
                                 return "stalled";
                             }
@@ -212,7 +166,7 @@ async fn thousands_of_requests_against_a_chaotic_upstream() {
                         "request {i}"
                     );
                     assert!(parts.headers.contains_key("x-request-id"), "request {i}");
-                    let err = common::envelope(&body);
+                    let err = support::envelope(&body);
                     *codes
                         .lock()
                         .unwrap()
@@ -242,7 +196,7 @@ async fn thousands_of_requests_against_a_chaotic_upstream() {
     eprintln!(
         "chaos: {REQUESTS} requests, {ok} ok, {stalled} stalled streams, {} failed, {} upstream attempts, {total:?} virtual",
         REQUESTS - ok - stalled,
-        ledger.attempts.load(Ordering::SeqCst)
+        up.calls()
     );
     assert_eq!(outcomes.len(), REQUESTS);
     assert!(ok > REQUESTS / 2, "{ok} successes");
@@ -255,12 +209,12 @@ async fn thousands_of_requests_against_a_chaotic_upstream() {
     );
 
     // Every upstream success reached the client, exactly once.
-    let upstream_ids = ledger.successes.lock().unwrap().clone();
+    let upstream_ids = successes.lock().unwrap().clone();
     assert_eq!(*client_ids.lock().unwrap(), upstream_ids);
 
     // Retries stayed within the budget: per 10 s window, 100 plus 20 % of
     // that window's requests.
-    let attempts = ledger.attempts.load(Ordering::SeqCst);
+    let attempts = up.calls() as u64;
     let windows = total.as_secs() / 10 + 1;
     let bound = REQUESTS as u64 + REQUESTS as u64 / 5 + 100 * windows;
     assert!(
@@ -268,84 +222,4 @@ async fn thousands_of_requests_against_a_chaotic_upstream() {
         "{attempts} attempts for {REQUESTS} requests over {total:?} (bound {bound})"
     );
     assert!(attempts > REQUESTS as u64, "failures were retried");
-}
-
-/// In the standard stack the timeout's body clock sits outside the breaker:
-/// a stream that stalls after its headers must still count against the
-/// upstream when the idle clock ends it.
-#[tokio::test(start_paused = true)]
-async fn a_stream_ended_by_the_idle_clock_counts_against_the_breaker() {
-    use tower_http_resilience::circuit_breaker::CircuitState;
-
-    let config = ResilienceConfig::default()
-        .breaker_min_calls(2)
-        .stream_idle_timeout(Duration::from_secs(5));
-    let (svc, handle) = stalling_stack(config);
-    for _ in 0..2 {
-        let res = svc.clone().oneshot(streaming_request()).await.unwrap();
-        let err = res
-            .into_body()
-            .collect()
-            .await
-            .expect_err("the idle clock ends the stream");
-        assert!(err.to_string().contains("idle"), "{err}");
-    }
-    assert_eq!(handle.state("upstream.test"), Some(CircuitState::Open));
-}
-
-/// The other side of the same rule: a caller who drops a stream midway (the
-/// user pressed stop) says nothing about the upstream and is not counted.
-#[tokio::test(start_paused = true)]
-async fn a_stream_the_caller_drops_does_not_count_against_the_breaker() {
-    use tower_http_resilience::circuit_breaker::CircuitState;
-
-    let (svc, handle) = stalling_stack(ResilienceConfig::default().breaker_min_calls(2));
-    for _ in 0..3 {
-        let res = svc.clone().oneshot(streaming_request()).await.unwrap();
-        let mut body = std::pin::pin!(res.into_body());
-        let first = body.frame().await.unwrap().unwrap();
-        assert_eq!(first.into_data().unwrap(), "data: {}\n\n");
-        // Gone before the end, well within every clock.
-    }
-    assert_eq!(handle.state("upstream.test"), Some(CircuitState::Closed));
-    assert_eq!(handle.snapshot("upstream.test").unwrap().failures(), 0);
-}
-
-/// The standard stack around an upstream whose streams send one event and
-/// then fall silent; and a streaming request for it.
-fn stalling_stack(
-    config: ResilienceConfig,
-) -> (
-    impl tower::Service<
-            Request<Full<Bytes>>,
-            Response = Response<impl http_body::Body<Data = Bytes, Error = BoxError>>,
-            Error = tower_http_resilience::ApiError,
-        > + Clone,
-    tower_http_resilience::circuit_breaker::CircuitBreakerHandle,
-) {
-    let layer = config.build().unwrap();
-    let handle = layer.breaker_handle();
-    let svc = tower::Layer::layer(
-        &layer,
-        tower::service_fn(|_req: Request<StackBody<Full<Bytes>>>| async {
-            let events = futures_util::stream::iter([Ok::<_, BoxError>(Frame::data(Bytes::from(
-                "data: {}\n\n",
-            )))])
-            .chain(futures_util::stream::pending());
-            Ok::<_, BoxError>(
-                Response::builder()
-                    .header("content-type", "text/event-stream")
-                    .body(BodyExt::boxed(StreamBody::new(events)))
-                    .unwrap(),
-            )
-        }),
-    );
-    (svc, handle)
-}
-
-fn streaming_request() -> Request<Full<Bytes>> {
-    Request::post("http://upstream.test/v1/chat/completions")
-        .header("accept", "text/event-stream")
-        .body(Full::new(Bytes::from_static(b"{}")))
-        .unwrap()
 }

@@ -3,134 +3,36 @@
 
 #![cfg(feature = "circuit-breaker")]
 
-mod common;
+mod support;
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response};
 use http_body::{Body as _, Frame};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full, StreamBody};
-use tokio::sync::{mpsc, oneshot};
+use http_body_util::{BodyExt, Empty, Full};
+use support::{Plan, Upstream};
+use tokio::sync::mpsc;
 use tokio::time::{advance, Instant};
-use tokio_stream::wrappers::ReceiverStream;
 use tower::{Layer, Service, ServiceExt};
 use tower_http_resilience::circuit_breaker::{
-    BreakerKey, ByExtension, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState, Classify,
-    DefaultClassifier, KeyDisplay, Observation, Transition, TransitionReason, Verdict,
+    key_fn, BreakerKey, ByExtension, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState,
+    Classify, DefaultClassifier, ExtractKeyExt, GlobalKey, KeyDisplay, Observation, Transition,
+    TransitionReason, Verdict,
 };
-use tower_http_resilience::{ApiError, BoxError, ErrorKind};
+use tower_http_resilience::{ApiError, ErrorKind};
 
-type Body = UnsyncBoxBody<Bytes, io::Error>;
+/// The request every test sends: no body.
+type Req = Request<Empty<Bytes>>;
 
-/// One planned answer of the scripted upstream.
-enum Plan {
-    Status(u16),
-    /// A trailers-only gRPC answer: 200 with `grpc-status` in the headers.
-    GrpcHeaders(&'static str),
-    /// 200 with a body made of these frames.
-    Frames(Vec<Result<Frame<Bytes>, io::Error>>),
-    /// 200 with a body fed by the test.
-    Stream(mpsc::Receiver<Result<Frame<Bytes>, io::Error>>),
-    /// An error of the inner service.
-    Fail(io::ErrorKind),
-    /// An `ApiError` from an inner layer.
-    Api(ApiError),
-    /// Answer after a delay.
-    After(Duration, Box<Plan>),
-    /// Answer with the status the test sends (the call stays in flight until then).
-    Wait(oneshot::Receiver<u16>),
-}
-
-/// An upstream that answers from a script (200 when the script is empty)
-/// and counts its calls.
-#[derive(Clone, Default)]
-struct Upstream {
-    script: Arc<Mutex<VecDeque<Plan>>>,
-    calls: Arc<AtomicUsize>,
-}
-
-impl Upstream {
-    fn push(&self, plan: Plan) {
-        self.script.lock().unwrap().push_back(plan);
-    }
-    fn push_n(&self, n: usize, status: u16) {
-        for _ in 0..n {
-            self.push(Plan::Status(status));
-        }
-    }
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-}
-
-fn empty(status: u16) -> Response<Body> {
-    let mut res = Response::new(
-        Empty::new()
-            .map_err(|e: Infallible| match e {})
-            .boxed_unsync(),
-    );
-    *res.status_mut() = StatusCode::from_u16(status).unwrap();
-    res
-}
-
-fn answer(plan: Plan) -> Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>> {
-    Box::pin(async move {
-        match plan {
-            Plan::Status(s) => Ok(empty(s)),
-            Plan::GrpcHeaders(code) => {
-                let mut res = empty(200);
-                res.headers_mut()
-                    .insert("content-type", "application/grpc".parse().unwrap());
-                res.headers_mut()
-                    .insert("grpc-status", code.parse().unwrap());
-                Ok(res)
-            }
-            Plan::Frames(frames) => Ok(Response::new(
-                StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync(),
-            )),
-            Plan::Stream(rx) => Ok(Response::new(
-                StreamBody::new(ReceiverStream::new(rx)).boxed_unsync(),
-            )),
-            Plan::Fail(kind) => Err(io::Error::new(kind, "upstream failed").into()),
-            Plan::Api(err) => Err(err.into()),
-            Plan::After(d, plan) => {
-                tokio::time::sleep(d).await;
-                answer(*plan).await
-            }
-            Plan::Wait(rx) => Ok(empty(rx.await.unwrap_or(500))),
-        }
-    })
-}
-
-impl Service<Request<()>> for Upstream {
-    type Response = Response<Body>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _req: Request<()>) -> Self::Future {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let plan = self
-            .script
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or(Plan::Status(200));
-        answer(plan)
-    }
+fn request() -> Req {
+    Request::new(Empty::new())
 }
 
 fn config() -> CircuitBreakerConfig {
@@ -145,10 +47,10 @@ fn config() -> CircuitBreakerConfig {
 /// reads the whole response body; returns the status or the error.
 async fn send<S, B>(svc: &mut S, model: Option<&'static str>) -> Result<u16, ApiError>
 where
-    S: Service<Request<()>, Response = Response<B>, Error = ApiError>,
+    S: Service<Req, Response = Response<B>, Error = ApiError>,
     B: http_body::Body,
 {
-    let mut req = Request::new(());
+    let mut req = request();
     if let Some(m) = model {
         req.extensions_mut().insert(BreakerKey::new(m));
     }
@@ -175,7 +77,7 @@ async fn opens_exactly_when_the_ratio_reaches_the_threshold_after_min_calls() {
     let mut svc = layer.layer(up.clone());
 
     // Nine failures: a ratio of 1.0, but fewer than the minimum calls.
-    up.push_n(9, 500);
+    up.push_n(9, Plan::status(500));
     for _ in 0..9 {
         assert_eq!(send(&mut svc, None).await.unwrap(), 500);
     }
@@ -187,8 +89,8 @@ async fn opens_exactly_when_the_ratio_reaches_the_threshold_after_min_calls() {
 
     // Just under the threshold, then exactly at it.
     handle.force_closed("");
-    up.push_n(4, 503);
-    up.push_n(6, 200);
+    up.push_n(4, Plan::status(503));
+    up.push_n(6, Plan::status(200));
     for _ in 0..10 {
         send(&mut svc, None).await.unwrap();
     }
@@ -197,10 +99,10 @@ async fn opens_exactly_when_the_ratio_reaches_the_threshold_after_min_calls() {
         (snap.state(), snap.calls(), snap.failures()),
         (CircuitState::Closed, 10, 4)
     );
-    up.push(Plan::Status(502)); // 5/11 < 0.5
+    up.push(Plan::status(502)); // 5/11 < 0.5
     send(&mut svc, None).await.unwrap();
     assert_eq!(handle.state(""), Some(CircuitState::Closed));
-    up.push(Plan::Status(504)); // 6/12 == 0.5
+    up.push(Plan::status(504)); // 6/12 == 0.5
     send(&mut svc, None).await.unwrap();
     assert_eq!(handle.state(""), Some(CircuitState::Open));
     assert_eq!(up.calls(), 22);
@@ -208,7 +110,7 @@ async fn opens_exactly_when_the_ratio_reaches_the_threshold_after_min_calls() {
     // 4xx and 429 are not failures.
     handle.force_closed("");
     for s in [400, 401, 404, 429, 429, 400, 403, 422, 429, 404, 408, 501] {
-        up.push(Plan::Status(s));
+        up.push(Plan::status(s));
         send(&mut svc, None).await.unwrap();
     }
     let snap = handle.snapshot("").unwrap();
@@ -225,7 +127,7 @@ async fn failures_older_than_the_window_no_longer_count() {
     let up = Upstream::default();
     let mut svc = layer.layer(up.clone());
 
-    up.push_n(3, 500);
+    up.push_n(3, Plan::status(500));
     for _ in 0..3 {
         send(&mut svc, None).await.unwrap();
     }
@@ -238,7 +140,7 @@ async fn failures_older_than_the_window_no_longer_count() {
     let snap = handle.snapshot("").unwrap();
     assert_eq!((snap.calls(), snap.failures()), (0, 0));
 
-    up.push(Plan::Status(500));
+    up.push(Plan::status(500));
     for _ in 0..4 {
         send(&mut svc, None).await.unwrap();
     }
@@ -259,19 +161,19 @@ async fn consecutive_failures_open_it() {
     let mut svc = layer.layer(up.clone());
 
     for s in [500, 502, 200, 503, 504] {
-        up.push(Plan::Status(s));
+        up.push(Plan::status(s));
         send(&mut svc, None).await.unwrap();
     }
     assert_eq!(handle.snapshot("").unwrap().consecutive_failures(), 2);
     assert_eq!(handle.state(""), Some(CircuitState::Closed));
-    up.push(Plan::Fail(io::ErrorKind::ConnectionRefused));
+    up.push(Plan::error(io::ErrorKind::ConnectionRefused));
     let err = send(&mut svc, None).await.unwrap_err();
     assert_eq!(err.code(), "connection_error");
     assert_eq!(handle.state(""), Some(CircuitState::Open));
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].reason(), TransitionReason::ConsecutiveFailures);
-    assert_eq!(seen[0].open_for(), Some(Duration::from_secs(10)));
+    assert_eq!(seen[0].open_duration(), Some(Duration::from_secs(10)));
 }
 
 #[tokio::test(start_paused = true)]
@@ -286,11 +188,11 @@ async fn slow_calls_open_it() {
     let seen = transitions(&layer);
     let up = Upstream::default();
     let mut svc = layer.layer(up.clone());
-    let slow = |s| Plan::After(Duration::from_secs(3), Box::new(Plan::Status(s)));
+    let slow = |s| Plan::status(s).after(Duration::from_secs(3));
 
     // One slow call out of four: under the ratio.
     up.push(slow(200));
-    up.push_n(3, 200);
+    up.push_n(3, Plan::status(200));
     let start = Instant::now();
     for _ in 0..4 {
         assert_eq!(send(&mut svc, None).await.unwrap(), 200);
@@ -303,10 +205,7 @@ async fn slow_calls_open_it() {
     );
 
     // A call just at the threshold is not slow; one more slow call makes 2/6.
-    up.push(Plan::After(
-        Duration::from_secs(2),
-        Box::new(Plan::Status(200)),
-    ));
+    up.push(Plan::status(200).after(Duration::from_secs(2)));
     up.push(slow(200));
     send(&mut svc, None).await.unwrap();
     send(&mut svc, None).await.unwrap();
@@ -335,9 +234,9 @@ struct Stuck {
 }
 
 impl Service<Request<()>> for Stuck {
-    type Response = Response<Body>;
+    type Response = Response<Empty<Bytes>>;
     type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+    type Future = std::future::Ready<Result<Response<Empty<Bytes>>, Infallible>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.polled.fetch_add(1, Ordering::SeqCst);
@@ -350,7 +249,7 @@ impl Service<Request<()>> for Stuck {
 
     fn call(&mut self, _: Request<()>) -> Self::Future {
         self.called.fetch_add(1, Ordering::SeqCst);
-        std::future::ready(Ok(empty(200)))
+        std::future::ready(Ok(Response::new(Empty::new())))
     }
 }
 
@@ -409,7 +308,7 @@ async fn half_open_admits_at_most_n_probes_and_successes_close_it() {
     let up = Upstream::default();
     let mut svc = layer.layer(up.clone());
 
-    up.push_n(2, 503);
+    up.push_n(2, Plan::status(503));
     send(&mut svc, None).await.unwrap();
     send(&mut svc, None).await.unwrap();
     assert_eq!(handle.state(""), Some(CircuitState::Open));
@@ -419,10 +318,10 @@ async fn half_open_admits_at_most_n_probes_and_successes_close_it() {
 
     advance(Duration::from_secs(10)).await;
     // Two probes go through and stay in flight…
-    let (tx1, rx1) = oneshot::channel();
-    let (tx2, rx2) = oneshot::channel();
-    up.push(Plan::Wait(rx1));
-    up.push(Plan::Wait(rx2));
+    let (tx1, plan1) = Plan::deferred();
+    let (tx2, plan2) = Plan::deferred();
+    up.push(plan1);
+    up.push(plan2);
     let p1 = tokio::spawn({
         let mut svc = svc.clone();
         async move { send(&mut svc, None).await }
@@ -448,10 +347,10 @@ async fn half_open_admits_at_most_n_probes_and_successes_close_it() {
     assert_eq!(up.calls(), 4);
 
     // One success is not enough; the second closes it.
-    tx1.send(200).unwrap();
+    tx1.send(Plan::status(200)).unwrap();
     assert_eq!(p1.await.unwrap().unwrap(), 200);
     assert_eq!(handle.state(""), Some(CircuitState::HalfOpen));
-    tx2.send(200).unwrap();
+    tx2.send(Plan::status(200)).unwrap();
     assert_eq!(p2.await.unwrap().unwrap(), 200);
     assert_eq!(handle.state(""), Some(CircuitState::Closed));
     assert_eq!(send(&mut svc, None).await.unwrap(), 200);
@@ -491,7 +390,7 @@ async fn a_failed_probe_reopens_it_for_longer() {
     let up = Upstream::default();
     let mut svc = layer.layer(up.clone());
 
-    up.push(Plan::Status(500));
+    up.push(Plan::status(500));
     send(&mut svc, None).await.unwrap();
     let open = |h: &tower_http_resilience::circuit_breaker::CircuitBreakerHandle| {
         h.snapshot("").unwrap().open_remaining()
@@ -501,7 +400,7 @@ async fn a_failed_probe_reopens_it_for_longer() {
     // Each failed probe doubles the open time, up to the 60 s cap.
     for expected in [20, 40, 60, 60] {
         advance(open(&handle).unwrap()).await;
-        up.push(Plan::Fail(io::ErrorKind::TimedOut));
+        up.push(Plan::error(io::ErrorKind::TimedOut));
         let err = send(&mut svc, None).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Timeout);
         assert_eq!(open(&handle), Some(Duration::from_secs(expected)));
@@ -518,7 +417,7 @@ async fn a_failed_probe_reopens_it_for_longer() {
     assert_eq!(send(&mut svc, None).await.unwrap(), 200);
     assert_eq!(handle.state(""), Some(CircuitState::Closed));
     assert_eq!(handle.snapshot("").unwrap().trips(), 0);
-    up.push(Plan::Status(500));
+    up.push(Plan::status(500));
     send(&mut svc, None).await.unwrap();
     assert_eq!(open(&handle), Some(Duration::from_secs(10)));
 }
@@ -530,7 +429,7 @@ async fn one_model_open_another_untouched() {
     let up = Upstream::default();
     let mut svc = layer.layer(up.clone());
 
-    up.push_n(3, 503);
+    up.push_n(3, Plan::status(503));
     for _ in 0..3 {
         send(&mut svc, Some("flaky-model")).await.unwrap();
     }
@@ -552,6 +451,67 @@ async fn one_model_open_another_untouched() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn keys_chain_with_or_closures_included() {
+    let by_tenant = key_fn(|parts: &http::request::Parts| {
+        let tenant = parts.headers.get("x-tenant")?.to_str().ok()?;
+        Some(std::borrow::Cow::Borrowed(tenant))
+    });
+    let layer = CircuitBreakerLayer::with_config(config().min_calls(1))
+        .key(ByExtension.or(by_tenant).or(GlobalKey));
+    let handle = layer.handle();
+    let up = Upstream::default();
+    let mut svc = layer.layer(up.clone());
+
+    let call = |model: Option<&'static str>, tenant: Option<&'static str>| {
+        let mut req = request();
+        if let Some(m) = model {
+            req.extensions_mut().insert(BreakerKey::new(m));
+        }
+        if let Some(t) = tenant {
+            req.headers_mut().insert("x-tenant", t.parse().unwrap());
+        }
+        req
+    };
+    // The tenant's upstream fails: only the tenant's breaker opens.
+    up.push(Plan::status(503));
+    let res = ServiceExt::<Req>::ready(&mut svc)
+        .await
+        .unwrap()
+        .call(call(None, Some("acme")))
+        .await;
+    assert_eq!(res.unwrap().status(), 503);
+    assert_eq!(handle.state("acme"), Some(CircuitState::Open));
+    let err = ServiceExt::<Req>::ready(&mut svc)
+        .await
+        .unwrap()
+        .call(call(None, Some("acme")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CircuitOpen);
+    // The model wins over the tenant; without either, the global key.
+    let res = ServiceExt::<Req>::ready(&mut svc)
+        .await
+        .unwrap()
+        .call(call(Some("gpt-4o"), Some("acme")))
+        .await;
+    assert_eq!(res.unwrap().status(), 200);
+    let res = ServiceExt::<Req>::ready(&mut svc)
+        .await
+        .unwrap()
+        .call(call(None, None))
+        .await;
+    assert_eq!(res.unwrap().status(), 200);
+    let mut keys: Vec<_> = handle
+        .snapshots()
+        .iter()
+        .map(|s| s.key().to_owned())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["", "acme", "gpt-4o"]);
+    assert_eq!(up.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_stream_that_fails_after_its_headers_is_a_failure() {
     let layer = CircuitBreakerLayer::with_config(config().min_calls(1));
     let handle = layer.handle();
@@ -559,12 +519,11 @@ async fn a_stream_that_fails_after_its_headers_is_a_failure() {
     let mut svc = layer.layer(up.clone());
 
     let (tx, rx) = mpsc::channel(4);
-    up.push(Plan::Stream(rx));
-    let res = svc
-        .ready()
+    up.push(Plan::status(200).fed_by(rx));
+    let res = ServiceExt::<Req>::ready(&mut svc)
         .await
         .unwrap()
-        .call(Request::new(()))
+        .call(request())
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
@@ -586,12 +545,11 @@ async fn a_stream_that_fails_after_its_headers_is_a_failure() {
     // A stream that ends cleanly is a success, recorded at its end.
     handle.force_closed("");
     let (tx, rx) = mpsc::channel(4);
-    up.push(Plan::Stream(rx));
-    let res = svc
-        .ready()
+    up.push(Plan::status(200).fed_by(rx));
+    let res = ServiceExt::<Req>::ready(&mut svc)
         .await
         .unwrap()
-        .call(Request::new(()))
+        .call(request())
         .await
         .unwrap();
     tx.send(Ok(Frame::data(Bytes::from_static(b"a"))))
@@ -610,10 +568,9 @@ async fn a_stream_that_fails_after_its_headers_is_a_failure() {
 fn grpc_trailers(code: &'static str) -> Plan {
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", code.parse().unwrap());
-    Plan::Frames(vec![
-        Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\0"))),
-        Ok(Frame::trailers(trailers)),
-    ])
+    Plan::status(200)
+        .chunk(Duration::ZERO, Bytes::from_static(b"\0\0\0\0\0"))
+        .trailers(trailers)
 }
 
 #[tokio::test(start_paused = true)]
@@ -632,8 +589,8 @@ async fn grpc_status_in_trailers_or_headers_counts() {
     let snap = handle.snapshot("").unwrap();
     assert_eq!((snap.calls(), snap.failures()), (3, 1));
     // Trailers-only answers carry the status in the headers.
-    up.push(Plan::GrpcHeaders("13"));
-    up.push(Plan::GrpcHeaders("4"));
+    up.push(Plan::grpc("13"));
+    up.push(Plan::grpc("4"));
     send(&mut svc, None).await.unwrap();
     assert_eq!(handle.state(""), Some(CircuitState::Closed)); // 2/4
     send(&mut svc, None).await.unwrap();
@@ -657,12 +614,11 @@ async fn a_body_dropped_early_is_not_counted_and_gives_its_probe_back() {
     let mut svc = layer.layer(up.clone());
 
     let (tx, rx) = mpsc::channel(4);
-    up.push(Plan::Stream(rx));
-    let res = svc
-        .ready()
+    up.push(Plan::status(200).fed_by(rx));
+    let res = ServiceExt::<Req>::ready(&mut svc)
         .await
         .unwrap()
-        .call(Request::new(()))
+        .call(request())
         .await
         .unwrap();
     assert!(!res.body().is_end_stream());
@@ -674,12 +630,11 @@ async fn a_body_dropped_early_is_not_counted_and_gives_its_probe_back() {
     handle.force_open("", Duration::from_secs(5));
     advance(Duration::from_secs(5)).await;
     let (_tx, rx) = mpsc::channel(4);
-    up.push(Plan::Stream(rx));
-    let res = svc
-        .ready()
+    up.push(Plan::status(200).fed_by(rx));
+    let res = ServiceExt::<Req>::ready(&mut svc)
         .await
         .unwrap()
-        .call(Request::new(()))
+        .call(request())
         .await
         .unwrap();
     assert_eq!(handle.snapshot("").unwrap().probes_in_flight(), 1);
@@ -704,14 +659,19 @@ async fn errors_of_inner_layers_are_classified() {
     let up = Upstream::default();
     let mut svc = layer.layer(up.clone());
 
-    up.push(Plan::Fail(io::ErrorKind::ConnectionRefused));
-    up.push(Plan::Api(ApiError::timeout(
-        tower_http_resilience::TimeoutPhase::Headers,
-        Duration::from_secs(30),
-    )));
-    up.push(Plan::Api(ApiError::new(ErrorKind::RateLimited)));
-    up.push(Plan::Api(ApiError::circuit_open(Duration::from_secs(1))));
-    up.push(Plan::Fail(io::ErrorKind::Other));
+    up.push(Plan::error(io::ErrorKind::ConnectionRefused));
+    up.push(Plan::fail(|| {
+        ApiError::timeout(
+            tower_http_resilience::TimeoutPhase::Attempt,
+            Duration::from_secs(30),
+        )
+        .into()
+    }));
+    up.push(Plan::fail(|| ApiError::new(ErrorKind::RateLimited).into()));
+    up.push(Plan::fail(|| {
+        ApiError::circuit_open(Duration::from_secs(1)).into()
+    }));
+    up.push(Plan::error(io::ErrorKind::Other));
     let mut kinds = Vec::new();
     for _ in 0..5 {
         kinds.push(send(&mut svc, None).await.unwrap_err().kind());
@@ -735,26 +695,35 @@ async fn errors_of_inner_layers_are_classified() {
 
 #[tokio::test(start_paused = true)]
 async fn a_custom_classifier_decides() {
-    let layer =
-        CircuitBreakerLayer::with_config(config().min_calls(2)).classify(|obs: Observation<'_>| {
-            match obs {
-                Observation::Response { status, .. } if status == 429 => Verdict::Failure,
-                Observation::Response { status, .. } if status == 500 => Verdict::Ignore,
-                other => DefaultClassifier.classify(other),
-            }
-        });
+    let layer = CircuitBreakerLayer::with_config(config().min_calls(2)).classifier(
+        |obs: Observation<'_>| match obs {
+            Observation::Response { status, .. } if status == 429 => Verdict::Failure,
+            Observation::Response { status, .. } if status == 500 => Verdict::Ignore,
+            other => DefaultClassifier.classify(other),
+        },
+    );
     let handle = layer.handle();
     let up = Upstream::default();
     let mut svc = layer.layer(up.clone());
-    for s in [500, 500, 200, 429] {
-        up.push(Plan::Status(s));
-        send(&mut svc, None).await.unwrap();
+    for s in [500, 500, 200] {
+        up.push(Plan::status(s));
+        assert_eq!(send(&mut svc, None).await.unwrap(), s);
     }
+    // The 500s were ignored: only the 200 is in the window.
     let snap = handle.snapshot("").unwrap();
     assert_eq!(
         (snap.calls(), snap.failures(), snap.state()),
-        (0, 0, CircuitState::Open)
+        (1, 0, CircuitState::Closed)
     );
+    // The 429 is a failure: one of two calls fails, the breaker opens.
+    up.push(Plan::status(429));
+    assert_eq!(send(&mut svc, None).await.unwrap(), 429);
+    assert_eq!(handle.state(""), Some(CircuitState::Open));
+    assert_eq!(
+        send(&mut svc, None).await.unwrap_err().kind(),
+        ErrorKind::CircuitOpen
+    );
+    assert_eq!(up.calls(), 4);
 }
 
 #[tokio::test(start_paused = true)]
@@ -764,7 +733,7 @@ async fn every_service_and_clone_shares_the_state() {
     let mut first = layer.layer(up.clone());
     let mut second = layer.layer(up.clone());
     let mut clone = first.clone();
-    up.push_n(2, 500);
+    up.push_n(2, Plan::status(500));
     send(&mut first, None).await.unwrap();
     send(&mut clone, None).await.unwrap();
     assert_eq!(
@@ -837,8 +806,9 @@ async fn the_handle_forces_resets_and_reports() {
 
 #[tokio::test(start_paused = true)]
 async fn the_registry_stays_bounded_with_100_000_keys() {
-    fn by_tenant(req: &Request<()>) -> Option<std::borrow::Cow<'_, str>> {
-        req.headers()
+    fn by_tenant(parts: &http::request::Parts) -> Option<std::borrow::Cow<'_, str>> {
+        parts
+            .headers
             .get("x-tenant")
             .and_then(|v| v.to_str().ok())
             .map(Into::into)
@@ -857,9 +827,14 @@ async fn the_registry_stays_bounded_with_100_000_keys() {
     for i in 0..100_000u32 {
         let req = Request::builder()
             .header("x-tenant", format!("tenant-{i}"))
-            .body(())
+            .body(Empty::<Bytes>::new())
             .unwrap();
-        let res = svc.ready().await.unwrap().call(req).await.unwrap();
+        let res = ServiceExt::<Req>::ready(&mut svc)
+            .await
+            .unwrap()
+            .call(req)
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200);
         if i % 1000 == 0 {
             most = most.max(handle.len());
@@ -946,12 +921,12 @@ async fn many_tasks_on_many_threads_count_exactly() {
 
 #[tokio::test(start_paused = true)]
 async fn transitions_are_traced_without_the_key() {
-    let logs = common::capture_logs();
+    let logs = support::capture_logs();
 
     let layer = CircuitBreakerLayer::with_config(config().min_calls(1)).key(ByExtension);
     let up = Upstream::default();
     let mut svc = layer.layer(up.clone());
-    up.push(Plan::Status(500));
+    up.push(Plan::status(500));
     send(&mut svc, Some("sk-live-0123456789abcdef"))
         .await
         .unwrap();
@@ -968,7 +943,7 @@ async fn transitions_are_traced_without_the_key() {
         "{text}"
     );
     assert!(
-        lines[0].contains("reason=failure ratio") && lines[0].contains("open_for_ms=10000"),
+        lines[0].contains("reason=failure ratio") && lines[0].contains("open_duration_ms=10000"),
         "{text}"
     );
     assert!(
@@ -983,7 +958,7 @@ async fn transitions_are_traced_without_the_key() {
         CircuitBreakerLayer::with_config(config().min_calls(1).key_display(KeyDisplay::Plain))
             .key(ByExtension);
     let mut svc = layer.layer(up.clone());
-    up.push(Plan::Status(500));
+    up.push(Plan::status(500));
     send(&mut svc, Some("gpt-4o")).await.unwrap();
     let text = logs.text();
     assert!(

@@ -1,5 +1,5 @@
-//! The circuit breaker in front of a real axum upstream on 127.0.0.1, called
-//! through a hyper-util legacy client.
+//! The circuit breaker in front of the scripted upstream served over HTTP on
+//! 127.0.0.1, called through a hyper-util legacy client.
 //!
 //! The upstream runs on its own thread and runtime (real clock); the test's
 //! runtime has a paused clock, moved with `tokio::time::advance`, so the
@@ -7,23 +7,21 @@
 
 #![cfg(feature = "circuit-breaker")]
 
+mod support;
+
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body as AxumBody;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
 use bytes::Bytes;
 use http::Request;
+use http_body::Frame;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::oneshot;
+use support::{Plan, Upstream};
+use tokio::sync::mpsc;
 use tokio::time::advance;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http_resilience::circuit_breaker::{
@@ -31,72 +29,10 @@ use tower_http_resilience::circuit_breaker::{
 };
 use tower_http_resilience::ErrorKind;
 
-#[derive(Clone, Default)]
-struct Upstream {
-    healthy: Arc<AtomicBool>,
-    hits: Arc<AtomicUsize>,
-    break_stream: Arc<tokio::sync::Notify>,
-}
-
-async fn chat(State(up): State<Upstream>) -> Response {
-    up.hits.fetch_add(1, Ordering::SeqCst);
-    if up.healthy.load(Ordering::SeqCst) {
-        (StatusCode::OK, r#"{"choices":[]}"#).into_response()
-    } else {
-        let body = r#"{"error":{"message":"overloaded","type":"service_unavailable","code":"overloaded"}}"#;
-        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
-    }
-}
-
-async fn stream(State(up): State<Upstream>) -> Response {
-    up.hits.fetch_add(1, Ordering::SeqCst);
-    // One event; then, when the test says so, the upstream fails mid-stream.
-    let events = futures_util::stream::unfold(0, move |step| {
-        let up = up.clone();
-        async move {
-            match step {
-                0 => Some((Ok(Bytes::from_static(b"data: {\"delta\":\"hi\"}\n\n")), 1)),
-                1 => {
-                    up.break_stream.notified().await;
-                    Some((Err(std::io::Error::other("upstream crashed")), 2))
-                }
-                _ => None,
-            }
-        }
-    });
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(AxumBody::from_stream(events))
-        .unwrap()
-}
-
-/// Starts the upstream on its own thread and runtime; returns its address
-/// and a sender that stops it.
-fn start_upstream(up: Upstream) -> (SocketAddr, oneshot::Sender<()>, std::thread::JoinHandle<()>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let app = Router::new()
-                .route("/v1/chat/completions", post(chat))
-                .route("/v1/stream", post(stream))
-                .with_state(up);
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
-    });
-    (addr, stop, thread)
+/// Serves the scripted upstream on 127.0.0.1 from its own thread and runtime.
+fn start_upstream(up: &Upstream) -> SocketAddr {
+    let up = up.clone();
+    support::spawn_server(move || up)
 }
 
 fn post_to(addr: SocketAddr, path: &str) -> Request<Full<Bytes>> {
@@ -108,8 +44,21 @@ fn post_to(addr: SocketAddr, path: &str) -> Request<Full<Bytes>> {
 
 #[tokio::test(start_paused = true)]
 async fn opens_on_a_failing_upstream_and_closes_when_it_recovers() {
-    let up = Upstream::default();
-    let (addr, stop, thread) = start_upstream(up.clone());
+    // Overloaded until it recovers.
+    let healthy = Arc::new(AtomicBool::new(false));
+    let up = Upstream::answering({
+        let healthy = healthy.clone();
+        move |_| {
+            if healthy.load(Ordering::SeqCst) {
+                Plan::status(200).body(r#"{"choices":[]}"#)
+            } else {
+                Plan::status(503).body(
+                    r#"{"error":{"message":"overloaded","type":"service_unavailable","code":"overloaded"}}"#,
+                )
+            }
+        }
+    });
+    let addr = start_upstream(&up);
     let layer = CircuitBreakerLayer::with_config(
         CircuitBreakerConfig::new()
             .min_calls(4)
@@ -136,7 +85,7 @@ async fn opens_on_a_failing_upstream_and_closes_when_it_recovers() {
         assert!(body.starts_with(b"{\"error\""));
     }
     assert_eq!(handle.state(&key), Some(CircuitState::Open));
-    assert_eq!(up.hits.load(Ordering::SeqCst), 4);
+    assert_eq!(up.calls(), 4);
 
     // Open: the upstream stops receiving calls; the client gets 503 and
     // retry-after.
@@ -166,11 +115,11 @@ async fn opens_on_a_failing_upstream_and_closes_when_it_recovers() {
         .await
         .unwrap_err();
     assert_eq!(err.to_response::<Bytes>().headers()["retry-after"], "10");
-    assert_eq!(up.hits.load(Ordering::SeqCst), 4);
+    assert_eq!(up.calls(), 4);
 
     // The upstream recovers; after the open time a probe goes through and
     // closes the breaker.
-    up.healthy.store(true, Ordering::SeqCst);
+    healthy.store(true, Ordering::SeqCst);
     advance(Duration::from_secs(10)).await;
     let res = svc
         .ready()
@@ -185,7 +134,7 @@ async fn opens_on_a_failing_upstream_and_closes_when_it_recovers() {
         r#"{"choices":[]}"#
     );
     assert_eq!(handle.state(&key), Some(CircuitState::Closed));
-    assert_eq!(up.hits.load(Ordering::SeqCst), 5);
+    assert_eq!(up.calls(), 5);
     for _ in 0..3 {
         let res = svc
             .ready()
@@ -197,18 +146,15 @@ async fn opens_on_a_failing_upstream_and_closes_when_it_recovers() {
         assert_eq!(res.status(), 200);
         let _ = res.into_body().collect().await.unwrap();
     }
-    assert_eq!(up.hits.load(Ordering::SeqCst), 8);
+    assert_eq!(up.calls(), 8);
     let snap = handle.snapshot(&key).unwrap();
     assert_eq!((snap.calls(), snap.failures()), (3, 0));
-
-    stop.send(()).unwrap();
-    thread.join().unwrap();
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_real_stream_that_breaks_after_its_headers_opens_it() {
-    let up = Upstream::default();
-    let (addr, stop, thread) = start_upstream(up.clone());
+    let up = Upstream::new();
+    let addr = start_upstream(&up);
     let layer = CircuitBreakerLayer::with_config(
         CircuitBreakerConfig::new()
             .min_calls(2)
@@ -226,6 +172,15 @@ async fn a_real_stream_that_breaks_after_its_headers_opens_it() {
     let key = addr.to_string();
 
     for i in 0..2 {
+        // One event; then, when the test says so, the upstream fails mid-stream.
+        let (events, rx) = mpsc::channel(2);
+        up.push(Plan::sse(&[]).fed_by(rx));
+        events
+            .send(Ok(Frame::data(Bytes::from_static(
+                b"data: {\"delta\":\"hi\"}\n\n",
+            ))))
+            .await
+            .unwrap();
         let res = svc
             .ready()
             .await
@@ -241,7 +196,10 @@ async fn a_real_stream_that_breaks_after_its_headers_opens_it() {
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(first, "data: {\"delta\":\"hi\"}\n\n");
         assert_eq!(handle.snapshot(&key).unwrap().calls(), i);
-        up.break_stream.notify_one();
+        events
+            .send(Err(std::io::Error::other("upstream crashed")))
+            .await
+            .unwrap();
         let end = body.collect().await;
         assert!(end.is_err(), "the stream must fail");
     }
@@ -254,8 +212,5 @@ async fn a_real_stream_that_breaks_after_its_headers_opens_it() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), "circuit_open");
-    assert_eq!(up.hits.load(Ordering::SeqCst), 2);
-
-    stop.send(()).unwrap();
-    thread.join().unwrap();
+    assert_eq!(up.calls(), 2);
 }

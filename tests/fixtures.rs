@@ -2,7 +2,7 @@
 //! ways: directly, through the client normalization layer, and rewritten by the
 //! server normalization layer.
 
-mod common;
+mod support;
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http_resilience::{ApiError, NormalizeClientLayer, NormalizeLayer};
 
-fn check(name: &str, err: &ApiError, expect: &common::Expect) {
+fn check(name: &str, err: &ApiError, expect: &support::Expect) {
     assert_eq!(err.status().as_u16(), expect.status, "{name}: status");
     assert_eq!(err.error_type(), expect.ty, "{name}: type");
     assert_eq!(err.code(), expect.code, "{name}: code");
@@ -27,7 +27,7 @@ fn check(name: &str, err: &ApiError, expect: &common::Expect) {
 
 #[test]
 fn every_case_reads_as_expected() {
-    for case in common::cases() {
+    for case in support::cases() {
         let err = ApiError::from_upstream(case.status(), &case.header_map(), case.body.as_bytes());
         check(&case.name, &err, &case.expect);
         // The message is the upstream's when it sent one.
@@ -45,7 +45,7 @@ fn every_case_reads_as_expected() {
 
 #[tokio::test]
 async fn every_case_through_the_client_layer() {
-    for case in common::cases() {
+    for case in support::cases() {
         let upstream = tower::service_fn(|_req: http::Request<Full<Bytes>>| {
             let res = case.response::<Full<Bytes>>();
             async move { Ok::<_, Infallible>(res) }
@@ -70,7 +70,7 @@ async fn every_case_through_the_client_layer() {
 
 #[tokio::test]
 async fn every_case_rewritten_by_the_server_layer() {
-    for case in common::cases() {
+    for case in support::cases() {
         let handler = tower::service_fn(|_req: http::Request<Full<Bytes>>| {
             let res = case.response::<Full<Bytes>>();
             async move { Ok::<_, Infallible>(res) }
@@ -110,7 +110,7 @@ async fn every_case_rewritten_by_the_server_layer() {
             case.name
         );
         let body = res.into_body().collect().await.unwrap().to_bytes();
-        let err = common::envelope(&body);
+        let err = support::envelope(&body);
         assert_eq!(err["type"], case.expect.ty.as_str(), "{}", case.name);
         assert_eq!(err["code"], case.expect.code.as_str(), "{}", case.name);
         assert_eq!(

@@ -1,161 +1,46 @@
 //! The gateway example end to end: its own code (`examples/gateway/app.rs`)
-//! runs in-process on 127.0.0.1 in front of a scripted axum upstream (its own
-//! thread and runtime), called by a hyper client.
+//! runs in-process on 127.0.0.1 in front of the scripted upstream
+//! (`tests/support`, served over HTTP from its own thread and runtime),
+//! called by a hyper client.
 //!
-//! The test runtime's clock is paused and held (`common::hold_clock`): it
+//! The test runtime's clock is paused and held (`support::hold_clock`): it
 //! moves only by `tokio::time::advance`, so stalls are exact and nothing
 //! sleeps for real. Retries use a zero backoff so that they need no time.
 
-mod common;
+mod support;
 
 #[path = "../examples/gateway/app.rs"]
 mod app;
 #[path = "../examples/gateway/args.rs"]
 mod args;
 
-use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::response::Response;
-use axum::Router;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{Request, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
+use support::{Plan, Upstream};
 use tokio::time::advance;
 use tower_http_resilience::retry::{Backoff, Jitter};
-use tower_http_resilience::ResilienceConfig;
+use tower_http_resilience::{BoxError, ResilienceConfig};
 
-/// What the upstream does with one request for a model.
-#[derive(Clone)]
-enum Plan {
-    Respond(u16, Vec<(String, String)>, Bytes),
-    /// Server-Sent Events; with `stall`, silence after the last one.
-    Sse(Vec<&'static str>, bool),
-    /// A 500 whose 20 MB body is produced 64 KiB at a time.
-    Huge,
-    /// Never answers.
-    Hang,
+/// Serves the scripted upstream on 127.0.0.1, from its own thread and runtime.
+fn spawn_upstream(up: &Upstream) -> SocketAddr {
+    let up = up.clone();
+    support::spawn_server(move || up)
 }
 
-#[derive(Default)]
-struct Upstream {
-    plans: Mutex<HashMap<String, VecDeque<Plan>>>,
-    calls: Mutex<HashMap<String, u32>>,
-    /// 64 KiB chunks of `Plan::Huge` bodies produced.
-    produced: Arc<AtomicUsize>,
-    /// `Plan::Hang` handlers dropped (their caller went away).
-    cancelled: Arc<AtomicUsize>,
-    cancel_tx: Mutex<Option<tokio::sync::mpsc::UnboundedSender<()>>>,
-}
-
-impl Upstream {
-    fn plan(&self, model: &str, plans: impl IntoIterator<Item = Plan>) {
-        self.plans
-            .lock()
-            .unwrap()
-            .entry(model.to_owned())
-            .or_default()
-            .extend(plans);
-    }
-
-    fn calls(&self, model: &str) -> u32 {
-        self.calls.lock().unwrap().get(model).copied().unwrap_or(0)
-    }
-}
-
-struct DropGuard(
-    Arc<AtomicUsize>,
-    Option<tokio::sync::mpsc::UnboundedSender<()>>,
-);
-
-impl Drop for DropGuard {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        if let Some(tx) = &self.1 {
-            let _ = tx.send(());
-        }
-    }
-}
-
-async fn upstream_handler(State(up): State<Arc<Upstream>>, body: Bytes) -> Response {
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let model = v["model"].as_str().unwrap_or("-").to_owned();
-    let n = {
-        let mut calls = up.calls.lock().unwrap();
-        let n = calls.entry(model.clone()).or_default();
-        *n += 1;
-        *n
-    };
-    let plan = up
-        .plans
-        .lock()
-        .unwrap()
-        .get_mut(&model)
-        .and_then(VecDeque::pop_front);
-    match plan {
-        None => {
-            let body = format!(r#"{{"id":"ok-{model}-{n}","object":"chat.completion"}}"#);
-            Response::builder()
-                .header("content-type", "application/json")
-                .body(Body::from(body))
-                .unwrap()
-        }
-        Some(Plan::Respond(status, headers, body)) => {
-            let mut b = Response::builder().status(status);
-            for (k, v) in headers {
-                b = b.header(k, v);
-            }
-            b.body(Body::from(body)).unwrap()
-        }
-        Some(Plan::Sse(events, stall)) => {
-            let events = futures_util::stream::iter(events)
-                .map(|e| Ok::<_, Infallible>(Frame::data(Bytes::from_static(e.as_bytes()))));
-            let body = if stall {
-                Body::new(StreamBody::new(
-                    events.chain(futures_util::stream::pending()),
-                ))
-            } else {
-                Body::new(StreamBody::new(events))
-            };
-            Response::builder()
-                .header("content-type", "text/event-stream")
-                .body(body)
-                .unwrap()
-        }
-        Some(Plan::Huge) => {
-            let produced = up.produced.clone();
-            let chunks = futures_util::stream::iter(0..320).map(move |_| {
-                produced.fetch_add(1, Ordering::SeqCst);
-                Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'e'; 64 * 1024])))
-            });
-            Response::builder()
-                .status(500)
-                .header("content-type", "text/plain")
-                .body(Body::new(StreamBody::new(chunks)))
-                .unwrap()
-        }
-        Some(Plan::Hang) => {
-            let _guard = DropGuard(up.cancelled.clone(), up.cancel_tx.lock().unwrap().clone());
-            futures_util::future::pending::<()>().await;
-            unreachable!()
-        }
-    }
-}
-
-fn spawn_upstream() -> (SocketAddr, Arc<Upstream>) {
-    let up = Arc::new(Upstream::default());
-    let state = up.clone();
-    let addr =
-        common::spawn_server(move || Router::new().fallback(upstream_handler).with_state(state));
-    (addr, up)
+/// The calls the upstream received for `model` (the JSON body's).
+fn calls(up: &Upstream, model: &str) -> usize {
+    up.received()
+        .iter()
+        .filter(|r| r.json()["model"] == model)
+        .count()
 }
 
 /// The gateway's defaults, with retries that wait no time.
@@ -173,7 +58,7 @@ async fn gateway(config: ResilienceConfig, upstream: SocketAddr) -> SocketAddr {
         layer.server(),
         format!("http://{upstream}").parse().unwrap(),
         app::upstream_client(),
-        false,
+        app::Options::default(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -194,25 +79,13 @@ fn chat(gw: SocketAddr, model: &str, stream: bool) -> Request<Full<Bytes>> {
 
 #[tokio::test(start_paused = true)]
 async fn every_fixture_case_leaves_as_the_envelope() {
-    let _hold = common::hold_clock();
-    let (up_addr, up) = spawn_upstream();
-    let gw = gateway(config().max_retries(0), up_addr).await;
+    let _hold = support::hold_clock();
+    let up = Upstream::new();
+    let gw = gateway(config().max_retries(0), spawn_upstream(&up)).await;
 
-    for case in common::cases() {
-        let headers = case
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        up.plan(
-            &case.name,
-            [Plan::Respond(
-                case.status,
-                headers,
-                Bytes::from(case.body.clone()),
-            )],
-        );
-        let (parts, body) = common::send(chat(gw, &case.name, false)).await;
+    for case in support::cases() {
+        up.push(case.plan());
+        let (parts, body) = support::send(chat(gw, &case.name, false)).await;
         let name = &case.name;
         assert_eq!(parts.status.as_u16(), case.expect.status, "{name}");
         assert_eq!(parts.headers["content-type"], "application/json", "{name}");
@@ -231,7 +104,7 @@ async fn every_fixture_case_leaves_as_the_envelope() {
             case.expect.retry_after_s,
             "{name}"
         );
-        let err = common::envelope(&body);
+        let err = support::envelope(&body);
         assert_eq!(err["type"], case.expect.ty.as_str(), "{name}");
         assert_eq!(err["code"], case.expect.code.as_str(), "{name}");
         assert_eq!(
@@ -239,76 +112,90 @@ async fn every_fixture_case_leaves_as_the_envelope() {
             case.expect.param.as_deref(),
             "{name}"
         );
-        assert_eq!(up.calls(name), 1, "{name}: max_retries 0 means one attempt");
+        assert_eq!(
+            calls(&up, name),
+            1,
+            "{name}: max_retries 0 means one attempt"
+        );
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn retries_follow_the_error_table() {
-    let _hold = common::hold_clock();
-    let (up_addr, up) = spawn_upstream();
-    let gw = gateway(config().max_retries(3), up_addr).await;
-    let fail = |status: u16| Plan::Respond(status, vec![], Bytes::new());
+    let _hold = support::hold_clock();
+    let up = Upstream::new();
+    let gw = gateway(config().max_retries(3), spawn_upstream(&up)).await;
 
-    // Two failures, then the default success.
-    up.plan("flaky", [fail(503), fail(502)]);
-    let (parts, body) = common::send(chat(gw, "flaky", false)).await;
+    // Two failures, then a success.
+    let third = r#"{"id":"ok-flaky-3","object":"chat.completion"}"#;
+    up.extend([Plan::status(503), Plan::status(502), Plan::json(200, third)]);
+    let (parts, body) = support::send(chat(gw, "flaky", false)).await;
     assert_eq!(parts.status, StatusCode::OK);
-    assert_eq!(
-        body, r#"{"id":"ok-flaky-3","object":"chat.completion"}"#,
-        "the third attempt's answer"
-    );
-    assert_eq!(up.calls("flaky"), 3);
+    assert_eq!(body, third, "the third attempt's answer");
+    assert_eq!(calls(&up, "flaky"), 3);
 
     // Always failing: 1 + 3 attempts, then the last failure as the envelope.
-    up.plan("dead", [fail(500), fail(500), fail(500), fail(500)]);
-    let (parts, body) = common::send(chat(gw, "dead", false)).await;
+    up.push_n(4, Plan::status(500));
+    let (parts, body) = support::send(chat(gw, "dead", false)).await;
     assert_eq!(parts.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(common::envelope(&body)["code"], "internal_error");
-    assert_eq!(up.calls("dead"), 4);
+    assert_eq!(support::envelope(&body)["code"], "internal_error");
+    assert_eq!(calls(&up, "dead"), 4);
 
     // Not retried: a client error.
-    up.plan("bad", [fail(400)]);
-    let (parts, _) = common::send(chat(gw, "bad", false)).await;
+    up.push(Plan::status(400));
+    let (parts, _) = support::send(chat(gw, "bad", false)).await;
     assert_eq!(parts.status, StatusCode::BAD_REQUEST);
-    assert_eq!(up.calls("bad"), 1);
+    assert_eq!(calls(&up, "bad"), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_breaker_opens_for_one_model_only() {
-    let _hold = common::hold_clock();
-    let (up_addr, up) = spawn_upstream();
-    let gw = gateway(config().max_retries(0).breaker_min_calls(2), up_addr).await;
-    let down = || Plan::Respond(503, vec![], Bytes::from_static(b"down"));
-    up.plan("sim-down", [down(), down(), down(), down()]);
+    let _hold = support::hold_clock();
+    // `sim-down` answers 503 until it recovers; every other model 200.
+    let recovered = Arc::new(AtomicBool::new(false));
+    let up = Upstream::answering({
+        let recovered = recovered.clone();
+        move |req| {
+            if req.json()["model"] == "sim-down" && !recovered.load(Ordering::SeqCst) {
+                Plan::status(503).body("down")
+            } else {
+                Plan::status(200)
+            }
+        }
+    });
+    let gw = gateway(
+        config().max_retries(0).breaker_min_calls(2),
+        spawn_upstream(&up),
+    )
+    .await;
 
     for _ in 0..2 {
-        let (parts, body) = common::send(chat(gw, "sim-down", false)).await;
+        let (parts, body) = support::send(chat(gw, "sim-down", false)).await;
         assert_eq!(parts.status, 503);
-        assert_eq!(common::envelope(&body)["code"], "service_unavailable");
+        assert_eq!(support::envelope(&body)["code"], "service_unavailable");
     }
     // Open: answered at once, without calling the upstream.
-    let (parts, body) = common::send(chat(gw, "sim-down", false)).await;
+    let (parts, body) = support::send(chat(gw, "sim-down", false)).await;
     assert_eq!(parts.status, 503);
-    assert_eq!(common::envelope(&body)["code"], "circuit_open");
+    assert_eq!(support::envelope(&body)["code"], "circuit_open");
     let wait: u64 = parts.headers["retry-after"]
         .to_str()
         .unwrap()
         .parse()
         .unwrap();
     assert!((27..=33).contains(&wait), "30 s ± 10 % jitter, got {wait}");
-    assert_eq!(up.calls("sim-down"), 2);
+    assert_eq!(calls(&up, "sim-down"), 2);
 
     // Another model is untouched.
-    let (parts, _) = common::send(chat(gw, "gpt-4o-mini", false)).await;
+    let (parts, _) = support::send(chat(gw, "gpt-4o-mini", false)).await;
     assert_eq!(parts.status, 200);
 
     // After the open time a probe goes through; the upstream recovered.
-    up.plans.lock().unwrap().remove("sim-down");
+    recovered.store(true, Ordering::SeqCst);
     advance(Duration::from_secs(wait)).await;
-    let (parts, _) = common::send(chat(gw, "sim-down", false)).await;
+    let (parts, _) = support::send(chat(gw, "sim-down", false)).await;
     assert_eq!(parts.status, 200);
-    assert_eq!(up.calls("sim-down"), 3);
+    assert_eq!(calls(&up, "sim-down"), 3);
 }
 
 const EVENTS: [&str; 4] = [
@@ -320,12 +207,11 @@ const EVENTS: [&str; 4] = [
 
 #[tokio::test(start_paused = true)]
 async fn sse_passes_through_byte_identical() {
-    let _hold = common::hold_clock();
-    let (up_addr, up) = spawn_upstream();
-    let gw = gateway(config(), up_addr).await;
-    up.plan("gpt-4o-mini", [Plan::Sse(EVENTS.to_vec(), false)]);
+    let _hold = support::hold_clock();
+    let up = Upstream::new().first([Plan::sse(&EVENTS)]);
+    let gw = gateway(config(), spawn_upstream(&up)).await;
 
-    let (parts, body) = common::send(chat(gw, "gpt-4o-mini", true)).await;
+    let (parts, body) = support::send(chat(gw, "gpt-4o-mini", true)).await;
     assert_eq!(parts.status, 200);
     assert_eq!(parts.headers["content-type"], "text/event-stream");
     assert_eq!(body, EVENTS.concat());
@@ -333,16 +219,15 @@ async fn sse_passes_through_byte_identical() {
 
 #[tokio::test(start_paused = true)]
 async fn a_stalled_stream_ends_with_an_error_event() {
-    let _hold = common::hold_clock();
-    let (up_addr, up) = spawn_upstream();
+    let _hold = support::hold_clock();
+    let up = Upstream::new().first([Plan::sse(&EVENTS[..2]).then_stall()]);
     let gw = gateway(
         config().stream_idle_timeout(Duration::from_secs(20)),
-        up_addr,
+        spawn_upstream(&up),
     )
     .await;
-    up.plan("sim-stall", [Plan::Sse(EVENTS[..2].to_vec(), true)]);
 
-    let res = common::client()
+    let res = support::client()
         .request(chat(gw, "sim-stall", true))
         .await
         .unwrap();
@@ -367,7 +252,7 @@ async fn a_stalled_stream_ends_with_an_error_event() {
         .strip_prefix("data: ")
         .and_then(|t| t.strip_suffix("\n\n"))
         .expect(text);
-    let err = common::envelope(json.as_bytes());
+    let err = support::envelope(json.as_bytes());
     assert_eq!(
         (err["type"].as_str(), err["code"].as_str()),
         (Some("timeout_error"), Some("timeout"))
@@ -377,21 +262,35 @@ async fn a_stalled_stream_ends_with_an_error_event() {
 
 #[tokio::test(start_paused = true)]
 async fn a_20_mb_error_body_is_answered_without_buffering_it() {
-    let _hold = common::hold_clock();
-    let (up_addr, up) = spawn_upstream();
-    let gw = gateway(config().max_retries(0), up_addr).await;
-    up.plan("huge", [Plan::Huge]);
+    let _hold = support::hold_clock();
+    // A 500 whose 20 MB body is produced 64 KiB at a time, counted.
+    let produced = Arc::new(AtomicUsize::new(0));
+    let huge = Plan::status(500)
+        .header("content-type", "text/plain")
+        .body_with({
+            let produced = produced.clone();
+            move || {
+                let produced = produced.clone();
+                let chunks = futures_util::stream::iter(0..320).map(move |_| {
+                    produced.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, BoxError>(Frame::data(Bytes::from(vec![b'e'; 64 * 1024])))
+                });
+                StreamBody::new(chunks).boxed_unsync()
+            }
+        });
+    let up = Upstream::new().first([huge]);
+    let gw = gateway(config().max_retries(0), spawn_upstream(&up)).await;
 
-    let (parts, body) = common::send(chat(gw, "huge", false)).await;
+    let (parts, body) = support::send(chat(gw, "huge", false)).await;
     assert_eq!(parts.status, 500);
-    let err = common::envelope(&body);
+    let err = support::envelope(&body);
     assert_eq!(
         (err["code"].as_str(), err["message"].as_str()),
         (Some("internal_error"), Some("internal error"))
     );
     // The gateway read a few KiB and hung up: the upstream never got to
     // produce all 320 chunks (socket buffers hold a few of them).
-    let produced = up.produced.load(Ordering::SeqCst);
+    let produced = produced.load(Ordering::SeqCst);
     assert!(produced < 320, "{produced} of 320 chunks produced");
 }
 
@@ -399,27 +298,29 @@ async fn a_20_mb_error_body_is_answered_without_buffering_it() {
 /// real clock; the timeout only bounds a failure, it is not waited out.
 #[tokio::test]
 async fn a_client_that_disconnects_cancels_the_upstream_call() {
-    let (up_addr, up) = spawn_upstream();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    *up.cancel_tx.lock().unwrap() = Some(tx);
-    let gw = gateway(config(), up_addr).await;
-    up.plan("hang", [Plan::Hang]);
+    let up = Upstream::always(Plan::hang());
+    let gw = gateway(config(), spawn_upstream(&up)).await;
 
-    let call = tokio::spawn(common::client().request(chat(gw, "hang", false)));
+    let call = tokio::spawn(support::client().request(chat(gw, "hang", false)));
     // Wait until the upstream holds the call, then hang up.
-    while up.calls("hang") == 0 {
+    while calls(&up, "hang") == 0 {
         tokio::task::yield_now().await;
     }
     call.abort();
-    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+    tokio::time::timeout(Duration::from_secs(10), up.cancellation())
         .await
         .expect("the upstream call was cancelled");
-    assert_eq!(up.cancelled.load(Ordering::SeqCst), 1);
+    assert_eq!(up.cancelled(), 1);
+    assert_eq!(up.calls(), 1);
 }
 
 #[test]
 fn the_flags_and_defaults_are_those_of_the_design() {
-    let a = args::parse(Vec::<String>::new()).unwrap();
+    let run = |flags: &[&str]| match args::parse(flags.iter().map(|f| f.to_string())) {
+        Ok(args::Parsed::Run(a)) => *a,
+        other => panic!("{other:?}"),
+    };
+    let a = run(&[]);
     assert_eq!(a.listen.to_string(), "127.0.0.1:8080");
     assert!(a.upstream.is_none());
     let s = Duration::from_secs;
@@ -434,7 +335,7 @@ fn the_flags_and_defaults_are_those_of_the_design() {
         .breaker_min_calls(10)
         .breaker_failure_ratio(0.5)
         .breaker_window(s(30))
-        .breaker_open(s(30));
+        .breaker_open_duration(s(30));
     assert_eq!(a.config, design);
 
     let flags = [
@@ -464,7 +365,7 @@ fn the_flags_and_defaults_are_those_of_the_design() {
         "--breaker-open",
         "45s",
     ];
-    let a = args::parse(flags.iter().map(|f| f.to_string())).unwrap();
+    let a = run(&flags);
     assert_eq!(a.listen.port(), 0);
     assert_eq!(a.upstream.unwrap().host(), Some("api.example.com"));
     let expected = ResilienceConfig::default()
@@ -478,7 +379,7 @@ fn the_flags_and_defaults_are_those_of_the_design() {
         .breaker_min_calls(4)
         .breaker_failure_ratio(0.25)
         .breaker_window(s(60))
-        .breaker_open(s(45));
+        .breaker_open_duration(s(45));
     assert_eq!(a.config, expected);
 
     for flag in flags
@@ -494,6 +395,10 @@ fn the_flags_and_defaults_are_those_of_the_design() {
         .unwrap_err()
         .contains("unknown flag"));
     assert!(args::parse(["--upstream".into(), "ftp://x".into()]).is_err());
+    for help in ["--help", "-h"] {
+        assert!(matches!(args::parse([help.into()]), Ok(args::Parsed::Help)));
+    }
+    assert!(args::USAGE.contains("--help"));
 }
 
 /// The example a newcomer runs: its first stdout line is the address, and it
@@ -524,10 +429,10 @@ async fn the_example_binary_prints_its_address_first() {
     let addr: SocketAddr = addr.parse().unwrap();
     assert_ne!(addr.port(), 0);
 
-    // The embedded simulator answers `sim-badkey` with Token360's 401.
-    let (parts, body) = common::send(chat(addr, "sim-badkey", false)).await;
+    // The embedded simulator answers `sim-badkey` with a 401.
+    let (parts, body) = support::send(chat(addr, "sim-badkey", false)).await;
     assert_eq!(parts.status, 401);
-    let err = common::envelope(&body);
+    let err = support::envelope(&body);
     assert_eq!(
         (err["type"].as_str(), err["code"].as_str()),
         (Some("authentication_error"), Some("invalid_api_key"))

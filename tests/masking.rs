@@ -9,7 +9,7 @@
 //! every credential it sees) behind a forwarding service with
 //! `NormalizeLayer` on 127.0.0.1, called by a hyper client.
 
-mod common;
+mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,12 +19,12 @@ use axum::extract::Request as AxumRequest;
 use axum::response::Response as AxumResponse;
 use axum::Router;
 use bytes::Bytes;
-use common::{capture_logs, serve};
 use http::header::{HeaderValue, CONTENT_TYPE, HOST};
 use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
 use proptest::prelude::*;
+use support::{capture_logs, serve};
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 use tower_http_resilience::error::REDACTED;
 use tower_http_resilience::{ApiError, ErrorKind, NormalizeClientLayer, NormalizeLayer};
@@ -294,7 +294,7 @@ fn upstream() -> Router {
 /// A gateway on 127.0.0.1: adds its own key, forwards to `upstream`, and
 /// normalizes with the key configured as a secret.
 async fn gateway(upstream: SocketAddr) -> SocketAddr {
-    let client = common::client();
+    let client = support::client();
     let forward = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
         let client = client.clone();
         async move {
@@ -341,7 +341,7 @@ async fn no_echo_brings_a_credential_back_through_the_gateway() {
         let secrets = [credential.1, UPSTREAM_KEY];
         for how in ECHOES {
             let what = format!("{how} / {}", credential.0);
-            let (parts, body) = common::send(request(gw, how, credential)).await;
+            let (parts, body) = support::send(request(gw, how, credential)).await;
             assert_clean_head(&what, &parts, &secrets);
             assert_clean(&what, &body, &secrets);
             match how {
@@ -360,7 +360,7 @@ async fn no_echo_brings_a_credential_back_through_the_gateway() {
                 _ => {
                     assert!(parts.status.as_u16() >= 400, "{what}");
                     // A rewritten or passed-through body is still the envelope.
-                    common::envelope(&body);
+                    support::envelope(&body);
                 }
             }
         }
@@ -371,9 +371,9 @@ async fn no_echo_brings_a_credential_back_through_the_gateway() {
 async fn a_canonical_envelope_passes_through_masked() {
     let up = serve(upstream()).await;
     let gw = gateway(up).await;
-    let (parts, body) = common::send(request(gw, "canonical", CREDENTIALS[2])).await;
+    let (parts, body) = support::send(request(gw, "canonical", CREDENTIALS[2])).await;
     assert_eq!(parts.status, StatusCode::UNAUTHORIZED);
-    let err = common::envelope(&body);
+    let err = support::envelope(&body);
     assert_eq!(
         err["code"], "invalid_api_key",
         "the upstream's own envelope"
@@ -394,7 +394,7 @@ async fn success_bodies_pass_byte_for_byte() {
     let up = serve(upstream()).await;
     let gw = gateway(up).await;
     for credential in CREDENTIALS {
-        let (parts, body) = common::send(request(gw, "success-body", credential)).await;
+        let (parts, body) = support::send(request(gw, "success-body", credential)).await;
         assert_eq!(parts.status, 200);
         let want = success_body(&[credential.1.to_owned(), UPSTREAM_KEY.to_owned()]);
         assert_eq!(&body[..], &want[..], "{}", credential.0);
@@ -508,7 +508,7 @@ async fn failures_of_every_origin_carry_no_credential() {
             }
             _ => {
                 assert!(parts.status.is_client_error() || parts.status.is_server_error());
-                common::envelope(&bytes);
+                support::envelope(&bytes);
             }
         }
     }
@@ -530,7 +530,7 @@ async fn client_errors_and_headers_carry_no_credential() {
                 .insert("x-upstream-key", HeaderValue::from_static(UPSTREAM_KEY));
             req
         })
-        .service(common::client());
+        .service(support::client());
     for credential in CREDENTIALS {
         let secrets = [credential.1, UPSTREAM_KEY];
         for how in ECHOES {

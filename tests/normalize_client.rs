@@ -1,32 +1,33 @@
 //! The client normalization layer around real clients (hyper-util, tonic)
 //! talking to real servers on 127.0.0.1.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
-use common::serve;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
+use support::{serve, Plan, Upstream};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http_resilience::{ErrorKind, NormalizeClientLayer, NormalizeLayer};
 
-fn upstream() -> Router {
-    Router::new()
-        .route(
-            "/v1/chat/completions",
-            post(|| async {
-                (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [("retry-after-ms", "1500"), ("x-request-id", "upstream-req-9"), ("content-type", "application/json")],
-                    r#"{"error":{"message":"Rate limit reached for requests","type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}"#,
-                )
-            }),
+/// Chat completions are rate limited, in the OpenAI envelope with hints; the
+/// model list answers.
+fn upstream() -> Upstream {
+    Upstream::answering(|req| {
+        match req.uri.path() {
+        "/v1/chat/completions" => Plan::json(
+            429,
+            r#"{"error":{"message":"Rate limit reached for requests","type":"rate_limit_error","param":null,"code":"rate_limit_exceeded"}}"#,
         )
-        .route("/v1/models", get(|| async { "{\"data\":[]}" }))
+        .header("retry-after-ms", "1500")
+        .header("x-request-id", "upstream-req-9"),
+        _ => Plan::status(200).body("{\"data\":[]}"),
+    }
+    })
 }
 
 #[tokio::test]
@@ -34,7 +35,7 @@ async fn upstream_errors_arrive_as_api_errors() {
     let addr = serve(upstream()).await;
     let client = ServiceBuilder::new()
         .layer(NormalizeClientLayer::new())
-        .service(common::client());
+        .service(support::client());
 
     let req = Request::post(format!("http://{addr}/v1/chat/completions"))
         .header("authorization", "Bearer sk-test-secret-key-000")
@@ -74,7 +75,7 @@ async fn a_refused_connection_is_a_connection_error() {
 
     let client = ServiceBuilder::new()
         .layer(NormalizeClientLayer::new())
-        .service(common::client());
+        .service(support::client());
     let req = Request::get(format!("http://{addr}/"))
         .header("x-request-id", "mine-1")
         .body(Full::default())

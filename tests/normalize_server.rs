@@ -2,7 +2,7 @@
 //! 127.0.0.1, called by a hyper client: every failure source leaves as the
 //! canonical envelope.
 
-mod common;
+mod support;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,10 +13,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use common::{envelope, send, serve};
 use http::{Request, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
+use support::{envelope, send, serve};
 use tokio::sync::mpsc;
 use tower::ServiceBuilder;
 use tower_http_resilience::{ApiError, ErrorKind, NormalizeLayer, TimeoutPhase};
@@ -215,7 +215,7 @@ async fn axum_rejections_become_the_envelope() {
     );
 
     // The same route still works.
-    let res = common::client()
+    let res = support::client()
         .request(
             req(addr, "POST", "/v1/chat/completions", "")
                 .header("content-type", "application/json")
@@ -254,7 +254,7 @@ async fn handler_failures_become_the_envelope() {
     );
 
     // A 529 becomes a 503 with the reason phrase of a 503.
-    let res = common::client()
+    let res = support::client()
         .request(
             req(addr, "GET", "/overloaded", "")
                 .body(Full::default())
@@ -333,7 +333,7 @@ async fn a_50_mb_error_body_is_not_buffered() {
 #[tokio::test]
 async fn sse_streams_chunk_by_chunk_and_ends_with_an_error_event() {
     let (addr, tx) = start().await;
-    let res = common::client()
+    let res = support::client()
         .request(req(addr, "GET", "/sse", "").body(Full::default()).unwrap())
         .await
         .unwrap();

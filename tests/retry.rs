@@ -1,12 +1,13 @@
 //! The retry layer against scripted upstreams, on a paused clock.
 
-mod common;
+#![cfg(feature = "retry")]
 
-use std::collections::VecDeque;
+mod support;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,9 +15,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame};
-use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use serde_json::Value;
+use support::{Plan, UpBody, Upstream};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 use tower_http_resilience::deadline::Deadline;
@@ -26,188 +27,21 @@ use tower_http_resilience::retry::{
 };
 use tower_http_resilience::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 
-// ---------------------------------------------------------------------------
-// A scripted upstream: answers from a list of planned outcomes (the last one
-// repeats) and records what it received, and when.
-
-type ResBody = UnsyncBoxBody<Bytes, BoxError>;
-
-#[derive(Clone)]
-enum Plan {
-    Respond {
-        status: u16,
-        headers: Vec<(&'static str, String)>,
-        body: Bytes,
-    },
-    /// Answers after reading only this many bytes of the request body.
-    RespondEarly {
-        read: usize,
-        status: u16,
-    },
-    /// Answers with a body the test supplies.
-    Stream {
-        status: u16,
-        make: Arc<dyn Fn() -> ResBody + Send + Sync>,
-    },
-    Fail(Arc<dyn Fn() -> BoxError + Send + Sync>),
+/// A response with these headers and body.
+fn respond(code: u16, headers: &[(&str, &str)], body: &str) -> Plan {
+    headers
+        .iter()
+        .fold(Plan::status(code), |plan, (k, v)| plan.header(k, v))
+        .body(Bytes::copy_from_slice(body.as_bytes()))
 }
 
+/// A response with this status and an empty body.
 fn status(code: u16) -> Plan {
-    Plan::Respond {
-        status: code,
-        headers: vec![],
-        body: Bytes::new(),
-    }
-}
-
-fn respond(code: u16, headers: &[(&'static str, &str)], body: &str) -> Plan {
-    Plan::Respond {
-        status: code,
-        headers: headers.iter().map(|(k, v)| (*k, v.to_string())).collect(),
-        body: Bytes::copy_from_slice(body.as_bytes()),
-    }
-}
-
-fn fail(make: impl Fn() -> BoxError + Send + Sync + 'static) -> Plan {
-    Plan::Fail(Arc::new(make))
-}
-
-#[derive(Debug)]
-struct Seen {
-    at: Duration,
-    method: Method,
-    uri: String,
-    headers: HeaderMap,
-    marker: Option<Marker>,
-    has_deadline: bool,
-    body: Bytes,
-    trailers: Option<HeaderMap>,
+    Plan::status(code)
 }
 
 #[derive(Clone, Debug, PartialEq)]
 struct Marker(&'static str);
-
-#[derive(Clone)]
-struct Upstream {
-    start: Instant,
-    plans: Arc<Mutex<VecDeque<Plan>>>,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Upstream {
-    fn new(plans: impl IntoIterator<Item = Plan>) -> Self {
-        Upstream {
-            start: Instant::now(),
-            plans: Arc::new(Mutex::new(plans.into_iter().collect())),
-            seen: Arc::default(),
-        }
-    }
-
-    fn always(plan: Plan) -> Self {
-        Upstream::new([plan])
-    }
-
-    fn calls(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-
-    fn times(&self) -> Vec<Duration> {
-        self.seen.lock().unwrap().iter().map(|s| s.at).collect()
-    }
-
-    fn bodies(&self) -> Vec<Bytes> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|s| s.body.clone())
-            .collect()
-    }
-
-    fn next_plan(&self) -> Plan {
-        let mut plans = self.plans.lock().unwrap();
-        if plans.len() > 1 {
-            plans.pop_front().unwrap()
-        } else {
-            plans.front().cloned().expect("a plan")
-        }
-    }
-}
-
-impl<B> Service<Request<ReplayBody<B>>> for Upstream
-where
-    ReplayBody<B>: Body<Data = Bytes, Error = BoxError> + Send + 'static,
-{
-    type Response = Response<ResBody>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ResBody>, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<ReplayBody<B>>) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move {
-            let plan = this.next_plan();
-            let (parts, mut body) = req.into_parts();
-            let mut seen = Seen {
-                at: this.start.elapsed(),
-                method: parts.method.clone(),
-                uri: parts.uri.to_string(),
-                headers: parts.headers.clone(),
-                marker: parts.extensions.get::<Marker>().cloned(),
-                has_deadline: Deadline::get(&parts.extensions).is_some(),
-                body: Bytes::new(),
-                trailers: None,
-            };
-            let mut buf = Vec::new();
-            let limit = match &plan {
-                Plan::RespondEarly { read, .. } => *read,
-                _ => usize::MAX,
-            };
-            while buf.len() < limit {
-                match body.frame().await {
-                    None => break,
-                    Some(Err(e)) => {
-                        seen.body = buf.into();
-                        this.seen.lock().unwrap().push(seen);
-                        return Err(e);
-                    }
-                    Some(Ok(frame)) => match frame.into_data() {
-                        Ok(d) => buf.extend_from_slice(&d),
-                        Err(f) => seen.trailers = f.into_trailers().ok(),
-                    },
-                }
-            }
-            drop(body);
-            seen.body = buf.into();
-            this.seen.lock().unwrap().push(seen);
-            let (code, headers, body): (u16, Vec<(&str, String)>, ResBody) = match plan {
-                Plan::Respond {
-                    status,
-                    headers,
-                    body,
-                } => (status, headers, full(body)),
-                Plan::RespondEarly { status, .. } => (status, vec![], full(Bytes::new())),
-                Plan::Stream { status, make } => (status, vec![], make()),
-                Plan::Fail(make) => return Err(make()),
-            };
-            let mut res = Response::new(body);
-            *res.status_mut() = StatusCode::from_u16(code).unwrap();
-            for (k, v) in headers {
-                res.headers_mut().insert(k, v.parse().unwrap());
-            }
-            Ok(res)
-        })
-    }
-}
-
-fn full(b: Bytes) -> ResBody {
-    Full::new(b)
-        .map_err(|e: Infallible| match e {})
-        .boxed_unsync()
-}
 
 /// A layer with predictable waits: no jitter, a constant 100 ms backoff,
 /// no budget.
@@ -282,11 +116,12 @@ async fn every_fixture_case_gets_the_expected_number_of_attempts() {
             .as_u64()
             .map(Duration::from_secs);
 
-        let upstream = Upstream::always(Plan::Respond {
-            status: code,
-            headers: headers.clone(),
-            body: Bytes::copy_from_slice(body.as_bytes()),
-        });
+        let upstream = Upstream::always(
+            headers
+                .iter()
+                .fold(Plan::status(code), |plan, (k, v)| plan.header(k, v))
+                .body(Bytes::copy_from_slice(body.as_bytes())),
+        );
         let client = layer().layer(upstream.clone());
         let start = Instant::now();
         let res = client.oneshot(post("{}")).await.unwrap();
@@ -325,7 +160,7 @@ async fn every_fixture_case_gets_the_expected_number_of_attempts() {
 // Server hints.
 
 async fn waits_for(headers: &[(&'static str, &str)]) -> Vec<Duration> {
-    let upstream = Upstream::new([
+    let upstream = Upstream::script([
         respond(429, headers, ""),
         respond(429, headers, ""),
         status(200),
@@ -412,7 +247,7 @@ async fn a_hint_above_the_cap_returns_at_once_with_the_hint() {
     assert_eq!(text(res).await, r#"{"error":{"message":"slow down"}}"#);
 
     // The same for an error that carries a hint, and a configured cap.
-    let upstream = Upstream::always(fail(|| {
+    let upstream = Upstream::always(Plan::fail(|| {
         ApiError::new(ErrorKind::Unavailable)
             .with_retry_after(Duration::from_secs(11))
             .into()
@@ -448,7 +283,10 @@ async fn no_wait_crosses_the_layer_deadline() {
     );
     assert_eq!(attempts(&res), 3);
     assert!(
-        upstream.seen.lock().unwrap().iter().all(|s| s.has_deadline),
+        upstream
+            .received()
+            .iter()
+            .all(|s| Deadline::get(&s.extensions).is_some()),
         "inner layers see the deadline"
     );
 }
@@ -490,9 +328,9 @@ async fn a_slow_attempt_uses_up_the_deadline() {
     where
         ReplayBody<B>: Body<Data = Bytes, Error = BoxError> + Send + 'static,
     {
-        type Response = Response<ResBody>;
+        type Response = Response<UpBody>;
         type Error = BoxError;
-        type Future = Pin<Box<dyn Future<Output = Result<Response<ResBody>, BoxError>> + Send>>;
+        type Future = Pin<Box<dyn Future<Output = Result<Response<UpBody>, BoxError>> + Send>>;
         fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
             Poll::Ready(Ok(()))
         }
@@ -551,7 +389,8 @@ async fn the_budget_bounds_retries_against_a_dead_upstream() {
         total, 70,
         "the whole budget is used: 50 + 10 floor + 20% of 50"
     );
-    assert_eq!(layer.budget_ref().available(), 0);
+    assert!(Arc::ptr_eq(a.budget(), b.budget()), "one budget");
+    assert_eq!(a.budget().available(), 0);
 
     // Ten seconds later the window has moved on.
     tokio::time::advance(Duration::from_secs(11)).await;
@@ -561,7 +400,7 @@ async fn the_budget_bounds_retries_against_a_dead_upstream() {
 
 #[tokio::test(start_paused = true)]
 async fn an_open_breaker_spends_no_budget_and_is_not_retried() {
-    let upstream = Upstream::always(fail(|| {
+    let upstream = Upstream::always(Plan::fail(|| {
         ApiError::circuit_open(Duration::from_secs(5)).into()
     }));
     let layer = layer().budget(RetryBudget::new(Duration::from_secs(1), 1, 0.0));
@@ -575,10 +414,10 @@ async fn an_open_breaker_spends_no_budget_and_is_not_retried() {
     );
     assert_eq!(err_attempts(&err), 1);
     assert_eq!(upstream.calls(), 1);
-    assert_eq!(layer.budget_ref().available(), 1, "nothing withdrawn");
+    assert_eq!(client.budget().available(), 1, "nothing withdrawn");
 
     // Even a policy that wants everything retried cannot retry it.
-    let upstream = Upstream::always(fail(|| {
+    let upstream = Upstream::always(Plan::fail(|| {
         ApiError::circuit_open(Duration::from_secs(5)).into()
     }));
     let client = layer
@@ -589,9 +428,9 @@ async fn an_open_breaker_spends_no_budget_and_is_not_retried() {
     assert_eq!((err.kind(), upstream.calls()), (ErrorKind::CircuitOpen, 1));
 
     // A 503, then the breaker opens: the rejection is the last outcome.
-    let upstream = Upstream::new([
+    let upstream = Upstream::script([
         status(503),
-        fail(|| ApiError::circuit_open(Duration::from_secs(5)).into()),
+        Plan::fail(|| ApiError::circuit_open(Duration::from_secs(5)).into()),
     ]);
     let client = layer.layer(upstream.clone());
     let err = client.oneshot(post("{}")).await.unwrap_err();
@@ -606,7 +445,7 @@ async fn an_open_breaker_spends_no_budget_and_is_not_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn every_attempt_gets_the_same_bytes() {
-    let upstream = Upstream::new([status(503), status(500), status(200)]);
+    let upstream = Upstream::script([status(503), status(500), status(200)]);
     let client = layer().layer(upstream.clone());
     let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
     let res = client.oneshot(post(body)).await.unwrap();
@@ -637,7 +476,7 @@ async fn a_chunked_streaming_body_is_replayed_byte_for_byte() {
         .header("x-api-key", "sk-test-123456789")
         .body(StreamBody::new(chunks))
         .unwrap();
-    let upstream = Upstream::new([status(502), status(503), respond(201, &[], "stored")]);
+    let upstream = Upstream::script([status(502), status(503), respond(201, &[], "stored")]);
     let client = layer().layer(upstream.clone());
     let res = client.oneshot(req).await.unwrap();
     assert_eq!(res.status(), 201);
@@ -646,7 +485,7 @@ async fn a_chunked_streaming_body_is_replayed_byte_for_byte() {
     let expected: Vec<u8> = (0..6u8)
         .flat_map(|i| vec![b'a' + i; 1000 + usize::from(i)])
         .collect();
-    let seen = upstream.seen.lock().unwrap();
+    let seen = upstream.received();
     assert_eq!(seen.len(), 3);
     for s in seen.iter() {
         assert_eq!(s.body, expected, "byte-identical");
@@ -659,13 +498,7 @@ async fn a_chunked_streaming_body_is_replayed_byte_for_byte() {
 
 #[tokio::test(start_paused = true)]
 async fn a_body_the_upstream_did_not_finish_reading_is_replayed_whole() {
-    let upstream = Upstream::new([
-        Plan::RespondEarly {
-            read: 5,
-            status: 503,
-        },
-        status(200),
-    ]);
+    let upstream = Upstream::script([Plan::status(503).reading(5), status(200)]);
     let client = layer().layer(upstream.clone());
     let chunks: Vec<Result<Frame<Bytes>, Infallible>> = ["hello ", "streaming ", "world"]
         .into_iter()
@@ -721,7 +554,7 @@ async fn an_over_cap_body_is_sent_once_and_not_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn the_default_cap_takes_a_chat_request_with_an_image() {
-    let upstream = Upstream::new([status(503), status(200)]);
+    let upstream = Upstream::script([status(503), status(200)]);
     let client = RetryLayer::new()
         .jitter(Jitter::none())
         .layer(upstream.clone());
@@ -768,11 +601,7 @@ async fn a_quota_429_is_not_retried_and_reaches_the_caller_whole() {
         r#"{{"error":{{"message":"Quota insufficient","type":"insufficient_quota","code":"insufficient_quota"}},"padding":"{}"}}"#,
         "x".repeat(20_000)
     );
-    let upstream = Upstream::always(Plan::Respond {
-        status: 429,
-        headers: vec![("content-type", "application/json".into())],
-        body: Bytes::from(quota.clone()),
-    });
+    let upstream = Upstream::always(Plan::json(429, quota.clone()));
     let client = layer().layer(upstream.clone());
     let res = client.oneshot(post("{}")).await.unwrap();
     assert_eq!(upstream.calls(), 1);
@@ -783,7 +612,7 @@ async fn a_quota_429_is_not_retried_and_reaches_the_caller_whole() {
 
     // The same body in 1 KiB chunks, as it arrives over a network: the
     // peek stops at its limit, mid-envelope, and still finds the quota code.
-    let make: Arc<dyn Fn() -> ResBody + Send + Sync> = {
+    let make: Arc<dyn Fn() -> UpBody + Send + Sync> = {
         let quota = Bytes::from(quota.clone());
         Arc::new(move || {
             let chunks: Vec<Result<Frame<Bytes>, BoxError>> = quota
@@ -793,7 +622,7 @@ async fn a_quota_429_is_not_retried_and_reaches_the_caller_whole() {
             StreamBody::new(futures_util::stream::iter(chunks)).boxed_unsync()
         })
     };
-    let upstream = Upstream::always(Plan::Stream { status: 429, make });
+    let upstream = Upstream::always(Plan::status(429).body_with(move || make()));
     let res = layer()
         .peek_limit(64)
         .layer(upstream.clone())
@@ -814,7 +643,7 @@ async fn a_quota_429_is_not_retried_and_reaches_the_caller_whole() {
 
 #[tokio::test(start_paused = true)]
 async fn a_stalled_error_body_is_handed_back_after_the_peek_timeout() {
-    let make: Arc<dyn Fn() -> ResBody + Send + Sync> = Arc::new(|| {
+    let make: Arc<dyn Fn() -> UpBody + Send + Sync> = Arc::new(|| {
         let first = futures_util::stream::iter([Ok::<_, BoxError>(Frame::data(
             Bytes::from_static(b"{\"error\":"),
         ))]);
@@ -824,7 +653,7 @@ async fn a_stalled_error_body_is_handed_back_after_the_peek_timeout() {
         });
         StreamBody::new(first.chain(rest)).boxed_unsync()
     });
-    let upstream = Upstream::always(Plan::Stream { status: 429, make });
+    let upstream = Upstream::always(Plan::status(429).body_with(move || make()));
     let client = layer()
         .peek_timeout(Duration::from_secs(2))
         .layer(upstream.clone());
@@ -849,7 +678,7 @@ async fn x_should_retry_overrides_the_status() {
         .unwrap();
     assert_eq!((upstream.calls(), attempts(&res)), (1, 1));
 
-    let upstream = Upstream::new([respond(400, &[("x-should-retry", "true")], ""), status(200)]);
+    let upstream = Upstream::script([respond(400, &[("x-should-retry", "true")], ""), status(200)]);
     let res = layer()
         .layer(upstream.clone())
         .oneshot(post("{}"))
@@ -860,7 +689,7 @@ async fn x_should_retry_overrides_the_status() {
 
 #[tokio::test(start_paused = true)]
 async fn conflict_is_retried_by_default_and_can_be_made_final() {
-    let upstream = Upstream::new([status(409), status(200)]);
+    let upstream = Upstream::script([status(409), status(200)]);
     let res = layer()
         .layer(upstream.clone())
         .oneshot(post("{}"))
@@ -895,7 +724,7 @@ async fn client_errors_are_final() {
 
 #[tokio::test(start_paused = true)]
 async fn connection_errors_and_attempt_timeouts_are_retried() {
-    let upstream = Upstream::always(fail(|| {
+    let upstream = Upstream::always(Plan::fail(|| {
         Box::new(std::io::Error::new(
             std::io::ErrorKind::ConnectionRefused,
             "refused",
@@ -912,9 +741,9 @@ async fn connection_errors_and_attempt_timeouts_are_retried() {
     );
     assert_eq!((upstream.calls(), err_attempts(&err)), (4, 4));
 
-    let upstream = Upstream::new([
-        fail(|| ApiError::timeout(TimeoutPhase::Headers, Duration::from_secs(30)).into()),
-        fail(|| Box::new(tower::timeout::error::Elapsed::new())),
+    let upstream = Upstream::script([
+        Plan::fail(|| ApiError::timeout(TimeoutPhase::Attempt, Duration::from_secs(30)).into()),
+        Plan::fail(|| Box::new(tower::timeout::error::Elapsed::new())),
         respond(200, &[], "ok"),
     ]);
     let res = layer()
@@ -929,7 +758,7 @@ async fn connection_errors_and_attempt_timeouts_are_retried() {
 
     // An unrecognised inner error is retried as an internal error, and its
     // text stays out of the message.
-    let upstream = Upstream::always(fail(|| "db password=hunter2".into()));
+    let upstream = Upstream::always(Plan::fail(|| "db password=hunter2".into()));
     let err = layer()
         .max_retries(1)
         .layer(upstream.clone())
@@ -942,7 +771,7 @@ async fn connection_errors_and_attempt_timeouts_are_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn a_custom_policy_decides() {
-    let upstream = Upstream::new([status(418), status(418), status(200)]);
+    let upstream = Upstream::script([status(418), status(418), status(200)]);
     let teapot = |o: &Outcome<'_>| {
         if o.status() == Some(StatusCode::IM_A_TEAPOT) && o.attempt() < 5 {
             Decision::Retry
@@ -959,7 +788,7 @@ async fn a_custom_policy_decides() {
     assert_eq!((res.status().as_u16(), attempts(&res)), (200, 3));
 
     // A policy that reads the body sees its start, and the caller all of it.
-    let upstream = Upstream::new([
+    let upstream = Upstream::script([
         respond(500, &[], "transient: try again"),
         respond(500, &[], "fatal: corrupt"),
     ]);
@@ -997,7 +826,7 @@ async fn max_retries_zero_sends_once() {
 async fn a_streaming_success_is_never_re_requested() {
     // A 200 stream that fails after its first event: the caller sees the
     // failure in the body; the call is not sent again.
-    let make: Arc<dyn Fn() -> ResBody + Send + Sync> = Arc::new(|| {
+    let make: Arc<dyn Fn() -> UpBody + Send + Sync> = Arc::new(|| {
         let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
             Ok(Frame::data(Bytes::from_static(
                 b"data: {\"delta\":\"he\"}\n\n",
@@ -1006,7 +835,7 @@ async fn a_streaming_success_is_never_re_requested() {
         ];
         StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
     });
-    let upstream = Upstream::always(Plan::Stream { status: 200, make });
+    let upstream = Upstream::always(Plan::status(200).body_with(move || make()));
     let res = layer()
         .layer(upstream.clone())
         .oneshot(post("{\"stream\":true}"))
@@ -1023,7 +852,7 @@ async fn a_streaming_success_is_never_re_requested() {
 
 #[tokio::test(start_paused = true)]
 async fn each_attempt_gets_the_request_head_again() {
-    let upstream = Upstream::new([status(503), status(503), status(204)]);
+    let upstream = Upstream::script([status(503), status(503), status(204)]);
     let client = layer()
         .attempt_header(http::HeaderName::from_static("x-stainless-retry-count"))
         .layer(upstream.clone());
@@ -1033,7 +862,7 @@ async fn each_attempt_gets_the_request_head_again() {
         .insert("authorization", "Bearer sk-secret-abcdef".parse().unwrap());
     let res = client.oneshot(req).await.unwrap();
     assert_eq!(res.status(), 204);
-    let seen = upstream.seen.lock().unwrap();
+    let seen = upstream.received();
     let counts: Vec<_> = seen
         .iter()
         .map(|s| {
@@ -1049,17 +878,20 @@ async fn each_attempt_gets_the_request_head_again() {
         assert_eq!(s.uri, "http://upstream.test/v1/chat/completions");
         assert_eq!(s.headers["authorization"], "Bearer sk-secret-abcdef");
         assert_eq!(s.headers["content-type"], "application/json");
-        assert_eq!(s.marker, Some(Marker("call-1")));
+        assert_eq!(
+            s.extensions.get::<Marker>().cloned(),
+            Some(Marker("call-1"))
+        );
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn each_retry_is_traced_without_secrets() {
-    let logs = common::capture_logs();
+    let logs = support::capture_logs();
 
-    let upstream = Upstream::new([
+    let upstream = Upstream::script([
         respond(503, &[], "sk-body-secret"),
-        fail(|| {
+        Plan::fail(|| {
             Box::new(std::io::Error::new(
                 std::io::ErrorKind::ConnectionReset,
                 "reset",
@@ -1106,7 +938,7 @@ async fn jitter_and_backoff_shape_the_waits() {
     client.oneshot(post("{}")).await.unwrap();
     let t = upstream.times();
     let waits: Vec<_> = t.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
-    assert_eq!(waits, [1, 2, 4, 8, 16], "the seeds' min(2^n, 60) s");
+    assert_eq!(waits, [1, 2, 4, 8, 16], "min(2^n, 60) s");
 
     // The default: 500 ms doubling, each up to 25% shorter.
     let upstream = Upstream::always(status(500));
@@ -1128,7 +960,7 @@ async fn jitter_and_backoff_shape_the_waits() {
 async fn readiness_is_reserved_and_errors_are_normalised() {
     // The service is cloned for the future: the inner service used for later
     // attempts is polled ready before each.
-    let upstream = Upstream::new([status(503), status(200)]);
+    let upstream = Upstream::script([status(503), status(200)]);
     let mut svc = layer().layer(upstream.clone());
     let ready = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc)
         .await

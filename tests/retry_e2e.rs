@@ -1,6 +1,10 @@
-//! The retry layer end to end: a real hyper server called through
-//! hyper-util's client, and a real tonic server called through a `Channel`,
+//! The retry layer end to end: the scripted upstream served by hyper on
+//! 127.0.0.1 and called through hyper-util's client, and a real tonic server called through a `Channel`,
 //! on 127.0.0.1 (paused clock: the waits take no real time).
+
+#![cfg(feature = "retry")]
+
+mod support;
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -8,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
+use support::{Plan, Upstream};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -24,51 +28,6 @@ use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_http_resilience::retry::{
     Attempts, Backoff, Jitter, ReplayBody, RetryBudget, RetryLayer,
 };
-
-/// What the hyper server received: one request body per call.
-type Received = Arc<Mutex<Vec<Bytes>>>;
-
-/// Serves at most `max_requests` requests on 127.0.0.1; `answer(n, body)`
-/// makes the response to the `n`th (from 0).
-async fn hyper_server(
-    max_requests: u32,
-    answer: fn(u32, &Bytes) -> Response<Full<Bytes>>,
-) -> (std::net::SocketAddr, Received) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let received: Received = Arc::default();
-    let count = Arc::new(AtomicU32::new(0));
-    let seen = received.clone();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let (seen, count) = (seen.clone(), count.clone());
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let (seen, count) = (seen.clone(), count.clone());
-                async move {
-                    let n = count.fetch_add(1, Ordering::SeqCst);
-                    assert!(n < max_requests, "more requests than the test allows");
-                    let body = req.into_body().collect().await?.to_bytes();
-                    seen.lock().unwrap().push(body.clone());
-                    Ok::<_, hyper::Error>(answer(n, &body))
-                }
-            });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service),
-            );
-        }
-    });
-    (addr, received)
-}
-
-fn reply(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut res = Response::builder().status(status);
-    for (k, v) in headers {
-        res = res.header(*k, *v);
-    }
-    res.body(Full::new(body.into())).unwrap()
-}
 
 fn hyper_client(
 ) -> Client<hyper_util::client::legacy::connect::HttpConnector, ReplayBody<Full<Bytes>>> {
@@ -86,27 +45,20 @@ const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content
 
 #[tokio::test(start_paused = true)]
 async fn hyper_server_failing_twice_then_answering() {
-    let (addr, received) = hyper_server(3, |n, body| match n {
-        0 => reply(
-            503,
-            &[("content-type", "application/json")],
-            r#"{"error":{"message":"busy","type":"service_unavailable"}}"#,
-        ),
-        1 => reply(
-            429,
-            &[
-                ("retry-after-ms", "250"),
-                ("content-type", "application/json"),
-            ],
-            r#"{"error":{"message":"Rate limit exceeded","type":"rate_limit_error"}}"#,
-        ),
-        _ => reply(
-            200,
-            &[("content-type", "application/json")],
-            [&b"echo:"[..], body].concat(),
-        ),
-    })
-    .await;
+    // Two failures, then an answer that echoes the request body.
+    let up =
+        Upstream::answering(|req| Plan::json(200, [&b"echo:"[..], &req.body].concat())).first([
+            Plan::json(
+                503,
+                r#"{"error":{"message":"busy","type":"service_unavailable"}}"#,
+            ),
+            Plan::json(
+                429,
+                r#"{"error":{"message":"Rate limit exceeded","type":"rate_limit_error"}}"#,
+            )
+            .header("retry-after-ms", "250"),
+        ]);
+    let addr = support::serve(up.clone()).await;
 
     let client = ServiceBuilder::new().layer(quick()).service(hyper_client());
     let req = Request::post(format!("http://{addr}/v1/chat/completions"))
@@ -126,10 +78,7 @@ async fn hyper_server_failing_twice_then_answering() {
     );
     let body = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, format!("echo:{CHAT}"));
-    assert_eq!(
-        *received.lock().unwrap(),
-        vec![Bytes::from_static(CHAT.as_bytes()); 3]
-    );
+    assert_eq!(up.bodies(), vec![Bytes::from_static(CHAT.as_bytes()); 3]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -138,16 +87,12 @@ async fn hyper_server_quota_error_comes_back_once_and_whole() {
         r#"{{"error":{{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}},"doc":"{}"}}"#,
         "q".repeat(30_000)
     );
-    static QUOTA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    QUOTA.set(quota.clone()).unwrap();
-    let (addr, received) = hyper_server(1, |_, _| {
-        reply(
-            429,
-            &[("x-request-id", "req-7")],
-            QUOTA.get().unwrap().clone(),
-        )
-    })
-    .await;
+    let up = Upstream::always(
+        Plan::status(429)
+            .header("x-request-id", "req-7")
+            .body(quota.clone()),
+    );
+    let addr = support::serve(up.clone()).await;
 
     let client = quick().layer(hyper_client());
     let req = Request::post(format!("http://{addr}/v1/chat/completions"))
@@ -158,7 +103,7 @@ async fn hyper_server_quota_error_comes_back_once_and_whole() {
     assert_eq!(res.headers()["x-request-id"], "req-7");
     assert_eq!(Attempts::of(res.extensions()).get(), 1);
     assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), quota);
-    assert_eq!(received.lock().unwrap().len(), 1);
+    assert_eq!(up.calls(), 1);
 }
 
 #[tokio::test(start_paused = true)]

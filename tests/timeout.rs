@@ -1,6 +1,10 @@
-//! `TimeoutLayer` and `HeadersTimeoutLayer` against scripted upstreams, on a
+//! `TimeoutLayer` and `AttemptTimeoutLayer` against scripted upstreams, on a
 //! paused clock: every clock on each side of its limit, profile detection,
 //! the override, the published deadline, forwarding and cancellation.
+
+#![cfg(feature = "timeout")]
+
+mod support;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -11,11 +15,12 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use http::{Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full, StreamBody};
+use support::{Plan, Received, UpBody, Upstream};
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http_resilience::deadline::Deadline;
 use tower_http_resilience::timeout::{
-    HeadersTimeoutLayer, Profile, RequestBody, TimeoutBody, TimeoutOverride,
+    AttemptTimeoutLayer, Profile, RequestBody, TimeoutBody, TimeoutOverride,
 };
 use tower_http_resilience::{ApiError, BoxError, ErrorKind, TimeoutLayer, TimeoutPhase};
 
@@ -25,120 +30,40 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-type UpBody = StreamBody<BoxStream<'static, Result<Frame<Bytes>, Infallible>>>;
 /// A caller's request body in many frames.
 type Chunked = StreamBody<BoxStream<'static, Result<Frame<Bytes>, Infallible>>>;
 
-/// What the scripted upstream does: wait, answer headers, then send each
-/// chunk after its delay, then end or stall forever.
-#[derive(Clone, Default)]
-struct Plan {
-    headers_after: Duration,
-    content_type: Option<&'static str>,
-    chunks: Vec<(Duration, &'static str)>,
-    stall: bool,
+/// Whether the timeout layer had peeked at the request body, as the
+/// upstream saw it.
+#[derive(Clone, Copy, Debug)]
+struct Peeked(bool);
+
+fn peeked(received: &Received) -> bool {
+    received
+        .extensions
+        .get::<Peeked>()
+        .expect("noted on the way in")
+        .0
 }
 
-impl Plan {
-    fn new() -> Self {
-        Plan::default()
-    }
-    fn headers_after(mut self, d: Duration) -> Self {
-        self.headers_after = d;
-        self
-    }
-    fn sse(mut self) -> Self {
-        self.content_type = Some("text/event-stream");
-        self
-    }
-    fn content_type(mut self, ct: &'static str) -> Self {
-        self.content_type = Some(ct);
-        self
-    }
-    fn chunk(mut self, after: Duration, data: &'static str) -> Self {
-        self.chunks.push((after, data));
-        self
-    }
-    fn stall(mut self) -> Self {
-        self.stall = true;
-        self
-    }
-}
-
-/// What the upstream saw of a request.
-#[derive(Clone, Debug)]
-struct Seen {
-    body: Bytes,
-    peeked: bool,
-    deadline: Option<Deadline>,
-    grpc_timeout: Option<String>,
-    content_length: Option<u64>,
-}
-
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<Seen>>>);
-
-impl Log {
-    fn last(&self) -> Seen {
-        self.0
-            .lock()
-            .unwrap()
-            .last()
-            .cloned()
-            .expect("the upstream was called")
-    }
-}
-
-fn body_of(plan: &Plan) -> UpBody {
-    let chunks = plan.chunks.clone();
-    let s = stream::unfold(chunks.into_iter(), |mut it| async move {
-        let (after, data) = it.next()?;
-        tokio::time::sleep(after).await;
-        Some((Ok(Frame::data(Bytes::from_static(data.as_bytes()))), it))
-    });
-    let s: BoxStream<'static, _> = if plan.stall {
-        s.chain(stream::pending()).boxed()
-    } else {
-        s.boxed()
-    };
-    StreamBody::new(s)
-}
-
-/// A scripted upstream that reads the request body, records what it saw,
-/// and answers by `plan`.
+/// The scripted upstream behind a step that notes whether the request body
+/// was peeked at.
 fn upstream(
-    plan: Plan,
-    log: Log,
-) -> impl Service<Request<RequestBody<Full<Bytes>>>, Response = Response<UpBody>, Error = Infallible>
-       + Clone {
-    tower::service_fn(move |req: Request<RequestBody<Full<Bytes>>>| {
-        let plan = plan.clone();
-        let log = log.clone();
-        async move {
-            let deadline = Deadline::get(req.extensions());
-            let grpc_timeout = req
-                .headers()
-                .get("grpc-timeout")
-                .map(|v| v.to_str().unwrap().to_owned());
-            let peeked = req.body().was_peeked();
-            let content_length = req.body().size_hint().exact();
-            let body = req.into_body().collect().await.unwrap().to_bytes();
-            log.0.lock().unwrap().push(Seen {
-                body,
-                peeked,
-                deadline,
-                grpc_timeout,
-                content_length,
-            });
-            tokio::time::sleep(plan.headers_after).await;
-            let mut res = Response::new(body_of(&plan));
-            if let Some(ct) = plan.content_type {
-                res.headers_mut()
-                    .insert("content-type", ct.parse().unwrap());
-            }
-            Ok(res)
-        }
-    })
+    up: &Upstream,
+) -> impl Service<Request<RequestBody<Full<Bytes>>>, Response = Response<UpBody>, Error = BoxError> + Clone
+{
+    ServiceBuilder::new()
+        .map_request(|mut req: Request<RequestBody<Full<Bytes>>>| {
+            let peeked = Peeked(req.body().was_peeked());
+            req.extensions_mut().insert(peeked);
+            req
+        })
+        .service(up.clone())
+}
+
+/// A 200 whose body is a stream of the chunks added to it.
+fn ok() -> Plan {
+    Plan::status(200).streamed()
 }
 
 fn get() -> Request<Full<Bytes>> {
@@ -217,11 +142,12 @@ where
 #[tokio::test(start_paused = true)]
 async fn ordinary_headers_just_in_time() {
     let start = Instant::now();
-    let plan = Plan::new()
-        .headers_after(secs(60) - MS)
-        .content_type("application/json");
-    let svc =
-        TimeoutLayer::new().layer_on(upstream(plan.chunk(Duration::ZERO, "{}"), Log::default()));
+    let plan = ok()
+        .after(secs(60) - MS)
+        .header("content-type", "application/json");
+    let svc = TimeoutLayer::new().layer_on(upstream(&Upstream::always(
+        plan.chunk(Duration::ZERO, "{}"),
+    )));
     let res = call(svc, get()).await.unwrap();
     let (text, err) = read(res.into_body()).await;
     assert!(err.is_none(), "{err:?}");
@@ -232,8 +158,8 @@ async fn ordinary_headers_just_in_time() {
 #[tokio::test(start_paused = true)]
 async fn ordinary_headers_too_late() {
     let start = Instant::now();
-    let plan = Plan::new().headers_after(secs(60) + MS);
-    let svc = TimeoutLayer::new().layer_on(upstream(plan, Log::default()));
+    let plan = ok().after(secs(60) + MS);
+    let svc = TimeoutLayer::new().layer_on(upstream(&Upstream::always(plan)));
     let err = call(svc, get()).await.unwrap_err();
     assert_timeout(&err, TimeoutPhase::Total);
     assert_eq!(err.message(), "request did not complete within 1m");
@@ -245,12 +171,12 @@ async fn ordinary_body_must_end_within_the_total() {
     // Headers at 10 s, a part of the body, then the body stalls: tower's
     // Timeout would hang here forever.
     let start = Instant::now();
-    let plan = Plan::new()
-        .headers_after(secs(10))
-        .content_type("application/json")
+    let plan = ok()
+        .after(secs(10))
+        .header("content-type", "application/json")
         .chunk(secs(5), "{\"id\":")
-        .stall();
-    let svc = TimeoutLayer::new().layer_on(upstream(plan, Log::default()));
+        .then_stall();
+    let svc = TimeoutLayer::new().layer_on(upstream(&Upstream::always(plan)));
     let res = call(svc, get()).await.unwrap();
     assert_at(start, secs(10));
     let (text, err) = read(res.into_body()).await;
@@ -262,12 +188,12 @@ async fn ordinary_body_must_end_within_the_total() {
 #[tokio::test(start_paused = true)]
 async fn ordinary_body_just_in_time() {
     let start = Instant::now();
-    let plan = Plan::new()
-        .headers_after(secs(10))
-        .content_type("application/json")
+    let plan = ok()
+        .after(secs(10))
+        .header("content-type", "application/json")
         .chunk(secs(30), "{\"id\":")
         .chunk(secs(20) - MS, "1}");
-    let svc = TimeoutLayer::new().layer_on(upstream(plan, Log::default()));
+    let svc = TimeoutLayer::new().layer_on(upstream(&Upstream::always(plan)));
     let res = call(svc, get()).await.unwrap();
     let (text, err) = read(res.into_body()).await;
     assert!(err.is_none(), "{err:?}");
@@ -280,10 +206,12 @@ async fn ordinary_body_just_in_time() {
 #[tokio::test(start_paused = true)]
 async fn streaming_headers_too_late() {
     let start = Instant::now();
-    let plan = Plan::new().headers_after(secs(60) + MS).sse();
-    let svc = TimeoutLayer::new().layer_on(upstream(plan, Log::default()));
+    let plan = ok()
+        .after(secs(60) + MS)
+        .header("content-type", "text/event-stream");
+    let svc = TimeoutLayer::new().layer_on(upstream(&Upstream::always(plan)));
     let err = call(svc, sse_get()).await.unwrap_err();
-    assert_timeout(&err, TimeoutPhase::Headers);
+    assert_timeout(&err, TimeoutPhase::Attempt);
     assert_eq!(err.message(), "no response headers within 1m");
     assert_at(start, secs(60));
 }
@@ -291,11 +219,11 @@ async fn streaming_headers_too_late() {
 #[tokio::test(start_paused = true)]
 async fn first_byte_just_in_time() {
     let start = Instant::now();
-    let plan = Plan::new()
-        .headers_after(secs(1))
-        .sse()
+    let plan = ok()
+        .after(secs(1))
+        .header("content-type", "text/event-stream")
         .chunk(secs(59) - MS, "data: 1\n\n");
-    let svc = TimeoutLayer::new().layer_on(upstream(plan, Log::default()));
+    let svc = TimeoutLayer::new().layer_on(upstream(&Upstream::always(plan)));
     let res = call(svc, sse_get()).await.unwrap();
     let (text, err) = read(res.into_body()).await;
     assert!(err.is_none(), "{err:?}");
@@ -306,11 +234,11 @@ async fn first_byte_just_in_time() {
 #[tokio::test(start_paused = true)]
 async fn first_byte_too_late() {
     let start = Instant::now();
-    let plan = Plan::new()
-        .headers_after(secs(1))
-        .sse()
+    let plan = ok()
+        .after(secs(1))
+        .header("content-type", "text/event-stream")
         .chunk(secs(59) + MS, "data: 1\n\n");
-    let svc = TimeoutLayer::new().layer_on(upstream(plan, Log::default()));
+    let svc = TimeoutLayer::new().layer_on(upstream(&Upstream::always(plan)));
     let res = call(svc, sse_get()).await.unwrap();
     let (text, err) = read(res.into_body()).await;
     assert_eq!(text, "");
@@ -323,12 +251,12 @@ async fn first_byte_too_late() {
 #[tokio::test(start_paused = true)]
 async fn idle_gap_just_under() {
     let start = Instant::now();
-    let plan = Plan::new()
-        .sse()
+    let plan = ok()
+        .header("content-type", "text/event-stream")
         .chunk(secs(1), "data: 1\n\n")
         .chunk(secs(60) - MS, "data: 2\n\n")
         .chunk(secs(60) - MS, "data: 3\n\n");
-    let svc = TimeoutLayer::new().layer_on(upstream(plan, Log::default()));
+    let svc = TimeoutLayer::new().layer_on(upstream(&Upstream::always(plan)));
     let res = call(svc, sse_get()).await.unwrap();
     let (text, err) = read(res.into_body()).await;
     assert!(err.is_none(), "{err:?}");
@@ -339,12 +267,12 @@ async fn idle_gap_just_under() {
 #[tokio::test(start_paused = true)]
 async fn idle_gap_just_over() {
     let start = Instant::now();
-    let plan = Plan::new()
-        .sse()
+    let plan = ok()
+        .header("content-type", "text/event-stream")
         .chunk(secs(1), "data: 1\n\n")
         .chunk(secs(30), "data: 2\n\n")
         .chunk(secs(60) + MS, "data: 3\n\n");
-    let svc = TimeoutLayer::new().layer_on(upstream(plan, Log::default()));
+    let svc = TimeoutLayer::new().layer_on(upstream(&Upstream::always(plan)));
     let res = call(svc, sse_get()).await.unwrap();
     let (text, err) = read(res.into_body()).await;
     assert_eq!(text, "data: 1\n\ndata: 2\n\n");
@@ -359,11 +287,11 @@ async fn idle_gap_just_over() {
 async fn stream_outlasts_the_ordinary_total_but_not_the_streaming_total() {
     // 250 s of events, 25 s apart: far past the ordinary 60 s, within 300 s.
     let start = Instant::now();
-    let mut plan = Plan::new().sse();
+    let mut plan = ok().header("content-type", "text/event-stream");
     for _ in 0..10 {
         plan = plan.chunk(secs(25), "data: x\n\n");
     }
-    let svc = TimeoutLayer::new().layer_on(upstream(plan, Log::default()));
+    let svc = TimeoutLayer::new().layer_on(upstream(&Upstream::always(plan)));
     let res = call(svc, sse_get()).await.unwrap();
     let (text, err) = read(res.into_body()).await;
     assert!(err.is_none(), "{err:?}");
@@ -375,11 +303,11 @@ async fn stream_outlasts_the_ordinary_total_but_not_the_streaming_total() {
 async fn stream_past_the_streaming_total() {
     // Lively (an event every 24 s) but endless: cut at 300 s.
     let start = Instant::now();
-    let mut plan = Plan::new().sse();
+    let mut plan = ok().header("content-type", "text/event-stream");
     for _ in 0..20 {
         plan = plan.chunk(secs(24), "data: x\n\n");
     }
-    let svc = TimeoutLayer::new().layer_on(upstream(plan, Log::default()));
+    let svc = TimeoutLayer::new().layer_on(upstream(&Upstream::always(plan)));
     let res = call(svc, sse_get()).await.unwrap();
     let (text, err) = read(res.into_body()).await;
     let err = err.unwrap();
@@ -393,7 +321,9 @@ async fn stream_past_the_streaming_total() {
 
 fn keep_alive_plan() -> Plan {
     // One event, then only keep-alive comments every 25 s for 100 s.
-    let mut plan = Plan::new().sse().chunk(secs(1), "data: 1\n\n");
+    let mut plan = ok()
+        .header("content-type", "text/event-stream")
+        .chunk(secs(1), "data: 1\n\n");
     for _ in 0..4 {
         plan = plan.chunk(secs(25), ": keep-alive\n\n");
     }
@@ -403,7 +333,7 @@ fn keep_alive_plan() -> Plan {
 #[tokio::test(start_paused = true)]
 async fn sse_comments_count_as_activity_by_default() {
     let start = Instant::now();
-    let svc = TimeoutLayer::new().layer_on(upstream(keep_alive_plan(), Log::default()));
+    let svc = TimeoutLayer::new().layer_on(upstream(&Upstream::always(keep_alive_plan())));
     let res = call(svc, get()).await.unwrap();
     let (text, err) = read(res.into_body()).await;
     assert!(err.is_none(), "{err:?}");
@@ -416,7 +346,7 @@ async fn sse_comments_can_be_ignored() {
     let start = Instant::now();
     let svc = TimeoutLayer::new()
         .sse_comments_are_activity(false)
-        .layer_on(upstream(keep_alive_plan(), Log::default()));
+        .layer_on(upstream(&Upstream::always(keep_alive_plan())));
     let res = call(svc, get()).await.unwrap();
     let (text, err) = read(res.into_body()).await;
     assert_timeout(&err.unwrap(), TimeoutPhase::Idle);
@@ -428,13 +358,13 @@ async fn sse_comments_can_be_ignored() {
 #[tokio::test(start_paused = true)]
 async fn sse_comments_are_not_a_first_byte_when_ignored() {
     let start = Instant::now();
-    let plan = Plan::new()
-        .sse()
+    let plan = ok()
+        .header("content-type", "text/event-stream")
         .chunk(secs(30), ": processing\n\n")
         .chunk(secs(40), "data: 1\n\n");
     let svc = TimeoutLayer::new()
         .sse_comments_are_activity(false)
-        .layer_on(upstream(plan, Log::default()));
+        .layer_on(upstream(&Upstream::always(plan)));
     let (_, err) = read(call(svc, get()).await.unwrap().into_body()).await;
     assert_timeout(&err.unwrap(), TimeoutPhase::FirstByte);
     assert_at(start, secs(60));
@@ -449,12 +379,12 @@ fn distinct() -> TimeoutLayer {
         .total_timeout(secs(10))
         .stream_first_byte_timeout(secs(5))
         .stream_idle_timeout(secs(5))
-        .stream_total_timeout(secs(100))
+        .stream_timeout(secs(100))
 }
 
 /// 30 s of chunks, 2 s apart, in a response that does not say it streams.
 fn slow_octets() -> Plan {
-    let mut plan = Plan::new().content_type("application/octet-stream");
+    let mut plan = ok().header("content-type", "application/octet-stream");
     for _ in 0..15 {
         plan = plan.chunk(secs(2), "x");
     }
@@ -464,7 +394,7 @@ fn slow_octets() -> Plan {
 #[tokio::test(start_paused = true)]
 async fn undetected_slow_body_is_ordinary() {
     let start = Instant::now();
-    let svc = distinct().layer_on(upstream(slow_octets(), Log::default()));
+    let svc = distinct().layer_on(upstream(&Upstream::always(slow_octets())));
     let (text, err) = read(call(svc, get()).await.unwrap().into_body()).await;
     assert_timeout(&err.unwrap(), TimeoutPhase::Total);
     assert_eq!(text.len(), 5);
@@ -474,7 +404,7 @@ async fn undetected_slow_body_is_ordinary() {
 #[tokio::test(start_paused = true)]
 async fn detected_by_accept_header() {
     let start = Instant::now();
-    let svc = distinct().layer_on(upstream(slow_octets(), Log::default()));
+    let svc = distinct().layer_on(upstream(&Upstream::always(slow_octets())));
     let (text, err) = read(call(svc, sse_get()).await.unwrap().into_body()).await;
     assert!(err.is_none(), "{err:?}");
     assert_eq!(text.len(), 15);
@@ -484,7 +414,7 @@ async fn detected_by_accept_header() {
 #[tokio::test(start_paused = true)]
 async fn detected_by_marker() {
     let start = Instant::now();
-    let svc = distinct().layer_on(upstream(slow_octets(), Log::default()));
+    let svc = distinct().layer_on(upstream(&Upstream::always(slow_octets())));
     let mut req = get();
     req.extensions_mut().insert(Profile::Streaming);
     let (text, err) = read(call(svc, req).await.unwrap().into_body()).await;
@@ -496,11 +426,11 @@ async fn detected_by_marker() {
 #[tokio::test(start_paused = true)]
 async fn ordinary_marker_wins_over_an_event_stream_response() {
     let start = Instant::now();
-    let mut plan = Plan::new().sse();
+    let mut plan = ok().header("content-type", "text/event-stream");
     for _ in 0..15 {
         plan = plan.chunk(secs(2), "data: x\n\n");
     }
-    let svc = distinct().layer_on(upstream(plan, Log::default()));
+    let svc = distinct().layer_on(upstream(&Upstream::always(plan)));
     let mut req = sse_get();
     req.extensions_mut().insert(Profile::Ordinary);
     let (_, err) = read(call(svc, req).await.unwrap().into_body()).await;
@@ -511,11 +441,11 @@ async fn ordinary_marker_wins_over_an_event_stream_response() {
 #[tokio::test(start_paused = true)]
 async fn detected_by_response_content_type() {
     let start = Instant::now();
-    let mut plan = Plan::new().sse();
+    let mut plan = ok().header("content-type", "text/event-stream");
     for _ in 0..15 {
         plan = plan.chunk(secs(2), "data: x\n\n");
     }
-    let svc = distinct().layer_on(upstream(plan, Log::default()));
+    let svc = distinct().layer_on(upstream(&Upstream::always(plan)));
     let (text, err) = read(call(svc, get()).await.unwrap().into_body()).await;
     assert!(err.is_none(), "{err:?}");
     assert_eq!(text.matches("data: x").count(), 15);
@@ -525,11 +455,11 @@ async fn detected_by_response_content_type() {
 #[tokio::test(start_paused = true)]
 async fn detected_by_grpc_response() {
     let start = Instant::now();
-    let mut plan = Plan::new().content_type("application/grpc");
+    let mut plan = ok().header("content-type", "application/grpc");
     for _ in 0..15 {
         plan = plan.chunk(secs(2), "m");
     }
-    let svc = distinct().layer_on(upstream(plan.stall(), Log::default()));
+    let svc = distinct().layer_on(upstream(&Upstream::always(plan.then_stall())));
     let (text, err) = read(call(svc, get()).await.unwrap().into_body()).await;
     // Streaming: alive while it talks, cut by the idle clock, not the 10 s total.
     assert_timeout(&err.unwrap(), TimeoutPhase::Idle);
@@ -543,23 +473,23 @@ const STREAM_BODY: &str =
 #[tokio::test(start_paused = true)]
 async fn detected_by_stream_true_in_the_json_body() {
     let start = Instant::now();
-    let log = Log::default();
-    let svc = distinct().layer_on(upstream(slow_octets(), log.clone()));
+    let log = Upstream::always(slow_octets());
+    let svc = distinct().layer_on(upstream(&log));
     let (text, err) = read(call(svc, json_post(STREAM_BODY)).await.unwrap().into_body()).await;
     assert!(err.is_none(), "{err:?}");
     assert_eq!(text.len(), 15);
     assert_at(start, secs(30));
     let seen = log.last();
-    assert!(seen.peeked);
+    assert!(peeked(&seen));
     assert_eq!(seen.body, STREAM_BODY.as_bytes());
-    assert_eq!(seen.content_length, Some(STREAM_BODY.len() as u64));
+    assert_eq!(seen.size_hint.exact(), Some(STREAM_BODY.len() as u64));
 }
 
 #[tokio::test(start_paused = true)]
 async fn stream_false_in_the_json_body_is_ordinary() {
     let start = Instant::now();
-    let log = Log::default();
-    let svc = distinct().layer_on(upstream(slow_octets(), log.clone()));
+    let log = Upstream::always(slow_octets());
+    let svc = distinct().layer_on(upstream(&log));
     let body = r#"{"model":"m","stream":false}"#;
     let (_, err) = read(call(svc, json_post(body)).await.unwrap().into_body()).await;
     assert_timeout(&err.unwrap(), TimeoutPhase::Total);
@@ -620,11 +550,9 @@ async fn a_large_peeked_body_arrives_identical_and_whole() {
 #[tokio::test(start_paused = true)]
 async fn a_stream_key_past_the_peek_limit_is_not_seen() {
     let json = format!(r#"{{"pad":"{}","stream":true}}"#, "z".repeat(100));
-    let log = Log::default();
+    let log = Upstream::always(slow_octets());
     let start = Instant::now();
-    let svc = distinct()
-        .body_peek_limit(64)
-        .layer_on(upstream(slow_octets(), log.clone()));
+    let svc = distinct().body_peek_limit(64).layer_on(upstream(&log));
     let (_, err) = read(
         call(svc, json_post(json.clone()))
             .await
@@ -636,32 +564,29 @@ async fn a_stream_key_past_the_peek_limit_is_not_seen() {
     assert_timeout(&err.unwrap(), TimeoutPhase::Total);
     assert_at(start, secs(10));
     let seen = log.last();
-    assert!(seen.peeked);
+    assert!(peeked(&seen));
     assert_eq!(seen.body, json.as_bytes());
 }
 
 #[tokio::test(start_paused = true)]
 async fn only_json_bodies_are_peeked() {
-    let log = Log::default();
-    let plan = Plan::new().chunk(Duration::ZERO, "ok");
+    let log = Upstream::always(ok().chunk(Duration::ZERO, "ok"));
     // Not JSON.
-    let svc = distinct().layer_on(upstream(plan.clone(), log.clone()));
+    let svc = distinct().layer_on(upstream(&log));
     let req = Request::post("/")
         .header("content-type", "text/plain")
         .body(Full::new(Bytes::from_static(br#"{"stream":true}"#)))
         .unwrap();
     call(svc, req).await.unwrap();
-    assert!(!log.last().peeked);
+    assert!(!peeked(&log.last()));
     // JSON without a body.
-    let svc = distinct().layer_on(upstream(plan.clone(), log.clone()));
+    let svc = distinct().layer_on(upstream(&log));
     call(svc, json_post(Bytes::new())).await.unwrap();
-    assert!(!log.last().peeked);
+    assert!(!peeked(&log.last()));
     // Peeking turned off.
-    let svc = distinct()
-        .body_peek_limit(0)
-        .layer_on(upstream(plan, log.clone()));
+    let svc = distinct().body_peek_limit(0).layer_on(upstream(&log));
     call(svc, json_post(STREAM_BODY)).await.unwrap();
-    assert!(!log.last().peeked);
+    assert!(!peeked(&log.last()));
     assert_eq!(log.last().body, STREAM_BODY.as_bytes());
 }
 
@@ -696,7 +621,7 @@ async fn a_stalled_request_body_is_bounded_while_peeked() {
 #[tokio::test(start_paused = true)]
 async fn override_lengthens_the_ordinary_total() {
     let start = Instant::now();
-    let svc = distinct().layer_on(upstream(slow_octets(), Log::default()));
+    let svc = distinct().layer_on(upstream(&Upstream::always(slow_octets())));
     let mut req = get();
     req.extensions_mut()
         .insert(TimeoutOverride::new().total_timeout(secs(31)));
@@ -709,12 +634,12 @@ async fn override_lengthens_the_ordinary_total() {
 #[tokio::test(start_paused = true)]
 async fn override_sets_the_streaming_clocks() {
     let start = Instant::now();
-    let plan = Plan::new()
-        .sse()
+    let plan = ok()
+        .header("content-type", "text/event-stream")
         .chunk(secs(1), "data: 1\n\n")
         .chunk(secs(3), "data: 2\n\n")
-        .stall();
-    let svc = TimeoutLayer::new().layer_on(upstream(plan, Log::default()));
+        .then_stall();
+    let svc = TimeoutLayer::new().layer_on(upstream(&Upstream::always(plan)));
     let mut req = get();
     req.extensions_mut()
         .insert(TimeoutOverride::new().stream_idle_timeout(secs(2)));
@@ -726,8 +651,10 @@ async fn override_sets_the_streaming_clocks() {
     assert_at(start, secs(3));
 
     // First byte and streaming total.
-    let plan = Plan::new().sse().chunk(secs(8), "data: 1\n\n");
-    let svc = TimeoutLayer::new().layer_on(upstream(plan, Log::default()));
+    let plan = ok()
+        .header("content-type", "text/event-stream")
+        .chunk(secs(8), "data: 1\n\n");
+    let svc = TimeoutLayer::new().layer_on(upstream(&Upstream::always(plan)));
     let mut req = get();
     req.extensions_mut()
         .insert(TimeoutOverride::new().stream_first_byte_timeout(secs(7)));
@@ -736,14 +663,14 @@ async fn override_sets_the_streaming_clocks() {
     assert_timeout(&err.unwrap(), TimeoutPhase::FirstByte);
     assert_at(start, secs(7));
 
-    let mut plan = Plan::new().sse();
+    let mut plan = ok().header("content-type", "text/event-stream");
     for _ in 0..10 {
         plan = plan.chunk(secs(1), "data: 1\n\n");
     }
-    let svc = TimeoutLayer::new().layer_on(upstream(plan, Log::default()));
+    let svc = TimeoutLayer::new().layer_on(upstream(&Upstream::always(plan)));
     let mut req = get();
     req.extensions_mut()
-        .insert(TimeoutOverride::new().stream_total_timeout(secs(4) + MS * 500));
+        .insert(TimeoutOverride::new().stream_timeout(secs(4) + MS * 500));
     let start = Instant::now();
     let (text, err) = read(call(svc, req).await.unwrap().into_body()).await;
     assert_timeout(&err.unwrap(), TimeoutPhase::Total);
@@ -755,100 +682,83 @@ async fn override_sets_the_streaming_clocks() {
 
 #[tokio::test(start_paused = true)]
 async fn the_deadline_is_published() {
-    let log = Log::default();
+    let log = Upstream::always(ok().chunk(Duration::ZERO, "ok"));
     let start = Instant::now();
-    let plan = Plan::new().chunk(Duration::ZERO, "ok");
-    call(
-        distinct().layer_on(upstream(plan.clone(), log.clone())),
-        get(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(log.last().deadline.unwrap().instant(), start + secs(10));
-    call(
-        distinct().layer_on(upstream(plan.clone(), log.clone())),
-        sse_get(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(log.last().deadline.unwrap().instant(), start + secs(5));
+    call(distinct().layer_on(upstream(&log)), get())
+        .await
+        .unwrap();
+    assert_eq!(
+        Deadline::get(&log.last().extensions).unwrap().instant(),
+        start + secs(10)
+    );
+    call(distinct().layer_on(upstream(&log)), sse_get())
+        .await
+        .unwrap();
+    assert_eq!(
+        Deadline::get(&log.last().extensions).unwrap().instant(),
+        start + secs(5)
+    );
 
     // An earlier deadline already on the request is kept.
     let mut req = get();
     Deadline::after(secs(3)).set_earliest(req.extensions_mut());
-    call(
-        distinct().layer_on(upstream(plan.clone(), log.clone())),
-        req,
-    )
-    .await
-    .unwrap();
-    assert_eq!(log.last().deadline.unwrap().instant(), start + secs(3));
+    call(distinct().layer_on(upstream(&log)), req)
+        .await
+        .unwrap();
+    assert_eq!(
+        Deadline::get(&log.last().extensions).unwrap().instant(),
+        start + secs(3)
+    );
 
     // Turned off.
     call(
-        distinct()
-            .publish_deadline(false)
-            .layer_on(upstream(plan, log.clone())),
+        distinct().publish_deadline(false).layer_on(upstream(&log)),
         get(),
     )
     .await
     .unwrap();
-    assert!(log.last().deadline.is_none());
+    assert!(Deadline::get(&log.last().extensions).is_none());
 }
 
 #[tokio::test(start_paused = true)]
 async fn grpc_timeout_is_set_when_asked() {
-    let log = Log::default();
-    let plan = Plan::new().content_type("application/grpc");
+    let log = Upstream::always(ok().header("content-type", "application/grpc"));
     let grpc = || {
         Request::post("/grpc.health.v1.Health/Watch")
             .header("content-type", "application/grpc")
             .body(Full::new(Bytes::new()))
             .unwrap()
     };
-    call(
-        distinct().layer_on(upstream(plan.clone(), log.clone())),
-        grpc(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(log.last().grpc_timeout, None);
-
-    let layer = distinct().set_grpc_timeout(true);
-    call(layer.layer_on(upstream(plan.clone(), log.clone())), grpc())
+    call(distinct().layer_on(upstream(&log)), grpc())
         .await
         .unwrap();
+    assert_eq!(log.last().header("grpc-timeout"), None);
+
+    let layer = distinct().set_grpc_timeout(true);
+    call(layer.layer_on(upstream(&log)), grpc()).await.unwrap();
     // The streaming total: a gRPC response is a stream.
-    assert_eq!(log.last().grpc_timeout.as_deref(), Some("100000m"));
+    assert_eq!(log.last().header("grpc-timeout"), Some("100000m"));
 
     let mut req = grpc();
     req.extensions_mut().insert(Profile::Ordinary);
-    call(layer.layer_on(upstream(plan.clone(), log.clone())), req)
-        .await
-        .unwrap();
-    assert_eq!(log.last().grpc_timeout.as_deref(), Some("10000000u"));
+    call(layer.layer_on(upstream(&log)), req).await.unwrap();
+    assert_eq!(log.last().header("grpc-timeout"), Some("10000000u"));
 
     // A shorter timeout the caller set is kept; a longer one is lowered.
     let mut req = grpc();
     req.headers_mut()
         .insert("grpc-timeout", "2S".parse().unwrap());
-    call(layer.layer_on(upstream(plan.clone(), log.clone())), req)
-        .await
-        .unwrap();
-    assert_eq!(log.last().grpc_timeout.as_deref(), Some("2S"));
+    call(layer.layer_on(upstream(&log)), req).await.unwrap();
+    assert_eq!(log.last().header("grpc-timeout"), Some("2S"));
     let mut req = grpc();
     req.headers_mut()
         .insert("grpc-timeout", "1H".parse().unwrap());
-    call(layer.layer_on(upstream(plan.clone(), log.clone())), req)
-        .await
-        .unwrap();
-    assert_eq!(log.last().grpc_timeout.as_deref(), Some("100000m"));
+    call(layer.layer_on(upstream(&log)), req).await.unwrap();
+    assert_eq!(log.last().header("grpc-timeout"), Some("100000m"));
 
     // Not a gRPC request: untouched.
-    call(layer.layer_on(upstream(plan, log.clone())), get())
-        .await
-        .unwrap();
-    assert_eq!(log.last().grpc_timeout, None);
+    call(layer.layer_on(upstream(&log)), get()).await.unwrap();
+    assert_eq!(log.last().header("grpc-timeout"), None);
 }
 
 // ---------------------------------------------------------------- forwarding
@@ -994,12 +904,12 @@ async fn dropping_the_body_or_the_future_cancels_cleanly() {
 #[tokio::test(start_paused = true)]
 async fn headers_timeout_each_side() {
     let start = Instant::now();
-    let plan = Plan::new()
-        .headers_after(secs(30) - MS)
+    let plan = ok()
+        .after(secs(30) - MS)
         .chunk(secs(100), "late body is fine");
     let svc = ServiceBuilder::new()
-        .layer(HeadersTimeoutLayer::new(secs(30)))
-        .service(upstream(plan, Log::default()));
+        .layer(AttemptTimeoutLayer::new(secs(30)))
+        .service(upstream(&Upstream::always(plan)));
     let res = svc.oneshot(get().map(RequestBody::new)).await.unwrap();
     assert_at(start, secs(30) - MS);
     // The body is untouched: not bounded by this layer.
@@ -1007,14 +917,14 @@ async fn headers_timeout_each_side() {
     assert_eq!(body, "late body is fine");
 
     let start = Instant::now();
-    let plan = Plan::new().headers_after(secs(30) + MS);
+    let plan = ok().after(secs(30) + MS);
     let svc = ServiceBuilder::new()
-        .layer(HeadersTimeoutLayer::new(secs(30)))
-        .service(upstream(plan, Log::default()));
+        .layer(AttemptTimeoutLayer::new(secs(30)))
+        .service(upstream(&Upstream::always(plan)));
     let Err(err) = svc.oneshot(get().map(RequestBody::new)).await else {
         panic!("the attempt must time out")
     };
-    assert_timeout(&err, TimeoutPhase::Headers);
+    assert_timeout(&err, TimeoutPhase::Attempt);
     assert_eq!(err.message(), "no response headers within 30s");
     assert!(err.is_retryable());
     assert_at(start, secs(30));
@@ -1023,17 +933,17 @@ async fn headers_timeout_each_side() {
 #[tokio::test(start_paused = true)]
 async fn headers_timeout_override() {
     let start = Instant::now();
-    let plan = Plan::new().headers_after(secs(10));
+    let plan = ok().after(secs(10));
     let svc = ServiceBuilder::new()
-        .layer(HeadersTimeoutLayer::new(secs(30)))
-        .service(upstream(plan, Log::default()));
+        .layer(AttemptTimeoutLayer::new(secs(30)))
+        .service(upstream(&Upstream::always(plan)));
     let mut req = get().map(RequestBody::new);
     req.extensions_mut()
-        .insert(TimeoutOverride::new().headers_timeout(secs(4)));
+        .insert(TimeoutOverride::new().attempt_timeout(secs(4)));
     let Err(err) = svc.oneshot(req).await else {
         panic!("the attempt must time out")
     };
-    assert_timeout(&err, TimeoutPhase::Headers);
+    assert_timeout(&err, TimeoutPhase::Attempt);
     assert_at(start, secs(4));
 }
 
@@ -1042,15 +952,15 @@ async fn the_recommended_order_total_outside_attempt_inside() {
     // The attempt's headers arrive within its 30 s; the outer total clock
     // then bounds the body, which the attempt timeout leaves alone.
     let start = Instant::now();
-    let plan = Plan::new()
-        .headers_after(secs(20))
-        .content_type("application/json")
+    let plan = ok()
+        .after(secs(20))
+        .header("content-type", "application/json")
         .chunk(secs(1), "{")
-        .stall();
+        .then_stall();
     let svc = ServiceBuilder::new()
         .layer(TimeoutLayer::new().total_timeout(secs(45)))
-        .layer(HeadersTimeoutLayer::new(secs(30)))
-        .service(upstream(plan, Log::default()));
+        .layer(AttemptTimeoutLayer::new(secs(30)))
+        .service(upstream(&Upstream::always(plan)));
     let res = svc.oneshot(get()).await.unwrap();
     let (text, err) = read(res.into_body()).await;
     assert_eq!(text, "{");
@@ -1074,9 +984,6 @@ fn _assert_send<T: Send>(_: T) {}
 
 #[allow(dead_code)]
 fn _futures_are_send(req: Request<Full<Bytes>>) {
-    let inner = tower::service_fn(|_req: Request<RequestBody<Full<Bytes>>>| async {
-        Ok::<_, Infallible>(Response::new(body_of(&Plan::new())))
-    });
-    let svc = TimeoutLayer::new().layer_on(inner);
+    let svc = TimeoutLayer::new().layer_on(Upstream::new());
     _assert_send(svc.oneshot(req));
 }

@@ -5,6 +5,8 @@
 //! A counting global allocator (this test binary only) counts the
 //! allocations made on the test's thread between two points.
 
+#![cfg(feature = "timeout")]
+
 mod counting_alloc;
 
 use counting_alloc::allocations;

@@ -1,5 +1,6 @@
-//! End to end over loopback: a real axum upstream on 127.0.0.1 streaming SSE
-//! to a hyper-util client behind `TimeoutLayer`, on a paused clock.
+//! End to end over loopback: the scripted upstream served on 127.0.0.1,
+//! streaming SSE to a hyper-util client behind `TimeoutLayer`, on a paused
+//! clock.
 //!
 //! The upstream runs on its own thread and runtime and sends exactly what
 //! the test tells it to, when it tells it to. The test's runtime has a paused
@@ -7,87 +8,60 @@
 //! off auto-advance while the test waits for real socket I/O), so every
 //! timing below is exact virtual time and nothing sleeps for real.
 
-mod common;
+#![cfg(all(feature = "timeout", feature = "normalize"))]
+
+mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body as AxumBody;
-use axum::extract::State;
-use axum::response::{IntoResponse, Response as AxumResponse};
-use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use http::{Request, Response};
-use http_body::Body;
+use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use support::{Plan, Upstream};
 use tokio::sync::mpsc;
 use tokio::time::{advance, Instant};
-use tokio_stream::wrappers::UnboundedReceiverStream;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http_resilience::timeout::RequestBody;
 use tower_http_resilience::{ApiError, NormalizeLayer, TimeoutLayer, TimeoutPhase};
 
 const MS: Duration = Duration::from_millis(1);
 
-/// The events the next `/sse` request streams; the stream ends when the
-/// sender is dropped.
-type Events = Arc<Mutex<Option<mpsc::UnboundedReceiver<Bytes>>>>;
+/// What the upstream streams to the `/sse` request: each text sent is one
+/// event; the stream ends when this is dropped.
+struct Events(mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>);
 
-async fn sse(State(events): State<Events>) -> AxumResponse {
-    let rx = events
-        .lock()
-        .unwrap()
-        .take()
-        .expect("one /sse request per test");
-    let body = AxumBody::from_stream(UnboundedReceiverStream::new(rx).map(Ok::<_, Infallible>));
-    (
-        [
-            ("content-type", "text/event-stream"),
-            ("cache-control", "no-cache"),
-        ],
-        body,
-    )
-        .into_response()
+impl Events {
+    fn send(&self, event: Bytes) -> Result<(), impl std::fmt::Debug> {
+        self.0.try_send(Ok(Frame::data(event)))
+    }
 }
 
-async fn json() -> impl IntoResponse {
-    ([("content-type", "application/json")], r#"{"ok":true}"#)
-}
-
-/// Echoes how the request body arrived.
-async fn echo(req: Request<AxumBody>) -> impl IntoResponse {
-    let content_length = req
-        .headers()
-        .get("content-length")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let chunked = req.headers().contains_key("transfer-encoding");
-    let body = axum::body::to_bytes(req.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    axum::Json(serde_json::json!({
-        "content_length": content_length,
-        "chunked": chunked,
-        "body": String::from_utf8(body.to_vec()).unwrap(),
-    }))
-}
-
-fn spawn_upstream() -> (SocketAddr, mpsc::UnboundedSender<Bytes>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let events: Events = Arc::new(Mutex::new(Some(rx)));
-    let addr = common::spawn_server(move || {
-        Router::new()
-            .route("/sse", get(sse))
-            .route("/json", get(json))
-            .route("/echo", post(echo))
-            .with_state(events)
+/// The scripted upstream on its own thread and runtime: `/sse` streams the
+/// events the test sends (one request per test), `/json` answers a small
+/// JSON body, anything else 200; every request is recorded.
+fn spawn_upstream() -> (SocketAddr, Events, Upstream) {
+    let (tx, rx) = mpsc::channel(16);
+    let sse = Plan::sse(&[])
+        .header("cache-control", "no-cache")
+        .fed_by(rx);
+    let up = Upstream::answering(move |req| match req.uri.path() {
+        "/sse" => sse.clone(),
+        "/json" => Plan::json(200, r#"{"ok":true}"#),
+        _ => Plan::status(200),
     });
-    (addr, tx)
+    let addr = support::spawn_server({
+        let up = up.clone();
+        move || up
+    });
+    (addr, Events(tx), up)
 }
 
 fn client<B>() -> Client<hyper_util::client::legacy::connect::HttpConnector, RequestBody<B>>
@@ -121,8 +95,8 @@ where
 
 #[tokio::test(start_paused = true)]
 async fn healthy_long_stream_completes() {
-    let _hold = common::hold_clock();
-    let (addr, events) = spawn_upstream();
+    let _hold = support::hold_clock();
+    let (addr, events, _up) = spawn_upstream();
     let svc = ServiceBuilder::new()
         .layer(NormalizeLayer::new())
         .layer(TimeoutLayer::new())
@@ -159,8 +133,8 @@ async fn healthy_long_stream_completes() {
 
 #[tokio::test(start_paused = true)]
 async fn stalled_stream_ends_with_the_sse_error_event() {
-    let _hold = common::hold_clock();
-    let (addr, events) = spawn_upstream();
+    let _hold = support::hold_clock();
+    let (addr, events, _up) = spawn_upstream();
     // A gateway's view: the server normalization layer around the client
     // stack, so the caller sees the failure as one last SSE event.
     let gateway = ServiceBuilder::new()
@@ -205,8 +179,8 @@ async fn stalled_stream_ends_with_the_sse_error_event() {
 
 #[tokio::test(start_paused = true)]
 async fn stalled_stream_without_normalization_fails_with_an_api_error() {
-    let _hold = common::hold_clock();
-    let (addr, events) = spawn_upstream();
+    let _hold = support::hold_clock();
+    let (addr, events, _up) = spawn_upstream();
     let svc = TimeoutLayer::new()
         .stream_first_byte_timeout(Duration::from_secs(10))
         .layer_client(client::<Empty<Bytes>>());
@@ -225,8 +199,8 @@ async fn stalled_stream_without_normalization_fails_with_an_api_error() {
 
 #[tokio::test(start_paused = true)]
 async fn content_length_survives_both_ways() {
-    let _hold = common::hold_clock();
-    let (addr, _events) = spawn_upstream();
+    let _hold = support::hold_clock();
+    let (addr, _events, up) = spawn_upstream();
 
     // Response: a content-length response keeps its exact size hint.
     let svc = TimeoutLayer::new().layer_client(client::<Empty<Bytes>>());
@@ -257,19 +231,23 @@ async fn content_length_survives_both_ways() {
         )
         .await
         .unwrap();
-    let echoed: serde_json::Value =
-        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
-    assert_eq!(echoed["body"], sent);
-    assert_eq!(echoed["content_length"], sent.len().to_string());
-    assert_eq!(echoed["chunked"], false);
+    assert_eq!(res.status(), 200);
+    let received = up.last();
+    assert_eq!(received.uri.path(), "/echo");
+    assert_eq!(received.body, sent);
+    assert_eq!(
+        received.header("content-length"),
+        Some(sent.len().to_string().as_str())
+    );
+    assert!(!received.headers.contains_key("transfer-encoding"));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_server_behind_the_layer_still_answers_with_content_length() {
-    let _hold = common::hold_clock();
+    let _hold = support::hold_clock();
     // The layer inside a hyper server: its body wrapper must not turn a
     // sized body into a chunked one.
-    let addr = common::spawn_server(|| {
+    let addr = support::spawn_server(|| {
         let svc = ServiceBuilder::new()
             .layer(NormalizeLayer::new())
             .layer(TimeoutLayer::new())

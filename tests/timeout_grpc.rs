@@ -7,7 +7,9 @@
 //! change, so the server stalls by itself between changes; the test changes
 //! the status through the server's `HealthReporter`.
 
-mod common;
+#![cfg(feature = "timeout")]
+
+mod support;
 
 use std::error::Error as _;
 use std::net::SocketAddr;
@@ -55,7 +57,7 @@ fn spawn_health_server() -> (SocketAddr, HealthReporter) {
 
 #[tokio::test(start_paused = true)]
 async fn server_stream_lives_while_it_talks_and_ends_when_idle() {
-    let _hold = common::hold_clock();
+    let _hold = support::hold_clock();
     let (addr, reporter) = spawn_health_server();
     let channel = Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()

@@ -19,7 +19,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http_resilience::stack::{ResilienceConfig, ResilienceLayer};
-use tower_http_resilience::timeout::HeadersTimeoutLayer;
+use tower_http_resilience::timeout::AttemptTimeoutLayer;
 use tower_http_resilience::{CircuitBreakerLayer, NormalizeClientLayer, RetryLayer, TimeoutLayer};
 
 /// A chat-completion request body of 206 bytes, as in the anchors.
@@ -349,9 +349,9 @@ pub fn timeout(up: Upstream) -> impl Service<Req, Response = Response<impl Body>
     TimeoutLayer::new().layer(up)
 }
 
-/// `HeadersTimeoutLayer` (30 s) alone.
-pub fn headers_timeout(up: Upstream) -> impl Service<Req, Response = Response<impl Body>> {
-    HeadersTimeoutLayer::new(Duration::from_secs(30)).layer(up)
+/// `AttemptTimeoutLayer` (30 s) alone.
+pub fn attempt_timeout(up: Upstream) -> impl Service<Req, Response = Response<impl Body>> {
+    AttemptTimeoutLayer::new(Duration::from_secs(30)).layer(up)
 }
 
 /// `RetryLayer` alone, default settings (its budget included).
@@ -379,7 +379,7 @@ pub fn hand_built(up: Upstream) -> impl Service<Req, Response = Response<impl Bo
         .layer(TimeoutLayer::new())
         .layer(RetryLayer::new())
         .layer(CircuitBreakerLayer::new())
-        .layer(HeadersTimeoutLayer::new(Duration::from_secs(30)))
+        .layer(AttemptTimeoutLayer::new(Duration::from_secs(30)))
         .service(up)
 }
 

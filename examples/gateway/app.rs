@@ -45,20 +45,26 @@ pub fn upstream_client() -> UpstreamClient {
     Client::builder(TokioExecutor::new()).build(https)
 }
 
+/// How the gateway runs, besides its stack, upstream and client.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Write one line per request to stdout.
+    pub log_requests: bool,
+}
+
 struct Gateway {
     stack: ServerStack<UpstreamClient>,
     upstream: Uri,
-    log: bool,
+    options: Options,
 }
 
 /// The gateway's routes: everything is forwarded to `upstream` (scheme,
-/// authority and an optional path prefix) through `layer`. With `log`, one
-/// line per request goes to stdout.
+/// authority and an optional path prefix) through `layer`.
 pub fn router(
     layer: ResilienceServerLayer,
     upstream: Uri,
     client: UpstreamClient,
-    log: bool,
+    options: Options,
 ) -> Router {
     let stack = tower::Layer::layer(&layer, client);
     Router::new()
@@ -66,7 +72,7 @@ pub fn router(
         .with_state(Arc::new(Gateway {
             stack,
             upstream,
-            log,
+            options,
         }))
 }
 
@@ -157,7 +163,7 @@ fn respond(
     started: Instant,
     res: Response,
 ) -> Response {
-    if gw.log {
+    if gw.options.log_requests {
         let attempts = Attempts::of(res.extensions()).get();
         let outcome = match res.extensions().get::<ApiError>() {
             Some(err) => format!("{} {}", err.status().as_u16(), err.code()),

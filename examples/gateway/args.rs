@@ -1,4 +1,4 @@
-//! The gateway's command line (DESIGN §5): flags, defaults and durations.
+//! The gateway's command line: flags, defaults and durations.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -29,6 +29,15 @@ Durations: 250ms, 2s, 1.5s, 5m, 1h.";
 
 /// What the command line asked for.
 #[derive(Debug)]
+pub enum Parsed {
+    /// Run the gateway with these settings.
+    Run(Box<Args>),
+    /// Print [`USAGE`] and exit.
+    Help,
+}
+
+/// The settings of a run.
+#[derive(Debug)]
 pub struct Args {
     pub listen: SocketAddr,
     pub upstream: Option<http::Uri>,
@@ -36,8 +45,8 @@ pub struct Args {
 }
 
 /// Parses the arguments after the program name. `Err` carries the message
-/// for the user (the usage text for `--help`).
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
+/// for the user.
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     let mut out = Args {
         listen: "127.0.0.1:8080".parse().unwrap(),
         upstream: None,
@@ -46,7 +55,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         if arg == "--help" || arg == "-h" {
-            return Err(USAGE.to_owned());
+            return Ok(Parsed::Help);
         }
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
@@ -102,11 +111,13 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
             "--breaker-window" => {
                 c.breaker_window(duration(&value).ok_or_else(|| bad("a duration"))?)
             }
-            "--breaker-open" => c.breaker_open(duration(&value).ok_or_else(|| bad("a duration"))?),
+            "--breaker-open" => {
+                c.breaker_open_duration(duration(&value).ok_or_else(|| bad("a duration"))?)
+            }
             _ => return Err(format!("unknown flag {flag}; see --help")),
         };
     }
-    Ok(out)
+    Ok(Parsed::Run(Box::new(out)))
 }
 
 /// `250ms`, `2s`, `1.5s`, `5m`, `1h`, or several (`1m30s`).

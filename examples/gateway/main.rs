@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Without `--upstream`, an embedded upstream starts that fails the way real
-//! providers do; the model you ask for picks how (see `sim.rs`): `gpt-4o-mini`
+//! providers do; the model a request names picks how (see `sim.rs`): `gpt-4o-mini`
 //! gets the daily mix, `sim-down` a dead upstream (its breaker opens while
 //! other models keep working), `sim-stall` a stream that stalls, `sim-quota`,
 //! `sim-overloaded`, `sim-slow`, `sim-reset`, `sim-badkey` one failure each.
@@ -22,24 +22,19 @@ mod sim;
 
 use std::process::ExitCode;
 
-use tower_http_resilience::circuit_breaker::CircuitState;
+use args::Parsed;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = match args::parse(std::env::args().skip(1)) {
-        Ok(args) => args,
+        Ok(Parsed::Run(args)) => *args,
+        Ok(Parsed::Help) => {
+            println!("{}", args::USAGE);
+            return ExitCode::SUCCESS;
+        }
         Err(message) => {
-            let help = message == args::USAGE;
-            if help {
-                println!("{message}");
-            } else {
-                eprintln!("gateway: {message}");
-            }
-            return if help {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            };
+            eprintln!("gateway: {message}");
+            return ExitCode::from(2);
         }
     };
     let layer = match args.config.clone().build() {
@@ -83,19 +78,19 @@ async fn main() -> ExitCode {
     let handle = layer.breaker_handle();
     handle.on_transition(|t| {
         let open = t
-            .open_for()
+            .open_duration()
             .map(|d| format!(" for {}ms", d.as_millis()))
             .unwrap_or_default();
+        let key = if t.key().is_empty() {
+            "(global)"
+        } else {
+            t.key()
+        };
         println!(
-            "breaker {}: {} -> {} ({:?}){open}",
-            if t.key().is_empty() {
-                "(global)"
-            } else {
-                t.key()
-            },
-            state(t.from()),
-            state(t.to()),
-            t.reason(),
+            "breaker {key}: {} -> {} ({}){open}",
+            t.from(),
+            t.to(),
+            t.reason()
         );
     });
     println!(
@@ -103,18 +98,15 @@ async fn main() -> ExitCode {
          -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'"
     );
 
-    let app = app::router(layer.server(), upstream, app::upstream_client(), true);
+    let app = app::router(
+        layer.server(),
+        upstream,
+        app::upstream_client(),
+        app::Options { log_requests: true },
+    );
     if let Err(err) = axum::serve(listener, app).await {
         eprintln!("gateway: {err}");
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
-}
-
-fn state(s: CircuitState) -> &'static str {
-    match s {
-        CircuitState::Closed => "closed",
-        CircuitState::Open => "open",
-        CircuitState::HalfOpen => "half-open",
-    }
 }

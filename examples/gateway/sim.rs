@@ -12,7 +12,7 @@
 //! | `stall` | streams two chunks, then goes silent |
 //! | `slow` | waits 5 s before the response headers |
 //! | `reset` | sends the headers and part of the body, then resets |
-//! | `badkey` | 401 in Token360's dialect (`code` is the status) |
+//! | `badkey` | 401 whose `code` is the status as a string (`"401"`) and whose `type` says what happened |
 //! | anything else | mostly fine, with the daily mix of real providers: 429 with `retry-after-ms` or `x-ratelimit-reset-requests`, bursts of 503, a 500, a 502 HTML page, a reset |
 //!
 //! `"stream": true` in the body (or `Accept: text/event-stream`) answers with

@@ -5,8 +5,8 @@ use std::task::{ready, Context, Poll};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::breaker::{Guard, Outcome};
-use super::{Classify, DefaultClassifier, Observation, Verdict};
+use super::classify::{Classify, DefaultClassifier, Observation, Verdict};
+use super::guard::Guard;
 
 pin_project! {
     /// A response body that tells its breaker how the call ended.
@@ -16,6 +16,33 @@ pin_project! {
     /// being read (a failure). A body dropped before its end is not
     /// recorded at all. Frames, `is_end_stream` and `size_hint` pass
     /// through unchanged.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::{BodyExt, StreamBody};
+    /// use http_body::Frame;
+    /// use tower::{Layer, Service, ServiceExt};
+    /// use tower_http_resilience::circuit_breaker::{CircuitBreakerBody, CircuitBreakerLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// // A stream that breaks after its first chunk.
+    /// let upstream = tower::service_fn(|_req: http::Request<()>| async {
+    ///     let frames = vec![
+    ///         Ok(Frame::data(Bytes::from("data: {}\n\n"))),
+    ///         Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+    ///     ];
+    ///     let body = StreamBody::new(futures_util::stream::iter(frames));
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(body))
+    /// });
+    /// let layer = CircuitBreakerLayer::new();
+    /// let handle = layer.handle();
+    /// let mut client = layer.layer(upstream);
+    /// let res = client.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+    /// let body: CircuitBreakerBody<_> = res.into_body();
+    /// assert!(body.collect().await.is_err());
+    /// assert_eq!(handle.snapshot("").unwrap().failures(), 1);
+    /// # }
+    /// ```
     pub struct CircuitBreakerBody<B, C = DefaultClassifier> {
         #[pin]
         inner: B,
@@ -68,24 +95,20 @@ where
         let mut this = self.project();
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
         if this.guard.is_some() {
-            let outcome = match &frame {
+            let verdict = match &frame {
                 Some(Ok(frame)) => match frame.trailers_ref() {
                     Some(trailers) => {
-                        match this.classifier.classify(Observation::Trailers(trailers)) {
-                            Verdict::Success => Some(Outcome::Success),
-                            Verdict::Failure => Some(Outcome::Failure),
-                            Verdict::Ignore => Some(Outcome::Ignore),
-                        }
+                        Some(this.classifier.classify(Observation::Trailers(trailers)))
                     }
-                    None if this.inner.is_end_stream() => Some(Outcome::Success),
+                    None if this.inner.is_end_stream() => Some(Verdict::Success),
                     None => None,
                 },
-                Some(Err(_)) => Some(Outcome::Failure),
-                None => Some(Outcome::Success),
+                Some(Err(_)) => Some(Verdict::Failure),
+                None => Some(Verdict::Success),
             };
-            if let Some(outcome) = outcome {
+            if let Some(verdict) = verdict {
                 if let Some(guard) = this.guard.take() {
-                    guard.finish(outcome);
+                    guard.record(verdict);
                 }
             }
         }

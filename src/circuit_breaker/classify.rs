@@ -6,6 +6,18 @@ use crate::error::grpc;
 use crate::{ApiError, ErrorKind};
 
 /// What a classifier is shown about a call.
+///
+/// ```
+/// use http::{HeaderMap, StatusCode};
+/// use tower_http_resilience::circuit_breaker::{Classify, DefaultClassifier, Observation, Verdict};
+///
+/// let mut trailers = HeaderMap::new();
+/// trailers.insert("grpc-status", "14".parse().unwrap()); // UNAVAILABLE
+/// assert_eq!(DefaultClassifier.classify(Observation::Trailers(&trailers)), Verdict::Failure);
+/// let headers = HeaderMap::new();
+/// let ok = Observation::Response { status: StatusCode::OK, headers: &headers };
+/// assert_eq!(DefaultClassifier.classify(ok), Verdict::Success);
+/// ```
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub enum Observation<'a> {
@@ -24,7 +36,23 @@ pub enum Observation<'a> {
     Error(&'a ApiError),
 }
 
-/// A classifier's verdict on a call.
+/// A classifier's verdict on a call: the one outcome vocabulary of the
+/// breaker, also for what the breaker decides itself (a body that fails
+/// while being read is a `Failure`, one that ends is a `Success`).
+///
+/// ```
+/// use tower_http_resilience::circuit_breaker::{Observation, Verdict};
+///
+/// // Only 503 says the upstream is unhealthy; 500 says nothing about it.
+/// let classify = |obs: Observation<'_>| match obs {
+///     Observation::Response { status, .. } if status == 503 => Verdict::Failure,
+///     Observation::Response { status, .. } if status == 500 => Verdict::Ignore,
+///     _ => Verdict::Success,
+/// };
+/// let headers = http::HeaderMap::new();
+/// let status = http::StatusCode::INTERNAL_SERVER_ERROR;
+/// assert_eq!(classify(Observation::Response { status, headers: &headers }), Verdict::Ignore);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Verdict {
     /// The upstream is healthy as far as this call tells. For
@@ -55,7 +83,7 @@ pub enum Verdict {
 ///
 /// // Also count 429 as a failure: this upstream only sends it when it is
 /// // overloaded.
-/// let layer = CircuitBreakerLayer::new().classify(|obs: Observation<'_>| match obs {
+/// let layer = CircuitBreakerLayer::new().classifier(|obs: Observation<'_>| match obs {
 ///     Observation::Response { status, .. } if status == 429 => Verdict::Failure,
 ///     other => DefaultClassifier.classify(other),
 /// });
@@ -87,6 +115,21 @@ where
 /// | an error whose kind [counts against the breaker](ErrorKind::is_breaker_failure) (connection errors, timeouts, 5xx) | failure |
 /// | a `circuit_open` error (from another breaker further in) | ignored |
 /// | any other error (the upstream answered: a 4xx, a rate limit) | success |
+///
+/// ```
+/// use std::time::Duration;
+/// use http::{HeaderMap, StatusCode};
+/// use tower_http_resilience::circuit_breaker::{Classify, DefaultClassifier, Observation, Verdict};
+/// use tower_http_resilience::ApiError;
+///
+/// let headers = HeaderMap::new();
+/// let status = |status| Observation::Response { status, headers: &headers };
+/// assert_eq!(DefaultClassifier.classify(status(StatusCode::BAD_GATEWAY)), Verdict::Failure);
+/// assert_eq!(DefaultClassifier.classify(status(StatusCode::NOT_IMPLEMENTED)), Verdict::Success);
+/// assert_eq!(DefaultClassifier.classify(status(StatusCode::TOO_MANY_REQUESTS)), Verdict::Success);
+/// let open = ApiError::circuit_open(Duration::from_secs(1));
+/// assert_eq!(DefaultClassifier.classify(Observation::Error(&open)), Verdict::Ignore);
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultClassifier;
 
@@ -177,7 +220,7 @@ mod tests {
         assert_eq!(v(ApiError::from_error(Box::new(io))), Verdict::Failure);
         assert_eq!(
             v(ApiError::timeout(
-                crate::TimeoutPhase::Headers,
+                crate::TimeoutPhase::Attempt,
                 Duration::from_secs(1)
             )),
             Verdict::Failure

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::util::{saturating_nanos, truncate};
+
 /// The settings every breaker of one [`CircuitBreakerLayer`] uses.
 ///
 /// Built with setters on [`CircuitBreakerConfig::default`]; every setter
@@ -20,6 +22,20 @@ use std::time::Duration;
 /// | [`half_open_probes`](Self::half_open_probes) | 1 probe in flight, 1 success closes | calls to AI upstreams are expensive; one successful call is enough evidence |
 /// | [`max_keys`](Self::max_keys) | 10 000 | bounds memory (about half a KiB per key with the default window) whatever the key cardinality |
 /// | [`idle_timeout`](Self::idle_timeout) | 10 min | a key not seen for that long is forgotten |
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_http_resilience::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+///
+/// // A low-traffic key: open after 3 failures in a row, or half of 5 calls.
+/// let config = CircuitBreakerConfig::new()
+///     .window(Duration::from_secs(60), 12)
+///     .min_calls(5)
+///     .consecutive_failures(Some(3))
+///     .open_duration(Duration::from_secs(10), Duration::from_secs(120), 0.1);
+/// let layer = CircuitBreakerLayer::with_config(config.clone());
+/// assert_eq!(layer.config(), &config);
+/// ```
 ///
 /// [`CircuitBreakerLayer`]: super::CircuitBreakerLayer
 #[derive(Clone, PartialEq)]
@@ -146,12 +162,14 @@ impl CircuitBreakerConfig {
         self
     }
 
-    /// How long the breaker stays open after its first trip (`base`), the
-    /// longest it stays open after repeated trips (`max`), and the jitter.
+    /// The open duration: how long the breaker stays open after its first
+    /// trip (`base`), the longest it stays open after repeated trips
+    /// (`max`), and the jitter.
     ///
-    /// Each trip from half-open (a failed probe) doubles the open time, up
-    /// to `max`; closing resets it to `base`. The open time is then spread
-    /// by `±jitter` (a fraction, clamped to `0.0..=1.0`) and capped at `max`.
+    /// Each trip from half-open (a failed probe) doubles the open duration,
+    /// up to `max`; closing resets it to `base`. The open duration is then
+    /// spread by `±jitter` (a fraction, clamped to `0.0..=1.0`) and capped at
+    /// `max`.
     /// Durations are clamped to 1 ms ..= one year, and `max` to at least
     /// `base`.
     pub fn open_duration(mut self, base: Duration, max: Duration, jitter: f64) -> Self {
@@ -203,10 +221,23 @@ impl CircuitBreakerConfig {
     }
 
     pub(crate) fn bucket_nanos(&self) -> u64 {
-        let nanos = self.window.as_nanos() / u128::from(self.buckets);
-        u64::try_from(nanos)
-            .unwrap_or(u64::MAX)
-            .max(MIN_BUCKET.as_nanos() as u64)
+        saturating_nanos(self.window / self.buckets).max(saturating_nanos(MIN_BUCKET))
+    }
+
+    /// The open duration after `trips` trips in a row: doubled per trip,
+    /// capped, jittered.
+    pub(crate) fn open_duration_after(&self, trips: u32) -> Duration {
+        let doubling = 2u32.saturating_pow(trips.saturating_sub(1).min(31));
+        let d = self
+            .open_duration
+            .saturating_mul(doubling)
+            .min(self.max_open_duration);
+        let d = if self.open_jitter > 0.0 {
+            d.mul_f64(1.0 + self.open_jitter * (2.0 * fastrand::f64() - 1.0))
+        } else {
+            d
+        };
+        d.clamp(Duration::from_millis(1), self.max_open_duration)
     }
 }
 
@@ -238,6 +269,14 @@ impl fmt::Debug for CircuitBreakerConfig {
 /// hosts) can be shown with [`Plain`](KeyDisplay::Plain). The
 /// [`CircuitBreakerHandle`](super::CircuitBreakerHandle) and transition
 /// callbacks always see the real key: they are program APIs, not logs.
+///
+/// ```
+/// use tower_http_resilience::circuit_breaker::{CircuitBreakerConfig, KeyDisplay};
+///
+/// // Keys are model names: safe to show.
+/// let config = CircuitBreakerConfig::new().key_display(KeyDisplay::Plain);
+/// # let _ = config;
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum KeyDisplay {
@@ -249,6 +288,32 @@ pub enum KeyDisplay {
     Hashed,
     /// `[redacted]`.
     Redacted,
+}
+
+/// A key as `tracing` events show it.
+pub(crate) struct DisplayKey<'a>(pub(crate) &'a str, pub(crate) KeyDisplay);
+
+impl fmt::Display for DisplayKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            KeyDisplay::Plain => f.write_str(truncate(self.0, 64)),
+            KeyDisplay::Hashed => write!(f, "key#{:08x}", fnv1a(self.0.as_bytes())),
+            KeyDisplay::Redacted => f.write_str("[redacted]"),
+        }
+    }
+}
+
+impl fmt::Debug for DisplayKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+/// 32-bit FNV-1a: a fixed hash, the same in every run.
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 #[cfg(test)]
@@ -296,5 +361,53 @@ mod tests {
         assert_eq!(c.min_calls, 10);
         assert_eq!(c.failure_ratio, 0.5);
         assert_eq!(c.key_display, KeyDisplay::Hashed);
+    }
+
+    #[test]
+    fn open_duration_doubles_up_to_the_cap() {
+        let c = CircuitBreakerConfig::new().open_duration(
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+            0.0,
+        );
+        let times: Vec<u64> = (1..=6)
+            .map(|t| c.open_duration_after(t).as_secs())
+            .collect();
+        assert_eq!(times, [10, 20, 40, 60, 60, 60]);
+        assert_eq!(c.open_duration_after(u32::MAX).as_secs(), 60);
+    }
+
+    #[test]
+    fn jitter_stays_in_its_band_and_under_the_cap() {
+        let c = CircuitBreakerConfig::new().open_duration(
+            Duration::from_secs(10),
+            Duration::from_secs(15),
+            0.2,
+        );
+        for _ in 0..1000 {
+            let d = c.open_duration_after(1);
+            assert!(
+                d >= Duration::from_secs(8) && d <= Duration::from_secs(12),
+                "{d:?}"
+            );
+            let d = c.open_duration_after(5);
+            assert!(
+                d >= Duration::from_secs(12) && d <= Duration::from_secs(15),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn hashed_keys_are_stable_and_unreadable() {
+        let shown = DisplayKey("sk-secret", KeyDisplay::Hashed).to_string();
+        assert_eq!(shown, format!("key#{:08x}", fnv1a(b"sk-secret")));
+        assert!(!shown.contains("secret"));
+        assert_eq!(
+            DisplayKey("x", KeyDisplay::Redacted).to_string(),
+            "[redacted]"
+        );
+        let long = "é".repeat(100);
+        assert!(DisplayKey(&long, KeyDisplay::Plain).to_string().len() <= 64);
     }
 }

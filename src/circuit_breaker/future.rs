@@ -10,8 +10,9 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::breaker::{Guard, Outcome};
-use super::{CircuitBreakerBody, Classify, Observation, Verdict};
+use super::body::CircuitBreakerBody;
+use super::classify::{Classify, Observation, Verdict};
+use super::guard::Guard;
 use crate::{ApiError, BoxError};
 
 pin_project! {
@@ -20,6 +21,24 @@ pin_project! {
     ///
     /// `F` is the inner future, `S` the inner service and `R` the request
     /// (held only while waiting for an inner service that was not ready).
+    ///
+    /// ```
+    /// use tower::{Layer, Service};
+    /// use tower_http_resilience::circuit_breaker::{future::ResponseFuture, CircuitBreakerLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let upstream = tower::service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// });
+    /// let layer = CircuitBreakerLayer::new();
+    /// layer.handle().force_open("", std::time::Duration::from_secs(5));
+    /// let mut breaker = layer.layer(upstream);
+    /// // Ready at once, even while open: the future fails fast.
+    /// std::future::poll_fn(|cx| breaker.poll_ready(cx)).await.unwrap();
+    /// let future: ResponseFuture<_, _, _, _> = breaker.call(http::Request::new(String::new()));
+    /// assert_eq!(future.await.unwrap_err().code(), "circuit_open");
+    /// # }
+    /// ```
     pub struct ResponseFuture<F, S, R, C> {
         #[pin]
         state: State<F, S, R>,
@@ -80,14 +99,6 @@ impl<F, S, R, C> fmt::Debug for ResponseFuture<F, S, R, C> {
     }
 }
 
-fn verdict_outcome(v: Verdict) -> Outcome {
-    match v {
-        Verdict::Success => Outcome::Success,
-        Verdict::Failure => Outcome::Failure,
-        Verdict::Ignore => Outcome::Ignore,
-    }
-}
-
 impl<F, S, R, C, B, E> Future for ResponseFuture<F, S, R, C>
 where
     F: Future<Output = Result<Response<B>, E>>,
@@ -103,16 +114,11 @@ where
         loop {
             let result = match this.state.as_mut().project() {
                 StateProj::Rejected { error } => {
-                    return Poll::Ready(Err(error
-                        .take()
-                        .expect("ResponseFuture polled after completion")));
+                    return Poll::Ready(Err(error.take().expect(POLLED_AFTER_READY)));
                 }
                 StateProj::Waiting { service, request } => match ready!(service.poll_ready(cx)) {
                     Ok(()) => {
-                        let request = request
-                            .take()
-                            .expect("ResponseFuture polled after completion");
-                        let future = service.call(request);
+                        let future = service.call(request.take().expect(POLLED_AFTER_READY));
                         this.state.set(State::Called { future });
                         continue;
                     }
@@ -120,40 +126,47 @@ where
                 },
                 StateProj::Called { future } => ready!(future.poll(cx)),
             };
-            let classifier = this
-                .classifier
-                .take()
-                .expect("ResponseFuture polled after completion");
+            let classifier = this.classifier.take().expect(POLLED_AFTER_READY);
             let mut guard = this.guard.take();
             if let Some(g) = guard.as_mut() {
                 g.headers_arrived();
             }
             return Poll::Ready(match result {
-                Ok(response) => {
-                    if let Some(g) = guard.take() {
-                        let verdict = classifier.classify(Observation::Response {
-                            status: response.status(),
-                            headers: response.headers(),
-                        });
-                        match verdict {
-                            Verdict::Success if !response.body().is_end_stream() => {
-                                guard = Some(g);
-                            }
-                            v => g.finish(verdict_outcome(v)),
-                        }
-                    }
-                    Ok(response.map(|body| CircuitBreakerBody::new(body, guard, classifier)))
-                }
-                Err(e) => {
-                    let error = ApiError::from_error(e.into());
-                    if let Some(g) = guard {
-                        g.finish(verdict_outcome(
-                            classifier.classify(Observation::Error(&error)),
-                        ));
-                    }
-                    Err(error)
-                }
+                Ok(response) => Ok(on_response(response, guard, classifier)),
+                Err(e) => Err(on_error(e.into(), guard, &classifier)),
             });
         }
     }
+}
+
+const POLLED_AFTER_READY: &str = "ResponseFuture polled after completion";
+
+/// Judges the response headers: a failure is recorded at once; a success is
+/// recorded when the body ends, unless it already has.
+fn on_response<B: Body, C: Classify>(
+    response: Response<B>,
+    guard: Option<Guard>,
+    classifier: C,
+) -> Response<CircuitBreakerBody<B, C>> {
+    let guard = guard.and_then(|guard| {
+        let verdict = classifier.classify(Observation::Response {
+            status: response.status(),
+            headers: response.headers(),
+        });
+        if verdict == Verdict::Success && !response.body().is_end_stream() {
+            return Some(guard);
+        }
+        guard.record(verdict);
+        None
+    });
+    response.map(|body| CircuitBreakerBody::new(body, guard, classifier))
+}
+
+/// Judges an error of the inner service, as an [`ApiError`].
+fn on_error<C: Classify>(error: BoxError, guard: Option<Guard>, classifier: &C) -> ApiError {
+    let error = ApiError::from_error(error);
+    if let Some(guard) = guard {
+        guard.record(classifier.classify(Observation::Error(&error)));
+    }
+    error
 }

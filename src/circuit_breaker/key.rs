@@ -1,86 +1,142 @@
 //! Choosing the breaker of a request: keys.
+//!
+//! An [`ExtractKey`] reads a key from the request's head (method, URI,
+//! headers, extensions); calls with the same key share a breaker.
+//! [`ExtractKeyExt::or`] chains extractors: the first that finds a key wins.
+//!
+//! ```
+//! use std::borrow::Cow;
+//! use http::request::Parts;
+//! use tower_http_resilience::circuit_breaker::key::{
+//!     key_fn, BreakerKey, ByAuthority, ByExtension, ExtractKey, ExtractKeyExt,
+//! };
+//!
+//! // The model an outer layer put in the extensions, else a tenant header,
+//! // else the host.
+//! let key = ByExtension
+//!     .or(key_fn(|parts: &Parts| {
+//!         let tenant = parts.headers.get("x-tenant")?.to_str().ok()?;
+//!         Some(Cow::Borrowed(tenant))
+//!     }))
+//!     .or(ByAuthority);
+//!
+//! let (mut parts, ()) = http::Request::get("http://api.example.com/v1").body(()).unwrap().into_parts();
+//! assert_eq!(key.extract(&parts).as_deref(), Some("api.example.com"));
+//! parts.headers.insert("x-tenant", "acme".parse().unwrap());
+//! assert_eq!(key.extract(&parts).as_deref(), Some("acme"));
+//! parts.extensions.insert(BreakerKey::new("gpt-4o"));
+//! assert_eq!(key.extract(&parts).as_deref(), Some("gpt-4o"));
+//! ```
 
 use std::borrow::Cow;
 use std::fmt;
 
 use http::header::{HeaderName, HOST};
-use http::Request;
+use http::request::Parts;
 
-/// Picks the key of a request: calls with the same key share a breaker.
+/// Picks the key of a request from its head: calls with the same key share
+/// a breaker.
 ///
 /// The key is borrowed from the request where it can be, so that picking it
 /// allocates nothing. `None` means the call is not guarded: it goes through
 /// whatever the breakers say, and its outcome is not recorded.
 ///
 /// Implemented by [`GlobalKey`] (the default: one breaker for every call),
-/// [`ByAuthority`], [`ByHeader`], [`ByExtension`], [`Or`], and by closures
-/// `Fn(&Request<B>) -> Option<Cow<'_, str>>`:
+/// [`ByAuthority`], [`ByHeader`], [`ByExtension`], their
+/// [`or`](ExtractKeyExt::or) combinations, and functions and closures
+/// `Fn(&Parts) -> Option<Cow<'_, str>>` (a closure that borrows its key
+/// goes through [`key_fn`]):
 ///
 /// ```
 /// use std::borrow::Cow;
+/// use http::request::Parts;
 /// use tower_http_resilience::circuit_breaker::{CircuitBreakerLayer, ExtractKey};
 ///
-/// fn by_first_path_segment(req: &http::Request<String>) -> Option<Cow<'_, str>> {
-///     req.uri().path().split('/').nth(1).map(Cow::Borrowed)
+/// fn by_first_path_segment(parts: &Parts) -> Option<Cow<'_, str>> {
+///     parts.uri.path().split('/').nth(1).map(Cow::Borrowed)
 /// }
 /// let layer = CircuitBreakerLayer::new().key(by_first_path_segment);
-/// # let req = http::Request::builder().uri("/v1/x").body(String::new()).unwrap();
-/// # assert_eq!(by_first_path_segment.extract(&req).as_deref(), Some("v1"));
+/// # let (parts, ()) = http::Request::get("/v1/x").body(()).unwrap().into_parts();
+/// # assert_eq!(by_first_path_segment.extract(&parts).as_deref(), Some("v1"));
 /// ```
-pub trait ExtractKey<B> {
-    /// The key of `req`, or `None` to let the call through unguarded.
-    fn extract<'a>(&self, req: &'a Request<B>) -> Option<Cow<'a, str>>;
+pub trait ExtractKey {
+    /// The key of the request whose head is `parts`, or `None` to let the
+    /// call through unguarded.
+    fn extract<'a>(&self, parts: &'a Parts) -> Option<Cow<'a, str>>;
 }
 
-impl<B, F> ExtractKey<B> for F
+impl<F> ExtractKey for F
 where
-    F: for<'a> Fn(&'a Request<B>) -> Option<Cow<'a, str>>,
+    F: for<'a> Fn(&'a Parts) -> Option<Cow<'a, str>>,
 {
-    fn extract<'a>(&self, req: &'a Request<B>) -> Option<Cow<'a, str>> {
-        self(req)
+    fn extract<'a>(&self, parts: &'a Parts) -> Option<Cow<'a, str>> {
+        self(parts)
     }
 }
 
-/// Helps a closure that borrows its key from the request be an
-/// [`ExtractKey`]: Rust infers the closure's higher-ranked signature only
-/// when it is passed where that signature is expected. (A `fn` item needs no
-/// help.)
+/// Combinators for every [`ExtractKey`], closures included.
+///
+/// ```
+/// use tower_http_resilience::circuit_breaker::{
+///     BreakerKey, ByAuthority, ByExtension, CircuitBreakerLayer, ExtractKey, ExtractKeyExt,
+///     GlobalKey,
+/// };
+///
+/// // The caller's model, else the host, else one breaker for the rest.
+/// let key = ByExtension.or(ByAuthority).or(GlobalKey);
+/// let (parts, ()) = http::Request::new(()).into_parts();
+/// assert_eq!(key.extract(&parts).as_deref(), Some(""));
+/// let layer = CircuitBreakerLayer::new().key(key);
+/// ```
+pub trait ExtractKeyExt: ExtractKey + Sized {
+    /// Falls back to `other` when this extractor finds no key.
+    fn or<O: ExtractKey>(self, other: O) -> Or<Self, O> {
+        Or {
+            first: self,
+            second: other,
+        }
+    }
+}
+
+impl<K: ExtractKey> ExtractKeyExt for K {}
+
+/// Makes a closure that borrows its key from the request an
+/// [`ExtractKey`]: Rust infers a closure's higher-ranked signature only
+/// where that signature is expected. (A `fn` item, or a closure passed
+/// straight to a function that expects the signature, needs no help.)
 ///
 /// ```
 /// use std::borrow::Cow;
+/// use http::request::Parts;
 /// use tower_http_resilience::circuit_breaker::{key_fn, CircuitBreakerLayer, ExtractKey};
 ///
-/// let by_tenant = key_fn(|req: &http::Request<()>| {
-///     req.headers().get("x-tenant").and_then(|v| v.to_str().ok()).map(Cow::Borrowed)
+/// let by_tenant = key_fn(|parts: &Parts| {
+///     parts.headers.get("x-tenant").and_then(|v| v.to_str().ok()).map(Cow::Borrowed)
 /// });
-/// let req = http::Request::builder().header("x-tenant", "acme").body(()).unwrap();
-/// assert_eq!(by_tenant.extract(&req).as_deref(), Some("acme"));
+/// let (parts, ()) = http::Request::builder().header("x-tenant", "acme").body(()).unwrap().into_parts();
+/// assert_eq!(by_tenant.extract(&parts).as_deref(), Some("acme"));
 /// let layer = CircuitBreakerLayer::new().key(by_tenant);
 /// ```
-pub fn key_fn<B, F>(f: F) -> F
+pub fn key_fn<F>(f: F) -> F
 where
-    F: for<'a> Fn(&'a Request<B>) -> Option<Cow<'a, str>>,
+    F: for<'a> Fn(&'a Parts) -> Option<Cow<'a, str>>,
 {
     f
 }
 
-macro_rules! or_method {
-    ($ty:ty) => {
-        impl $ty {
-            /// Falls back to `other` when this extractor finds no key.
-            pub fn or<O>(self, other: O) -> Or<Self, O> {
-                Or(self, other)
-            }
-        }
-    };
-}
-
 /// One breaker for every call (the key is the empty string).
+///
+/// ```
+/// use tower_http_resilience::circuit_breaker::{ExtractKey, GlobalKey};
+///
+/// let (parts, ()) = http::Request::new(()).into_parts();
+/// assert_eq!(GlobalKey.extract(&parts).as_deref(), Some(""));
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GlobalKey;
 
-impl<B> ExtractKey<B> for GlobalKey {
-    fn extract<'a>(&self, _req: &'a Request<B>) -> Option<Cow<'a, str>> {
+impl ExtractKey for GlobalKey {
+    fn extract<'a>(&self, _parts: &'a Parts) -> Option<Cow<'a, str>> {
         Some(Cow::Borrowed(""))
     }
 }
@@ -88,17 +144,24 @@ impl<B> ExtractKey<B> for GlobalKey {
 /// One breaker per upstream: the key is the request URI's authority
 /// (`host:port` as written), or the `Host` header when the URI has none.
 /// A request with neither is not guarded.
+///
+/// ```
+/// use tower_http_resilience::circuit_breaker::{ByAuthority, ExtractKey};
+///
+/// let (parts, ()) = http::Request::get("https://api.example.com/v1").body(()).unwrap().into_parts();
+/// assert_eq!(ByAuthority.extract(&parts).as_deref(), Some("api.example.com"));
+/// let (parts, ()) = http::Request::get("/v1").header("host", "localhost:8080").body(()).unwrap().into_parts();
+/// assert_eq!(ByAuthority.extract(&parts).as_deref(), Some("localhost:8080"));
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ByAuthority;
 
-or_method!(ByAuthority);
-
-impl<B> ExtractKey<B> for ByAuthority {
-    fn extract<'a>(&self, req: &'a Request<B>) -> Option<Cow<'a, str>> {
-        if let Some(authority) = req.uri().authority() {
+impl ExtractKey for ByAuthority {
+    fn extract<'a>(&self, parts: &'a Parts) -> Option<Cow<'a, str>> {
+        if let Some(authority) = parts.uri.authority() {
             return Some(Cow::Borrowed(authority.as_str()));
         }
-        let host = req.headers().get(HOST)?;
+        let host = parts.headers.get(HOST)?;
         std::str::from_utf8(host.as_bytes()).ok().map(Cow::Borrowed)
     }
 }
@@ -110,10 +173,17 @@ impl<B> ExtractKey<B> for ByAuthority {
 /// A header that carries a secret (an API key) makes the key a secret:
 /// `tracing` events show keys hashed by default
 /// ([`KeyDisplay`](super::KeyDisplay)).
+///
+/// ```
+/// use http::HeaderName;
+/// use tower_http_resilience::circuit_breaker::{ByHeader, ExtractKey};
+///
+/// let by_tenant = ByHeader::new(HeaderName::from_static("x-tenant"));
+/// let (parts, ()) = http::Request::builder().header("x-tenant", "acme").body(()).unwrap().into_parts();
+/// assert_eq!(by_tenant.extract(&parts).as_deref(), Some("acme"));
+/// ```
 #[derive(Clone, Debug)]
 pub struct ByHeader(HeaderName);
-
-or_method!(ByHeader);
 
 impl ByHeader {
     /// Keys by the value of `name`.
@@ -122,9 +192,9 @@ impl ByHeader {
     }
 }
 
-impl<B> ExtractKey<B> for ByHeader {
-    fn extract<'a>(&self, req: &'a Request<B>) -> Option<Cow<'a, str>> {
-        let value = req.headers().get(&self.0)?;
+impl ExtractKey for ByHeader {
+    fn extract<'a>(&self, parts: &'a Parts) -> Option<Cow<'a, str>> {
+        let value = parts.headers.get(&self.0)?;
         std::str::from_utf8(value.as_bytes())
             .ok()
             .map(Cow::Borrowed)
@@ -134,48 +204,51 @@ impl<B> ExtractKey<B> for ByHeader {
 /// One breaker per [`BreakerKey`] found in the request's extensions, put
 /// there by an outer layer or handler (a gateway puts the JSON body's
 /// `model` there). A request without one is not guarded; combine with
-/// [`or`](ByExtension::or) for a fallback.
+/// [`or`](ExtractKeyExt::or) for a fallback.
+///
+/// ```
+/// use tower_http_resilience::circuit_breaker::{BreakerKey, ByExtension, ExtractKey};
+///
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(BreakerKey::new("gpt-4o"));
+/// let (parts, ()) = req.into_parts();
+/// assert_eq!(ByExtension.extract(&parts).as_deref(), Some("gpt-4o"));
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ByExtension;
 
-or_method!(ByExtension);
-
-impl<B> ExtractKey<B> for ByExtension {
-    fn extract<'a>(&self, req: &'a Request<B>) -> Option<Cow<'a, str>> {
-        req.extensions()
+impl ExtractKey for ByExtension {
+    fn extract<'a>(&self, parts: &'a Parts) -> Option<Cow<'a, str>> {
+        parts
+            .extensions
             .get::<BreakerKey>()
             .map(|k| Cow::Borrowed(k.as_str()))
     }
 }
 
-/// The first of two extractors that finds a key.
+/// The first of two extractors that finds a key: what
+/// [`ExtractKeyExt::or`] returns.
 ///
 /// ```
-/// use tower_http_resilience::circuit_breaker::{BreakerKey, ByAuthority, ByExtension, ExtractKey};
+/// use tower_http_resilience::circuit_breaker::key::Or;
+/// use tower_http_resilience::circuit_breaker::{ByAuthority, ByExtension, ExtractKeyExt, GlobalKey};
 ///
-/// let key = ByExtension.or(ByAuthority);
-/// let mut req = http::Request::builder().uri("http://api.example.com/v1").body(()).unwrap();
-/// assert_eq!(key.extract(&req).as_deref(), Some("api.example.com"));
-/// req.extensions_mut().insert(BreakerKey::new("gpt-4o"));
-/// assert_eq!(key.extract(&req).as_deref(), Some("gpt-4o"));
+/// // A name for a combination, e.g. in a type alias.
+/// type ModelOrHost = Or<Or<ByExtension, ByAuthority>, GlobalKey>;
+/// let key: ModelOrHost = ByExtension.or(ByAuthority).or(GlobalKey);
+/// # let _ = key;
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Or<A, O>(pub A, pub O);
-
-impl<A, O> Or<A, O> {
-    /// Falls back to `other` when neither extractor finds a key.
-    pub fn or<P>(self, other: P) -> Or<Self, P> {
-        Or(self, other)
-    }
+pub struct Or<A, O> {
+    first: A,
+    second: O,
 }
 
-impl<B, A, O> ExtractKey<B> for Or<A, O>
-where
-    A: ExtractKey<B>,
-    O: ExtractKey<B>,
-{
-    fn extract<'a>(&self, req: &'a Request<B>) -> Option<Cow<'a, str>> {
-        self.0.extract(req).or_else(|| self.1.extract(req))
+impl<A: ExtractKey, O: ExtractKey> ExtractKey for Or<A, O> {
+    fn extract<'a>(&self, parts: &'a Parts) -> Option<Cow<'a, str>> {
+        self.first
+            .extract(parts)
+            .or_else(|| self.second.extract(parts))
     }
 }
 
@@ -213,37 +286,63 @@ impl fmt::Debug for BreakerKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Request;
 
     #[test]
     fn helpers_borrow_from_the_request() {
-        let mut req = Request::builder()
+        let (mut parts, ()) = Request::builder()
             .uri("/v1/chat")
             .header(HOST, "api.example.com:8443")
             .header("x-tenant", "acme")
             .body(())
-            .unwrap();
-        assert!(matches!(GlobalKey.extract(&req), Some(Cow::Borrowed(""))));
+            .unwrap()
+            .into_parts();
+        assert!(matches!(GlobalKey.extract(&parts), Some(Cow::Borrowed(""))));
         assert_eq!(
-            ByAuthority.extract(&req).as_deref(),
+            ByAuthority.extract(&parts).as_deref(),
             Some("api.example.com:8443")
         );
         let by_tenant = ByHeader::new(HeaderName::from_static("x-tenant"));
         assert!(matches!(
-            by_tenant.extract(&req),
+            by_tenant.extract(&parts),
             Some(Cow::Borrowed("acme"))
         ));
-        assert_eq!(ByExtension.extract(&req), None);
-        req.extensions_mut()
-            .insert(BreakerKey::new(String::from("m")));
+        assert_eq!(ByExtension.extract(&parts), None);
+        parts.extensions.insert(BreakerKey::new(String::from("m")));
         assert!(matches!(
-            ByExtension.extract(&req),
+            ByExtension.extract(&parts),
             Some(Cow::Borrowed("m"))
         ));
         let none = ByHeader::new(HeaderName::from_static("x-missing"));
-        assert_eq!(none.clone().or(none).extract(&req), None);
+        assert_eq!(none.clone().or(none).extract(&parts), None);
         assert_eq!(
             format!("{:?}", BreakerKey::new("sk-secret")),
             "BreakerKey(9 bytes)"
+        );
+    }
+
+    #[test]
+    fn closures_and_functions_combine() {
+        fn first_segment(parts: &Parts) -> Option<Cow<'_, str>> {
+            parts.uri.path().split('/').nth(1).map(Cow::Borrowed)
+        }
+        let owned =
+            key_fn(|parts: &Parts| Some(Cow::Owned(parts.method.as_str().to_ascii_lowercase())));
+        let (parts, ()) = Request::post("/v1/chat").body(()).unwrap().into_parts();
+        assert_eq!(
+            first_segment.or(owned).extract(&parts).as_deref(),
+            Some("v1")
+        );
+        let none = key_fn(|_: &Parts| None);
+        assert_eq!(none.or(owned).extract(&parts).as_deref(), Some("post"));
+        let (parts, ()) = Request::post("/").body(()).unwrap().into_parts();
+        assert_eq!(
+            ByExtension
+                .or(first_segment)
+                .or(owned)
+                .extract(&parts)
+                .as_deref(),
+            Some("")
         );
     }
 }

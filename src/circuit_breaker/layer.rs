@@ -3,30 +3,12 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::breaker::Core;
+use super::classify::{Classify, DefaultClassifier};
+use super::config::CircuitBreakerConfig;
+use super::handle::CircuitBreakerHandle;
+use super::key::GlobalKey;
 use super::registry::Registry;
-use super::{
-    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerHandle, Classify, DefaultClassifier,
-    GlobalKey,
-};
-
-/// The state of a layer's breakers: one `Arc`, shared by every service the
-/// layer builds, their clones and the handles.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) core: Arc<Core>,
-    pub(crate) registry: Registry,
-}
-
-impl Shared {
-    pub(crate) fn new(config: CircuitBreakerConfig) -> Arc<Self> {
-        let core = Arc::new(Core::new(config));
-        Arc::new(Shared {
-            registry: Registry::new(core.clone()),
-            core,
-        })
-    }
-}
+use super::service::CircuitBreaker;
 
 /// Applies [`CircuitBreaker`] to a service: fail fast while the upstream of
 /// a key is failing.
@@ -38,9 +20,32 @@ impl Shared {
 ///
 /// See the [module docs](super) for the semantics.
 ///
+/// ```
+/// use std::time::Duration;
+/// use tower::ServiceBuilder;
+/// use tower_http_resilience::circuit_breaker::{
+///     ByAuthority, CircuitBreakerConfig, CircuitBreakerLayer, DefaultClassifier,
+/// };
+///
+/// let layer = CircuitBreakerLayer::with_config(
+///     CircuitBreakerConfig::new().open_duration(Duration::from_secs(10), Duration::from_secs(60), 0.1),
+/// )
+/// .key(ByAuthority)
+/// .classifier(DefaultClassifier);
+/// let handle = layer.handle();
+/// let client = ServiceBuilder::new()
+///     .layer(layer)
+///     .service_fn(|_req: http::Request<String>| async {
+///         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+///     });
+/// assert!(handle.is_empty());
+/// # let _ = client;
+/// ```
+///
 /// [`ExtractKey`]: super::ExtractKey
+/// [`Classify`]: super::Classify
 pub struct CircuitBreakerLayer<K = GlobalKey, C = DefaultClassifier> {
-    shared: Arc<Shared>,
+    registry: Arc<Registry>,
     key: K,
     classifier: C,
 }
@@ -56,7 +61,7 @@ impl CircuitBreakerLayer {
     /// classification.
     pub fn with_config(config: CircuitBreakerConfig) -> Self {
         CircuitBreakerLayer {
-            shared: Shared::new(config),
+            registry: Arc::new(Registry::new(config)),
             key: GlobalKey,
             classifier: DefaultClassifier,
         }
@@ -74,16 +79,17 @@ impl<K, C> CircuitBreakerLayer<K, C> {
     /// [`ExtractKey`](super::ExtractKey)). The state stays shared.
     pub fn key<K2>(self, key: K2) -> CircuitBreakerLayer<K2, C> {
         CircuitBreakerLayer {
-            shared: self.shared,
+            registry: self.registry,
             key,
             classifier: self.classifier,
         }
     }
 
-    /// Classifies outcomes with `classifier`. The state stays shared.
-    pub fn classify<C2: Classify>(self, classifier: C2) -> CircuitBreakerLayer<K, C2> {
+    /// Classifies outcomes with `classifier` (see
+    /// [`Classify`](super::Classify)). The state stays shared.
+    pub fn classifier<C2: Classify>(self, classifier: C2) -> CircuitBreakerLayer<K, C2> {
         CircuitBreakerLayer {
-            shared: self.shared,
+            registry: self.registry,
             key: self.key,
             classifier,
         }
@@ -91,21 +97,19 @@ impl<K, C> CircuitBreakerLayer<K, C> {
 
     /// A handle on this layer's breakers.
     pub fn handle(&self) -> CircuitBreakerHandle {
-        CircuitBreakerHandle {
-            shared: self.shared.clone(),
-        }
+        CircuitBreakerHandle::new(self.registry.clone())
     }
 
     /// The settings.
     pub fn config(&self) -> &CircuitBreakerConfig {
-        &self.shared.core.config
+        &self.registry.core().config
     }
 }
 
 impl<K: Clone, C: Clone> Clone for CircuitBreakerLayer<K, C> {
     fn clone(&self) -> Self {
         CircuitBreakerLayer {
-            shared: self.shared.clone(),
+            registry: self.registry.clone(),
             key: self.key.clone(),
             classifier: self.classifier.clone(),
         }
@@ -115,8 +119,7 @@ impl<K: Clone, C: Clone> Clone for CircuitBreakerLayer<K, C> {
 impl<K, C> fmt::Debug for CircuitBreakerLayer<K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreakerLayer")
-            .field("config", &self.shared.core.config)
-            .field("keys", &self.shared.registry.len())
+            .field("registry", &self.registry)
             .field("key", &std::any::type_name::<K>())
             .field("classifier", &std::any::type_name::<C>())
             .finish()
@@ -127,9 +130,9 @@ impl<S, K: Clone, C: Clone> Layer<S> for CircuitBreakerLayer<K, C> {
     type Service = CircuitBreaker<S, K, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreaker::from_parts(
+        CircuitBreaker::new(
             inner,
-            self.shared.clone(),
+            self.registry.clone(),
             self.key.clone(),
             self.classifier.clone(),
         )

@@ -15,8 +15,9 @@
 //!   `circuit_open`, `retry-after` = the time left open), without waiting
 //!   for the inner service's readiness and without calling it. The retry
 //!   layer does not retry that kind. Each trip from half-open doubles the
-//!   open time, up to a cap, with jitter.
-//! - **Half-open**: once the open time is up, at most
+//!   [open duration](CircuitBreakerConfig::open_duration), up to a cap,
+//!   with jitter.
+//! - **Half-open**: once the open duration is up, at most
 //!   [`half_open_probes`](CircuitBreakerConfig::half_open_probes) calls go
 //!   through at once as probes; the other calls fail fast (`retry-after: 1`).
 //!   Enough probe successes close the breaker (with an empty window); one
@@ -25,7 +26,7 @@
 //! The window is a ring of time buckets on tokio's clock
 //! (`tokio::time::Instant`), so old results expire bucket by bucket and
 //! tests run with a paused clock. No timer runs: an open breaker turns
-//! half-open on the first call (or handle read) after its open time.
+//! half-open on the first call (or handle read) after its open duration.
 //!
 //! # What counts as a failure
 //!
@@ -54,12 +55,12 @@
 //!
 //! # Keys
 //!
-//! Each request's breaker is chosen by a key taken from the request
+//! Each request's breaker is chosen by a key read from the request's head
 //! ([`ExtractKey`]): [`GlobalKey`] (the default), [`ByAuthority`],
 //! [`ByHeader`], [`ByExtension`] (a [`BreakerKey`] an outer layer put in the
-//! extensions, e.g. the JSON body's `model`), [`Or`], functions and closures
-//! ([`key_fn`]). Breakers
-//! live in a bounded registry ([`max_keys`](CircuitBreakerConfig::max_keys),
+//! extensions, e.g. the JSON body's `model`), functions and closures
+//! ([`key_fn`]), chained with [`ExtractKeyExt::or`]. Breakers live in a
+//! bounded registry ([`max_keys`](CircuitBreakerConfig::max_keys),
 //! [`idle_timeout`](CircuitBreakerConfig::idle_timeout)), so that unbounded
 //! key cardinality cannot grow memory without bound. A key is allocated
 //! once, when it first appears.
@@ -105,7 +106,7 @@
 //! use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 //! use tower_http_resilience::circuit_breaker::{
 //!     BreakerKey, ByAuthority, ByExtension, CircuitBreakerConfig, CircuitBreakerLayer,
-//!     CircuitState, KeyDisplay,
+//!     CircuitState, ExtractKeyExt, KeyDisplay,
 //! };
 //! use tower_http_resilience::ErrorKind;
 //!
@@ -158,20 +159,25 @@ mod body;
 mod breaker;
 mod classify;
 mod config;
+mod core;
+mod entry;
 pub mod future;
+mod guard;
 mod handle;
-mod key;
+pub mod key;
 mod layer;
 mod registry;
 mod service;
+mod state;
 mod window;
 
 pub use body::CircuitBreakerBody;
 pub use classify::{Classify, DefaultClassifier, Observation, Verdict};
 pub use config::{CircuitBreakerConfig, KeyDisplay};
-pub use handle::{
-    BreakerSnapshot, CircuitBreakerHandle, CircuitState, Transition, TransitionReason,
+pub use handle::CircuitBreakerHandle;
+pub use key::{
+    key_fn, BreakerKey, ByAuthority, ByExtension, ByHeader, ExtractKey, ExtractKeyExt, GlobalKey,
 };
-pub use key::{key_fn, BreakerKey, ByAuthority, ByExtension, ByHeader, ExtractKey, GlobalKey, Or};
 pub use layer::CircuitBreakerLayer;
 pub use service::CircuitBreaker;
+pub use state::{BreakerSnapshot, CircuitState, Transition, TransitionReason};

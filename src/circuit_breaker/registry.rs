@@ -1,27 +1,32 @@
-//! The bounded registry of breakers, one per key.
+//! The bounded registry of breakers, one per key, and the state every
+//! breaker of a layer shares.
 //!
-//! Keys are hashed once per call with a randomly keyed SipHash (keys may come
-//! from callers, so the hash must resist flooding), and the hash picks a
-//! shard and a slot: each shard is a `RwLock<HashMap<u64, Vec<Arc<Breaker>>>>`
+//! Keys are hashed once per lookup with a randomly keyed SipHash (keys may
+//! come from callers, so the hash must resist flooding), and the hash picks a
+//! shard and a slot: each shard is a `RwLock<HashMap<u64, Vec<Arc<Entry>>>>`
 //! whose map does not hash again. Looking up a known key takes a shared read
-//! lock and allocates nothing; a breaker is allocated only when its key first
+//! lock and allocates nothing; an entry is allocated only when its key first
 //! appears, under the shard's write lock.
 //!
-//! Each shard holds at most `max_keys / shards` breakers. When a new key
-//! arrives at a full shard, the shard first drops its idle breakers (unused
+//! Each shard holds at most `max_keys / shards` entries. When a new key
+//! arrives at a full shard, the shard first drops its idle entries (unused
 //! for the idle timeout, no call in flight, not open), then, if still full,
 //! the least recently used eighth of it: closed breakers without calls in
-//! flight first, then any other. Evicting a breaker that still has calls in
+//! flight first, then any other. Evicting an entry that still has calls in
 //! flight is safe: those calls record into it and it is freed after them.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::fmt;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::breaker::{Breaker, Core};
-use super::handle::CircuitState;
+use super::config::CircuitBreakerConfig;
+use super::core::Core;
+use super::entry::Entry;
+use super::state::CircuitState;
+use crate::util::saturating_millis;
 
 const MAX_SHARDS: usize = 16;
 
@@ -43,7 +48,7 @@ impl Hasher for IdHasher {
     }
 }
 
-type Map = HashMap<u64, Vec<Arc<Breaker>>, BuildHasherDefault<IdHasher>>;
+type Map = HashMap<u64, Vec<Arc<Entry>>, BuildHasherDefault<IdHasher>>;
 
 #[derive(Default)]
 struct Shard {
@@ -61,21 +66,24 @@ impl Shard {
     }
 }
 
+/// The breakers of one layer, by key, and what they share: one `Arc` of it
+/// is held by the layer, every service it builds and every handle.
 pub(crate) struct Registry {
     core: Arc<Core>,
     shards: Box<[Shard]>,
     per_shard: usize,
     hasher: RandomState,
-    /// Bumped whenever a breaker leaves the registry, so that services can
-    /// tell whether the breaker they cached is still the key's breaker.
+    /// Bumped whenever an entry leaves the registry, so that services can
+    /// tell whether the entry they cached is still the key's entry.
     removals: AtomicU64,
-    /// Breakers created so far: each one's creation order.
+    /// Entries created so far: each one's creation order.
     created: AtomicU64,
 }
 
-impl std::fmt::Debug for Registry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
+            .field("config", &self.core.config)
             .field("keys", &self.len())
             .field("shards", &self.shards.len())
             .field("per_shard", &self.per_shard)
@@ -84,8 +92,8 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    pub(crate) fn new(core: Arc<Core>) -> Self {
-        let max_keys = core.config.max_keys;
+    pub(crate) fn new(config: CircuitBreakerConfig) -> Self {
+        let max_keys = config.max_keys;
         // The largest power of two that is at most both limits, so that
         // `shards * per_shard <= max_keys`.
         let shards = 1usize << (max_keys.min(MAX_SHARDS).ilog2());
@@ -95,11 +103,16 @@ impl Registry {
             hasher: RandomState::new(),
             removals: AtomicU64::new(0),
             created: AtomicU64::new(0),
-            core,
+            core: Arc::new(Core::new(config)),
         }
     }
 
-    /// Changes whenever a breaker leaves the registry.
+    /// What every breaker of the layer shares.
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// Changes whenever an entry leaves the registry.
     pub(crate) fn removals(&self) -> u64 {
         self.removals.load(Ordering::Acquire)
     }
@@ -120,58 +133,47 @@ impl Registry {
         &self.shards[((hash >> 32) as usize) & (self.shards.len() - 1)]
     }
 
-    /// The breaker of `key`, if known. Allocates nothing.
-    pub(crate) fn get(&self, key: &str) -> Option<Arc<Breaker>> {
+    /// The entry of `key`, if known. Allocates nothing.
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<Entry>> {
         let hash = self.hash(key);
-        let map = self.shard(hash).read();
-        map.get(&hash)?
-            .iter()
-            .find(|b| b.is_key(key, hash))
-            .cloned()
+        find(&self.shard(hash).read(), key, hash)
     }
 
-    /// The breaker of `key`, created if the key is new.
-    pub(crate) fn get_or_insert(&self, key: &str) -> Arc<Breaker> {
+    /// The entry of `key`, made if the key is new. The key is hashed once.
+    pub(crate) fn entry(&self, key: &str) -> Arc<Entry> {
         let hash = self.hash(key);
         let shard = self.shard(hash);
-        if let Some(b) = shard
-            .read()
-            .get(&hash)
-            .and_then(|v| v.iter().find(|b| b.is_key(key, hash)))
-        {
-            return b.clone();
+        if let Some(entry) = find(&shard.read(), key, hash) {
+            return entry;
         }
         let mut map = shard.write();
-        if let Some(b) = map
-            .get(&hash)
-            .and_then(|v| v.iter().find(|b| b.is_key(key, hash)))
-        {
-            return b.clone();
+        // Another call may have made it between the two locks.
+        if let Some(entry) = find(&map, key, hash) {
+            return entry;
         }
         let now = self.core.now_nanos();
-        let now_ms = now / 1_000_000;
-        let idle_ms = crate::util::saturating_millis(self.core.config.idle_timeout);
+        let idle_ms = saturating_millis(self.core.config.idle_timeout);
         let full = shard.len.load(Ordering::Relaxed) >= self.per_shard;
-        let sweep_due =
-            now_ms.saturating_sub(shard.last_sweep_ms.load(Ordering::Relaxed)) >= idle_ms / 4;
-        if full || sweep_due {
+        let since_sweep =
+            (now / 1_000_000).saturating_sub(shard.last_sweep_ms.load(Ordering::Relaxed));
+        if full || since_sweep >= idle_ms / 4 {
             self.sweep_idle(shard, &mut map, now);
         }
         if shard.len.load(Ordering::Relaxed) >= self.per_shard {
             self.evict_lru(shard, &mut map);
         }
         let seq = self.created.fetch_add(1, Ordering::Relaxed);
-        let breaker = Arc::new(Breaker::new(self.core.clone(), key, hash, now, seq));
-        map.entry(hash).or_default().push(breaker.clone());
+        let entry = Arc::new(Entry::new(self.core.clone(), key, hash, now, seq));
+        map.entry(hash).or_default().push(entry.clone());
         shard.len.fetch_add(1, Ordering::Relaxed);
-        breaker
+        entry
     }
 
-    /// Drops the breakers of `shard` that are idle and not in use.
+    /// Drops the entries of `shard` that are idle and not in use.
     fn sweep_idle(&self, shard: &Shard, map: &mut Map, now: u64) -> usize {
         let now_ms = now / 1_000_000;
         shard.last_sweep_ms.store(now_ms, Ordering::Relaxed);
-        let idle_ms = crate::util::saturating_millis(self.core.config.idle_timeout);
+        let idle_ms = saturating_millis(self.core.config.idle_timeout);
         let mut removed = 0;
         map.retain(|_, v| {
             v.retain(|b| {
@@ -189,7 +191,7 @@ impl Registry {
 
     /// Drops the least recently used eighth of a full shard.
     fn evict_lru(&self, shard: &Shard, map: &mut Map) {
-        let mut candidates: Vec<(u8, u64, u64, u64, *const Breaker)> = map
+        let mut candidates: Vec<(u8, u64, u64, u64, *const Entry)> = map
             .values()
             .flatten()
             .map(|b| {
@@ -217,7 +219,7 @@ impl Registry {
         self.removed(shard, count);
     }
 
-    pub(crate) fn remove(&self, key: &str) -> Option<Arc<Breaker>> {
+    pub(crate) fn remove(&self, key: &str) -> Option<Arc<Entry>> {
         let hash = self.hash(key);
         let shard = self.shard(hash);
         let mut map = shard.write();
@@ -231,7 +233,7 @@ impl Registry {
         Some(b)
     }
 
-    pub(crate) fn clear(&self) -> Vec<Arc<Breaker>> {
+    pub(crate) fn clear(&self) -> Vec<Arc<Entry>> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let mut map = shard.write();
@@ -242,7 +244,7 @@ impl Registry {
         out
     }
 
-    pub(crate) fn all(&self) -> Vec<Arc<Breaker>> {
+    pub(crate) fn all(&self) -> Vec<Arc<Entry>> {
         self.shards
             .iter()
             .flat_map(|s| s.read().values().flatten().cloned().collect::<Vec<_>>())
@@ -270,14 +272,21 @@ impl Registry {
     }
 }
 
+/// The entry of `key` (whose hash is `hash`) in `map`.
+fn find(map: &Map, key: &str, hash: u64) -> Option<Arc<Entry>> {
+    map.get(&hash)?
+        .iter()
+        .find(|e| e.is_key(key, hash))
+        .cloned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::circuit_breaker::CircuitBreakerConfig;
     use std::time::Duration;
 
     fn registry(config: CircuitBreakerConfig) -> Registry {
-        Registry::new(Arc::new(Core::new(config)))
+        Registry::new(config)
     }
 
     #[test]
@@ -291,13 +300,13 @@ mod tests {
     #[test]
     fn keys_are_found_again_and_long_keys_are_told_apart() {
         let r = registry(CircuitBreakerConfig::new());
-        let a = r.get_or_insert("gpt-4o");
+        let a = r.entry("gpt-4o");
         assert!(Arc::ptr_eq(&a, &r.get("gpt-4o").unwrap()));
         assert!(r.get("gpt-4o-mini").is_none());
         let long_a = format!("{}a", "x".repeat(300));
         let long_b = format!("{}b", "x".repeat(300));
-        let la = r.get_or_insert(&long_a);
-        let lb = r.get_or_insert(&long_b);
+        let la = r.entry(&long_a);
+        let lb = r.entry(&long_b);
         assert!(!Arc::ptr_eq(&la, &lb));
         assert!(Arc::ptr_eq(&la, &r.get(&long_a).unwrap()));
         assert_eq!(la.key().len(), 256);
@@ -309,10 +318,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_keys_are_swept_unless_in_use_or_open() {
         let r = registry(CircuitBreakerConfig::new().idle_timeout(Duration::from_secs(60)));
-        let held = r.get_or_insert("held");
-        r.get_or_insert("idle");
-        r.get_or_insert("open")
-            .force_open(Duration::from_secs(3600));
+        let held = r.entry("held");
+        r.entry("idle");
+        r.entry("open").force_open(Duration::from_secs(3600));
         tokio::time::advance(Duration::from_secs(61)).await;
         assert_eq!(r.evict_idle(), 1);
         assert!(r.get("idle").is_none());

@@ -2,23 +2,25 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use http::request::Parts;
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::breaker::{Breaker, Guard};
+use super::body::CircuitBreakerBody;
+use super::classify::{Classify, DefaultClassifier};
+use super::entry::Entry;
 use super::future::ResponseFuture;
-use super::layer::Shared;
-use super::{
-    CircuitBreakerBody, CircuitBreakerHandle, CircuitBreakerLayer, Classify, DefaultClassifier,
-    ExtractKey, GlobalKey,
-};
+use super::guard::Guard;
+use super::handle::CircuitBreakerHandle;
+use super::key::{ExtractKey, GlobalKey};
+use super::registry::Registry;
 use crate::deadline::Deadline;
 use crate::{ApiError, BoxError};
 
 /// Fails calls fast while the upstream of their key is failing.
 ///
-/// Built by [`CircuitBreakerLayer`]; see the [module docs](super) for the
-/// semantics.
+/// Built by [`CircuitBreakerLayer`](super::CircuitBreakerLayer); see the
+/// [module docs](super) for the semantics.
 ///
 /// # Readiness
 ///
@@ -39,43 +41,44 @@ use crate::{ApiError, BoxError};
 /// it; when the registry drops it anyway (full, or
 /// [`reset`](super::CircuitBreakerHandle::reset)), the service notices and
 /// looks the key up again.
+///
+/// ```
+/// use http_body_util::BodyExt;
+/// use tower::{Layer, Service, ServiceExt};
+/// use tower_http_resilience::circuit_breaker::CircuitBreakerLayer;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let upstream = tower::service_fn(|_req: http::Request<String>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("ok")))
+/// });
+/// let mut breaker = CircuitBreakerLayer::new().layer(upstream);
+/// let res = breaker.ready().await.unwrap().call(http::Request::new(String::new())).await.unwrap();
+/// assert_eq!(res.status(), 200);
+/// // A success is recorded when its body ends.
+/// let handle = breaker.handle();
+/// assert_eq!(handle.snapshot("").unwrap().calls(), 0);
+/// let body = res.into_body().collect().await.unwrap().to_bytes();
+/// assert_eq!(body, "ok");
+/// assert_eq!(handle.snapshot("").unwrap().calls(), 1);
+/// # }
+/// ```
 pub struct CircuitBreaker<S, K = GlobalKey, C = DefaultClassifier> {
     inner: S,
     ready: bool,
-    shared: Arc<Shared>,
-    /// The breaker of the last call and the registry's removal count then:
+    registry: Arc<Registry>,
+    /// The entry of the last call and the registry's removal count then:
     /// a call with the same key skips the registry.
-    last: Option<(Arc<Breaker>, u64)>,
+    last: Option<(Arc<Entry>, u64)>,
     key: K,
     classifier: C,
 }
 
-impl<S> CircuitBreaker<S> {
-    /// Wraps `inner` with a breaker of the default settings. Prefer
-    /// [`CircuitBreakerLayer`], whose state is shared by every service it
-    /// builds.
-    pub fn new(inner: S) -> Self {
-        CircuitBreakerLayer::new().layer_service(inner)
-    }
-
-    /// A [`CircuitBreakerLayer`] with the default settings.
-    pub fn layer() -> CircuitBreakerLayer {
-        CircuitBreakerLayer::new()
-    }
-}
-
-impl<K: Clone, C: Clone> CircuitBreakerLayer<K, C> {
-    fn layer_service<S>(&self, inner: S) -> CircuitBreaker<S, K, C> {
-        tower_layer::Layer::layer(self, inner)
-    }
-}
-
 impl<S, K, C> CircuitBreaker<S, K, C> {
-    pub(crate) fn from_parts(inner: S, shared: Arc<Shared>, key: K, classifier: C) -> Self {
+    pub(crate) fn new(inner: S, registry: Arc<Registry>, key: K, classifier: C) -> Self {
         CircuitBreaker {
             inner,
             ready: false,
-            shared,
+            registry,
             last: None,
             key,
             classifier,
@@ -84,9 +87,7 @@ impl<S, K, C> CircuitBreaker<S, K, C> {
 
     /// A handle on the breakers this service shares with its layer.
     pub fn handle(&self) -> CircuitBreakerHandle {
-        CircuitBreakerHandle {
-            shared: self.shared.clone(),
-        }
+        CircuitBreakerHandle::new(self.registry.clone())
     }
 
     /// The inner service.
@@ -103,6 +104,40 @@ impl<S, K, C> CircuitBreaker<S, K, C> {
     pub fn into_inner(self) -> S {
         self.inner
     }
+
+    /// The entry of `key`: the last call's when the key is the same and the
+    /// registry dropped nothing since, else the registry's.
+    fn entry(&mut self, key: &str) -> Arc<Entry> {
+        let removals = self.registry.removals();
+        match &self.last {
+            Some((entry, seen)) if *seen == removals && entry.is_exact_key(key) => entry.clone(),
+            _ => {
+                let entry = self.registry.entry(key);
+                self.last = Some((entry.clone(), removals));
+                entry
+            }
+        }
+    }
+
+    /// Admits the call of `parts` (`Ok(None)`: the call has no key and is
+    /// not guarded), or rejects it with `circuit_open`.
+    fn admit(&mut self, parts: &Parts) -> Result<Option<Guard>, ApiError>
+    where
+        K: ExtractKey,
+    {
+        let Some(key) = self.key.extract(parts) else {
+            return Ok(None);
+        };
+        let entry = self.entry(&key);
+        let ticket = entry.admit().map_err(ApiError::circuit_open)?;
+        // An outer timeout that cuts the call short says so through the
+        // deadline it published.
+        let cut = parts
+            .extensions
+            .get::<Deadline>()
+            .and_then(|d| d.cut_signal().cloned());
+        Ok(Some(Guard::new(entry, ticket, cut)))
+    }
 }
 
 impl<S: Clone, K: Clone, C: Clone> Clone for CircuitBreaker<S, K, C> {
@@ -111,7 +146,7 @@ impl<S: Clone, K: Clone, C: Clone> Clone for CircuitBreaker<S, K, C> {
             inner: self.inner.clone(),
             // A clone has not been polled ready.
             ready: false,
-            shared: self.shared.clone(),
+            registry: self.registry.clone(),
             last: None,
             key: self.key.clone(),
             classifier: self.classifier.clone(),
@@ -124,7 +159,7 @@ impl<S: fmt::Debug, K, C> fmt::Debug for CircuitBreaker<S, K, C> {
         f.debug_struct("CircuitBreaker")
             .field("inner", &self.inner)
             .field("ready", &self.ready)
-            .field("keys", &self.shared.registry.len())
+            .field("keys", &self.registry.len())
             .field("key", &std::any::type_name::<K>())
             .field("classifier", &std::any::type_name::<C>())
             .finish()
@@ -135,7 +170,7 @@ impl<S, K, C, ReqBody, ResBody> Service<Request<ReqBody>> for CircuitBreaker<S, 
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     S::Error: Into<BoxError>,
-    K: ExtractKey<ReqBody>,
+    K: ExtractKey,
     C: Classify + Clone,
     ResBody: http_body::Body,
 {
@@ -156,40 +191,14 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let guard = match self.key.extract(&req) {
-            None => None,
-            Some(key) => {
-                let registry = &self.shared.registry;
-                let removals = registry.removals();
-                let breaker = match &self.last {
-                    Some((b, seen)) if *seen == removals && b.is_exact_key(&key) => b.clone(),
-                    _ => {
-                        let b = match registry.get(&key) {
-                            Some(b) => b,
-                            None => registry.get_or_insert(&key),
-                        };
-                        self.last = Some((b.clone(), removals));
-                        b
-                    }
-                };
-                match breaker.admit() {
-                    Ok(ticket) => {
-                        // An outer timeout that cuts the call short says so
-                        // through the deadline it published.
-                        let cut = req
-                            .extensions()
-                            .get::<Deadline>()
-                            .and_then(|d| d.cut_signal().cloned());
-                        Some(Guard::new(breaker, ticket, cut))
-                    }
-                    // The inner service's readiness, if any, is kept for the
-                    // next call.
-                    Err(open_for) => {
-                        return ResponseFuture::rejected(ApiError::circuit_open(open_for))
-                    }
-                }
-            }
+        let (parts, body) = req.into_parts();
+        let guard = match self.admit(&parts) {
+            Ok(guard) => guard,
+            // The inner service's readiness, if any, is kept for the next
+            // call.
+            Err(rejected) => return ResponseFuture::rejected(rejected),
         };
+        let req = Request::from_parts(parts, body);
         let classifier = self.classifier.clone();
         if std::mem::take(&mut self.ready) {
             ResponseFuture::called(self.inner.call(req), guard, classifier)

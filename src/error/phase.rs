@@ -16,8 +16,9 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TimeoutPhase {
-    /// Waiting for the response headers (one attempt).
-    Headers,
+    /// Waiting for the response headers: one attempt's timeout, or a
+    /// streaming call's first-byte clock before its headers arrived.
+    Attempt,
     /// Waiting for the first body byte of a streaming response.
     FirstByte,
     /// Waiting for the next chunk of a streaming response.
@@ -27,10 +28,10 @@ pub enum TimeoutPhase {
 }
 
 impl TimeoutPhase {
-    /// A short lower-case name: `headers`, `first byte`, `idle`, `total`.
+    /// A short lower-case name: `attempt`, `first byte`, `idle`, `total`.
     pub const fn as_str(self) -> &'static str {
         match self {
-            TimeoutPhase::Headers => "headers",
+            TimeoutPhase::Attempt => "attempt",
             TimeoutPhase::FirstByte => "first byte",
             TimeoutPhase::Idle => "idle",
             TimeoutPhase::Total => "total",
@@ -41,7 +42,7 @@ impl TimeoutPhase {
     pub(super) fn message(self, after: Duration) -> String {
         let after = fmt_duration(after);
         match self {
-            TimeoutPhase::Headers => format!("no response headers within {after}"),
+            TimeoutPhase::Attempt => format!("no response headers within {after}"),
             TimeoutPhase::FirstByte => format!("no first byte of the stream within {after}"),
             TimeoutPhase::Idle => format!("stream idle for longer than {after}"),
             TimeoutPhase::Total => format!("request did not complete within {after}"),
@@ -94,7 +95,7 @@ mod tests {
             "stream idle for longer than 90s"
         );
         assert_eq!(
-            TimeoutPhase::Headers.message(d),
+            TimeoutPhase::Attempt.message(d),
             "no response headers within 90s"
         );
     }

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::util::saturating_nanos;
+
 /// How the wait before a retry grows with the number of retries.
 ///
 /// The wait before retry `n` (counting from 0) is
@@ -18,10 +20,10 @@ use std::time::Duration;
 /// (`retry-after` and friends) replaces both.
 ///
 /// The default is exponential from 500 ms, doubling, capped at 8 s: the
-/// official OpenAI SDK's values, which the upstreams this crate was first
-/// written for expect from their clients (0.5 s, 1 s, 2 s, 4 s, 8 s, 8 s…).
+/// values of the official OpenAI SDKs, which OpenAI-compatible upstreams
+/// expect from their clients (0.5 s, 1 s, 2 s, 4 s, 8 s, 8 s…).
 ///
-/// The seed guides' `min(2^n, 60) s` is
+/// A wait of `min(2^n, 60)` seconds is
 /// `Backoff::exponential(Duration::from_secs(1), Duration::from_secs(60))`
 /// with [`Jitter::none`]:
 ///
@@ -144,6 +146,13 @@ impl Default for Backoff {
 /// The default is `up_to_shorter(0.25)`, the official OpenAI SDK's: waits
 /// stay close to the backoff (predictable, never longer), yet spread out.
 /// A server's hint is never jittered.
+///
+/// ```
+/// use tower_http_resilience::retry::{Jitter, RetryLayer};
+///
+/// let layer = RetryLayer::new().jitter(Jitter::full());
+/// # let _ = layer;
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Jitter(JitterKind);
 
@@ -200,7 +209,7 @@ impl Jitter {
         rng: &mut fastrand::Rng,
     ) -> Duration {
         let uniform = |rng: &mut fastrand::Rng, lo: Duration, hi: Duration| -> Duration {
-            let (lo, hi) = (nanos_u64(lo), nanos_u64(hi));
+            let (lo, hi) = (saturating_nanos(lo), saturating_nanos(hi));
             if hi <= lo {
                 Duration::from_nanos(lo)
             } else {
@@ -222,7 +231,7 @@ impl Jitter {
             }
             JitterKind::Shorter(f) => {
                 let d = backoff.delay(retry);
-                let cut = nanos_u64(d) as f64 * f * rng.f64();
+                let cut = saturating_nanos(d) as f64 * f * rng.f64();
                 d.saturating_sub(Duration::from_nanos(cut as u64))
             }
         };
@@ -235,10 +244,6 @@ impl Default for Jitter {
     fn default() -> Self {
         Jitter::up_to_shorter(0.25)
     }
-}
-
-fn nanos_u64(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn duration_from_nanos(nanos: u128) -> Duration {

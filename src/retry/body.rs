@@ -18,6 +18,28 @@ pin_project! {
     /// tell a rate limit from an exhausted quota), the bytes read are played
     /// back first, then the rest of the upstream body follows: the caller
     /// sees exactly what the upstream sent, trailers and errors included.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use bytes::Bytes;
+    /// use http_body_util::{BodyExt, Full};
+    /// use tower::{ServiceBuilder, ServiceExt};
+    /// use tower_http_resilience::retry::{ReplayBody, RetryLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// const QUOTA: &str = r#"{"error":{"code":"insufficient_quota"}}"#;
+    /// let upstream = tower::service_fn(|_req: http::Request<ReplayBody<String>>| async {
+    ///     let res = http::Response::builder().status(429).body(Full::new(Bytes::from(QUOTA)));
+    ///     Ok::<_, Infallible>(res.unwrap())
+    /// });
+    /// let client = ServiceBuilder::new().layer(RetryLayer::new()).service(upstream);
+    /// let res = client.oneshot(http::Request::new(String::new())).await.unwrap();
+    /// // The policy read the start of the body (a quota, not a rate limit:
+    /// // not retried); the caller still gets all of it.
+    /// assert_eq!(res.status(), 429);
+    /// assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), QUOTA);
+    /// # }
+    /// ```
     pub struct RetryBody<B: Body> {
         #[pin]
         kind: MaybePeeked<B>,

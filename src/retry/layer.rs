@@ -1,12 +1,21 @@
-//! [`RetryLayer`]: the retry layer's configuration.
+//! [`RetryLayer`]: the retry layer's settings, shared by the services it
+//! makes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderName;
-use tower_layer::Layer;
 
-use super::{Backoff, DefaultPolicy, Jitter, Retry, RetryBudget};
+use super::backoff::{Backoff, Jitter};
+use super::budget::RetryBudget;
+use super::policy::DefaultPolicy;
+
+/// The retries after the first attempt by default: 3, so four attempts ride
+/// out a short outage.
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+
+/// The longest server-requested wait honoured by default: 60 s.
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// The largest request body kept for replay by default: 4 MiB, enough for
 /// a chat request with an image.
@@ -31,16 +40,22 @@ pub const DEFAULT_MAX_REPLAY_BODY: usize = 4 * 1024 * 1024;
 /// | [`attempt_header`](RetryLayer::attempt_header) | none | opt-in |
 ///
 /// The layer holds its budget in an `Arc`: every service it makes, and
-/// every clone of those, draws on the same budget.
+/// every clone of those, draws on the same budget. The services share the
+/// layer's settings through one `Arc` too, so a call copies none of them.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_http_resilience::retry::{Backoff, Jitter, RetryLayer};
+///
+/// let layer = RetryLayer::new()
+///     .max_retries(2)
+///     .backoff(Backoff::exponential(Duration::from_millis(200), Duration::from_secs(5)))
+///     .jitter(Jitter::full())
+///     .deadline(Duration::from_secs(30));
+/// # let _ = layer;
+/// ```
 #[derive(Clone, Debug)]
 pub struct RetryLayer<P = DefaultPolicy> {
-    pub(crate) config: Config,
-    pub(crate) policy: P,
-    pub(crate) budget: Arc<RetryBudget>,
-}
-
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
     pub(crate) max_retries: u32,
     pub(crate) backoff: Backoff,
     pub(crate) jitter: Jitter,
@@ -50,23 +65,23 @@ pub(crate) struct Config {
     pub(crate) peek_limit: usize,
     pub(crate) peek_timeout: Duration,
     pub(crate) attempt_header: Option<HeaderName>,
+    pub(crate) policy: P,
+    pub(crate) budget: Arc<RetryBudget>,
 }
 
 impl RetryLayer {
     /// A layer with the defaults above and the [`DefaultPolicy`].
     pub fn new() -> Self {
         RetryLayer {
-            config: Config {
-                max_retries: 3,
-                backoff: Backoff::default(),
-                jitter: Jitter::default(),
-                max_retry_after: Duration::from_secs(60),
-                deadline: None,
-                max_replay_body: DEFAULT_MAX_REPLAY_BODY,
-                peek_limit: crate::error::DEFAULT_BODY_CAP,
-                peek_timeout: Duration::from_secs(5),
-                attempt_header: None,
-            },
+            max_retries: DEFAULT_MAX_RETRIES,
+            backoff: Backoff::default(),
+            jitter: Jitter::default(),
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
+            deadline: None,
+            max_replay_body: DEFAULT_MAX_REPLAY_BODY,
+            peek_limit: crate::error::DEFAULT_BODY_CAP,
+            peek_timeout: Duration::from_secs(5),
+            attempt_header: None,
             policy: DefaultPolicy::new(),
             budget: Arc::new(RetryBudget::default()),
         }
@@ -85,7 +100,15 @@ impl<P> RetryLayer<P> {
     /// `Fn(&Outcome<'_>) -> Decision`, or any [`RetryPolicy`](super::RetryPolicy).
     pub fn policy<P2>(self, policy: P2) -> RetryLayer<P2> {
         RetryLayer {
-            config: self.config,
+            max_retries: self.max_retries,
+            backoff: self.backoff,
+            jitter: self.jitter,
+            max_retry_after: self.max_retry_after,
+            deadline: self.deadline,
+            max_replay_body: self.max_replay_body,
+            peek_limit: self.peek_limit,
+            peek_timeout: self.peek_timeout,
+            attempt_header: self.attempt_header,
             policy,
             budget: self.budget,
         }
@@ -94,19 +117,19 @@ impl<P> RetryLayer<P> {
     /// Sets how many times a call is retried after its first attempt
     /// (default 3; 0 turns retrying off).
     pub fn max_retries(mut self, max_retries: u32) -> Self {
-        self.config.max_retries = max_retries;
+        self.max_retries = max_retries;
         self
     }
 
     /// Sets how the wait between attempts grows.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.config.backoff = backoff;
+        self.backoff = backoff;
         self
     }
 
     /// Sets how the wait is randomised.
     pub fn jitter(mut self, jitter: Jitter) -> Self {
-        self.config.jitter = jitter;
+        self.jitter = jitter;
         self
     }
 
@@ -116,7 +139,7 @@ impl<P> RetryLayer<P> {
     /// the outcome is returned at once, with its hint, for the caller to act
     /// on.
     pub fn max_retry_after(mut self, max: Duration) -> Self {
-        self.config.max_retry_after = max;
+        self.max_retry_after = max;
         self
     }
 
@@ -129,7 +152,7 @@ impl<P> RetryLayer<P> {
     /// The retry layer does not cut an attempt short; an outer total timeout
     /// does that.
     pub fn deadline(mut self, timeout: Duration) -> Self {
-        self.config.deadline = Some(timeout);
+        self.deadline = Some(timeout);
         self
     }
 
@@ -145,14 +168,14 @@ impl<P> RetryLayer<P> {
     /// Sets the largest request body kept for replay (default 4 MiB). A
     /// larger body is sent once and the call is not retried.
     pub fn max_replay_body(mut self, bytes: usize) -> Self {
-        self.config.max_replay_body = bytes;
+        self.max_replay_body = bytes;
         self
     }
 
     /// Sets how much of an error body is read when the policy asks for it
     /// (default 8 KiB).
     pub fn peek_limit(mut self, bytes: usize) -> Self {
-        self.config.peek_limit = bytes;
+        self.peek_limit = bytes;
         self
     }
 
@@ -160,7 +183,7 @@ impl<P> RetryLayer<P> {
     /// 5 s; the deadline bounds it too). An error body that does not arrive
     /// in time is handed back as it is, not retried.
     pub fn peek_timeout(mut self, timeout: Duration) -> Self {
-        self.config.peek_timeout = timeout;
+        self.peek_timeout = timeout;
         self
     }
 
@@ -168,20 +191,7 @@ impl<P> RetryLayer<P> {
     /// the request header `name` (the OpenAI SDKs send
     /// `x-stainless-retry-count`).
     pub fn attempt_header(mut self, name: HeaderName) -> Self {
-        self.config.attempt_header = Some(name);
+        self.attempt_header = Some(name);
         self
-    }
-
-    /// The budget the layer's services share.
-    pub fn budget_ref(&self) -> &Arc<RetryBudget> {
-        &self.budget
-    }
-}
-
-impl<S, P: Clone> Layer<S> for RetryLayer<P> {
-    type Service = Retry<S, P>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Retry::new(inner, self.clone())
     }
 }

@@ -177,56 +177,27 @@
 //! # let _ = reply; Ok(()) }
 //! ```
 
+mod attempts;
 mod backoff;
 mod body;
 mod budget;
-mod future;
+mod buffer;
+mod call;
+pub mod future;
 mod layer;
+mod outcome;
 mod policy;
 mod replay;
 mod service;
 
+pub use attempts::Attempts;
 pub use backoff::{Backoff, Jitter};
 pub use body::RetryBody;
 pub use budget::RetryBudget;
-pub use future::ResponseFuture;
-pub use layer::{RetryLayer, DEFAULT_MAX_REPLAY_BODY};
-pub use policy::{Decision, DefaultPolicy, Outcome, RetryPolicy};
+pub use layer::{
+    RetryLayer, DEFAULT_MAX_REPLAY_BODY, DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_AFTER,
+};
+pub use outcome::{Decision, Outcome};
+pub use policy::{DefaultPolicy, RetryPolicy};
 pub use replay::ReplayBody;
 pub use service::Retry;
-
-/// How many attempts a call made, first one included.
-///
-/// The retry layer puts it in the extensions of every error
-/// ([`ApiError::extensions`](crate::ApiError::extensions)) and of every
-/// response that took more than one attempt. A response without it took one
-/// attempt (a first-attempt success is not marked, which saves three
-/// allocations per call): read it with [`Attempts::of`].
-///
-/// ```
-/// # use tower_http_resilience::retry::Attempts;
-/// # fn show(res: &http::Response<()>) {
-/// let attempts = Attempts::of(res.extensions());
-/// println!("{} attempts, {} retries", attempts.get(), attempts.retries());
-/// # }
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Attempts(pub(crate) u32);
-
-impl Attempts {
-    /// The attempts recorded in `extensions` (of a response or an error);
-    /// one when none are recorded.
-    pub fn of(extensions: &http::Extensions) -> Attempts {
-        extensions.get::<Attempts>().copied().unwrap_or(Attempts(1))
-    }
-
-    /// The number of attempts, at least 1.
-    pub const fn get(self) -> u32 {
-        self.0
-    }
-
-    /// The number of retries: attempts after the first.
-    pub const fn retries(self) -> u32 {
-        self.0.saturating_sub(1)
-    }
-}

@@ -6,10 +6,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
-use http::HeaderMap;
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
+use super::buffer::{Buffer, Cursor};
 use crate::BoxError;
 
 /// The request body the retry layer sends to the inner service, for every
@@ -38,62 +38,36 @@ use crate::BoxError;
 /// `Channel` through `tonic::body::Body::new` (see the
 /// [module docs](super#on-a-tonic-channel)). It is `Unpin` whatever the
 /// body it wraps.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt, Full};
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower_http_resilience::retry::{ReplayBody, RetryLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// // The inner service reads a `ReplayBody`: the caller's bytes, as sent.
+/// let echo = tower::service_fn(|req: http::Request<ReplayBody<Full<Bytes>>>| async move {
+///     let body = req.into_body().collect().await?.to_bytes();
+///     Ok::<_, tower_http_resilience::BoxError>(http::Response::new(Full::new(body)))
+/// });
+/// let client = ServiceBuilder::new().layer(RetryLayer::new()).service(echo);
+/// let res = client.oneshot(http::Request::new(Full::new(Bytes::from("ping")))).await.unwrap();
+/// assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "ping");
+/// # }
+/// ```
 pub struct ReplayBody<B> {
-    /// The buffer and the rest of the body, while this body holds them.
-    state: Option<State<B>>,
-    /// Where the state goes back when this body is dropped; `None` for an
+    /// The shared buffer, while this body holds it.
+    buffer: Option<Buffer<B>>,
+    /// Where the buffer goes back when this body is dropped; `None` for an
     /// empty body.
     shared: Option<Arc<Shared<B>>>,
-    /// Chunks of `state.chunks` this body has yielded.
-    pos: usize,
-    /// Bytes of `state.chunks` this body has yielded.
-    pos_bytes: usize,
-    trailers_sent: bool,
+    cursor: Cursor,
 }
 
+/// The buffer of a call, between the bodies of its attempts.
 pub(crate) struct Shared<B> {
-    state: Mutex<Option<State<B>>>,
-}
-
-/// The kept chunks, in order. The first is held inline: a body of one
-/// chunk (a `Full` body, the common case) is kept without allocating.
-#[derive(Default)]
-struct Chunks {
-    first: Option<Bytes>,
-    rest: Vec<Bytes>,
-}
-
-impl Chunks {
-    fn get(&self, i: usize) -> Option<&Bytes> {
-        match i {
-            0 => self.first.as_ref(),
-            _ => self.rest.get(i - 1),
-        }
-    }
-
-    fn push(&mut self, chunk: Bytes) {
-        match self.first {
-            None => self.first = Some(chunk),
-            Some(_) => self.rest.push(chunk),
-        }
-    }
-
-    fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.rest.len()
-    }
-}
-
-struct State<B> {
-    chunks: Chunks,
-    len: usize,
-    cap: usize,
-    trailers: Option<HeaderMap>,
-    /// The caller's body, while it has not ended.
-    rest: Option<Pin<Box<B>>>,
-    /// More than `cap` bytes passed; `chunks` was dropped.
-    capped: bool,
-    /// The caller's body failed.
-    failed: bool,
+    buffer: Mutex<Option<Buffer<B>>>,
 }
 
 /// The retry future's handle on the body of a call.
@@ -108,49 +82,34 @@ impl<B: Body> ReplayBody<B> {
         if body.is_end_stream() {
             return (ReplayBody::empty(), Replay { shared: None });
         }
-        let too_big = usize::try_from(body.size_hint().lower()).map_or(true, |l| l > cap);
         let shared = Arc::new(Shared {
-            state: Mutex::new(None),
+            buffer: Mutex::new(None),
         });
         let body = ReplayBody {
-            state: Some(State {
-                chunks: Chunks::default(),
-                len: 0,
-                cap,
-                trailers: None,
-                rest: Some(Box::pin(body)),
-                capped: too_big,
-                failed: false,
-            }),
+            buffer: Some(Buffer::new(body, cap)),
             shared: Some(shared.clone()),
-            pos: 0,
-            pos_bytes: 0,
-            trailers_sent: false,
+            cursor: Cursor::default(),
         };
-        (
-            body,
-            Replay {
-                shared: Some(shared),
-            },
-        )
+        let replay = Replay {
+            shared: Some(shared),
+        };
+        (body, replay)
     }
 }
 
 impl<B> ReplayBody<B> {
     fn empty() -> Self {
         ReplayBody {
-            state: None,
+            buffer: None,
             shared: None,
-            pos: 0,
-            pos_bytes: 0,
-            trailers_sent: false,
+            cursor: Cursor::default(),
         }
     }
 
     /// Whether this attempt's body is over the cap (and the call will not be
     /// retried).
     pub fn is_capped(&self) -> bool {
-        self.state.as_ref().is_some_and(|s| s.capped)
+        self.buffer.as_ref().is_some_and(Buffer::is_capped)
     }
 }
 
@@ -161,7 +120,7 @@ impl<B> Replay<B> {
     pub(crate) fn replayable(&self) -> Option<bool> {
         match &self.shared {
             None => Some(true),
-            Some(shared) => shared.lock().as_ref().map(State::replayable),
+            Some(shared) => shared.lock().as_ref().map(Buffer::replayable),
         }
     }
 
@@ -175,34 +134,26 @@ impl<B> Replay<B> {
         if !slot.as_ref()?.replayable() {
             return None;
         }
-        let state = slot.take();
+        let buffer = slot.take();
         drop(slot);
         Some(ReplayBody {
-            state,
+            buffer,
             shared: Some(shared.clone()),
-            pos: 0,
-            pos_bytes: 0,
-            trailers_sent: false,
+            cursor: Cursor::default(),
         })
     }
 }
 
 impl<B> Shared<B> {
-    fn lock(&self) -> MutexGuard<'_, Option<State<B>>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl<B> State<B> {
-    fn replayable(&self) -> bool {
-        !self.capped && !self.failed
+    fn lock(&self) -> MutexGuard<'_, Option<Buffer<B>>> {
+        self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl<B> Drop for ReplayBody<B> {
     fn drop(&mut self) {
-        if let (Some(state), Some(shared)) = (self.state.take(), &self.shared) {
-            *shared.lock() = Some(state);
+        if let (Some(buffer), Some(shared)) = (self.buffer.take(), &self.shared) {
+            *shared.lock() = Some(buffer);
         }
     }
 }
@@ -220,120 +171,40 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let Some(state) = this.state.as_mut() else {
+        let Some(buffer) = this.buffer.as_mut() else {
             // An empty body.
             return Poll::Ready(None);
         };
-        // First what earlier attempts read.
-        if !state.capped {
-            if let Some(chunk) = state.chunks.get(this.pos) {
-                this.pos += 1;
-                this.pos_bytes += chunk.len();
-                return Poll::Ready(Some(Ok(Frame::data(chunk.clone()))));
-            }
-        }
-        let Some(rest) = state.rest.as_mut() else {
-            if !this.trailers_sent {
-                this.trailers_sent = true;
-                if let Some(t) = &state.trailers {
-                    return Poll::Ready(Some(Ok(Frame::trailers(t.clone()))));
-                }
-            }
-            return Poll::Ready(None);
-        };
-        // Then the rest of the caller's body, kept as it passes.
-        match rest.as_mut().poll_frame(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(None) => {
-                state.rest = None;
-                this.trailers_sent = true;
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some(Err(e))) => {
-                state.rest = None;
-                state.failed = true;
-                Poll::Ready(Some(Err(e.into())))
-            }
-            Poll::Ready(Some(Ok(frame))) => {
-                let frame = match frame.into_data() {
-                    Ok(mut data) => {
-                        let chunk = data.copy_to_bytes(data.remaining());
-                        if !state.capped {
-                            if state.len.saturating_add(chunk.len()) > state.cap {
-                                state.capped = true;
-                                state.chunks = Chunks::default();
-                                state.len = 0;
-                            } else {
-                                state.len += chunk.len();
-                                state.chunks.push(chunk.clone());
-                                this.pos = state.chunks.len();
-                                this.pos_bytes = state.len;
-                            }
-                        }
-                        Frame::data(chunk)
-                    }
-                    Err(frame) => match frame.into_trailers() {
-                        Ok(trailers) => {
-                            state.trailers = Some(trailers.clone());
-                            // Trailers end a body.
-                            state.rest = None;
-                            this.trailers_sent = true;
-                            Frame::trailers(trailers)
-                        }
-                        // A frame kind from a future http-body: pass it on
-                        // (it cannot be kept).
-                        Err(frame) => frame.map_data(|mut d| d.copy_to_bytes(d.remaining())),
-                    },
-                };
-                Poll::Ready(Some(Ok(frame)))
-            }
+        // First what earlier attempts read, then the rest.
+        match buffer.next_kept(&mut this.cursor) {
+            Some(frame) => Poll::Ready(Some(Ok(frame))),
+            None => buffer.poll_rest(&mut this.cursor, cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        let Some(state) = &self.state else {
-            return true;
-        };
-        let replayed_all = state.capped || self.pos >= state.chunks.len();
-        let trailers_done = self.trailers_sent || state.trailers.is_none();
-        replayed_all
-            && match &state.rest {
-                Some(rest) => rest.is_end_stream(),
-                None => trailers_done,
-            }
+        self.buffer
+            .as_ref()
+            .is_none_or(|b| b.is_end_stream(&self.cursor))
     }
 
     fn size_hint(&self) -> SizeHint {
-        let Some(state) = &self.state else {
-            return SizeHint::with_exact(0);
-        };
-        let buffered = if state.capped {
-            0
-        } else {
-            (state.len - self.pos_bytes) as u64
-        };
-        let mut hint = match &state.rest {
-            Some(rest) => rest.size_hint(),
+        match &self.buffer {
+            Some(b) => b.size_hint(&self.cursor),
             None => SizeHint::with_exact(0),
-        };
-        let lower = hint.lower().saturating_add(buffered);
-        if let Some(upper) = hint.upper() {
-            hint.set_upper(upper.saturating_add(buffered));
         }
-        hint.set_lower(lower);
-        hint
     }
 }
 
 impl<B> fmt::Debug for ReplayBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ReplayBody");
-        match &self.state {
-            Some(s) => d
-                .field("buffered", &s.len)
-                .field("replayed", &self.pos_bytes)
-                .field("capped", &s.capped)
-                .field("streaming", &s.rest.is_some()),
+        match &self.buffer {
+            Some(b) => d
+                .field("buffered", &b.kept())
+                .field("cursor", &self.cursor)
+                .field("capped", &b.is_capped())
+                .field("streaming", &b.streaming()),
             None if self.shared.is_none() => d.field("empty", &true),
             None => d.field("released", &true),
         };
@@ -352,6 +223,7 @@ impl<B> fmt::Debug for Replay<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
     use http_body_util::{BodyExt, Full, StreamBody};
     use std::convert::Infallible;
 
@@ -401,9 +273,9 @@ mod tests {
         let (first, replay) = ReplayBody::first(Full::new(Bytes::from_static(b"{}")), 1024);
         assert_eq!(collect(first).await.0, "{}");
         {
-            let state = replay.shared.as_ref().unwrap().lock();
-            let chunks = &state.as_ref().unwrap().chunks;
-            assert_eq!((chunks.len(), chunks.rest.capacity()), (1, 0));
+            let buffer = replay.shared.as_ref().unwrap().lock();
+            let chunks = buffer.as_ref().unwrap().chunks();
+            assert_eq!((chunks.len(), chunks.spilled_capacity()), (1, 0));
         }
         for _ in 0..2 {
             let again = replay.next_body().unwrap();

@@ -1,52 +1,50 @@
-//! [`Retry`]: the retry service.
+//! [`Retry`]: the retry service, and the [`RetryLayer`] that makes it.
 
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{request, HeaderValue, Request, Response};
+use http::{Request, Response};
 use http_body::Body;
+use tower_layer::Layer;
 use tower_service::Service;
 
+use super::body::RetryBody;
+use super::budget::RetryBudget;
+use super::call::Call;
 use super::future::ResponseFuture;
-use super::layer::Config;
+use super::layer::RetryLayer;
+use super::policy::{DefaultPolicy, RetryPolicy};
 use super::replay::ReplayBody;
-use super::{RetryBody, RetryBudget, RetryLayer, RetryPolicy};
-use crate::deadline::Deadline;
 use crate::{ApiError, BoxError};
 
 /// Retries calls to the inner service; made by [`RetryLayer`].
 ///
 /// See the [module docs](super) for the semantics.
-pub struct Retry<S, P = super::DefaultPolicy> {
+///
+/// ```
+/// use std::sync::Arc;
+/// use tower::Layer;
+/// use tower_http_resilience::retry::RetryLayer;
+///
+/// let layer = RetryLayer::new();
+/// let (a, b) = (layer.layer("upstream a"), layer.layer("upstream b"));
+/// // Every service of one layer draws on the layer's budget.
+/// assert!(Arc::ptr_eq(a.budget(), b.budget()));
+/// assert_eq!(*a.get_ref(), "upstream a");
+/// ```
+pub struct Retry<S, P = DefaultPolicy> {
     inner: S,
-    settings: Arc<Settings<P>>,
-}
-
-/// What the services of one layer share.
-pub(crate) struct Settings<P> {
-    pub(crate) config: Config,
-    pub(crate) policy: P,
-    pub(crate) budget: Arc<RetryBudget>,
+    layer: Arc<RetryLayer<P>>,
 }
 
 impl<S, P> Retry<S, P> {
-    /// Wraps `inner` with the configuration (and the budget) of `layer`.
-    pub fn new(inner: S, layer: RetryLayer<P>) -> Self {
+    pub(crate) fn new(inner: S, layer: RetryLayer<P>) -> Self {
         Retry {
             inner,
-            settings: Arc::new(Settings {
-                config: layer.config,
-                policy: layer.policy,
-                budget: layer.budget,
-            }),
+            layer: Arc::new(layer),
         }
-    }
-
-    /// The default layer ([`RetryLayer::new`]).
-    pub fn layer() -> RetryLayer {
-        RetryLayer::new()
     }
 
     /// The inner service.
@@ -66,7 +64,17 @@ impl<S, P> Retry<S, P> {
 
     /// The budget this service draws on.
     pub fn budget(&self) -> &Arc<RetryBudget> {
-        &self.settings.budget
+        &self.layer.budget
+    }
+}
+
+// Here rather than next to the layer: the layer is the settings every part
+// of the retry reads, so it sits below them all.
+impl<S, P: Clone> Layer<S> for RetryLayer<P> {
+    type Service = Retry<S, P>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Retry::new(inner, self.clone())
     }
 }
 
@@ -94,61 +102,17 @@ where
         // wait for it to be ready again.
         let clone = self.inner.clone();
         let mut service = std::mem::replace(&mut self.inner, clone);
-        let settings = self.settings.clone();
-        let config = &settings.config;
-        settings.budget.deposit();
-
-        let (mut parts, body) = req.into_parts();
-        let deadline = match config.deadline {
-            Some(timeout) => Some(Deadline::after(timeout).set_earliest(&mut parts.extensions)),
-            None => Deadline::get(&parts.extensions),
-        };
-        if let Some(name) = &config.attempt_header {
-            parts
-                .headers
-                .insert(name.clone(), HeaderValue::from_static("0"));
-        }
-        let (body, replay) = ReplayBody::first(body, config.max_replay_body);
-        // A head whose only extension is the deadline (an outer total
-        // timeout published it) is kept without it: cloning a map of one
-        // extension costs three allocations on every call, putting the
-        // deadline back costs them only when an attempt is retried.
-        let deadline_only = parts.extensions.len() == 1
-            && deadline.is_some()
-            && Deadline::get(&parts.extensions) == deadline;
-        let template = if deadline_only {
-            head_without_extensions(&parts)
-        } else {
-            parts.clone()
-        };
-        let future = service.call(Request::from_parts(parts, body));
-        ResponseFuture::new(
-            future,
-            service,
-            settings,
-            template,
-            deadline_only,
-            replay,
-            deadline,
-        )
+        let (call, req) = Call::start(req, &self.layer);
+        let future = service.call(req);
+        ResponseFuture::new(future, service, self.layer.clone(), call)
     }
-}
-
-/// A copy of a request head, extensions left out.
-fn head_without_extensions(parts: &request::Parts) -> request::Parts {
-    let (mut head, ()) = Request::new(()).into_parts();
-    head.method = parts.method.clone();
-    head.uri = parts.uri.clone();
-    head.version = parts.version;
-    head.headers = parts.headers.clone();
-    head
 }
 
 impl<S: Clone, P> Clone for Retry<S, P> {
     fn clone(&self) -> Self {
         Retry {
             inner: self.inner.clone(),
-            settings: self.settings.clone(),
+            layer: self.layer.clone(),
         }
     }
 }
@@ -157,9 +121,7 @@ impl<S: fmt::Debug, P: fmt::Debug> fmt::Debug for Retry<S, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("inner", &self.inner)
-            .field("config", &self.settings.config)
-            .field("policy", &self.settings.policy)
-            .field("budget", &self.settings.budget)
+            .field("layer", &self.layer)
             .finish()
     }
 }

@@ -3,62 +3,128 @@ use std::time::Duration;
 use tower::layer::util::Stack;
 use tower::ServiceBuilder;
 
-use super::{ResilienceLayer, ResilienceServerLayer};
-use crate::circuit_breaker::CircuitBreakerLayer;
+use crate::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
 use crate::normalize::{NormalizeClientLayer, NormalizeLayer};
 use crate::retry::RetryLayer;
-use crate::timeout::{HeadersTimeoutLayer, TimeoutLayer};
+use crate::timeout::{AttemptTimeoutLayer, TimeoutLayer};
 
-/// Adds this crate's layers to a [`ServiceBuilder`] by name.
+/// Adds this crate's layers to a [`ServiceBuilder`], each from its main
+/// setting.
+///
+/// No method shares a name with a method of `ServiceBuilder` (an inherent
+/// method, such as tower's `retry(policy)`, would win over a trait method of
+/// the same name) or of tower-http's `ServiceBuilderExt`, so both extensions
+/// can be in scope at once. A layer configured beyond its main setting is
+/// added with [`ServiceBuilder::layer`]; [`ResilienceLayer`](super::ResilienceLayer)
+/// builds the whole stack from one checked config.
 ///
 /// # Example
 ///
+/// A client that retries twice, behind one breaker, with a total and a
+/// per-attempt timeout:
+///
 /// ```
 /// use std::time::Duration;
-/// use tower::ServiceBuilder;
-/// use tower_http_resilience::circuit_breaker::CircuitBreakerLayer;
-/// use tower_http_resilience::retry::RetryLayer;
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower_http_resilience::circuit_breaker::CircuitBreakerConfig;
 /// use tower_http_resilience::stack::{ResilienceServiceBuilderExt, StackBody};
 ///
-/// let client = tower::service_fn(|_req: http::Request<StackBody<String>>| async {
-///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let upstream = tower::service_fn(|_req: http::Request<StackBody<String>>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("{}")))
 /// });
-/// let stack = ServiceBuilder::new()
+/// let client = ServiceBuilder::new()
 ///     .normalize_client()
 ///     .total_timeout(Duration::from_secs(60))
-///     .retry(RetryLayer::new().max_retries(2))
-///     .circuit_breaker(CircuitBreakerLayer::new())
+///     .retry_with_backoff(2)
+///     .circuit_breaker(CircuitBreakerConfig::default())
 ///     .attempt_timeout(Duration::from_secs(30))
-///     .service(client);
-/// # let _ = stack;
+///     .service(upstream);
+///
+/// let res = client.oneshot(http::Request::new(String::from("{}"))).await.unwrap();
+/// assert_eq!(res.status(), 200);
+/// # }
 /// ```
 pub trait ResilienceServiceBuilderExt<L>: sealed::Sealed {
-    /// Server normalization ([`NormalizeLayer`]).
+    /// Server normalization ([`NormalizeLayer`]): every failure leaves as
+    /// the canonical envelope.
+    ///
+    /// ```
+    /// use tower::ServiceBuilder;
+    /// use tower_http_resilience::stack::ResilienceServiceBuilderExt;
+    ///
+    /// let builder = ServiceBuilder::new().normalize();
+    /// # let _ = builder;
+    /// ```
     fn normalize(self) -> ServiceBuilder<Stack<NormalizeLayer, L>>;
-    /// Client normalization ([`NormalizeClientLayer`]).
+
+    /// Client normalization ([`NormalizeClientLayer`]): every failure
+    /// arrives as an [`ApiError`](crate::ApiError).
+    ///
+    /// ```
+    /// use tower::ServiceBuilder;
+    /// use tower_http_resilience::stack::ResilienceServiceBuilderExt;
+    ///
+    /// let builder = ServiceBuilder::new().normalize_client();
+    /// # let _ = builder;
+    /// ```
     fn normalize_client(self) -> ServiceBuilder<Stack<NormalizeClientLayer, L>>;
-    /// The phased timeout ([`TimeoutLayer`]) with this ordinary total and the
-    /// default streaming clocks.
+
+    /// The streaming-aware timeout ([`TimeoutLayer`]) with this total for an
+    /// ordinary call (headers and body, every attempt) and the default
+    /// streaming clocks.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower::ServiceBuilder;
+    /// use tower_http_resilience::stack::ResilienceServiceBuilderExt;
+    ///
+    /// let builder = ServiceBuilder::new().total_timeout(Duration::from_secs(60));
+    /// # let _ = builder;
+    /// ```
     fn total_timeout(self, total: Duration) -> ServiceBuilder<Stack<TimeoutLayer, L>>;
-    /// Retry ([`RetryLayer`]).
-    fn retry<P>(self, layer: RetryLayer<P>) -> ServiceBuilder<Stack<RetryLayer<P>, L>>;
-    /// A circuit breaker ([`CircuitBreakerLayer`]).
-    fn circuit_breaker<K, C>(
+
+    /// Retry with backoff ([`RetryLayer`]): at most `max_retries` retries
+    /// after the first attempt, the other settings at their defaults.
+    ///
+    /// ```
+    /// use tower::ServiceBuilder;
+    /// use tower_http_resilience::stack::ResilienceServiceBuilderExt;
+    ///
+    /// let builder = ServiceBuilder::new().retry_with_backoff(3);
+    /// # let _ = builder;
+    /// ```
+    fn retry_with_backoff(self, max_retries: u32) -> ServiceBuilder<Stack<RetryLayer, L>>;
+
+    /// One circuit breaker for every call ([`CircuitBreakerLayer`]) with
+    /// these settings; its handle is reached through the service
+    /// ([`CircuitBreaker::handle`](crate::circuit_breaker::CircuitBreaker::handle)).
+    ///
+    /// ```
+    /// use tower::ServiceBuilder;
+    /// use tower_http_resilience::circuit_breaker::CircuitBreakerConfig;
+    /// use tower_http_resilience::stack::ResilienceServiceBuilderExt;
+    ///
+    /// let builder = ServiceBuilder::new().circuit_breaker(CircuitBreakerConfig::default().min_calls(20));
+    /// # let _ = builder;
+    /// ```
+    fn circuit_breaker(
         self,
-        layer: CircuitBreakerLayer<K, C>,
-    ) -> ServiceBuilder<Stack<CircuitBreakerLayer<K, C>, L>>;
-    /// A per-attempt headers timeout ([`HeadersTimeoutLayer`]).
-    fn attempt_timeout(self, timeout: Duration) -> ServiceBuilder<Stack<HeadersTimeoutLayer, L>>;
-    /// The whole client stack ([`ResilienceLayer`]).
-    fn resilience<K>(
-        self,
-        layer: ResilienceLayer<K>,
-    ) -> ServiceBuilder<Stack<ResilienceLayer<K>, L>>;
-    /// The whole server stack ([`ResilienceServerLayer`]).
-    fn resilience_server<K>(
-        self,
-        layer: ResilienceServerLayer<K>,
-    ) -> ServiceBuilder<Stack<ResilienceServerLayer<K>, L>>;
+        config: CircuitBreakerConfig,
+    ) -> ServiceBuilder<Stack<CircuitBreakerLayer, L>>;
+
+    /// A timeout on one attempt's response headers ([`AttemptTimeoutLayer`]),
+    /// for use inside the retry.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower::ServiceBuilder;
+    /// use tower_http_resilience::stack::ResilienceServiceBuilderExt;
+    ///
+    /// let builder = ServiceBuilder::new().attempt_timeout(Duration::from_secs(30));
+    /// # let _ = builder;
+    /// ```
+    fn attempt_timeout(self, timeout: Duration) -> ServiceBuilder<Stack<AttemptTimeoutLayer, L>>;
 }
 
 mod sealed {
@@ -79,32 +145,18 @@ impl<L> ResilienceServiceBuilderExt<L> for ServiceBuilder<L> {
         self.layer(TimeoutLayer::new().total_timeout(total))
     }
 
-    fn retry<P>(self, layer: RetryLayer<P>) -> ServiceBuilder<Stack<RetryLayer<P>, L>> {
-        self.layer(layer)
+    fn retry_with_backoff(self, max_retries: u32) -> ServiceBuilder<Stack<RetryLayer, L>> {
+        self.layer(RetryLayer::new().max_retries(max_retries))
     }
 
-    fn circuit_breaker<K, C>(
+    fn circuit_breaker(
         self,
-        layer: CircuitBreakerLayer<K, C>,
-    ) -> ServiceBuilder<Stack<CircuitBreakerLayer<K, C>, L>> {
-        self.layer(layer)
+        config: CircuitBreakerConfig,
+    ) -> ServiceBuilder<Stack<CircuitBreakerLayer, L>> {
+        self.layer(CircuitBreakerLayer::with_config(config))
     }
 
-    fn attempt_timeout(self, timeout: Duration) -> ServiceBuilder<Stack<HeadersTimeoutLayer, L>> {
-        self.layer(HeadersTimeoutLayer::new(timeout))
-    }
-
-    fn resilience<K>(
-        self,
-        layer: ResilienceLayer<K>,
-    ) -> ServiceBuilder<Stack<ResilienceLayer<K>, L>> {
-        self.layer(layer)
-    }
-
-    fn resilience_server<K>(
-        self,
-        layer: ResilienceServerLayer<K>,
-    ) -> ServiceBuilder<Stack<ResilienceServerLayer<K>, L>> {
-        self.layer(layer)
+    fn attempt_timeout(self, timeout: Duration) -> ServiceBuilder<Stack<AttemptTimeoutLayer, L>> {
+        self.layer(AttemptTimeoutLayer::new(timeout))
     }
 }

@@ -4,24 +4,27 @@ use std::time::Duration;
 use crate::circuit_breaker::CircuitBreakerConfig;
 use crate::error::fmt_duration;
 use crate::retry::RetryLayer;
-use crate::timeout::{HeadersTimeoutLayer, TimeoutLayer};
+use crate::timeout::{AttemptTimeoutLayer, TimeoutLayer};
 
 /// The settings of the standard stack, with the defaults of the gateway
 /// example.
 ///
-/// | setting | default | where it comes from |
+/// Each default is the one of the layer the setting goes to, so a layer
+/// used alone and the stack agree:
+///
+/// | setting | default | why |
 /// |---|---|---|
 /// | [`max_retries`](Self::max_retries) | 3 | the official OpenAI SDKs retry twice; one more rides out a short burst of 503s |
-/// | [`total_timeout`](Self::total_timeout) | 60 s | the seed guides' ordinary-call budget (30–60 s); covers every attempt and the whole body |
-/// | [`attempt_timeout`](Self::attempt_timeout) | 30 s | one attempt's wait for its response headers (Token360's standard timeout) |
+/// | [`total_timeout`](Self::total_timeout) | 60 s | an ordinary call, every attempt and the whole body, ends within a minute |
+/// | [`attempt_timeout`](Self::attempt_timeout) | 30 s | one attempt's wait for its response headers; half the total leaves time for a retry |
 /// | [`stream_first_byte_timeout`](Self::stream_first_byte_timeout) | 60 s | a model may think a long time before its first token |
 /// | [`stream_idle_timeout`](Self::stream_idle_timeout) | 60 s | longer than any pause between tokens or keep-alive comments |
-/// | [`stream_timeout`](Self::stream_timeout) | 300 s | the seed guides' streaming budget (120–300 s) |
+/// | [`stream_timeout`](Self::stream_timeout) | 300 s | a long streamed answer ends within five minutes |
 /// | [`max_retry_after`](Self::max_retry_after) | 60 s | a longer server-requested wait goes back to the caller instead of holding the call |
 /// | [`breaker_min_calls`](Self::breaker_min_calls) | 10 | a ratio over fewer calls is noise |
 /// | [`breaker_failure_ratio`](Self::breaker_failure_ratio) | 0.5 | half the calls failing is the upstream, not bad luck |
 /// | [`breaker_window`](Self::breaker_window) | 30 s | sees a trend at a few calls per second, forgets an incident within a minute |
-/// | [`breaker_open`](Self::breaker_open) | 30 s | time for an upstream to recover; doubles on repeated trips (up to 5 min) |
+/// | [`breaker_open_duration`](Self::breaker_open_duration) | 30 s | time for an upstream to recover; doubles on repeated trips (up to 5 min) |
 ///
 /// [`build`](Self::build) checks that the settings fit together and names
 /// the setting that does not.
@@ -52,30 +55,45 @@ pub struct ResilienceConfig {
     pub(crate) breaker_min_calls: u32,
     pub(crate) breaker_failure_ratio: f64,
     pub(crate) breaker_window: Duration,
-    pub(crate) breaker_open: Duration,
+    pub(crate) breaker_open_duration: Duration,
 }
 
 impl Default for ResilienceConfig {
+    /// The layers' own defaults (see the table above).
     fn default() -> Self {
+        let breaker = CircuitBreakerConfig::default();
         ResilienceConfig {
-            max_retries: 3,
-            total_timeout: Duration::from_secs(60),
-            attempt_timeout: Duration::from_secs(30),
-            stream_first_byte_timeout: Duration::from_secs(60),
-            stream_idle_timeout: Duration::from_secs(60),
-            stream_timeout: Duration::from_secs(300),
-            max_retry_after: Duration::from_secs(60),
-            breaker_min_calls: 10,
-            breaker_failure_ratio: 0.5,
-            breaker_window: Duration::from_secs(30),
-            breaker_open: Duration::from_secs(30),
+            max_retries: crate::retry::DEFAULT_MAX_RETRIES,
+            total_timeout: crate::timeout::DEFAULT_TOTAL_TIMEOUT,
+            attempt_timeout: crate::timeout::DEFAULT_ATTEMPT_TIMEOUT,
+            stream_first_byte_timeout: crate::timeout::DEFAULT_STREAM_FIRST_BYTE_TIMEOUT,
+            stream_idle_timeout: crate::timeout::DEFAULT_STREAM_IDLE_TIMEOUT,
+            stream_timeout: crate::timeout::DEFAULT_STREAM_TIMEOUT,
+            max_retry_after: crate::retry::DEFAULT_MAX_RETRY_AFTER,
+            breaker_min_calls: breaker.min_calls,
+            breaker_failure_ratio: breaker.failure_ratio,
+            breaker_window: breaker.window,
+            breaker_open_duration: breaker.open_duration,
         }
     }
 }
 
+/// A by-value setter per setting, each with a doctest that sets `$example`.
 macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {$(
+    ($($(#[$doc:meta])* $name:ident: $ty:ty = $example:expr;)*) => {$(
         $(#[$doc])*
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use tower_http_resilience::stack::ResilienceConfig;
+        ///
+        #[doc = concat!(
+            "let layer = ResilienceConfig::default().",
+            stringify!($name), "(", stringify!($example), ").build();"
+        )]
+        /// assert!(layer.is_ok());
+        /// # let _ = Duration::ZERO;
+        /// ```
         pub fn $name(mut self, value: $ty) -> Self {
             self.$name = value;
             self
@@ -85,43 +103,33 @@ macro_rules! setters {
 
 impl ResilienceConfig {
     setters! {
-        /// Retries after the first attempt.
-        max_retries: u32;
-        /// Time for a non-streaming call: all attempts, waits and the whole body.
-        total_timeout: Duration;
-        /// Time for one attempt's response headers.
-        attempt_timeout: Duration;
-        /// Streaming: time to the first body byte.
-        stream_first_byte_timeout: Duration;
-        /// Streaming: the longest silence between chunks.
-        stream_idle_timeout: Duration;
-        /// Streaming: the whole call.
-        stream_timeout: Duration;
-        /// The longest server-requested wait that is honoured.
-        max_retry_after: Duration;
-        /// Calls in the window before a breaker may open.
-        breaker_min_calls: u32;
-        /// The failure ratio that opens a breaker.
-        breaker_failure_ratio: f64;
-        /// The breakers' rolling window.
-        breaker_window: Duration;
-        /// How long a breaker first stays open.
-        breaker_open: Duration;
+        /// Sets the number of retries after the first attempt.
+        max_retries: u32 = 2;
+        /// Sets the time for a non-streaming call: all attempts, waits and
+        /// the whole body.
+        total_timeout: Duration = Duration::from_secs(120);
+        /// Sets the time for one attempt's response headers.
+        attempt_timeout: Duration = Duration::from_secs(10);
+        /// Sets a streaming call's time to its first body byte.
+        stream_first_byte_timeout: Duration = Duration::from_secs(30);
+        /// Sets a streaming call's longest silence between chunks.
+        stream_idle_timeout: Duration = Duration::from_secs(20);
+        /// Sets a streaming call's total time.
+        stream_timeout: Duration = Duration::from_secs(600);
+        /// Sets the longest server-requested wait that is honoured.
+        max_retry_after: Duration = Duration::from_secs(10);
+        /// Sets the number of calls in the window before a breaker may open.
+        breaker_min_calls: u32 = 20;
+        /// Sets the failure ratio that opens a breaker.
+        breaker_failure_ratio: f64 = 0.25;
+        /// Sets the breakers' rolling window.
+        breaker_window: Duration = Duration::from_secs(60);
+        /// Sets how long a breaker stays open after its first trip.
+        breaker_open_duration: Duration = Duration::from_secs(10);
     }
 
-    /// Checks the settings and builds the client stack's layer.
-    ///
-    /// The checks: every duration is above zero; `attempt_timeout` ≤
-    /// `total_timeout`; `stream_first_byte_timeout` and `stream_idle_timeout`
-    /// ≤ `stream_timeout`; `breaker_window` ≥ `attempt_timeout` (a window
-    /// shorter than one attempt forgets failures before it can count
-    /// them); `breaker_failure_ratio` in (0, 1]; `breaker_min_calls` ≥ 1;
-    /// `max_retries` ≤ 100.
-    pub fn build(self) -> Result<super::ResilienceLayer, ConfigError> {
-        self.check()?;
-        Ok(super::ResilienceLayer::from_config(self))
-    }
-
+    /// Checks that the settings fit together; the error names the first
+    /// that does not (see [`build`](Self::build)).
     pub(crate) fn check(&self) -> Result<(), ConfigError> {
         for (setting, d) in [
             ("total_timeout", self.total_timeout),
@@ -130,7 +138,7 @@ impl ResilienceConfig {
             ("stream_idle_timeout", self.stream_idle_timeout),
             ("stream_timeout", self.stream_timeout),
             ("breaker_window", self.breaker_window),
-            ("breaker_open", self.breaker_open),
+            ("breaker_open_duration", self.breaker_open_duration),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::new(setting, "must be longer than zero".into()));
@@ -206,7 +214,7 @@ impl ResilienceConfig {
             .total_timeout(self.total_timeout)
             .stream_first_byte_timeout(self.stream_first_byte_timeout)
             .stream_idle_timeout(self.stream_idle_timeout)
-            .stream_total_timeout(self.stream_timeout)
+            .stream_timeout(self.stream_timeout)
     }
 
     pub(crate) fn retry_layer(&self) -> RetryLayer {
@@ -215,24 +223,36 @@ impl ResilienceConfig {
             .max_retry_after(self.max_retry_after)
     }
 
+    /// The breaker's settings: these four, the breaker's defaults for the
+    /// rest (buckets, longest open time, jitter, …).
     pub(crate) fn breaker_config(&self) -> CircuitBreakerConfig {
-        CircuitBreakerConfig::default()
+        let defaults = CircuitBreakerConfig::default();
+        let (buckets, max_open, jitter) = (
+            defaults.buckets,
+            defaults.max_open_duration,
+            defaults.open_jitter,
+        );
+        defaults
             .min_calls(self.breaker_min_calls)
             .failure_ratio(self.breaker_failure_ratio)
-            .window(self.breaker_window, 10)
-            .open_duration(
-                self.breaker_open,
-                self.breaker_open.max(Duration::from_secs(300)),
-                0.1,
-            )
+            .window(self.breaker_window, buckets)
+            .open_duration(self.breaker_open_duration, max_open, jitter)
     }
 
-    pub(crate) fn attempt_layer(&self) -> HeadersTimeoutLayer {
-        HeadersTimeoutLayer::new(self.attempt_timeout)
+    pub(crate) fn attempt_layer(&self) -> AttemptTimeoutLayer {
+        AttemptTimeoutLayer::new(self.attempt_timeout)
     }
 }
 
 /// A setting of [`ResilienceConfig`] that does not fit with the others.
+///
+/// ```
+/// use tower_http_resilience::stack::ResilienceConfig;
+///
+/// let err = ResilienceConfig::default().breaker_min_calls(0).build().unwrap_err();
+/// assert_eq!(err.setting(), "breaker_min_calls");
+/// assert_eq!(err.to_string(), "invalid breaker_min_calls: must be at least 1");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
     setting: &'static str,
@@ -246,6 +266,14 @@ impl ConfigError {
 
     /// The name of the setting at fault (as the `ResilienceConfig` method
     /// that sets it).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_http_resilience::stack::ResilienceConfig;
+    ///
+    /// let err = ResilienceConfig::default().stream_timeout(Duration::ZERO).build().unwrap_err();
+    /// assert_eq!(err.setting(), "stream_timeout");
+    /// ```
     pub fn setting(&self) -> &'static str {
         self.setting
     }
@@ -269,6 +297,25 @@ mod tests {
     }
 
     #[test]
+    fn the_defaults_are_the_layers_own() {
+        let c = ResilienceConfig::default();
+        assert_eq!(c.breaker_config(), CircuitBreakerConfig::default());
+        assert_eq!(
+            format!("{:?}", c.timeout_layer()),
+            format!("{:?}", TimeoutLayer::new())
+        );
+        assert_eq!(
+            format!("{:?}", c.attempt_layer()),
+            format!("{:?}", AttemptTimeoutLayer::default())
+        );
+        let budget = std::sync::Arc::new(crate::retry::RetryBudget::default());
+        assert_eq!(
+            format!("{:?}", c.retry_layer().budget(budget.clone())),
+            format!("{:?}", RetryLayer::new().budget(budget))
+        );
+    }
+
+    #[test]
     fn each_check_names_its_setting() {
         let d = ResilienceConfig::default;
         let s = Duration::from_secs;
@@ -286,7 +333,10 @@ mod tests {
             (d().breaker_failure_ratio(1.5), "breaker_failure_ratio"),
             (d().breaker_min_calls(0), "breaker_min_calls"),
             (d().max_retries(1000), "max_retries"),
-            (d().breaker_open(Duration::ZERO), "breaker_open"),
+            (
+                d().breaker_open_duration(Duration::ZERO),
+                "breaker_open_duration",
+            ),
         ];
         for (config, setting) in cases {
             let err = config.build().unwrap_err();

@@ -18,8 +18,8 @@
 //! at fault). [`ResilienceLayer`] is the client flavour (error type
 //! [`ApiError`](crate::ApiError)); [`ResilienceLayer::server`] the server
 //! flavour (error type `Infallible`, every failure rendered).
-//! [`ResilienceServiceBuilderExt`] adds each layer to a `ServiceBuilder` by
-//! name, for stacks of your own.
+//! [`ResilienceServiceBuilderExt`] adds each layer to a `ServiceBuilder`
+//! from its main setting, for a stack in another order or with fewer layers.
 //!
 //! # Example
 //!
@@ -70,4 +70,19 @@ pub use layer::{
 
 /// The request body the service inside the stack receives for a request body
 /// `B`: the retry layer's replayable body around the timeout layer's.
+///
+/// A client inside the stack is built for it:
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use hyper_util::client::legacy::Client;
+/// use hyper_util::rt::TokioExecutor;
+/// use tower_http_resilience::stack::StackBody;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let client = Client::builder(TokioExecutor::new()).build_http::<StackBody<Full<Bytes>>>();
+/// # let _ = client;
+/// # }
+/// ```
 pub type StackBody<B> = crate::retry::ReplayBody<crate::timeout::RequestBody<B>>;

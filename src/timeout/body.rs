@@ -3,144 +3,19 @@
 
 use std::fmt;
 use std::future::Future as _;
-use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tokio::time::{sleep_until, Instant, Sleep};
+use tokio::time::Sleep;
 
-use super::detect::SseLines;
+use super::clocks::BodyClocks;
 use crate::body::{MaybePeeked, PeekedBody};
 use crate::deadline::CutSignal;
-use crate::{ApiError, BoxError, TimeoutPhase};
-
-/// Which body clock runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Clock {
-    /// Ordinary call: only the total.
-    Total,
-    /// Streaming call before its first data: first byte and total.
-    FirstByte,
-    /// Streaming call after its first data: idle and total.
-    Idle,
-    /// A clock ran out; the body is over.
-    Expired,
-}
-
-/// The body clocks of one response, fixed when its headers arrive.
-///
-/// Kept small (it lives in every response body): lengths are nanoseconds
-/// from the start of the call, which is the one instant stored.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct BodyClocks {
-    start: Instant,
-    total: u64,
-    first_byte: u64,
-    idle: u64,
-    /// When the last activity was seen, in nanoseconds since `start`.
-    last_activity: u64,
-    clock: Clock,
-    /// Set when SSE comment lines do not count as activity.
-    comments: Option<SseLines>,
-}
-
-impl BodyClocks {
-    /// The clock of an ordinary call: the whole body must arrive within
-    /// `total` of `start`.
-    pub(crate) fn ordinary(start: Instant, total: Duration) -> Self {
-        BodyClocks {
-            start,
-            total: nanos(total),
-            first_byte: 0,
-            idle: 0,
-            last_activity: 0,
-            clock: Clock::Total,
-            comments: None,
-        }
-    }
-
-    /// The clocks of a streaming call that started at `start`: first data
-    /// within `first_byte`, then no gap longer than `idle`, all within
-    /// `total`. With `comments_are_activity` off, a frame of only SSE comment
-    /// lines neither counts as the first byte nor resets the idle clock.
-    pub(crate) fn streaming(
-        start: Instant,
-        first_byte: Duration,
-        idle: Duration,
-        total: Duration,
-        comments_are_activity: bool,
-    ) -> Self {
-        BodyClocks {
-            start,
-            total: nanos(total),
-            first_byte: nanos(first_byte),
-            idle: nanos(idle),
-            last_activity: 0,
-            clock: Clock::FirstByte,
-            comments: (!comments_are_activity).then(SseLines::new),
-        }
-    }
-
-    /// When the running clock runs out, which phase that is, and its length.
-    fn next_expiry(&self) -> (Instant, TimeoutPhase, Duration) {
-        let (at, phase, len) = match self.clock {
-            Clock::FirstByte => (self.first_byte, TimeoutPhase::FirstByte, self.first_byte),
-            Clock::Idle => (
-                self.last_activity.saturating_add(self.idle),
-                TimeoutPhase::Idle,
-                self.idle,
-            ),
-            Clock::Total | Clock::Expired => (self.total, TimeoutPhase::Total, self.total),
-        };
-        let (at, phase, len) = if at < self.total {
-            (at, phase, len)
-        } else {
-            (self.total, TimeoutPhase::Total, self.total)
-        };
-        (
-            checked_add(self.start, Duration::from_nanos(at)),
-            phase,
-            Duration::from_nanos(len),
-        )
-    }
-
-    /// Notes a data frame: the first byte of a stream, or activity.
-    fn on_data<D: Buf>(&mut self, data: &D) {
-        if !matches!(self.clock, Clock::FirstByte | Clock::Idle) || !data.has_remaining() {
-            return;
-        }
-        if let Some(lines) = &mut self.comments {
-            if only_comments(lines, data) {
-                return;
-            }
-        }
-        self.clock = Clock::Idle;
-        self.last_activity = nanos(Instant::now().saturating_duration_since(self.start));
-    }
-}
-
-pub(crate) use crate::util::{instant_after as checked_add, saturating_nanos as nanos};
-
-fn only_comments<D: Buf>(lines: &mut SseLines, data: &D) -> bool {
-    let chunk = data.chunk();
-    if chunk.len() == data.remaining() {
-        return lines.feed(chunk);
-    }
-    let mut slices = [IoSlice::new(&[]); 32];
-    let n = data.chunks_vectored(&mut slices);
-    let seen: usize = slices[..n].iter().map(|s| s.len()).sum();
-    let mut comments = true;
-    for s in &slices[..n] {
-        // Every piece is fed so the line state stays right.
-        comments &= lines.feed(s);
-    }
-    // More pieces than looked at: count the frame as activity.
-    comments && seen == data.remaining()
-}
+use crate::util::arm_no_later;
+use crate::{ApiError, BoxError};
 
 pin_project! {
     /// A response body that runs the body clocks of a
@@ -149,7 +24,7 @@ pin_project! {
     /// An ordinary call's body must end before the call's total timeout; a
     /// streaming call's body must send its first data before the first-byte
     /// timeout, never be silent longer than the idle timeout, and end before
-    /// the streaming total. When a clock runs out the body yields one error,
+    /// the stream timeout. When a clock runs out the body yields one error,
     /// an [`ApiError`] of kind [`Timeout`](crate::ErrorKind::Timeout) whose
     /// [`timeout_phase`](ApiError::timeout_phase) names the clock (boxed as a
     /// [`BoxError`]), and then ends.
@@ -161,6 +36,30 @@ pin_project! {
     /// a clock. [`is_end_stream`](Body::is_end_stream) and
     /// [`size_hint`](Body::size_hint) are those of the inner body, so a
     /// `Content-Length` body stays one.
+    ///
+    /// ```
+    /// use std::{convert::Infallible, time::Duration};
+    /// use bytes::Bytes;
+    /// use http_body::Frame;
+    /// use http_body_util::{BodyExt, StreamBody};
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_http_resilience::timeout::RequestBody;
+    /// use tower_http_resilience::{ApiError, TimeoutLayer, TimeoutPhase};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// // Headers at once, then a body that never ends.
+    /// let upstream = tower::service_fn(|_req: http::Request<RequestBody<String>>| async {
+    ///     let stalled = futures_util::stream::pending::<Result<Frame<Bytes>, Infallible>>();
+    ///     Ok::<_, Infallible>(http::Response::new(StreamBody::new(stalled)))
+    /// });
+    /// let svc = TimeoutLayer::new().total_timeout(Duration::from_secs(10)).layer(upstream);
+    /// let res = svc.oneshot(http::Request::new(String::new())).await.unwrap();
+    /// let mut body = std::pin::pin!(res.into_body());
+    /// let err = body.frame().await.unwrap().unwrap_err().downcast::<ApiError>().unwrap();
+    /// assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Total));
+    /// assert!(body.frame().await.is_none(), "and then the body ends");
+    /// # }
+    /// ```
     pub struct TimeoutBody<B> {
         #[pin]
         inner: B,
@@ -199,7 +98,7 @@ impl<B> fmt::Debug for TimeoutBody<B> {
         f.debug_struct("TimeoutBody")
             .field("clock", &phase)
             .field("expires_at", &at)
-            .field("expired", &(self.clocks.clock == Clock::Expired))
+            .field("expired", &self.clocks.is_expired())
             .finish()
     }
 }
@@ -217,7 +116,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
         let mut this = self.project();
-        if this.clocks.clock == Clock::Expired {
+        if this.clocks.is_expired() {
             return Poll::Ready(None);
         }
         match this.inner.poll_frame(cx) {
@@ -233,23 +132,11 @@ where
         }
         loop {
             let (at, phase, len) = this.clocks.next_expiry();
-            let sleep = match this.sleep.as_mut().as_pin_mut() {
-                Some(sleep) => sleep,
-                None => {
-                    this.sleep.set(Some(sleep_until(at)));
-                    this.sleep
-                        .as_mut()
-                        .as_pin_mut()
-                        .expect("the timer was just set")
-                }
-            };
-            let mut sleep = sleep;
-            if sleep.deadline() > at {
-                sleep.as_mut().reset(at);
-            }
+            // Activity moves the deadline later without touching the timer.
+            let mut sleep = arm_no_later(this.sleep.as_mut(), at);
             ready!(sleep.as_mut().poll(cx));
             if sleep.deadline() >= at {
-                this.clocks.clock = Clock::Expired;
+                this.clocks.expire();
                 if let Some(cut) = this.cut.as_ref() {
                     cut.mark();
                 }
@@ -257,17 +144,18 @@ where
                 tracing::debug!(phase = phase.as_str(), after = ?len, "response body timed out");
                 return Poll::Ready(Some(Err(Box::new(err))));
             }
-            // Activity moved the deadline since the timer was armed.
+            // The timer fired early: activity moved the deadline since it
+            // was armed.
             sleep.reset(at);
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.clocks.clock == Clock::Expired || self.inner.is_end_stream()
+        self.clocks.is_expired() || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.clocks.clock == Clock::Expired {
+        if self.clocks.is_expired() {
             SizeHint::with_exact(0)
         } else {
             self.inner.size_hint()
@@ -285,6 +173,15 @@ pin_project! {
     /// [`is_end_stream`](Body::is_end_stream) and
     /// [`size_hint`](Body::size_hint) are forwarded (a body with a known
     /// length keeps it), and so are trailers and errors.
+    ///
+    /// ```
+    /// use http_body::Body;
+    /// use tower_http_resilience::timeout::RequestBody;
+    ///
+    /// let body = RequestBody::new(String::from("{}"));
+    /// assert!(!body.was_peeked());
+    /// assert_eq!(body.size_hint().exact(), Some(2));
+    /// ```
     pub struct RequestBody<B: Body> {
         #[pin]
         kind: MaybePeeked<B>,

@@ -1,5 +1,5 @@
 //! The response futures of [`Timeout`](super::Timeout) and
-//! [`HeadersTimeout`](super::HeadersTimeout).
+//! [`AttemptTimeout`](super::AttemptTimeout).
 
 use std::fmt;
 use std::future::Future;
@@ -11,134 +11,52 @@ use bytes::Bytes;
 use http::{request, Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
-
-use crate::deadline::CutSignal;
-use tokio::time::{sleep_until, Instant, Sleep};
+use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use super::body::{checked_add, nanos, BodyClocks, RequestBody, TimeoutBody};
+use super::body::{RequestBody, TimeoutBody};
+use super::clocks::{CallClocks, Detected};
 use super::detect::stream_requested;
-use super::layer::Config;
-use super::profile::TimeoutOverride;
-use super::service::prepare_request;
-use crate::body::Peek;
-use crate::content_type::{response_kind, ResponseKind};
+use super::layer::TimeoutLayer;
+use crate::body::{Peek, Peeked};
+use crate::deadline::CutSignal;
+use crate::util::{arm, instant_after};
 use crate::{ApiError, BoxError, TimeoutPhase};
 
-/// What is known about a call's profile.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Detected {
-    /// The request was marked ordinary: the response does not change it.
-    Ordinary,
-    /// The request says it is a stream.
-    Streaming,
-    /// The request says nothing; the response decides.
-    Undecided,
-    /// The request body is being read to find out.
-    Peeking,
-}
-
-/// The clocks of one call, fixed when it starts.
-#[derive(Clone, Copy, Debug)]
-///
-/// Kept small (it lives in every response future): lengths are nanoseconds.
-pub(crate) struct CallClocks {
-    pub(crate) start: Instant,
-    total: u64,
-    first_byte: u64,
-    idle: u64,
-    stream_total: u64,
-    comments_are_activity: bool,
-    pub(crate) detected: Detected,
-}
-
-impl CallClocks {
-    pub(crate) fn new(config: &Config, over: Option<&TimeoutOverride>, detected: Detected) -> Self {
-        let mut clocks = CallClocks {
-            start: Instant::now(),
-            total: nanos(config.total),
-            first_byte: nanos(config.first_byte),
-            idle: nanos(config.idle),
-            stream_total: nanos(config.stream_total),
-            comments_are_activity: config.comments_are_activity,
-            detected,
-        };
-        if let Some(o) = over {
-            let set = |slot: &mut u64, d: Option<Duration>| {
-                if let Some(d) = d {
-                    *slot = nanos(d);
-                }
-            };
-            set(&mut clocks.total, o.total);
-            set(&mut clocks.first_byte, o.first_byte);
-            set(&mut clocks.idle, o.idle);
-            set(&mut clocks.stream_total, o.stream_total);
-        }
-        clocks
-    }
-
-    /// When the response headers are due, and the error if they are late.
-    pub(crate) fn headers_expiry(&self) -> (Instant, TimeoutPhase, Duration) {
-        let streaming = if self.first_byte < self.stream_total {
-            (TimeoutPhase::Headers, self.first_byte)
-        } else {
-            (TimeoutPhase::Total, self.stream_total)
-        };
-        let ordinary = (TimeoutPhase::Total, self.total);
-        let (phase, len) = match self.detected {
-            Detected::Streaming => streaming,
-            Detected::Ordinary | Detected::Undecided => ordinary,
-            // Not known yet: do not fail before either profile would.
-            Detected::Peeking => {
-                if streaming.1 > ordinary.1 {
-                    streaming
-                } else {
-                    ordinary
-                }
-            }
-        };
-        let len = Duration::from_nanos(len);
-        (checked_add(self.start, len), phase, len)
-    }
-
-    /// The longest a call may take, for `grpc-timeout`: a gRPC response is
-    /// a stream unless the request was marked ordinary.
-    pub(crate) fn grpc_ceiling(&self) -> Duration {
-        Duration::from_nanos(match self.detected {
-            Detected::Ordinary => self.total,
-            _ => self.stream_total,
-        })
-    }
-
-    fn body_clocks(&self, response: &http::HeaderMap) -> BodyClocks {
-        let kind = response_kind(response);
-        let streaming = match self.detected {
-            Detected::Streaming => true,
-            Detected::Ordinary => false,
-            Detected::Undecided | Detected::Peeking => kind != ResponseKind::Other,
-        };
-        if streaming {
-            BodyClocks::streaming(
-                self.start,
-                Duration::from_nanos(self.first_byte),
-                Duration::from_nanos(self.idle),
-                Duration::from_nanos(self.stream_total),
-                // Comment lines only mean something in an event stream.
-                self.comments_are_activity || kind != ResponseKind::EventStream,
-            )
-        } else {
-            BodyClocks::ordinary(self.start, Duration::from_nanos(self.total))
-        }
-    }
-}
-
-/// A call waiting for its JSON body to be peeked before the inner service is
-/// called.
+/// A call waiting for the start of its JSON body to be read before the
+/// inner service is called.
 pub(crate) struct Peeking<S, B> {
     pub(crate) peek: Peek<B>,
     pub(crate) service: S,
     pub(crate) parts: request::Parts,
-    pub(crate) config: Config,
+    pub(crate) layer: TimeoutLayer,
+}
+
+impl<S, B> Peeking<S, B> {
+    /// The start of the body is read: settles the profile, tells the
+    /// request, and calls the inner service with the whole body.
+    fn call(self, peeked: Peeked<B>, clocks: &mut CallClocks) -> (S::Future, Option<CutSignal>)
+    where
+        S: Service<Request<RequestBody<B>>>,
+        B: Body,
+    {
+        let Peeking {
+            mut service,
+            parts,
+            layer,
+            ..
+        } = self;
+        // The last frame read may go past the limit: look no further.
+        let seen = &peeked.data[..peeked.data.len().min(layer.peek_limit)];
+        clocks.detected = if stream_requested(seen) {
+            Detected::Streaming
+        } else {
+            Detected::Undecided
+        };
+        let mut req = Request::from_parts(parts, RequestBody::peeked(peeked.into_body()));
+        let cut = clocks.publish(&mut req, &layer);
+        (service.call(req), cut)
+    }
 }
 
 pin_project! {
@@ -154,8 +72,6 @@ pin_project! {
         #[pin]
         sleep: Option<Sleep>,
         clocks: CallClocks,
-        // Set when this timeout cuts the call short (see `CutSignal`).
-        cut: Option<CutSignal>,
     }
 }
 
@@ -166,17 +82,18 @@ pin_project! {
         // structurally pinned (`Peek` boxes the body), so it moves out
         // when the peek is done.
         Peeking { peeking: Option<Peeking<S, B>> },
-        Calling { #[pin] future: F },
+        // The inner service was called; `cut` is set when this timeout
+        // cuts the call short (see `CutSignal`).
+        Calling { #[pin] future: F, cut: Option<CutSignal> },
     }
 }
 
 impl<F, S, B> ResponseFuture<F, S, B> {
     pub(crate) fn calling(future: F, clocks: CallClocks, cut: Option<CutSignal>) -> Self {
         ResponseFuture {
-            state: State::Calling { future },
+            state: State::Calling { future, cut },
             sleep: None,
             clocks,
-            cut,
         }
     }
 
@@ -187,7 +104,6 @@ impl<F, S, B> ResponseFuture<F, S, B> {
             },
             sleep: None,
             clocks,
-            cut: None,
         }
     }
 }
@@ -219,69 +135,34 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Calling { future } => match future.poll(cx) {
+                StateProj::Calling { future, cut } => match future.poll(cx) {
                     Poll::Ready(Ok(res)) => {
                         let (parts, body) = res.into_parts();
-                        let body = TimeoutBody::new(
-                            body,
-                            this.clocks.body_clocks(&parts.headers),
-                            this.cut.take(),
-                        );
+                        let clocks = this.clocks.body_clocks(&parts.headers);
+                        let body = TimeoutBody::new(body, clocks, cut.take());
                         return Poll::Ready(Ok(Response::from_parts(parts, body)));
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(ApiError::from_error(e.into()))),
                     Poll::Pending => break,
                 },
                 StateProj::Peeking { peeking } => {
-                    let Some(p) = peeking.as_mut() else {
-                        unreachable!("a peeked call is called once")
-                    };
+                    let p = peeking.as_mut().expect("a peeked call is called once");
                     let Poll::Ready(peeked) = Pin::new(&mut p.peek).poll(cx) else {
                         break;
                     };
-                    let Peeking {
-                        mut service,
-                        parts,
-                        config,
-                        ..
-                    } = peeking.take().expect("checked above");
-                    // The last frame read may go past the limit: look no further.
-                    let seen = &peeked.data[..peeked.data.len().min(config.peek_limit)];
-                    this.clocks.detected = if stream_requested(seen) {
-                        Detected::Streaming
-                    } else {
-                        Detected::Undecided
-                    };
-                    let mut req =
-                        Request::from_parts(parts, RequestBody::peeked(peeked.into_body()));
-                    *this.cut = prepare_request(&mut req, this.clocks, &config);
-                    let future = service.call(req);
-                    this.state.set(State::Calling { future });
+                    let p = peeking.take().expect("checked above");
+                    let (future, cut) = p.call(peeked, this.clocks);
+                    this.state.set(State::Calling { future, cut });
                 }
             }
         }
 
-        // The call waits: run the headers clock.
+        // The call waits: run the headers clock (the profile may have been
+        // settled by a peek since the timer was armed).
         let (at, phase, len) = this.clocks.headers_expiry();
-        let mut sleep = match this.sleep.as_mut().as_pin_mut() {
-            Some(mut sleep) => {
-                // The profile may have been settled by a peek since.
-                if sleep.deadline() != at {
-                    sleep.as_mut().reset(at);
-                }
-                sleep
-            }
-            None => {
-                this.sleep.set(Some(sleep_until(at)));
-                this.sleep
-                    .as_mut()
-                    .as_pin_mut()
-                    .expect("the timer was just set")
-            }
-        };
-        ready!(sleep.as_mut().poll(cx));
+        ready!(arm(this.sleep.as_mut(), at).poll(cx));
         tracing::debug!(phase = phase.as_str(), after = ?len, "no response headers in time");
-        if let Some(cut) = this.cut.as_ref() {
+        if let StateProj::Calling { cut: Some(cut), .. } = this.state.project() {
             cut.mark();
         }
         Poll::Ready(Err(ApiError::timeout(phase, len)))
@@ -289,11 +170,11 @@ where
 }
 
 pin_project! {
-    /// The response future of [`HeadersTimeout`](super::HeadersTimeout):
-    /// the inner future, or a [`Headers`](TimeoutPhase::Headers) timeout.
+    /// The response future of [`AttemptTimeout`](super::AttemptTimeout):
+    /// the inner future, or an [`Attempt`](TimeoutPhase::Attempt) timeout.
     ///
     /// The timer is created only when the call first has to wait.
-    pub struct HeadersFuture<F> {
+    pub struct AttemptFuture<F> {
         #[pin]
         future: F,
         #[pin]
@@ -303,27 +184,27 @@ pin_project! {
     }
 }
 
-impl<F> HeadersFuture<F> {
+impl<F> AttemptFuture<F> {
     pub(crate) fn new(future: F, timeout: Duration) -> Self {
-        HeadersFuture {
+        AttemptFuture {
             future,
             sleep: None,
-            deadline: checked_add(Instant::now(), timeout),
+            deadline: instant_after(Instant::now(), timeout),
             timeout,
         }
     }
 }
 
-impl<F> fmt::Debug for HeadersFuture<F> {
+impl<F> fmt::Debug for AttemptFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HeadersFuture")
+        f.debug_struct("AttemptFuture")
             .field("deadline", &self.deadline)
             .field("timeout", &self.timeout)
             .finish()
     }
 }
 
-impl<F, T, E> Future for HeadersFuture<F>
+impl<F, T, E> Future for AttemptFuture<F>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
@@ -331,19 +212,12 @@ where
     type Output = Result<T, ApiError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        match this.future.poll(cx) {
-            Poll::Ready(result) => {
-                return Poll::Ready(result.map_err(|e| ApiError::from_error(e.into())))
-            }
-            Poll::Pending => {}
+        let this = self.project();
+        if let Poll::Ready(result) = this.future.poll(cx) {
+            return Poll::Ready(result.map_err(|e| ApiError::from_error(e.into())));
         }
-        if this.sleep.is_none() {
-            this.sleep.set(Some(sleep_until(*this.deadline)));
-        }
-        let sleep = this.sleep.as_pin_mut().expect("the timer was just set");
-        ready!(sleep.poll(cx));
+        ready!(arm(this.sleep, *this.deadline).poll(cx));
         tracing::debug!(after = ?this.timeout, "attempt timed out before its headers");
-        Poll::Ready(Err(ApiError::timeout(TimeoutPhase::Headers, *this.timeout)))
+        Poll::Ready(Err(ApiError::timeout(TimeoutPhase::Attempt, *this.timeout)))
     }
 }

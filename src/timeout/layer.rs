@@ -1,8 +1,7 @@
+//! [`TimeoutLayer`] and [`AttemptTimeoutLayer`]: the settings the timeout
+//! services share.
+
 use std::time::Duration;
-
-use tower_layer::Layer;
-
-use super::service::{HeadersTimeout, Timeout};
 
 /// The default total timeout of an ordinary call: 60 s.
 pub const DEFAULT_TOTAL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -11,25 +10,13 @@ pub const DEFAULT_STREAM_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The default longest silence between two chunks of a stream: 60 s.
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The default total timeout of a streaming call: 300 s.
-pub const DEFAULT_STREAM_TOTAL_TIMEOUT: Duration = Duration::from_secs(300);
-/// The default headers-only timeout of one attempt: 30 s.
-pub const DEFAULT_HEADERS_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_STREAM_TIMEOUT: Duration = Duration::from_secs(300);
+/// The default attempt timeout (one attempt's wait for its response
+/// headers): 30 s.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much of a JSON request body is read, by default, to find
 /// `"stream": true`: 64 KiB.
 pub const DEFAULT_BODY_PEEK_LIMIT: usize = 64 * 1024;
-
-/// The configuration shared by [`TimeoutLayer`] and the services it makes.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Config {
-    pub(crate) total: Duration,
-    pub(crate) first_byte: Duration,
-    pub(crate) idle: Duration,
-    pub(crate) stream_total: Duration,
-    pub(crate) comments_are_activity: bool,
-    pub(crate) peek_limit: usize,
-    pub(crate) publish_deadline: bool,
-    pub(crate) grpc_timeout: bool,
-}
 
 /// Streaming-aware timeouts for a whole call: headers *and* body.
 ///
@@ -39,9 +26,9 @@ pub(crate) struct Config {
 /// | profile | clock | default | error phase |
 /// |---|---|---|---|
 /// | ordinary | total: headers and the whole body | 60 s | [`Total`](crate::TimeoutPhase::Total) |
-/// | streaming | first byte: headers and the first body data | 60 s | [`Headers`](crate::TimeoutPhase::Headers) / [`FirstByte`](crate::TimeoutPhase::FirstByte) |
+/// | streaming | first byte: headers and the first body data | 60 s | [`Attempt`](crate::TimeoutPhase::Attempt) / [`FirstByte`](crate::TimeoutPhase::FirstByte) |
 /// | streaming | idle: the longest silence between chunks | 60 s | [`Idle`](crate::TimeoutPhase::Idle) |
-/// | streaming | total: the whole stream | 300 s | [`Total`](crate::TimeoutPhase::Total) |
+/// | streaming | stream timeout: the whole stream | 300 s | [`Total`](crate::TimeoutPhase::Total) |
 ///
 /// Every clock starts when the call starts. The layer also publishes the
 /// instant by which the response headers must arrive as the call's
@@ -57,12 +44,19 @@ pub(crate) struct Config {
 /// let layer = TimeoutLayer::new()
 ///     .total_timeout(Duration::from_secs(30))
 ///     .stream_idle_timeout(Duration::from_secs(20))
-///     .stream_total_timeout(Duration::from_secs(600));
+///     .stream_timeout(Duration::from_secs(600));
 /// # let _ = layer;
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct TimeoutLayer {
-    config: Config,
+    pub(crate) total: Duration,
+    pub(crate) first_byte: Duration,
+    pub(crate) idle: Duration,
+    pub(crate) stream: Duration,
+    pub(crate) comments_are_activity: bool,
+    pub(crate) peek_limit: usize,
+    pub(crate) publish_deadline: bool,
+    pub(crate) grpc_timeout: bool,
 }
 
 impl TimeoutLayer {
@@ -72,16 +66,14 @@ impl TimeoutLayer {
     /// is published, `grpc-timeout` is not set.
     pub const fn new() -> Self {
         TimeoutLayer {
-            config: Config {
-                total: DEFAULT_TOTAL_TIMEOUT,
-                first_byte: DEFAULT_STREAM_FIRST_BYTE_TIMEOUT,
-                idle: DEFAULT_STREAM_IDLE_TIMEOUT,
-                stream_total: DEFAULT_STREAM_TOTAL_TIMEOUT,
-                comments_are_activity: true,
-                peek_limit: DEFAULT_BODY_PEEK_LIMIT,
-                publish_deadline: true,
-                grpc_timeout: false,
-            },
+            total: DEFAULT_TOTAL_TIMEOUT,
+            first_byte: DEFAULT_STREAM_FIRST_BYTE_TIMEOUT,
+            idle: DEFAULT_STREAM_IDLE_TIMEOUT,
+            stream: DEFAULT_STREAM_TIMEOUT,
+            comments_are_activity: true,
+            peek_limit: DEFAULT_BODY_PEEK_LIMIT,
+            publish_deadline: true,
+            grpc_timeout: false,
         }
     }
 
@@ -91,26 +83,26 @@ impl TimeoutLayer {
     /// It also bounds the wait for the headers of a call whose profile is
     /// not known before its response.
     pub const fn total_timeout(mut self, timeout: Duration) -> Self {
-        self.config.total = timeout;
+        self.total = timeout;
         self
     }
 
     /// Sets a streaming call's time to its first body data (measured from
     /// the start of the call, so it covers the headers too).
     pub const fn stream_first_byte_timeout(mut self, timeout: Duration) -> Self {
-        self.config.first_byte = timeout;
+        self.first_byte = timeout;
         self
     }
 
     /// Sets a streaming call's longest silence between two chunks.
     pub const fn stream_idle_timeout(mut self, timeout: Duration) -> Self {
-        self.config.idle = timeout;
+        self.idle = timeout;
         self
     }
 
     /// Sets a streaming call's total timeout.
-    pub const fn stream_total_timeout(mut self, timeout: Duration) -> Self {
-        self.config.stream_total = timeout;
+    pub const fn stream_timeout(mut self, timeout: Duration) -> Self {
+        self.stream = timeout;
         self
     }
 
@@ -119,7 +111,7 @@ impl TimeoutLayer {
     /// idle clock. On by default; when off, an upstream that only sends
     /// keep-alive comments times out as idle.
     pub const fn sse_comments_are_activity(mut self, yes: bool) -> Self {
-        self.config.comments_are_activity = yes;
+        self.comments_are_activity = yes;
         self
     }
 
@@ -132,7 +124,7 @@ impl TimeoutLayer {
     /// limit is not seen; such a call is ordinary unless its response is an
     /// event stream.
     pub const fn body_peek_limit(mut self, bytes: usize) -> Self {
-        self.config.peek_limit = bytes;
+        self.peek_limit = bytes;
         self
     }
 
@@ -144,7 +136,7 @@ impl TimeoutLayer {
     /// Storing it allocates when the request's extensions are empty; turn it
     /// off when nothing inside reads it.
     pub const fn publish_deadline(mut self, yes: bool) -> Self {
-        self.config.publish_deadline = yes;
+        self.publish_deadline = yes;
         self
     }
 
@@ -153,7 +145,7 @@ impl TimeoutLayer {
     /// server can give up too (off by default). An earlier `grpc-timeout`
     /// already on the request is kept.
     pub const fn set_grpc_timeout(mut self, yes: bool) -> Self {
-        self.config.grpc_timeout = yes;
+        self.grpc_timeout = yes;
         self
     }
 }
@@ -164,19 +156,12 @@ impl Default for TimeoutLayer {
     }
 }
 
-impl<S> Layer<S> for TimeoutLayer {
-    type Service = Timeout<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Timeout::new(inner, self.config)
-    }
-}
-
-/// A timeout on the response headers only, for one attempt.
+/// The attempt timeout: a timeout on the response headers only, for one
+/// attempt.
 ///
 /// Meant to sit inside a retry layer (and inside a circuit breaker), so a
 /// hung attempt fails with a retryable 504 whose phase is
-/// [`Headers`](crate::TimeoutPhase::Headers), and the next attempt starts.
+/// [`Attempt`](crate::TimeoutPhase::Attempt), and the next attempt starts.
 /// Once the headers are in, the body is passed on untouched: bounding it is
 /// the job of the outer [`TimeoutLayer`].
 ///
@@ -184,35 +169,27 @@ impl<S> Layer<S> for TimeoutLayer {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_http_resilience::timeout::HeadersTimeoutLayer;
+/// use tower_http_resilience::timeout::AttemptTimeoutLayer;
 ///
-/// let attempt_timeout = HeadersTimeoutLayer::new(Duration::from_secs(30));
+/// let attempt_timeout = AttemptTimeoutLayer::new(Duration::from_secs(30));
 /// # let _ = attempt_timeout;
 /// ```
 #[derive(Clone, Copy, Debug)]
-pub struct HeadersTimeoutLayer {
-    timeout: Duration,
+pub struct AttemptTimeoutLayer {
+    pub(crate) timeout: Duration,
 }
 
-impl HeadersTimeoutLayer {
+impl AttemptTimeoutLayer {
     /// A layer that fails an attempt whose headers take longer than
     /// `timeout`.
     pub const fn new(timeout: Duration) -> Self {
-        HeadersTimeoutLayer { timeout }
+        AttemptTimeoutLayer { timeout }
     }
 }
 
-impl Default for HeadersTimeoutLayer {
-    /// A 30 s headers timeout.
+impl Default for AttemptTimeoutLayer {
+    /// A 30 s attempt timeout.
     fn default() -> Self {
-        HeadersTimeoutLayer::new(DEFAULT_HEADERS_TIMEOUT)
-    }
-}
-
-impl<S> Layer<S> for HeadersTimeoutLayer {
-    type Service = HeadersTimeout<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        HeadersTimeout::new(inner, self.timeout)
+        AttemptTimeoutLayer::new(DEFAULT_ATTEMPT_TIMEOUT)
     }
 }

@@ -9,17 +9,17 @@
 //!              |──────────|──────────|──────────|──────────|─────────|
 //! ordinary     |<──────────────── total (60 s) ──────────────────────>|
 //! streaming    |<─ first byte (60 s) ─>|<─ idle ─>|<─ idle ─>|<─ idle ─>|   (idle: 60 s)
-//!              |<──────────────── streaming total (300 s) ───────────>|
-//! attempt      |<─ headers (30 s) ─>|       (HeadersTimeoutLayer, per attempt, inside retry)
+//!              |<──────────────── stream timeout (300 s) ────────────>|
+//! attempt      |<─ attempt (30 s) ─>|       (AttemptTimeoutLayer, per attempt, inside retry)
 //! ```
 //!
 //! | clock | profile | starts | runs until | error before the headers | error in the body |
 //! |---|---|---|---|---|---|
 //! | total | ordinary | call | body end | [`Total`](crate::TimeoutPhase::Total) | [`Total`](crate::TimeoutPhase::Total) |
-//! | first byte | streaming | call | first body data | [`Headers`](crate::TimeoutPhase::Headers) | [`FirstByte`](crate::TimeoutPhase::FirstByte) |
+//! | first byte | streaming | call | first body data | [`Attempt`](crate::TimeoutPhase::Attempt) | [`FirstByte`](crate::TimeoutPhase::FirstByte) |
 //! | idle | streaming | each chunk | next chunk | — | [`Idle`](crate::TimeoutPhase::Idle) |
-//! | streaming total | streaming | call | body end | [`Total`](crate::TimeoutPhase::Total) | [`Total`](crate::TimeoutPhase::Total) |
-//! | headers | attempt | attempt | headers | [`Headers`](crate::TimeoutPhase::Headers) | — |
+//! | stream timeout | streaming | call | body end | [`Total`](crate::TimeoutPhase::Total) | [`Total`](crate::TimeoutPhase::Total) |
+//! | attempt | any ([`AttemptTimeoutLayer`]) | attempt | headers | [`Attempt`](crate::TimeoutPhase::Attempt) | — |
 //!
 //! Every clock may be changed for one call with a [`TimeoutOverride`] in the
 //! request's extensions.
@@ -123,12 +123,12 @@
 //! ```
 //!
 //! In a client stack, the total timeout goes outside the retry layer and the
-//! headers-only attempt timeout inside it:
+//! attempt timeout (response headers only) inside it:
 //!
 //! ```
 //! use std::{convert::Infallible, time::Duration};
 //! use tower::ServiceBuilder;
-//! use tower_http_resilience::timeout::{HeadersTimeoutLayer, RequestBody};
+//! use tower_http_resilience::timeout::{AttemptTimeoutLayer, RequestBody};
 //! use tower_http_resilience::TimeoutLayer;
 //!
 //! let client = tower::service_fn(|_req: http::Request<RequestBody<String>>| async {
@@ -137,12 +137,13 @@
 //! let stack = ServiceBuilder::new()
 //!     .layer(TimeoutLayer::new())                              // total, body included
 //!     // .layer(RetryLayer::…) .layer(CircuitBreakerLayer::…)
-//!     .layer(HeadersTimeoutLayer::new(Duration::from_secs(30))) // per attempt
+//!     .layer(AttemptTimeoutLayer::new(Duration::from_secs(30))) // per attempt
 //!     .service(client);
 //! # let _ = stack;
 //! ```
 
 mod body;
+mod clocks;
 mod detect;
 pub mod future;
 mod layer;
@@ -151,9 +152,9 @@ mod service;
 
 pub use body::{RequestBody, TimeoutBody};
 pub use layer::{
-    HeadersTimeoutLayer, TimeoutLayer, DEFAULT_BODY_PEEK_LIMIT, DEFAULT_HEADERS_TIMEOUT,
-    DEFAULT_STREAM_FIRST_BYTE_TIMEOUT, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_TOTAL_TIMEOUT,
+    AttemptTimeoutLayer, TimeoutLayer, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_BODY_PEEK_LIMIT,
+    DEFAULT_STREAM_FIRST_BYTE_TIMEOUT, DEFAULT_STREAM_IDLE_TIMEOUT, DEFAULT_STREAM_TIMEOUT,
     DEFAULT_TOTAL_TIMEOUT,
 };
 pub use profile::{Profile, TimeoutOverride};
-pub use service::{HeadersTimeout, Timeout};
+pub use service::{AttemptTimeout, Timeout};

@@ -7,7 +7,7 @@ use std::time::Duration;
 ///
 /// Put into a request's extensions, it decides the profile for that call,
 /// and no other detection is done: `Profile::Streaming` marks a call as a
-/// stream (first byte, idle and streaming total clocks); `Profile::Ordinary`
+/// stream (the first-byte, idle and stream timeouts); `Profile::Ordinary`
 /// keeps the single total clock even when the response turns out to be an
 /// event stream.
 ///
@@ -32,9 +32,9 @@ pub enum Profile {
 /// layer's for that call; the others keep the layer's value. A gateway can
 /// scale the timeouts with the request (a longer total for a large
 /// `max_tokens`, say). [`TimeoutLayer`](super::TimeoutLayer) reads the
-/// total, first-byte, idle and streaming-total clocks;
-/// [`HeadersTimeoutLayer`](super::HeadersTimeoutLayer) reads the headers
-/// clock.
+/// total, first-byte, idle and stream timeouts;
+/// [`AttemptTimeoutLayer`](super::AttemptTimeoutLayer) reads the attempt
+/// timeout.
 ///
 /// ```
 /// use std::time::Duration;
@@ -44,34 +44,34 @@ pub enum Profile {
 /// req.extensions_mut().insert(
 ///     TimeoutOverride::new()
 ///         .total_timeout(Duration::from_secs(180))
-///         .stream_total_timeout(Duration::from_secs(900)),
+///         .stream_timeout(Duration::from_secs(900)),
 /// );
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TimeoutOverride {
-    pub(crate) headers: Option<Duration>,
+    pub(crate) attempt: Option<Duration>,
     pub(crate) total: Option<Duration>,
     pub(crate) first_byte: Option<Duration>,
     pub(crate) idle: Option<Duration>,
-    pub(crate) stream_total: Option<Duration>,
+    pub(crate) stream: Option<Duration>,
 }
 
 impl TimeoutOverride {
     /// An override that changes nothing.
     pub const fn new() -> Self {
         TimeoutOverride {
-            headers: None,
+            attempt: None,
             total: None,
             first_byte: None,
             idle: None,
-            stream_total: None,
+            stream: None,
         }
     }
 
-    /// Sets the headers-only (per attempt) timeout of
-    /// [`HeadersTimeoutLayer`](super::HeadersTimeoutLayer).
-    pub const fn headers_timeout(mut self, timeout: Duration) -> Self {
-        self.headers = Some(timeout);
+    /// Sets the attempt timeout (one attempt's wait for its response headers) of
+    /// [`AttemptTimeoutLayer`](super::AttemptTimeoutLayer).
+    pub const fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt = Some(timeout);
         self
     }
 
@@ -94,8 +94,8 @@ impl TimeoutOverride {
     }
 
     /// Sets a streaming call's total timeout.
-    pub const fn stream_total_timeout(mut self, timeout: Duration) -> Self {
-        self.stream_total = Some(timeout);
+    pub const fn stream_timeout(mut self, timeout: Duration) -> Self {
+        self.stream = Some(timeout);
         self
     }
 }

@@ -1,38 +1,58 @@
+//! [`Timeout`] and [`AttemptTimeout`]: the timeout services, and the
+//! layers that make them.
+
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
+use tower_layer::Layer;
 use tower_service::Service;
 
 use super::body::{RequestBody, TimeoutBody};
-use super::detect::{accepts_event_stream, encode_grpc_timeout, parse_grpc_timeout, GRPC_TIMEOUT};
-use super::future::{CallClocks, Detected, HeadersFuture, Peeking, ResponseFuture};
-use super::layer::Config;
-use super::profile::{Profile, TimeoutOverride};
+use super::clocks::{CallClocks, Detected};
+use super::future::{AttemptFuture, Peeking, ResponseFuture};
+use super::layer::{AttemptTimeoutLayer, TimeoutLayer};
+use super::profile::TimeoutOverride;
 use crate::body::Peek;
-use crate::content_type::{is_grpc, is_json};
-use crate::deadline::{CutSignal, Deadline};
 use crate::{ApiError, BoxError};
 
 /// Streaming-aware timeouts over headers and body; made by
-/// [`TimeoutLayer`](super::TimeoutLayer).
+/// [`TimeoutLayer`].
 ///
 /// The inner service receives the request with its body wrapped in a
-/// [`RequestBody`] (the same bytes; see [`TimeoutLayer::body_peek_limit`](super::TimeoutLayer::body_peek_limit)),
+/// [`RequestBody`] (the same bytes; see [`TimeoutLayer::body_peek_limit`]),
 /// and must be `Clone`: when the start of a JSON body has to be read before
 /// the call, the service made ready by `poll_ready` moves into the response
 /// future and a clone takes its place.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http_body_util::BodyExt;
+/// use tower::{Layer, ServiceExt};
+/// use tower_http_resilience::timeout::RequestBody;
+/// use tower_http_resilience::TimeoutLayer;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let upstream = tower::service_fn(|req: http::Request<RequestBody<String>>| async move {
+///     assert!(!req.body().was_peeked()); // not JSON: passed on as it is
+///     Ok::<_, Infallible>(http::Response::new(String::from("ok")))
+/// });
+/// let svc = TimeoutLayer::new().layer(upstream);
+/// let res = svc.oneshot(http::Request::new(String::from("hi"))).await.unwrap();
+/// assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "ok");
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Timeout<S> {
     inner: S,
-    config: Config,
+    layer: TimeoutLayer,
 }
 
 impl<S> Timeout<S> {
-    pub(crate) fn new(inner: S, config: Config) -> Self {
-        Timeout { inner, config }
+    pub(crate) fn new(inner: S, layer: TimeoutLayer) -> Self {
+        Timeout { inner, layer }
     }
 
     /// A reference to the inner service.
@@ -48,6 +68,16 @@ impl<S> Timeout<S> {
     /// The inner service.
     pub fn into_inner(self) -> S {
         self.inner
+    }
+}
+
+// The layers sit below the services, futures and clocks that read their
+// settings, so each makes its service here.
+impl<S> Layer<S> for TimeoutLayer {
+    type Service = Timeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Timeout::new(inner, *self)
     }
 }
 
@@ -71,23 +101,9 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let detected = match req.extensions().get::<Profile>() {
-            Some(Profile::Streaming) => Detected::Streaming,
-            Some(Profile::Ordinary) => Detected::Ordinary,
-            None if accepts_event_stream(req.headers()) => Detected::Streaming,
-            None if self.config.peek_limit > 0
-                && !req.body().is_end_stream()
-                && is_json(req.headers()) =>
-            {
-                Detected::Peeking
-            }
-            None => Detected::Undecided,
-        };
-        let clocks = CallClocks::new(
-            &self.config,
-            req.extensions().get::<TimeoutOverride>(),
-            detected,
-        );
+        let detected = Detected::from_request(&req, &self.layer);
+        let over = req.extensions().get::<TimeoutOverride>();
+        let clocks = CallClocks::new(&self.layer, over, detected);
 
         if detected == Detected::Peeking {
             // The call happens after the peek: the ready service goes with
@@ -96,66 +112,51 @@ where
             let service = std::mem::replace(&mut self.inner, clone);
             let (parts, body) = req.into_parts();
             let peeking = Peeking {
-                peek: Peek::new(body, self.config.peek_limit),
+                peek: Peek::new(body, self.layer.peek_limit),
                 service,
                 parts,
-                config: self.config,
+                layer: self.layer,
             };
             return ResponseFuture::peeking(peeking, clocks);
         }
 
         let mut req = req.map(RequestBody::new);
-        let cut = prepare_request(&mut req, &clocks, &self.config);
+        let cut = clocks.publish(&mut req, &self.layer);
         ResponseFuture::calling(self.inner.call(req), clocks, cut)
     }
 }
 
-/// Publishes the deadline and sets `grpc-timeout`, once the profile is
-/// known.
-///
-/// Returns the signal the published deadline carries, which the timeout
-/// sets when it cuts the call short (see [`CutSignal`]).
-pub(crate) fn prepare_request<B>(
-    req: &mut Request<B>,
-    clocks: &CallClocks,
-    config: &Config,
-) -> Option<CutSignal> {
-    let mut cut = None;
-    if config.publish_deadline {
-        let (at, _, _) = clocks.headers_expiry();
-        let in_force = Deadline::at(at)
-            .with_cut_signal(CutSignal::default())
-            .set_earliest(req.extensions_mut());
-        cut = in_force.cut_signal().cloned();
-    }
-    if config.grpc_timeout && is_grpc(req.headers()) {
-        let ceiling = clocks.grpc_ceiling();
-        let keep = req
-            .headers()
-            .get(GRPC_TIMEOUT)
-            .and_then(parse_grpc_timeout)
-            .is_some_and(|existing| existing <= ceiling);
-        if !keep {
-            req.headers_mut()
-                .insert(GRPC_TIMEOUT, encode_grpc_timeout(ceiling));
-        }
-    }
-    cut
-}
-
 /// A timeout on the response headers of one attempt; made by
-/// [`HeadersTimeoutLayer`](super::HeadersTimeoutLayer).
+/// [`AttemptTimeoutLayer`].
 ///
 /// The request and the response body pass through unchanged.
+///
+/// ```
+/// use std::{convert::Infallible, time::Duration};
+/// use tower::{Layer, ServiceExt};
+/// use tower_http_resilience::timeout::AttemptTimeoutLayer;
+/// use tower_http_resilience::TimeoutPhase;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let hung = tower::service_fn(|_req: http::Request<()>| {
+///     std::future::pending::<Result<http::Response<()>, Infallible>>()
+/// });
+/// let svc = AttemptTimeoutLayer::new(Duration::from_secs(30)).layer(hung);
+/// let start = tokio::time::Instant::now();
+/// let err = svc.oneshot(http::Request::new(())).await.unwrap_err();
+/// assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Attempt));
+/// assert_eq!(start.elapsed(), Duration::from_secs(30));
+/// # }
+/// ```
 #[derive(Clone, Debug)]
-pub struct HeadersTimeout<S> {
+pub struct AttemptTimeout<S> {
     inner: S,
     timeout: Duration,
 }
 
-impl<S> HeadersTimeout<S> {
+impl<S> AttemptTimeout<S> {
     pub(crate) fn new(inner: S, timeout: Duration) -> Self {
-        HeadersTimeout { inner, timeout }
+        AttemptTimeout { inner, timeout }
     }
 
     /// A reference to the inner service.
@@ -174,14 +175,22 @@ impl<S> HeadersTimeout<S> {
     }
 }
 
-impl<S, B> Service<Request<B>> for HeadersTimeout<S>
+impl<S> Layer<S> for AttemptTimeoutLayer {
+    type Service = AttemptTimeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AttemptTimeout::new(inner, self.timeout)
+    }
+}
+
+impl<S, B> Service<Request<B>> for AttemptTimeout<S>
 where
     S: Service<Request<B>>,
     S::Error: Into<BoxError>,
 {
     type Response = S::Response;
     type Error = ApiError;
-    type Future = HeadersFuture<S::Future>;
+    type Future = AttemptFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ApiError>> {
         self.inner
@@ -193,8 +202,8 @@ where
         let timeout = req
             .extensions()
             .get::<TimeoutOverride>()
-            .and_then(|o| o.headers)
+            .and_then(|o| o.attempt)
             .unwrap_or(self.timeout);
-        HeadersFuture::new(self.inner.call(req), timeout)
+        AttemptFuture::new(self.inner.call(req), timeout)
     }
 }

@@ -1,0 +1,62 @@
+//! [`Attempts`]: how many attempts a call made.
+
+use http::Response;
+
+use crate::ApiError;
+
+/// How many attempts a call made, first one included.
+///
+/// The retry layer puts it in the extensions of every error
+/// ([`ApiError::extensions`](crate::ApiError::extensions)) and of every
+/// response that took more than one attempt. A response without it took one
+/// attempt (a first-attempt success is not marked, which saves three
+/// allocations per call): read it with [`Attempts::of`].
+///
+/// ```
+/// # use tower_http_resilience::retry::Attempts;
+/// # fn show(res: &http::Response<()>) {
+/// let attempts = Attempts::of(res.extensions());
+/// println!("{} attempts, {} retries", attempts.get(), attempts.retries());
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Attempts(pub(crate) u32);
+
+impl Attempts {
+    /// The attempts recorded in `extensions` (of a response or an error);
+    /// one when none are recorded.
+    pub fn of(extensions: &http::Extensions) -> Attempts {
+        extensions.get::<Attempts>().copied().unwrap_or(Attempts(1))
+    }
+
+    /// The number of attempts, at least 1.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+
+    /// The number of retries: attempts after the first.
+    pub const fn retries(self) -> u32 {
+        self.0.saturating_sub(1)
+    }
+
+    /// Records the attempts in the outcome handed back: always on an error,
+    /// on a response only when it took more than one attempt (inserting
+    /// into empty extensions costs three allocations, on every call).
+    pub(crate) fn record<T>(
+        self,
+        outcome: Result<Response<T>, ApiError>,
+    ) -> Result<Response<T>, ApiError> {
+        match outcome {
+            Ok(mut res) => {
+                if self.0 > 1 {
+                    res.extensions_mut().insert(self);
+                }
+                Ok(res)
+            }
+            Err(mut err) => {
+                err.extensions_mut().insert(self);
+                Err(err)
+            }
+        }
+    }
+}
