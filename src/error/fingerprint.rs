@@ -52,6 +52,7 @@ fn hash(bytes: &[u8]) -> u64 {
 }
 
 /// The first four bytes of `bytes`, case folded (zeros past its end).
+#[cfg(any(test, feature = "normalize"))]
 fn anchor(bytes: &[u8]) -> [u8; 4] {
     let mut a = [0; 4];
     for (slot, b) in a.iter_mut().zip(bytes) {
@@ -80,6 +81,7 @@ impl Fingerprint {
 
     /// The fingerprint of `bytes` (a value longer than 4 GiB is known by its
     /// first 4 GiB).
+    #[cfg(any(test, feature = "normalize"))]
     pub(crate) fn of(bytes: &[u8]) -> Self {
         let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
         let bytes = &bytes[..len as usize];
