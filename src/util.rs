@@ -18,8 +18,8 @@ pub(crate) fn saturating_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// A duration in whole milliseconds, saturating at `u64::MAX`.
-#[cfg(any(feature = "retry", feature = "circuit-breaker"))]
+/// A duration in whole milliseconds, saturating at `u64::MAX` (every build:
+/// a gRPC error's `grpc-retry-pushback-ms` needs it).
 pub(crate) fn saturating_millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

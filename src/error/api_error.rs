@@ -7,7 +7,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 
-use super::ErrorKind;
+#[cfg(feature = "normalize")]
+use super::redact::{holds_secret, redact_body, RedactedError};
+use super::redact::{redact_str, Needles, NO_NEEDLES};
+use super::{ErrorKind, TimeoutPhase};
 use crate::hint::ServerHints;
 
 /// The longest `message` an error keeps, in bytes; longer ones are cut at a
@@ -16,42 +19,6 @@ pub const MAX_MESSAGE_LEN: usize = 1024;
 
 /// The longest request id kept, in bytes.
 const MAX_REQUEST_ID_LEN: usize = 128;
-
-/// Which clock of a call ran out.
-///
-/// The message of a [`ErrorKind::Timeout`] error built with
-/// [`ApiError::timeout`] names the phase.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum TimeoutPhase {
-    /// Waiting for the response headers: one attempt's timeout, or a
-    /// streaming call's first-byte clock before its headers arrived.
-    Attempt,
-    /// Waiting for the first body byte of a streaming response.
-    FirstByte,
-    /// Waiting for the next chunk of a streaming response.
-    Idle,
-    /// The whole call, all attempts and the body included.
-    Total,
-}
-
-impl TimeoutPhase {
-    /// A short lower-case name: `attempt`, `first byte`, `idle`, `total`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            TimeoutPhase::Attempt => "attempt",
-            TimeoutPhase::FirstByte => "first byte",
-            TimeoutPhase::Idle => "idle",
-            TimeoutPhase::Total => "total",
-        }
-    }
-}
-
-impl fmt::Display for TimeoutPhase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A failure in the canonical model: what went wrong, what to tell the caller,
 /// and whether and when to try again.
@@ -121,7 +88,7 @@ impl ApiError {
             inner: Box::new(Inner {
                 kind,
                 status: kind.status(),
-                message: Cow::Borrowed(default_message(kind)),
+                message: Cow::Borrowed(kind.default_message()),
                 code: Cow::Borrowed(kind.default_code()),
                 param: None,
                 hints: ServerHints::none(),
@@ -153,24 +120,19 @@ impl ApiError {
     /// assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Idle));
     /// ```
     pub fn timeout(phase: TimeoutPhase, after: Duration) -> Self {
-        let after = fmt_duration(after);
-        let message = match phase {
-            TimeoutPhase::Attempt => format!("no response headers within {after}"),
-            TimeoutPhase::FirstByte => format!("no first byte of the stream within {after}"),
-            TimeoutPhase::Idle => format!("stream idle for longer than {after}"),
-            TimeoutPhase::Total => format!("request did not complete within {after}"),
-        };
-        let mut err = ApiError::new(ErrorKind::Timeout).with_message(message);
+        let mut err = ApiError::new(ErrorKind::Timeout).with_message(phase.message(after));
         err.inner.timeout_phase = Some(phase);
         err
     }
 
     /// Sets the message shown to people.
     ///
-    /// The message is cut to [`MAX_MESSAGE_LEN`] bytes, and anything in it that
-    /// looks like a secret (an `sk-…` API key, a `Bearer` token) is masked.
+    /// The message is cut to [`MAX_MESSAGE_LEN`] bytes, and anything in it
+    /// shaped like a credential (an `sk-…`, `sk_…` or `AIza…` key, a JSON Web
+    /// Token, the token after `Bearer`) is replaced by
+    /// [`REDACTED`](super::REDACTED).
     pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
-        self.inner.message = sanitize_message(message.into());
+        self.inner.message = sanitize_message(message.into(), NO_NEEDLES);
         self
     }
 
@@ -322,6 +284,38 @@ impl ApiError {
         self.inner.upstream_body = body;
     }
 
+    /// Removes `needles` (and key shapes) from everything the error shows:
+    /// message, code, param, request id, the upstream body, and the source
+    /// (replaced by its cleaned text when its `Debug` output holds one).
+    #[cfg(feature = "normalize")]
+    pub(crate) fn redact(&mut self, needles: &dyn Needles) {
+        let i = &mut *self.inner;
+        if redact_str(&i.message, needles).is_some() {
+            i.message = sanitize_message(std::mem::take(&mut i.message), needles);
+        }
+        if let Some(code) = redact_str(&i.code, needles) {
+            i.code = Cow::Owned(code);
+        }
+        for field in [&mut i.param, &mut i.request_id].into_iter().flatten() {
+            if let Some(clean) = redact_str(field, needles) {
+                *field = clean;
+            }
+        }
+        if let Some(body) = i.upstream_body.as_ref() {
+            i.upstream_body = redact_body(body, needles, true).or(i.upstream_body.take());
+        }
+        if let Some(source) = i.source.as_ref() {
+            let debug = format!("{source:?}");
+            if holds_secret(debug.as_bytes(), needles, true) {
+                // The source's own text, cleaned, stands in for it (and for
+                // the errors beneath it).
+                let text = source.to_string();
+                let text = redact_str(&text, needles).unwrap_or(text);
+                i.source = Some(Arc::new(RedactedError(text)));
+            }
+        }
+    }
+
     #[cfg(feature = "normalize")]
     pub(crate) fn set_request_id_if_absent(&mut self, id: impl FnOnce() -> Option<String>) {
         if self.inner.request_id.is_none() {
@@ -385,90 +379,21 @@ impl StdError for ApiError {
     }
 }
 
-pub(crate) fn default_message(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::InvalidRequest => "the request is invalid",
-        ErrorKind::ContextLengthExceeded => "the request exceeds the model's context length",
-        ErrorKind::Authentication => "authentication failed",
-        ErrorKind::InsufficientBalance => "insufficient balance",
-        ErrorKind::PermissionDenied => "permission denied",
-        ErrorKind::NotFound => "not found",
-        ErrorKind::RateLimited => "rate limit exceeded",
-        ErrorKind::QuotaExhausted => "quota exhausted",
-        ErrorKind::Internal => "internal error",
-        ErrorKind::Upstream => "the upstream service failed",
-        ErrorKind::Unavailable => "the service is unavailable",
-        ErrorKind::CircuitOpen => "circuit breaker is open",
-        ErrorKind::Timeout => "request timed out",
-    }
-}
-
 pub(crate) fn is_valid_request_id(id: &[u8]) -> bool {
     !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN && id.iter().all(|b| b.is_ascii_graphic())
 }
 
-/// Formats a duration the way the gateway's flags are written: `250ms`, `2s`,
-/// `1.5s`, `5m`.
-pub(crate) fn fmt_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 && !d.is_zero() {
-        format!("{}µs", d.as_micros())
-    } else if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms % 60_000 == 0 {
-        format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        let frac = format!("{:03}", ms % 1000);
-        format!("{}.{}s", ms / 1000, frac.trim_end_matches('0'))
-    }
-}
-
-/// Cuts a message to [`MAX_MESSAGE_LEN`] and masks secrets in it.
-fn sanitize_message(message: Cow<'static, str>) -> Cow<'static, str> {
-    let masked = mask_secrets(&message);
-    let message = match masked {
+/// Cuts a message to [`MAX_MESSAGE_LEN`] and removes credentials from it.
+fn sanitize_message(message: Cow<'static, str>, needles: &dyn Needles) -> Cow<'static, str> {
+    let message = match redact_str(&message, needles) {
         Some(m) => Cow::Owned(m),
         None => message,
     };
     if message.len() <= MAX_MESSAGE_LEN {
         return message;
     }
-    let mut end = MAX_MESSAGE_LEN - '…'.len_utf8();
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    Cow::Owned(format!("{}…", &message[..end]))
-}
-
-/// Masks API keys (`sk-…`, `sk_…`) and bearer tokens; `None` when there is
-/// nothing to mask.
-fn mask_secrets(message: &str) -> Option<String> {
-    let lower = message.to_ascii_lowercase();
-    if !(lower.contains("sk-") || lower.contains("sk_") || lower.contains("bearer ")) {
-        return None;
-    }
-    let mut out = String::with_capacity(message.len());
-    let mut mask_next = false;
-    let mut changed = false;
-    for (i, word) in message.split(' ').enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        let looks_like_key = {
-            let w = word.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
-            (w.starts_with("sk-") || w.starts_with("sk_")) && w.len() >= 8
-        };
-        if mask_next && word.len() >= 8 || looks_like_key {
-            out.push_str("[redacted]");
-            changed = true;
-        } else {
-            out.push_str(word);
-        }
-        mask_next = word.eq_ignore_ascii_case("bearer");
-    }
-    changed.then_some(out)
+    let kept = crate::util::truncate(&message, MAX_MESSAGE_LEN - '…'.len_utf8());
+    Cow::Owned(format!("{kept}…"))
 }
 
 #[cfg(test)]
@@ -481,7 +406,7 @@ mod tests {
             .with_message("Incorrect API key provided: sk-proj-abc123def456. Check it.");
         assert_eq!(
             e.message(),
-            "Incorrect API key provided: [redacted] Check it."
+            "Incorrect API key provided: [redacted]. Check it."
         );
         let e = ApiError::new(ErrorKind::Authentication)
             .with_message("header was Bearer abcdefghijklmnop");
@@ -496,15 +421,6 @@ mod tests {
         let e = ApiError::new(ErrorKind::Internal).with_message(long);
         assert!(e.message().len() <= MAX_MESSAGE_LEN);
         assert!(e.message().ends_with('…'));
-    }
-
-    #[test]
-    fn durations_format_like_flags() {
-        assert_eq!(fmt_duration(Duration::from_millis(250)), "250ms");
-        assert_eq!(fmt_duration(Duration::from_secs(2)), "2s");
-        assert_eq!(fmt_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(fmt_duration(Duration::from_secs(300)), "5m");
-        assert_eq!(fmt_duration(Duration::from_micros(20)), "20µs");
     }
 
     #[test]

@@ -195,6 +195,25 @@ impl ErrorKind {
         )
     }
 
+    /// The generic message of an error of this kind.
+    pub(crate) const fn default_message(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "the request is invalid",
+            ErrorKind::ContextLengthExceeded => "the request exceeds the model's context length",
+            ErrorKind::Authentication => "authentication failed",
+            ErrorKind::InsufficientBalance => "insufficient balance",
+            ErrorKind::PermissionDenied => "permission denied",
+            ErrorKind::NotFound => "not found",
+            ErrorKind::RateLimited => "rate limit exceeded",
+            ErrorKind::QuotaExhausted => "quota exhausted",
+            ErrorKind::Internal => "internal error",
+            ErrorKind::Upstream => "the upstream service failed",
+            ErrorKind::Unavailable => "the service is unavailable",
+            ErrorKind::CircuitOpen => "circuit breaker is open",
+            ErrorKind::Timeout => "request timed out",
+        }
+    }
+
     /// The kind an HTTP error status means before its body is read.
     ///
     /// Statuses below 400 have no kind and map to [`ErrorKind::Internal`] so

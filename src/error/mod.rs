@@ -20,7 +20,7 @@
 //! ```
 //! use tower_http_resilience::{ApiError, ErrorKind};
 //!
-//! // Token360 puts the status in `code` and the category in `type`.
+//! // Some upstreams put the HTTP status in `code` and the category in `type`.
 //! let body = br#"{"error":{"message":"API key is frozen","type":"api_key_frozen","code":"403"}}"#;
 //! let err = ApiError::from_upstream(http::StatusCode::FORBIDDEN, &http::HeaderMap::new(), body);
 //! assert_eq!(err.kind(), ErrorKind::PermissionDenied);
@@ -35,18 +35,27 @@
 //! ```
 
 mod api_error;
+mod classify;
+mod decoded;
+mod dialect;
+pub(crate) mod fingerprint;
 pub(crate) mod grpc;
 mod kind;
+mod phase;
 mod read;
+pub(crate) mod redact;
 pub(crate) mod render;
+mod shapes;
 mod source;
 
-#[cfg(feature = "stack")]
-pub(crate) use api_error::fmt_duration;
 #[cfg(feature = "normalize")]
 pub(crate) use api_error::is_valid_request_id;
-pub use api_error::{ApiError, TimeoutPhase, MAX_MESSAGE_LEN};
+pub use api_error::{ApiError, MAX_MESSAGE_LEN};
 pub use kind::ErrorKind;
+#[cfg(feature = "stack")]
+pub(crate) use phase::fmt_duration;
+pub use phase::TimeoutPhase;
 pub use read::DEFAULT_BODY_CAP;
+pub use redact::REDACTED;
 pub use render::X_REQUEST_ID;
 pub use source::BoxError;

@@ -3,8 +3,6 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::Response;
-#[cfg(feature = "normalize")]
-use http::StatusCode;
 use serde::Serialize;
 
 use super::{grpc, ApiError};
@@ -143,7 +141,7 @@ impl ApiError {
             headers.insert("grpc-message", msg);
         }
         if let Some(wait) = self.retry_after() {
-            let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            let ms = crate::util::saturating_millis(wait);
             headers.insert("grpc-retry-pushback-ms", HeaderValue::from(ms));
         } else if !self.is_retryable() {
             headers.insert("grpc-retry-pushback-ms", HeaderValue::from_static("-1"));
@@ -229,7 +227,7 @@ pub(crate) fn is_rendered<B>(res: &Response<B>) -> bool {
 
 /// Whether a status is an error status (4xx or 5xx).
 #[cfg(feature = "normalize")]
-pub(crate) fn is_error_status(status: StatusCode) -> bool {
+pub(crate) fn is_error_status(status: http::StatusCode) -> bool {
     status.is_client_error() || status.is_server_error()
 }
 

@@ -6,6 +6,8 @@ use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use super::secrets::Secrets;
+use crate::error::grpc;
 use crate::{ApiError, BoxError};
 
 /// How a failure in the middle of a body is answered.
@@ -37,18 +39,19 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<B> {
-        Inner { #[pin] body: B, mode: Mode, done: bool },
+        Inner { #[pin] body: B, mode: Mode, done: bool, secrets: Secrets },
         Full { data: Option<Bytes> },
     }
 }
 
 impl<B> NormalizeBody<B> {
-    pub(crate) fn inner(body: B, mode: Mode) -> Self {
+    pub(crate) fn inner(body: B, mode: Mode, secrets: Secrets) -> Self {
         NormalizeBody {
             kind: Kind::Inner {
                 body,
                 mode,
                 done: false,
+                secrets,
             },
         }
     }
@@ -91,13 +94,22 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            KindProj::Inner { body, mode, done } => {
+            KindProj::Inner {
+                body,
+                mode,
+                done,
+                secrets,
+            } => {
                 if *done {
                     return Poll::Ready(None);
                 }
                 let err = match body.poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
-                        return Poll::Ready(Some(Ok(frame.map_data(Into::into))))
+                        let frame = match frame.into_trailers() {
+                            Ok(trailers) => Frame::trailers(scrub_trailers(trailers, secrets)),
+                            Err(frame) => frame.map_data(Into::into),
+                        };
+                        return Poll::Ready(Some(Ok(frame)));
                     }
                     Poll::Ready(Some(Err(e))) => e.into(),
                     Poll::Ready(None) => {
@@ -110,7 +122,8 @@ where
                     return Poll::Ready(Some(Err(err)));
                 }
                 *done = true;
-                let api = ApiError::from_error(err);
+                let mut api = ApiError::from_error(err);
+                api.redact(secrets);
                 tracing::warn!(
                     status = api.status().as_u16(),
                     code = api.code(),
@@ -148,6 +161,14 @@ where
             }
         }
     }
+}
+
+/// Trailers without the call's secrets; those of a gRPC error (a
+/// `grpc-status` other than 0) also without key shapes in `grpc-message`.
+fn scrub_trailers(mut trailers: HeaderMap, secrets: &Secrets) -> HeaderMap {
+    let failed = grpc::status_code(&trailers).is_some_and(|code| code != 0);
+    secrets.scrub_headers(&mut trailers, failed);
+    trailers
 }
 
 fn grpc_trailers(err: &ApiError) -> HeaderMap {

@@ -1,5 +1,6 @@
 use tower_layer::Layer;
 
+use super::secrets::Configured;
 use super::service::{Normalize, NormalizeClient};
 use crate::error::DEFAULT_BODY_CAP;
 
@@ -22,14 +23,39 @@ use crate::error::DEFAULT_BODY_CAP;
 #[derive(Clone, Debug)]
 pub struct NormalizeLayer {
     body_cap: usize,
+    secrets: Configured,
 }
 
 impl NormalizeLayer {
-    /// A layer that reads at most [`DEFAULT_BODY_CAP`] bytes of an error body.
+    /// A layer that reads at most [`DEFAULT_BODY_CAP`] bytes of an error body
+    /// and knows no secrets besides the request's own credentials.
     pub const fn new() -> Self {
         NormalizeLayer {
             body_cap: DEFAULT_BODY_CAP,
+            secrets: Configured::none(),
         }
+    }
+
+    /// Adds a secret the caller must never see, such as an upstream key the
+    /// service adds to the calls it forwards.
+    ///
+    /// Like the request's own credentials, the value is removed from every
+    /// error response (body and headers) and from the headers of every
+    /// response, token by token (every token of 8 or more characters in it),
+    /// or whole when it has no such token; see [what is
+    /// masked](super#what-is-masked). A value shorter than 8 bytes is not
+    /// masked: it would mask ordinary words. The layer keeps fingerprints of
+    /// the value, not the value, so its `Debug` output cannot show it.
+    ///
+    /// ```
+    /// use tower_http_resilience::NormalizeLayer;
+    ///
+    /// let layer = NormalizeLayer::new().secret("sk-upstream-0123456789abcdef");
+    /// assert!(!format!("{layer:?}").contains("sk-upstream"));
+    /// ```
+    pub fn secret(mut self, value: impl AsRef<[u8]>) -> Self {
+        self.secrets = self.secrets.with(value.as_ref());
+        self
     }
 
     /// Sets how many bytes of an inner error body are read to rewrite it.
@@ -52,7 +78,7 @@ impl<S> Layer<S> for NormalizeLayer {
     type Service = Normalize<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Normalize::new(inner, self.body_cap)
+        Normalize::new(inner, self.body_cap, self.secrets.clone())
     }
 }
 
@@ -91,14 +117,35 @@ impl<S> Layer<S> for NormalizeLayer {
 #[derive(Clone, Debug)]
 pub struct NormalizeClientLayer {
     body_cap: usize,
+    secrets: Configured,
 }
 
 impl NormalizeClientLayer {
-    /// A layer that reads at most [`DEFAULT_BODY_CAP`] bytes of an error body.
+    /// A layer that reads at most [`DEFAULT_BODY_CAP`] bytes of an error body
+    /// and knows no secrets besides the request's own credentials.
     pub const fn new() -> Self {
         NormalizeClientLayer {
             body_cap: DEFAULT_BODY_CAP,
+            secrets: Configured::none(),
         }
+    }
+
+    /// Adds a secret that must never appear in an [`ApiError`](crate::ApiError)
+    /// (its message, code, param, request id or upstream body) or in the
+    /// headers of a response, such as a key added by a layer below.
+    ///
+    /// Works as [`NormalizeLayer::secret`] does; the request's own credentials
+    /// are removed without being configured.
+    ///
+    /// ```
+    /// use tower_http_resilience::NormalizeClientLayer;
+    ///
+    /// let layer = NormalizeClientLayer::new().secret("sk-upstream-0123456789abcdef");
+    /// assert!(!format!("{layer:?}").contains("sk-upstream"));
+    /// ```
+    pub fn secret(mut self, value: impl AsRef<[u8]>) -> Self {
+        self.secrets = self.secrets.with(value.as_ref());
+        self
     }
 
     /// Sets how many bytes of an upstream error body are read (and kept on the
@@ -119,6 +166,6 @@ impl<S> Layer<S> for NormalizeClientLayer {
     type Service = NormalizeClient<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        NormalizeClient::new(inner, self.body_cap)
+        NormalizeClient::new(inner, self.body_cap, self.secrets.clone())
     }
 }

@@ -8,10 +8,13 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::body::NormalizeBody;
-use super::future::{from_inner_error, ClientResponseFuture, ResponseFuture};
+use super::future::{ClientResponseFuture, ResponseFuture};
+use super::rewrite::{from_inner_error, from_panic, Call};
+use super::secrets::{Configured, Secrets};
 use crate::content_type::is_grpc;
+use crate::error::redact::NO_NEEDLES;
 use crate::error::X_REQUEST_ID;
-use crate::{ApiError, BoxError, ErrorKind};
+use crate::{ApiError, BoxError};
 
 /// Answers every failure of the inner service in the canonical form.
 ///
@@ -21,15 +24,17 @@ use crate::{ApiError, BoxError, ErrorKind};
 pub struct Normalize<S> {
     inner: S,
     body_cap: usize,
+    secrets: Configured,
     // An error from the inner service's `poll_ready`, answered by the next call.
     not_ready: Option<ApiError>,
 }
 
 impl<S> Normalize<S> {
-    pub(crate) fn new(inner: S, body_cap: usize) -> Self {
+    pub(crate) fn new(inner: S, body_cap: usize, secrets: Configured) -> Self {
         Normalize {
             inner,
             body_cap,
+            secrets,
             not_ready: None,
         }
     }
@@ -70,7 +75,7 @@ where
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(e)) => {
                 // The error is the answer to the call that follows.
-                self.not_ready = Some(from_inner_error(e.into()));
+                self.not_ready = Some(from_inner_error(e.into(), NO_NEEDLES));
                 Poll::Ready(Ok(()))
             }
             Poll::Pending => Poll::Pending,
@@ -78,25 +83,24 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let grpc = is_grpc(req.headers());
-        let request_id = req
-            .headers()
-            .get(X_REQUEST_ID)
-            .filter(|v| crate::error::is_valid_request_id(v.as_bytes()))
-            .cloned();
+        let call = Call {
+            grpc: is_grpc(req.headers()),
+            request_id: req
+                .headers()
+                .get(X_REQUEST_ID)
+                .filter(|v| crate::error::is_valid_request_id(v.as_bytes()))
+                .cloned(),
+            body_cap: self.body_cap,
+            secrets: Secrets::capture(req.headers(), &self.secrets),
+        };
         if let Some(err) = self.not_ready.take() {
-            return ResponseFuture::failed(err, grpc, request_id, self.body_cap);
+            return ResponseFuture::failed(err, call);
         }
         match catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
-            Ok(future) => ResponseFuture::called(future, grpc, request_id, self.body_cap),
-            Err(_) => {
-                tracing::error!("service panicked in `call`; answered as 500");
-                ResponseFuture::failed(
-                    ApiError::new(ErrorKind::Internal),
-                    grpc,
-                    request_id,
-                    self.body_cap,
-                )
+            Ok(future) => ResponseFuture::called(future, call),
+            Err(panic) => {
+                let err = from_panic(panic, &call.secrets);
+                ResponseFuture::failed(err, call)
             }
         }
     }
@@ -110,11 +114,16 @@ where
 pub struct NormalizeClient<S> {
     inner: S,
     body_cap: usize,
+    secrets: Configured,
 }
 
 impl<S> NormalizeClient<S> {
-    pub(crate) fn new(inner: S, body_cap: usize) -> Self {
-        NormalizeClient { inner, body_cap }
+    pub(crate) fn new(inner: S, body_cap: usize, secrets: Configured) -> Self {
+        NormalizeClient {
+            inner,
+            body_cap,
+            secrets,
+        }
     }
 
     /// A reference to the inner service.
@@ -151,6 +160,7 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let request_id = req.headers().get(X_REQUEST_ID).cloned();
-        ClientResponseFuture::new(self.inner.call(req), request_id, self.body_cap)
+        let secrets = Secrets::capture(req.headers(), &self.secrets);
+        ClientResponseFuture::new(self.inner.call(req), request_id, self.body_cap, secrets)
     }
 }
