@@ -42,7 +42,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The longest wait a hint can carry; longer values are clamped to this (one year).
 pub const MAX_HINT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -171,23 +171,43 @@ fn parse_pushback(bytes: &[u8]) -> Option<Pushback> {
 }
 
 fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
-    let pairs = [
+    longest_reset(headers, |remaining| remaining.is_none_or(|n| n == Some(0)))
+}
+
+/// The longest `x-ratelimit-reset-*` wait among the limits whose
+/// `x-ratelimit-remaining-*` header says `0` (an absent or malformed one
+/// does not count): the instant until which the next call will be refused,
+/// whatever the status of the response that said so.
+#[cfg(feature = "pacing")]
+pub(crate) fn exhausted_reset(headers: &HeaderMap) -> Option<Duration> {
+    longest_reset(headers, |remaining| remaining == Some(Some(0)))
+}
+
+/// The longest reset among the limits that `exhausted` picks, given each
+/// limit's remaining count (`None`: no header; `Some(None)`: malformed).
+fn longest_reset(
+    headers: &HeaderMap,
+    exhausted: impl Fn(Option<Option<u64>>) -> bool,
+) -> Option<Duration> {
+    // Names made once: looking a header up by `&str` parses the name.
+    const PAIRS: [(HeaderName, HeaderName); 2] = [
         (
-            "x-ratelimit-reset-requests",
-            "x-ratelimit-remaining-requests",
+            HeaderName::from_static("x-ratelimit-reset-requests"),
+            HeaderName::from_static("x-ratelimit-remaining-requests"),
         ),
-        ("x-ratelimit-reset-tokens", "x-ratelimit-remaining-tokens"),
+        (
+            HeaderName::from_static("x-ratelimit-reset-tokens"),
+            HeaderName::from_static("x-ratelimit-remaining-tokens"),
+        ),
     ];
     let mut longest: Option<Duration> = None;
-    for (reset, remaining) in pairs {
-        let exhausted = match headers.get(remaining) {
-            None => true,
-            Some(v) => std::str::from_utf8(v.as_bytes())
+    for (reset, remaining) in &PAIRS {
+        let remaining = headers.get(remaining).map(|v| {
+            std::str::from_utf8(v.as_bytes())
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())
-                .is_none_or(|n| n == 0),
-        };
-        if !exhausted {
+        });
+        if !exhausted(remaining) {
             continue;
         }
         if let Some(d) = headers

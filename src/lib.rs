@@ -9,6 +9,8 @@
 //! | [`error`] | [`ApiError`] and [`ErrorKind`]: the canonical envelope, read from any upstream dialect, rendered as JSON, gRPC status or an SSE event |
 //! | [`deadline`] | [`Deadline`](deadline::Deadline): the one deadline of a call, shared through request extensions |
 //! | [`hint`] | [`ServerHints`](hint::ServerHints): `retry-after`, `retry-after-ms`, `x-should-retry`, rate-limit resets, gRPC pushback |
+//! | [`key`] | [`ExtractKey`](key::ExtractKey): which breaker or pacing state a request belongs to (host, header, model, credential) |
+//! | [`pacing`] | [`PacingLayer`]: never send what the upstream said it will refuse; holds learnt from 429 hints and `x-ratelimit-remaining-*: 0`, a configured rate per key |
 //! | [`retry`] | [`RetryLayer`]: backoff with jitter, server hints, one deadline, a shared budget, request bodies replayed without `Clone` |
 //! | [`circuit_breaker`] | [`CircuitBreakerLayer`]: breakers per key (host, model, header) over a rolling window, with slow-call detection, bounded half-open probes and a lock-free hot path; streams are judged when they end |
 //! | [`normalize`] | [`NormalizeLayer`] for servers (every failure leaves as the envelope) and [`NormalizeClientLayer`] for clients (every failure arrives as an [`ApiError`]) |
@@ -46,8 +48,12 @@ pub(crate) mod content_type;
 pub mod deadline;
 pub mod error;
 pub mod hint;
+#[cfg(any(feature = "circuit-breaker", feature = "pacing"))]
+pub mod key;
 #[cfg(feature = "normalize")]
 pub mod normalize;
+#[cfg(feature = "pacing")]
+pub mod pacing;
 #[cfg(feature = "retry")]
 pub mod retry;
 #[cfg(feature = "stack")]
@@ -62,6 +68,8 @@ pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 pub use circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
 #[cfg(feature = "normalize")]
 pub use normalize::{NormalizeClientLayer, NormalizeLayer};
+#[cfg(feature = "pacing")]
+pub use pacing::{Pacing, PacingLayer};
 #[cfg(feature = "retry")]
 pub use retry::{Retry, RetryLayer};
 #[cfg(feature = "stack")]

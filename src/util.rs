@@ -13,15 +13,33 @@ use tokio::time::{sleep_until, Sleep};
 const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 
 /// A duration in whole nanoseconds, saturating at `u64::MAX` (about 584 years).
-#[cfg(any(feature = "retry", feature = "timeout"))]
+#[cfg(any(feature = "retry", feature = "timeout", feature = "pacing"))]
 pub(crate) fn saturating_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A duration in whole milliseconds, saturating at `u64::MAX`.
-#[cfg(any(feature = "retry", feature = "circuit-breaker"))]
+#[cfg(any(feature = "retry", feature = "circuit-breaker", feature = "pacing"))]
 pub(crate) fn saturating_millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// 32-bit FNV-1a: a fixed hash, the same in every run, to show a key in
+/// logs without showing it.
+#[cfg(any(feature = "circuit-breaker", feature = "pacing"))]
+pub(crate) fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// 64-bit FNV-1a: a fixed hash, the same in every run and on every
+/// replica, to name a secret (a credential) without keeping it.
+#[cfg(feature = "pacing")]
+pub(crate) fn fnv1a_64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// `instant + d`, or about thirty years after `instant` when that cannot be

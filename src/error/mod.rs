@@ -41,7 +41,7 @@ mod read;
 pub(crate) mod render;
 mod source;
 
-#[cfg(feature = "stack")]
+#[cfg(any(feature = "stack", feature = "pacing"))]
 pub(crate) use api_error::fmt_duration;
 #[cfg(feature = "normalize")]
 pub(crate) use api_error::is_valid_request_id;
