@@ -101,11 +101,17 @@ impl<B: Body> Body for PacingBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
         if let Some(watch) = this.watch.as_mut() {
+            // Over at the code, at the end of the scan, or at the body's
+            // end, told by its last frame: a reader that stops there (a
+            // peek) must not leave the hold waiting for a drop.
             let over = match &frame {
-                Some(Ok(frame)) => frame.data_ref().is_some_and(|d| watch.read(d.chunk())),
+                Some(Ok(frame)) => {
+                    frame.data_ref().is_some_and(|d| watch.read(d.chunk()))
+                        || this.inner.is_end_stream()
+                }
                 _ => true,
             };
             if over {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::core::Core;
 use super::rate::{wait_until, Gcra};
 use super::state::{HoldCause, PacingAction, PacingEvent};
+use crate::util::saturating_nanos;
 
 /// What a call may do now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,8 +134,9 @@ impl Slot {
     pub(crate) fn admit(&self, rate: Option<Gcra>, now: u64, latest: u64) -> Admission {
         self.touch(now);
         let held = self.held_until();
+        let window = saturating_nanos(self.core.config.release_window);
         if held > now {
-            let at = held.saturating_add(self.release_offset());
+            let at = held.saturating_add(self.release_offset(window));
             let cause = HoldCause::Upstream;
             return if at <= latest {
                 Admission::Wait { at, cause }
@@ -142,7 +144,20 @@ impl Slot {
                 Admission::Refuse { at: held, cause }
             };
         }
-        if held != 0 {
+        if held != 0 && held.saturating_add(window) > now {
+            // The release window: calls that arrive in it (a retry that
+            // slept for the same hint) take their turn like those that
+            // waited, so that they too are spread.
+            let at = held.saturating_add(self.release_offset(window));
+            if at > now {
+                let cause = HoldCause::Upstream;
+                return if at <= latest {
+                    Admission::Wait { at, cause }
+                } else {
+                    Admission::Refuse { at, cause }
+                };
+            }
+        } else if held != 0 {
             // Ended: later calls skip the clock. A hold raised meanwhile
             // stays.
             let _ = self
@@ -173,8 +188,7 @@ impl Slot {
     /// Where the next waiting call is released in the window after the
     /// hold: turns follow the golden ratio, so that any run of calls is
     /// spread evenly over the window, however many there are.
-    fn release_offset(&self) -> u64 {
-        let window = crate::util::saturating_nanos(self.core.config.release_window);
+    fn release_offset(&self, window: u64) -> u64 {
         if window == 0 {
             return 0;
         }
@@ -243,6 +257,23 @@ mod tests {
         // No two together, and no gap wider than twice an even share.
         let gaps: Vec<u64> = at.windows(2).map(|w| w[1] - w[0]).collect();
         assert!(gaps.iter().all(|&g| g > 0 && g <= 50 * MS), "{at:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_in_the_release_window_take_their_turn() {
+        let s = slot(PacingConfig::new().release_window(Duration::from_millis(200)));
+        s.hold(1_000 * MS, 0);
+        // Turn 0 goes at the end of the hold, turn 1 at 0.618 of the window.
+        assert_eq!(s.admit(None, 1_000 * MS, u64::MAX), Admission::Go);
+        let Admission::Wait { at, .. } = s.admit(None, 1_000 * MS, u64::MAX) else {
+            panic!("the second call waits its turn");
+        };
+        assert!((1_123 * MS..1_124 * MS).contains(&at), "{at}");
+        // Turn 2 (0.236) is already past at 1.15 s.
+        assert_eq!(s.admit(None, 1_150 * MS, u64::MAX), Admission::Go);
+        // After the window, the hold is forgotten.
+        assert_eq!(s.admit(None, 1_200 * MS, u64::MAX), Admission::Go);
+        assert_eq!(s.held_until(), 0);
     }
 
     #[tokio::test(start_paused = true)]
