@@ -79,7 +79,7 @@ fn request(long: bool) -> Request<Full<Bytes>> {
     req
 }
 
-fn run<S>(
+fn run<S, B>(
     c: &mut Criterion,
     rt: &Runtime,
     rows: &mut Vec<(&'static str, f64)>,
@@ -87,7 +87,7 @@ fn run<S>(
     long: bool,
     mut svc: S,
 ) where
-    S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>> + 'static,
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + 'static,
     S::Error: std::fmt::Debug,
 {
     // Requests are built outside the timed loop: only the service is timed.
