@@ -2,30 +2,32 @@
 //! upstream, on a single-thread tokio runtime with an upstream that answers
 //! at once (the response dropped unread).
 //!
-//! Variants: the default key (authority, credential, model) with a short and
-//! a 171-byte credential; a key by host; a rate that never has to wait;
-//! and a response carrying OpenAI's rate-limit headers with requests left.
+//! Variants: requests without a key (what the wrapper costs alone); the
+//! default key (authority, credential, model) with a short and a 171-byte
+//! credential; a key by host; a rate that never has to wait; and a response
+//! carrying OpenAI's rate-limit headers with requests left.
 //!
-//! `cargo bench --bench pacing` prints criterion's report, then one Markdown
-//! table: the median time per call and the difference from the bare
-//! upstream.
+//! Each variant is timed against the bare upstream in paired rounds (the
+//! bare upstream, then the variant, back to back), and the median of the
+//! differences is reported: a shared machine's load changes between
+//! rounds, rarely within one. Calls are polled once with a no-op waker (the
+//! upstream answers at once), so only the services and their futures are
+//! timed, not a runtime.
+//!
+//! `cargo bench --bench pacing` prints one Markdown table.
 
 use std::convert::Infallible;
-use std::future::{ready, Ready};
+use std::future::{ready, Future, Ready};
 use std::hint::black_box;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use criterion::Criterion;
 use http::{header, Request, Response};
 use http_body_util::Full;
-use tokio::runtime::Runtime;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 use tower_http_resilience::key::{BreakerKey, ByAuthority};
 use tower_http_resilience::pacing::{PacingConfig, PacingLayer};
-
-const SAMPLE_SIZE: usize = 30;
 
 /// An upstream that answers 200 at once, with or without OpenAI's
 /// rate-limit headers (requests left).
@@ -79,131 +81,106 @@ fn request(long: bool) -> Request<Full<Bytes>> {
     req
 }
 
-fn run<S, B>(
-    c: &mut Criterion,
-    rt: &Runtime,
-    rows: &mut Vec<(&'static str, f64)>,
-    name: &'static str,
-    long: bool,
-    mut svc: S,
-) where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>> + 'static,
+/// Nanoseconds per call over `reqs`, each call polled once with a no-op
+/// waker (the upstream answers at once), the response dropped.
+fn time<S, B>(svc: &mut S, reqs: Vec<Request<Full<Bytes>>>) -> f64
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
-    // Requests are built outside the timed loop: only the service is timed.
-    let mut per_sample = Vec::new();
-    c.bench_function(name, |b| {
-        b.iter_custom(|iters| {
-            let reqs: Vec<_> = (0..iters).map(|_| request(long)).collect();
-            let elapsed = rt.block_on(async {
-                let start = Instant::now();
-                for req in reqs {
-                    let svc = svc.ready().await.unwrap();
-                    black_box(svc.call(req).await.unwrap());
-                }
-                start.elapsed()
-            });
-            per_sample.push(elapsed.as_nanos() as f64 / iters as f64);
-            elapsed
-        });
-    });
-    let mut samples = per_sample.split_off(per_sample.len().saturating_sub(SAMPLE_SIZE));
-    if samples.is_empty() {
-        return;
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let n = reqs.len() as f64;
+    let start = Instant::now();
+    for req in reqs {
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        let mut call = std::pin::pin!(svc.call(req));
+        match call.as_mut().poll(&mut cx) {
+            Poll::Ready(res) => drop(black_box(res.unwrap())),
+            Poll::Pending => panic!("the upstream answers at once"),
+        }
     }
-    samples.sort_by(f64::total_cmp);
-    rows.push((name, samples[samples.len() / 2]));
+    start.elapsed().as_nanos() as f64 / n
 }
+
+/// The median, over `ROUNDS` rounds, of the difference between `svc` and
+/// the bare upstream timed back to back in the same round: the machine's
+/// load changes between rounds, rarely within one.
+fn paired<S, B>(bare: Upstream, mut svc: S, long: bool) -> (f64, f64)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    let mut bare = bare;
+    let mut base = Vec::with_capacity(ROUNDS);
+    let mut diff = Vec::with_capacity(ROUNDS);
+    // Warm up: the first call names the key.
+    time(&mut svc, (0..1000).map(|_| request(long)).collect());
+    for _ in 0..ROUNDS {
+        let b = time(&mut bare, (0..BATCH).map(|_| request(long)).collect());
+        let v = time(&mut svc, (0..BATCH).map(|_| request(long)).collect());
+        base.push(b);
+        diff.push(v - b);
+    }
+    base.sort_by(f64::total_cmp);
+    diff.sort_by(f64::total_cmp);
+    (base[ROUNDS / 2], diff[ROUNDS / 2])
+}
+
+const ROUNDS: usize = 301;
+const BATCH: usize = 2_000;
 
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let mut c = Criterion::default()
-        .sample_size(SAMPLE_SIZE)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1))
-        .configure_from_args();
-    let mut rows = Vec::new();
+    // The layers read tokio's clock when they are made and when a key is
+    // held or rated.
+    let _guard = rt.enter();
     let plain = Upstream {
         rate_headers: false,
     };
     let headers = Upstream { rate_headers: true };
-    // Enter the runtime: the layers read tokio's clock when they are made.
-    let _guard = rt.enter();
-
-    run(&mut c, &rt, &mut rows, "bare", false, plain);
-    run(
-        &mut c,
-        &rt,
-        &mut rows,
-        "pacing, default key",
-        false,
-        PacingLayer::new().layer(plain),
-    );
-    run(
-        &mut c,
-        &rt,
-        &mut rows,
-        "bare (long credential, model)",
-        true,
-        plain,
-    );
-    run(
-        &mut c,
-        &rt,
-        &mut rows,
-        "pacing, default key (long credential, model)",
-        true,
-        PacingLayer::new().layer(plain),
-    );
-    run(
-        &mut c,
-        &rt,
-        &mut rows,
-        "pacing, key by host",
-        false,
-        PacingLayer::new().key(ByAuthority).layer(plain),
-    );
-    run(
-        &mut c,
-        &rt,
-        &mut rows,
-        "pacing, default key, rpm 10^9",
-        false,
-        PacingLayer::with_config(PacingConfig::new().rpm(1_000_000_000)).layer(plain),
-    );
-    run(
-        &mut c,
-        &rt,
-        &mut rows,
-        "bare (rate-limit headers)",
-        false,
-        headers,
-    );
-    run(
-        &mut c,
-        &rt,
-        &mut rows,
-        "pacing, default key (rate-limit headers)",
-        false,
-        PacingLayer::new().layer(headers),
-    );
-    c.final_summary();
-
+    let none = tower_http_resilience::key::key_fn(|_: &http::request::Parts| None);
+    let rows = [
+        (
+            "pacing, requests without a key (the wrapper alone)",
+            paired(plain, PacingLayer::new().key(none).layer(plain), false),
+        ),
+        (
+            "pacing, default key",
+            paired(plain, PacingLayer::new().layer(plain), false),
+        ),
+        (
+            "pacing, default key (171-byte credential, model)",
+            paired(plain, PacingLayer::new().layer(plain), true),
+        ),
+        (
+            "pacing, key by host",
+            paired(
+                plain,
+                PacingLayer::new().key(ByAuthority).layer(plain),
+                false,
+            ),
+        ),
+        (
+            "pacing, default key, rpm 10^9 (a rate that never waits)",
+            paired(
+                plain,
+                PacingLayer::with_config(PacingConfig::new().rpm(1_000_000_000)).layer(plain),
+                false,
+            ),
+        ),
+        (
+            "pacing, default key, response with rate-limit headers (requests left)",
+            paired(headers, PacingLayer::new().layer(headers), false),
+        ),
+    ];
+    println!("median ns per call, and what pacing adds (median of {ROUNDS} paired rounds of {BATCH} calls)");
     println!();
-    println!("median ns per call (difference from the bare upstream above it)");
-    println!();
-    println!("| variant | ns | + ns |");
+    println!("| variant | bare ns | + ns |");
     println!("|---|---:|---:|");
-    let mut bare = 0.0;
-    for (name, ns) in rows {
-        if name.starts_with("bare") {
-            bare = ns;
-            println!("| {name} | {ns:.0} | |");
-        } else {
-            println!("| {name} | {ns:.0} | {:+.0} |", ns - bare);
-        }
+    for (name, (bare, added)) in rows {
+        println!("| {name} | {bare:.0} | {added:+.1} |");
     }
 }

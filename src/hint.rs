@@ -42,7 +42,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 
 /// The longest wait a hint can carry; longer values are clamped to this (one year).
 pub const MAX_HINT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -189,20 +189,9 @@ fn longest_reset(
     headers: &HeaderMap,
     exhausted: impl Fn(Option<Option<u64>>) -> bool,
 ) -> Option<Duration> {
-    // Names made once: looking a header up by `&str` parses the name.
-    const PAIRS: [(HeaderName, HeaderName); 2] = [
-        (
-            HeaderName::from_static("x-ratelimit-reset-requests"),
-            HeaderName::from_static("x-ratelimit-remaining-requests"),
-        ),
-        (
-            HeaderName::from_static("x-ratelimit-reset-tokens"),
-            HeaderName::from_static("x-ratelimit-remaining-tokens"),
-        ),
-    ];
     let mut longest: Option<Duration> = None;
-    for (reset, remaining) in &PAIRS {
-        let remaining = headers.get(remaining).map(|v| {
+    for (remaining, reset) in rate_limits(headers) {
+        let remaining = remaining.map(|v| {
             std::str::from_utf8(v.as_bytes())
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())
@@ -210,14 +199,29 @@ fn longest_reset(
         if !exhausted(remaining) {
             continue;
         }
-        if let Some(d) = headers
-            .get(reset)
-            .and_then(|v| parse_go_duration(v.as_bytes()))
-        {
+        if let Some(d) = reset.and_then(|v| parse_go_duration(v.as_bytes())) {
             longest = Some(longest.map_or(d, |l| l.max(d)));
         }
     }
     longest
+}
+
+/// The first `x-ratelimit-remaining-*` and `x-ratelimit-reset-*` values
+/// of the requests limit, then of the tokens limit, found in one pass over
+/// the headers: looking each name up would hash it, four times.
+fn rate_limits(headers: &HeaderMap) -> [(Option<&HeaderValue>, Option<&HeaderValue>); 2] {
+    let mut found = [(None, None); 2];
+    for (name, value) in headers {
+        let slot = match name.as_str() {
+            "x-ratelimit-remaining-requests" => &mut found[0].0,
+            "x-ratelimit-reset-requests" => &mut found[0].1,
+            "x-ratelimit-remaining-tokens" => &mut found[1].0,
+            "x-ratelimit-reset-tokens" => &mut found[1].1,
+            _ => continue,
+        };
+        slot.get_or_insert(value);
+    }
+    found
 }
 
 fn clamp(d: Duration) -> Duration {
