@@ -2,7 +2,7 @@
 //! event callbacks.
 
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::config::PacingConfig;
 use super::rate::Gcra;
 use super::state::{PacingAction, PacingEvent};
-use crate::util::{fnv1a, instant_after, saturating_millis, saturating_nanos};
+use crate::util::{fnv1a, instant_after, saturating_millis, saturating_nanos, Listeners};
 
 /// An event callback.
 pub(crate) type Listener = Arc<dyn Fn(&PacingEvent) + Send + Sync>;
@@ -23,7 +23,7 @@ pub(crate) struct Core {
     /// The layer's rate, if it has one.
     pub(crate) rate: Option<Gcra>,
     base: Instant,
-    listeners: RwLock<Vec<Listener>>,
+    listeners: Listeners<dyn Fn(&PacingEvent) + Send + Sync>,
 }
 
 impl Core {
@@ -32,7 +32,7 @@ impl Core {
             rate: config.rpm.and_then(Gcra::per_minute),
             config,
             base: Instant::now(),
-            listeners: RwLock::new(Vec::new()),
+            listeners: Listeners::new(),
         }
     }
 
@@ -74,21 +74,13 @@ impl Core {
                 "call refused, not sent"
             ),
         }
-        let listeners = self
-            .listeners
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for listener in listeners {
+        for listener in self.listeners.snapshot() {
             listener(&event);
         }
     }
 
     pub(crate) fn add_listener(&self, listener: Listener) {
-        self.listeners
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(listener);
+        self.listeners.add(listener);
     }
 }
 

@@ -28,7 +28,7 @@ use super::config::PacingConfig;
 use super::core::Core;
 use super::slot::Slot;
 use crate::key::ExtractKey;
-use crate::util::truncate;
+use crate::util::{shard_layout, truncate};
 
 const MAX_SHARDS: usize = 16;
 
@@ -74,12 +74,9 @@ impl fmt::Debug for Registry {
 
 impl Registry {
     pub(crate) fn new(config: PacingConfig) -> Self {
-        let max_keys = config.max_keys;
-        // The largest power of two that is at most both limits, so that
-        // `shards * per_shard <= max_keys`.
-        let shards = 1usize << (max_keys.min(MAX_SHARDS).ilog2());
+        let (shards, per_shard) = shard_layout(config.max_keys, MAX_SHARDS);
         Registry {
-            per_shard: max_keys / shards,
+            per_shard,
             shards: (0..shards).map(|_| Shard::default()).collect(),
             seed: RandomState::default(),
             removals: AtomicU64::new(0),
