@@ -5,10 +5,20 @@ use std::time::Duration;
 /// The longest wait a call held back by pacing makes, unless
 /// [`max_retry_after`](PacingConfig::max_retry_after) says otherwise: the
 /// same as the retry layer's.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(tower_http_resilience::pacing::DEFAULT_MAX_RETRY_AFTER, Duration::from_secs(60));
+/// ```
 pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// The longest hold learnt from one response (five minutes): a longer hint
 /// is cut to it.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(tower_http_resilience::pacing::MAX_HOLD, Duration::from_secs(300));
+/// ```
 pub const MAX_HOLD: Duration = Duration::from_secs(5 * 60);
 
 /// The most keys a layer may keep.

@@ -8,6 +8,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Why a call is held back.
+///
+/// ```
+/// use tower_http_resilience::pacing::HoldCause;
+///
+/// assert_eq!(HoldCause::Upstream.to_string(), "upstream");
+/// assert_eq!(HoldCause::Rate.as_str(), "rate");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum HoldCause {
@@ -36,6 +43,16 @@ impl fmt::Display for HoldCause {
 }
 
 /// What happened, in a [`PacingEvent`].
+///
+/// ```
+/// use tower_http_resilience::pacing::{PacingAction, PacingLayer};
+///
+/// let layer = PacingLayer::new();
+/// layer.handle().on_event(|event| match event.action() {
+///     PacingAction::Learnt => println!("{} held for {:?}", event.key(), event.wait()),
+///     _ => {}
+/// });
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PacingAction {
@@ -152,6 +169,19 @@ pub struct RefuseIfHeld;
 
 /// One held key, as [`PacingHandle::holds`](super::PacingHandle::holds)
 /// reports it.
+///
+/// ```
+/// use tower_http_resilience::pacing::{Hold, PacingHandle};
+///
+/// /// The body of an admin endpoint: key and milliseconds left.
+/// fn held(handle: &PacingHandle) -> Vec<(String, u128)> {
+///     let holds: Vec<Hold> = handle.holds();
+///     holds.iter().map(|h| (h.key().to_owned(), h.remaining().as_millis())).collect()
+/// }
+/// # let layer = tower_http_resilience::pacing::PacingLayer::new();
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap()
+/// #     .block_on(async { assert!(held(&layer.handle()).is_empty()) });
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hold {
     pub(crate) key: Arc<str>,
