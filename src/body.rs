@@ -9,14 +9,14 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::Body;
-#[cfg(any(feature = "retry", feature = "timeout"))]
+#[cfg(any(feature = "retry", feature = "timeout", feature = "check"))]
 use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 /// How a peek ended, and what a peeked body yields after the bytes read.
 // Normalization only tells the ends apart; the payloads serve the layers
 // that hand a peeked body on.
-#[cfg_attr(not(any(feature = "retry", feature = "timeout")), allow(dead_code))]
+#[cfg_attr(not(any(feature = "retry", feature = "timeout", feature = "check")), allow(dead_code))]
 pub(crate) enum PeekEnd<B: Body> {
     /// The body ended; its trailers, if it had any.
     Finished(Option<HeaderMap>),
@@ -34,7 +34,7 @@ pub(crate) struct Peeked<B: Body> {
     pub(crate) end: PeekEnd<B>,
 }
 
-#[cfg(any(feature = "retry", feature = "timeout"))]
+#[cfg(any(feature = "retry", feature = "timeout", feature = "check"))]
 impl<B: Body> Peeked<B> {
     /// The body again, whole: what was read, then the rest.
     pub(crate) fn into_body(self) -> PeekedBody<B> {
@@ -68,6 +68,7 @@ pin_project! {
 }
 
 impl<B> Peek<B> {
+    #[cfg_attr(feature = "check", allow(dead_code))]
     pub(crate) fn new(body: B, cap: usize) -> Self {
         Peek {
             body: Some(Box::pin(body)),
@@ -160,7 +161,7 @@ impl<B: Body> Future for Peek<B> {
     }
 }
 
-#[cfg(any(feature = "retry", feature = "timeout"))]
+#[cfg(any(feature = "retry", feature = "timeout", feature = "check"))]
 pin_project! {
     /// A body whose start was peeked: the peeked bytes, then the rest of the
     /// original body, its trailers or its error.
@@ -172,7 +173,7 @@ pin_project! {
     }
 }
 
-#[cfg(any(feature = "retry", feature = "timeout"))]
+#[cfg(any(feature = "retry", feature = "timeout", feature = "check"))]
 impl<B: Body> fmt::Debug for PeekedBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PeekedBody")
@@ -181,7 +182,7 @@ impl<B: Body> fmt::Debug for PeekedBody<B> {
     }
 }
 
-#[cfg(any(feature = "retry", feature = "timeout"))]
+#[cfg(any(feature = "retry", feature = "timeout", feature = "check"))]
 impl<B> Body for PeekedBody<B>
 where
     B: Body,
@@ -236,7 +237,7 @@ where
 }
 
 /// `hint` for a body that yields `bytes` more bytes first.
-#[cfg(any(feature = "retry", feature = "timeout"))]
+#[cfg(any(feature = "retry", feature = "timeout", feature = "check"))]
 pub(crate) fn hint_plus(mut hint: SizeHint, bytes: u64) -> SizeHint {
     let lower = hint.lower().saturating_add(bytes);
     if let Some(upper) = hint.upper() {
@@ -246,7 +247,7 @@ pub(crate) fn hint_plus(mut hint: SizeHint, bytes: u64) -> SizeHint {
     hint
 }
 
-#[cfg(any(feature = "retry", feature = "timeout"))]
+#[cfg(any(feature = "retry", feature = "timeout", feature = "check"))]
 pin_project! {
     /// A body that is either passed on as it is or was peeked: the shape of
     /// the bodies layers hand on after they may have read the start of one
@@ -258,14 +259,14 @@ pin_project! {
     }
 }
 
-#[cfg(feature = "timeout")]
+#[cfg(any(feature = "timeout", feature = "check"))]
 impl<B: Body> MaybePeeked<B> {
     pub(crate) fn is_peeked(&self) -> bool {
         matches!(self, MaybePeeked::Peeked { .. })
     }
 }
 
-#[cfg(any(feature = "retry", feature = "timeout"))]
+#[cfg(any(feature = "retry", feature = "timeout", feature = "check"))]
 impl<B> Body for MaybePeeked<B>
 where
     B: Body,

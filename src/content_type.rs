@@ -1,5 +1,8 @@
 //! Reading a message's `content-type`, the same way in every layer.
 
+// The request checks use only the JSON test.
+#![cfg_attr(not(any(feature = "normalize", feature = "timeout")), allow(dead_code))]
+
 use http::header::CONTENT_TYPE;
 use http::HeaderMap;
 
@@ -33,7 +36,7 @@ pub(crate) fn response_kind(headers: &HeaderMap) -> ResponseKind {
 }
 
 /// Whether the content type is JSON: `application/json` or any `…/…+json`.
-#[cfg(feature = "timeout")]
+#[cfg(any(feature = "timeout", feature = "check"))]
 pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     media_type(headers).is_some_and(|m| {
         m.eq_ignore_ascii_case(b"application/json")

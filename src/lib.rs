@@ -9,6 +9,8 @@
 //! | [`error`] | [`ApiError`] and [`ErrorKind`]: the canonical envelope, read from any upstream dialect, rendered as JSON, gRPC status or an SSE event |
 //! | [`deadline`] | [`Deadline`](deadline::Deadline): the one deadline of a call, shared through request extensions |
 //! | [`hint`] | [`ServerHints`](hint::ServerHints): `retry-after`, `retry-after-ms`, `x-should-retry`, rate-limit resets, gRPC pushback |
+//! | [`key`] | [`ExtractKey`](key::ExtractKey): which breaker or pacing state a request belongs to (host, header, model, credential) |
+//! | [`pacing`] | [`PacingLayer`]: never send what the upstream said it will refuse; holds learnt from 429 hints and `x-ratelimit-remaining-*: 0`, a configured rate per key |
 //! | [`retry`] | [`RetryLayer`]: backoff with jitter, server hints, one deadline, a shared budget, request bodies replayed without `Clone` |
 //! | [`circuit_breaker`] | [`CircuitBreakerLayer`]: breakers per key (host, model, header) over a rolling window, with slow-call detection, bounded half-open probes and a lock-free hot path; streams are judged when they end |
 //! | [`normalize`] | [`NormalizeLayer`] for servers (every failure leaves as the envelope) and [`NormalizeClientLayer`] for clients (every failure arrives as an [`ApiError`]) |
@@ -41,21 +43,25 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(any(feature = "normalize", feature = "retry", feature = "timeout"))]
+#[cfg(any(feature = "normalize", feature = "retry", feature = "timeout", feature = "check"))]
 pub(crate) mod body;
 #[cfg(feature = "check")]
 pub mod check;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
-#[cfg(any(feature = "normalize", feature = "timeout"))]
+#[cfg(any(feature = "normalize", feature = "timeout", feature = "check"))]
 pub(crate) mod content_type;
 pub mod deadline;
 pub mod error;
 #[cfg(feature = "fleet")]
 pub mod fleet;
 pub mod hint;
+#[cfg(any(feature = "circuit-breaker", feature = "pacing"))]
+pub mod key;
 #[cfg(feature = "normalize")]
 pub mod normalize;
+#[cfg(feature = "pacing")]
+pub mod pacing;
 #[cfg(feature = "retry")]
 pub mod retry;
 #[cfg(feature = "stack")]
@@ -74,6 +80,8 @@ pub use circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
 pub use fleet::FleetMirror;
 #[cfg(feature = "normalize")]
 pub use normalize::{Normalize, NormalizeClient, NormalizeClientLayer, NormalizeLayer};
+#[cfg(feature = "pacing")]
+pub use pacing::{Pacing, PacingLayer};
 #[cfg(feature = "retry")]
 pub use retry::{Retry, RetryLayer};
 #[cfg(feature = "stack")]

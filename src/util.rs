@@ -13,7 +13,13 @@ use tokio::time::{sleep_until, Sleep};
 const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 
 /// A duration in whole nanoseconds, saturating at `u64::MAX` (about 584 years).
-#[cfg(any(feature = "retry", feature = "timeout"))]
+#[cfg(any(
+    feature = "retry",
+    feature = "timeout",
+    feature = "circuit-breaker",
+    feature = "pacing",
+    feature = "fleet"
+))]
 pub(crate) fn saturating_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -22,6 +28,57 @@ pub(crate) fn saturating_nanos(d: Duration) -> u64 {
 /// a gRPC error's `grpc-retry-pushback-ms` needs it).
 pub(crate) fn saturating_millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// 32-bit FNV-1a: a fixed hash, the same in every run, to show a key in
+/// logs without showing it.
+#[cfg(any(feature = "circuit-breaker", feature = "pacing"))]
+pub(crate) fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// 64-bit FNV-1a: a fixed hash, the same in every run and on every
+/// replica, to name a secret (a credential) without keeping it.
+#[cfg(feature = "pacing")]
+pub(crate) fn fnv1a_64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// How a bounded registry of `max_keys` keys is cut into shards: the
+/// largest power of two that is at most both `max_keys` and `max_shards`,
+/// and the keys each shard holds, so that `shards * per_shard <= max_keys`.
+#[cfg(any(feature = "circuit-breaker", feature = "pacing"))]
+pub(crate) fn shard_layout(max_keys: usize, max_shards: usize) -> (usize, usize) {
+    let shards = 1usize << max_keys.min(max_shards).max(1).ilog2();
+    (shards, max_keys / shards)
+}
+
+/// Callbacks registered on shared state, called outside the lock: a call
+/// copies them out first, so that a callback may register another.
+#[cfg(any(feature = "circuit-breaker", feature = "pacing"))]
+pub(crate) struct Listeners<T: ?Sized>(std::sync::RwLock<Vec<std::sync::Arc<T>>>);
+
+#[cfg(any(feature = "circuit-breaker", feature = "pacing"))]
+impl<T: ?Sized> Listeners<T> {
+    pub(crate) fn new() -> Self {
+        Listeners(std::sync::RwLock::new(Vec::new()))
+    }
+
+    /// The callbacks now, copied out of the lock.
+    pub(crate) fn snapshot(&self) -> Vec<std::sync::Arc<T>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn add(&self, listener: std::sync::Arc<T>) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(listener);
+    }
 }
 
 /// `instant + d`, or about thirty years after `instant` when that cannot be

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::util::{saturating_nanos, truncate};
+use crate::util::{fnv1a, saturating_nanos, truncate};
 
 /// The settings every breaker of one [`CircuitBreakerLayer`] uses.
 ///
@@ -307,13 +307,6 @@ impl fmt::Debug for DisplayKey<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "\"{self}\"")
     }
-}
-
-/// 32-bit FNV-1a: a fixed hash, the same in every run.
-fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5u32, |h, &b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
 }
 
 #[cfg(test)]

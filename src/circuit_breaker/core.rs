@@ -2,13 +2,13 @@
 //! transition callbacks.
 
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use tokio::time::Instant;
 
 use super::config::CircuitBreakerConfig;
 use super::state::Transition;
-use crate::util::saturating_nanos;
+use crate::util::{saturating_nanos, Listeners};
 
 /// A transition callback.
 pub(crate) type Listener = Arc<dyn Fn(&Transition) + Send + Sync>;
@@ -19,7 +19,7 @@ pub(crate) struct Core {
     pub(crate) config: CircuitBreakerConfig,
     bucket_nanos: u64,
     base: Instant,
-    listeners: RwLock<Vec<Listener>>,
+    listeners: Listeners<dyn Fn(&Transition) + Send + Sync>,
 }
 
 impl Core {
@@ -28,7 +28,7 @@ impl Core {
             bucket_nanos: config.bucket_nanos(),
             config,
             base: Instant::now(),
-            listeners: RwLock::new(Vec::new()),
+            listeners: Listeners::new(),
         }
     }
 
@@ -44,17 +44,11 @@ impl Core {
 
     /// The callbacks, copied out so that none runs under the lock.
     pub(crate) fn listeners(&self) -> Vec<Listener> {
-        self.listeners
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.listeners.snapshot()
     }
 
     pub(crate) fn add_listener(&self, listener: Listener) {
-        self.listeners
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(listener);
+        self.listeners.add(listener);
     }
 }
 

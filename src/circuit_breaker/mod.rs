@@ -164,20 +164,20 @@ mod entry;
 pub mod future;
 mod guard;
 mod handle;
-pub mod key;
 mod layer;
 mod registry;
 mod service;
 mod state;
 mod window;
 
+pub use crate::key;
+pub use crate::key::{
+    key_fn, BreakerKey, ByAuthority, ByExtension, ByHeader, ExtractKey, ExtractKeyExt, GlobalKey,
+};
 pub use body::CircuitBreakerBody;
 pub use classify::{Classify, DefaultClassifier, Observation, Verdict};
 pub use config::{CircuitBreakerConfig, KeyDisplay};
 pub use handle::CircuitBreakerHandle;
-pub use key::{
-    key_fn, BreakerKey, ByAuthority, ByExtension, ByHeader, ExtractKey, ExtractKeyExt, GlobalKey,
-};
 pub use layer::CircuitBreakerLayer;
 pub use service::CircuitBreaker;
 pub use state::{BreakerSnapshot, CircuitState, Transition, TransitionReason};

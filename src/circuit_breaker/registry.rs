@@ -26,7 +26,7 @@ use super::config::CircuitBreakerConfig;
 use super::core::Core;
 use super::entry::Entry;
 use super::state::CircuitState;
-use crate::util::saturating_millis;
+use crate::util::{saturating_millis, shard_layout};
 
 const MAX_SHARDS: usize = 16;
 
@@ -93,12 +93,9 @@ impl fmt::Debug for Registry {
 
 impl Registry {
     pub(crate) fn new(config: CircuitBreakerConfig) -> Self {
-        let max_keys = config.max_keys;
-        // The largest power of two that is at most both limits, so that
-        // `shards * per_shard <= max_keys`.
-        let shards = 1usize << (max_keys.min(MAX_SHARDS).ilog2());
+        let (shards, per_shard) = shard_layout(config.max_keys, MAX_SHARDS);
         Registry {
-            per_shard: max_keys / shards,
+            per_shard,
             shards: (0..shards).map(|_| Shard::default()).collect(),
             hasher: RandomState::new(),
             removals: AtomicU64::new(0),

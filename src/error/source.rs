@@ -70,7 +70,7 @@ impl ApiError {
     /// Whether `err` or anything in its source chain is an `ApiError` or an
     /// error this crate maps to a kind other than
     /// [`ErrorKind::Internal`].
-    #[cfg(feature = "normalize")]
+    #[cfg(any(feature = "normalize", feature = "check"))]
     pub(crate) fn is_recognised(err: &(dyn StdError + 'static)) -> bool {
         let mut cur = Some(err);
         while let Some(e) = cur {

@@ -42,7 +42,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 
 mod parse;
 
@@ -141,35 +141,58 @@ impl ServerHints {
 }
 
 fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
-    let pairs = [
-        (
-            "x-ratelimit-reset-requests",
-            "x-ratelimit-remaining-requests",
-        ),
-        ("x-ratelimit-reset-tokens", "x-ratelimit-remaining-tokens"),
-    ];
+    longest_reset(headers, |remaining| remaining.is_none_or(|n| n == Some(0)))
+}
+
+/// The longest `x-ratelimit-reset-*` wait among the limits whose
+/// `x-ratelimit-remaining-*` header says `0` (an absent or malformed one
+/// does not count): the instant until which the next call will be refused,
+/// whatever the status of the response that said so.
+#[cfg(feature = "pacing")]
+pub(crate) fn exhausted_reset(headers: &HeaderMap) -> Option<Duration> {
+    longest_reset(headers, |remaining| remaining == Some(Some(0)))
+}
+
+/// The longest reset among the limits that `exhausted` picks, given each
+/// limit's remaining count (`None`: no header; `Some(None)`: malformed).
+fn longest_reset(
+    headers: &HeaderMap,
+    exhausted: impl Fn(Option<Option<u64>>) -> bool,
+) -> Option<Duration> {
     let mut longest: Option<Duration> = None;
-    for (reset, remaining) in pairs {
-        let exhausted = match headers.get(remaining) {
-            None => true,
-            Some(v) => std::str::from_utf8(v.as_bytes())
+    for (remaining, reset) in rate_limits(headers) {
+        let remaining = remaining.map(|v| {
+            std::str::from_utf8(v.as_bytes())
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())
-                .is_none_or(|n| n == 0),
-        };
-        if !exhausted {
+        });
+        if !exhausted(remaining) {
             continue;
         }
-        if let Some(d) = headers
-            .get(reset)
-            .and_then(|v| parse_go_duration(v.as_bytes()))
-        {
+        if let Some(d) = reset.and_then(|v| parse_go_duration(v.as_bytes())) {
             longest = Some(longest.map_or(d, |l| l.max(d)));
         }
     }
     longest
 }
 
+/// The first `x-ratelimit-remaining-*` and `x-ratelimit-reset-*` values
+/// of the requests limit, then of the tokens limit, found in one pass over
+/// the headers: looking each name up would hash it, four times.
+fn rate_limits(headers: &HeaderMap) -> [(Option<&HeaderValue>, Option<&HeaderValue>); 2] {
+    let mut found = [(None, None); 2];
+    for (name, value) in headers {
+        let slot = match name.as_str() {
+            "x-ratelimit-remaining-requests" => &mut found[0].0,
+            "x-ratelimit-reset-requests" => &mut found[0].1,
+            "x-ratelimit-remaining-tokens" => &mut found[1].0,
+            "x-ratelimit-reset-tokens" => &mut found[1].1,
+            _ => continue,
+        };
+        slot.get_or_insert(value);
+    }
+    found
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,13 +1,14 @@
-//! Choosing the breaker of a request: keys.
+//! Keys: which shared state a request belongs to.
 //!
 //! An [`ExtractKey`] reads a key from the request's head (method, URI,
-//! headers, extensions); calls with the same key share a breaker.
-//! [`ExtractKeyExt::or`] chains extractors: the first that finds a key wins.
+//! headers, extensions); calls with the same key share a circuit breaker
+//! or a pacing state. [`ExtractKeyExt::or`] chains extractors: the first
+//! that finds a key wins.
 //!
 //! ```
 //! use std::borrow::Cow;
 //! use http::request::Parts;
-//! use tower_http_resilience::circuit_breaker::key::{
+//! use tower_http_resilience::key::{
 //!     key_fn, BreakerKey, ByAuthority, ByExtension, ExtractKey, ExtractKeyExt,
 //! };
 //!
@@ -30,12 +31,13 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::hash::Hasher;
 
 use http::header::{HeaderName, HOST};
 use http::request::Parts;
 
 /// Picks the key of a request from its head: calls with the same key share
-/// a breaker.
+/// a breaker (or a pacing state).
 ///
 /// The key is borrowed from the request where it can be, so that picking it
 /// allocates nothing. `None` means the call is not guarded: it goes through
@@ -63,6 +65,37 @@ pub trait ExtractKey {
     /// The key of the request whose head is `parts`, or `None` to let the
     /// call through unguarded.
     fn extract<'a>(&self, parts: &'a Parts) -> Option<Cow<'a, str>>;
+
+    /// Feeds the key of `parts` to `state` without building it, and
+    /// returns whether there is one (nothing is fed when there is not).
+    ///
+    /// Requests with equal keys feed equal input. The default feeds the
+    /// bytes of [`extract`](ExtractKey::extract)'s key; an extractor whose
+    /// key is made rather than borrowed (joined from several parts, or a
+    /// hash of a secret) feeds the parts instead, so that a layer that only
+    /// needs to tell keys apart (pacing) allocates nothing per call.
+    ///
+    /// ```
+    /// use std::hash::{BuildHasher, RandomState};
+    /// use tower_http_resilience::key::{ByAuthority, ExtractKey};
+    ///
+    /// let (parts, ()) = http::Request::get("http://a.example/").body(()).unwrap().into_parts();
+    /// let seed = RandomState::new();
+    /// let mut fed = seed.build_hasher();
+    /// assert!(ByAuthority.write_key(&parts, &mut fed));
+    /// let mut by_hand = seed.build_hasher();
+    /// std::hash::Hasher::write(&mut by_hand, b"a.example");
+    /// assert_eq!(std::hash::Hasher::finish(&fed), std::hash::Hasher::finish(&by_hand));
+    /// ```
+    fn write_key<H: Hasher>(&self, parts: &Parts, state: &mut H) -> bool {
+        match self.extract(parts) {
+            Some(key) => {
+                state.write(key.as_bytes());
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl<F> ExtractKey for F
@@ -127,7 +160,7 @@ where
 /// One breaker for every call (the key is the empty string).
 ///
 /// ```
-/// use tower_http_resilience::circuit_breaker::{ExtractKey, GlobalKey};
+/// use tower_http_resilience::key::{ExtractKey, GlobalKey};
 ///
 /// let (parts, ()) = http::Request::new(()).into_parts();
 /// assert_eq!(GlobalKey.extract(&parts).as_deref(), Some(""));
@@ -146,7 +179,7 @@ impl ExtractKey for GlobalKey {
 /// A request with neither is not guarded.
 ///
 /// ```
-/// use tower_http_resilience::circuit_breaker::{ByAuthority, ExtractKey};
+/// use tower_http_resilience::key::{ByAuthority, ExtractKey};
 ///
 /// let (parts, ()) = http::Request::get("https://api.example.com/v1").body(()).unwrap().into_parts();
 /// assert_eq!(ByAuthority.extract(&parts).as_deref(), Some("api.example.com"));
@@ -172,11 +205,11 @@ impl ExtractKey for ByAuthority {
 ///
 /// A header that carries a secret (an API key) makes the key a secret:
 /// `tracing` events show keys hashed by default
-/// ([`KeyDisplay`](super::KeyDisplay)).
+/// ([`KeyDisplay`](crate::circuit_breaker::KeyDisplay)).
 ///
 /// ```
 /// use http::HeaderName;
-/// use tower_http_resilience::circuit_breaker::{ByHeader, ExtractKey};
+/// use tower_http_resilience::key::{ByHeader, ExtractKey};
 ///
 /// let by_tenant = ByHeader::new(HeaderName::from_static("x-tenant"));
 /// let (parts, ()) = http::Request::builder().header("x-tenant", "acme").body(()).unwrap().into_parts();
@@ -207,7 +240,7 @@ impl ExtractKey for ByHeader {
 /// [`or`](ExtractKeyExt::or) for a fallback.
 ///
 /// ```
-/// use tower_http_resilience::circuit_breaker::{BreakerKey, ByExtension, ExtractKey};
+/// use tower_http_resilience::key::{BreakerKey, ByExtension, ExtractKey};
 ///
 /// let mut req = http::Request::new(());
 /// req.extensions_mut().insert(BreakerKey::new("gpt-4o"));
@@ -230,8 +263,7 @@ impl ExtractKey for ByExtension {
 /// [`ExtractKeyExt::or`] returns.
 ///
 /// ```
-/// use tower_http_resilience::circuit_breaker::key::Or;
-/// use tower_http_resilience::circuit_breaker::{ByAuthority, ByExtension, ExtractKeyExt, GlobalKey};
+/// use tower_http_resilience::key::{ByAuthority, ByExtension, ExtractKeyExt, GlobalKey, Or};
 ///
 /// // A name for a combination, e.g. in a type alias.
 /// type ModelOrHost = Or<Or<ByExtension, ByAuthority>, GlobalKey>;
@@ -250,12 +282,16 @@ impl<A: ExtractKey, O: ExtractKey> ExtractKey for Or<A, O> {
             .extract(parts)
             .or_else(|| self.second.extract(parts))
     }
+
+    fn write_key<H: Hasher>(&self, parts: &Parts, state: &mut H) -> bool {
+        self.first.write_key(parts, state) || self.second.write_key(parts, state)
+    }
 }
 
 /// A breaker key set on a request by the caller, read by [`ByExtension`].
 ///
 /// ```
-/// use tower_http_resilience::circuit_breaker::BreakerKey;
+/// use tower_http_resilience::key::BreakerKey;
 ///
 /// let mut req = http::Request::new(());
 /// req.extensions_mut().insert(BreakerKey::new("claude-sonnet-4"));

@@ -1,0 +1,272 @@
+//! The response future of [`Pacing`](super::Pacing).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use http::Response;
+use pin_project_lite::pin_project;
+use tokio::time::{sleep_until, Sleep};
+use tower_service::Service;
+
+use super::body::{PacingBody, Watch};
+use super::learn::{lesson, lesson_of_error, Lesson};
+use super::rate::{wait_until, Gcra};
+use super::slot::{Admission, Slot};
+use super::state::{HoldCause, PacingAction, PacingRefusal};
+use crate::error::fmt_duration;
+use crate::util::saturating_nanos;
+use crate::{ApiError, BoxError, ErrorKind};
+
+pin_project! {
+    /// The response future of [`Pacing`](super::Pacing): a refusal, a call
+    /// waiting for its key, or the inner call, whose response it reads for
+    /// what it says about the next calls.
+    ///
+    /// `F` is the inner future, `S` the inner service and `R` the request
+    /// (held while the call waits for its key or for the inner service).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower::{Layer, Service, ServiceExt};
+    /// use tower_http_resilience::key::ByAuthority;
+    /// use tower_http_resilience::pacing::{future::ResponseFuture, PacingLayer, RefuseIfHeld};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let upstream = tower::service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// });
+    /// let layer = PacingLayer::new().key(ByAuthority);
+    /// let mut paced = layer.layer(upstream);
+    /// let req = || http::Request::get("http://up.example/").body(String::new()).unwrap();
+    /// paced.ready().await.unwrap().call(req()).await.unwrap();
+    ///
+    /// // Another replica learnt that up.example refuses calls for 5 s.
+    /// let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    /// assert!(layer.handle().hold("up.example", until));
+    /// let mut held = req();
+    /// held.extensions_mut().insert(RefuseIfHeld);
+    /// let future: ResponseFuture<_, _, _> = paced.ready().await.unwrap().call(held);
+    /// let err = future.await.unwrap_err();
+    /// assert_eq!((err.status().as_u16(), err.code()), (429, "rate_limit_exceeded"));
+    /// assert_eq!(err.retry_after(), Some(Duration::from_secs(5)));
+    /// # }
+    /// ```
+    pub struct ResponseFuture<F, S, R> {
+        #[pin]
+        state: State<F, S, R>,
+        slot: Option<Arc<Slot>>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, S, R> {
+        Refused { error: Option<ApiError> },
+        Held {
+            #[pin]
+            sleep: Sleep,
+            service: Option<S>,
+            request: Option<R>,
+            rate: Option<Gcra>,
+            latest: u64,
+            cause: HoldCause,
+        },
+        Waiting { service: S, request: Option<R> },
+        Called { #[pin] future: F },
+    }
+}
+
+impl<F, S, R> ResponseFuture<F, S, R> {
+    pub(crate) fn refused(error: ApiError) -> Self {
+        ResponseFuture {
+            state: State::Refused { error: Some(error) },
+            slot: None,
+        }
+    }
+
+    pub(crate) fn held(
+        service: S,
+        request: R,
+        slot: Arc<Slot>,
+        rate: Option<Gcra>,
+        latest: u64,
+        at: u64,
+        cause: HoldCause,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Held {
+                sleep: sleep_until(slot.core().instant(at)),
+                service: Some(service),
+                request: Some(request),
+                rate,
+                latest,
+                cause,
+            },
+            slot: Some(slot),
+        }
+    }
+
+    pub(crate) fn waiting(service: S, request: R, slot: Option<Arc<Slot>>) -> Self {
+        ResponseFuture {
+            state: State::Waiting {
+                service,
+                request: Some(request),
+            },
+            slot,
+        }
+    }
+
+    pub(crate) fn called(future: F, slot: Option<Arc<Slot>>) -> Self {
+        ResponseFuture {
+            state: State::Called { future },
+            slot,
+        }
+    }
+}
+
+impl<F, S, R> fmt::Debug for ResponseFuture<F, S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Refused { .. } => "refused",
+            State::Held { .. } => "held back",
+            State::Waiting { .. } => "waiting for the inner service",
+            State::Called { .. } => "called",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<F, S, R, B, E> Future for ResponseFuture<F, S, R>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    S: Service<R, Response = Response<B>, Error = E, Future = F>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<PacingBody<B>>, ApiError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let result = match this.state.as_mut().project() {
+                StateProj::Refused { error } => {
+                    return Poll::Ready(Err(error.take().expect(POLLED_AFTER_READY)));
+                }
+                StateProj::Held {
+                    mut sleep,
+                    service,
+                    request,
+                    rate,
+                    latest,
+                    cause,
+                } => {
+                    ready!(sleep.as_mut().poll(cx));
+                    let slot = this.slot.as_ref().expect("a held call has a slot");
+                    let now = slot.core().now_nanos();
+                    match readmit(slot, *rate, *latest, *cause, now) {
+                        Admission::Go => {
+                            let service = service.take().expect(POLLED_AFTER_READY);
+                            let request = request.take();
+                            this.state.set(State::Waiting { service, request });
+                        }
+                        Admission::Wait { at, cause: next } => {
+                            slot.tell(PacingAction::Waited, next, at, now);
+                            sleep.reset(slot.core().instant(at));
+                            *cause = next;
+                        }
+                        Admission::Refuse { at, cause } => {
+                            let error = Some(refusal(slot, cause, at, now));
+                            this.state.set(State::Refused { error });
+                        }
+                    }
+                    continue;
+                }
+                StateProj::Waiting { service, request } => match ready!(service.poll_ready(cx)) {
+                    Ok(()) => {
+                        let future = service.call(request.take().expect(POLLED_AFTER_READY));
+                        this.state.set(State::Called { future });
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                },
+                StateProj::Called { future } => ready!(future.poll(cx)),
+            };
+            let slot = this.slot.take();
+            return Poll::Ready(match result {
+                Ok(response) => Ok(on_response(response, slot)),
+                Err(e) => Err(on_error(e.into(), slot)),
+            });
+        }
+    }
+}
+
+const POLLED_AFTER_READY: &str = "ResponseFuture polled after completion";
+
+/// Asks again for a call that waited. A call that waited for the rate has
+/// its slot: it goes, unless a hold came up meanwhile.
+fn readmit(slot: &Slot, rate: Option<Gcra>, latest: u64, cause: HoldCause, now: u64) -> Admission {
+    if cause == HoldCause::Rate && slot.held_until() <= now {
+        return Admission::Go;
+    }
+    slot.admit(rate, now, latest)
+}
+
+/// The answer to a call refused at `now`: 429 `rate_limit_exceeded` with
+/// `retry-after` = the time left, marked as not sent.
+pub(crate) fn refusal(slot: &Slot, cause: HoldCause, at: u64, now: u64) -> ApiError {
+    slot.tell(PacingAction::Refused, cause, at, now);
+    let wait = wait_until(at, now);
+    let message = match cause {
+        HoldCause::Upstream => format!(
+            "the upstream refuses calls for this key for another {}; not sent",
+            fmt_duration(wait)
+        ),
+        HoldCause::Rate => format!(
+            "the configured rate for this key allows the next call in {}; not sent",
+            fmt_duration(wait)
+        ),
+    };
+    let mut error = ApiError::new(ErrorKind::RateLimited)
+        .with_message(message)
+        .with_retry_after(wait);
+    error.extensions_mut().insert(PacingRefusal { wait, cause });
+    error
+}
+
+/// Reads what the response says about the next calls: a hold now, or, for
+/// a 429, once its body has shown it is not about a quota.
+fn on_response<B>(response: Response<B>, slot: Option<Arc<Slot>>) -> Response<PacingBody<B>> {
+    let watch = slot.and_then(|slot| {
+        let lesson = lesson(response.status(), response.headers());
+        learn(slot, lesson)
+    });
+    response.map(|body| PacingBody::new(body, watch))
+}
+
+fn on_error(error: BoxError, slot: Option<Arc<Slot>>) -> ApiError {
+    let error = ApiError::from_error(error);
+    if let Some(slot) = slot {
+        learn(slot, lesson_of_error(&error));
+    }
+    error
+}
+
+/// Applies a lesson; a hold that waits for the body comes back as a watch.
+fn learn(slot: Arc<Slot>, lesson: Lesson) -> Option<Watch> {
+    let (hold, watch) = match lesson {
+        Lesson::Nothing => return None,
+        Lesson::Hold(d) => (d, false),
+        Lesson::HoldUnlessQuota(d) => (d, true),
+    };
+    let now = slot.core().now_nanos();
+    let until = now.saturating_add(saturating_nanos(hold));
+    if watch {
+        return Some(Watch::new(slot, until));
+    }
+    slot.hold(until, now);
+    None
+}
