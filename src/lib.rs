@@ -10,6 +10,7 @@
 //! | [`deadline`] | [`Deadline`](deadline::Deadline): the one deadline of a call, shared through request extensions |
 //! | [`hint`] | [`ServerHints`](hint::ServerHints): `retry-after`, `retry-after-ms`, `x-should-retry`, rate-limit resets, gRPC pushback |
 //! | [`retry`] | [`RetryLayer`]: backoff with jitter, server hints, one deadline, a shared budget, request bodies replayed without `Clone` |
+//! | [`collect`] | [`CollectBodyLayer`]: request bodies read whole before the call, under a size limit, a deadline and a memory budget shared by every call |
 //! | [`circuit_breaker`] | [`CircuitBreakerLayer`]: breakers per key (host, model, header) over a rolling window, with slow-call detection, bounded half-open probes and a lock-free hot path; streams are judged when they end |
 //! | [`normalize`] | [`NormalizeLayer`] for servers (every failure leaves as the envelope) and [`NormalizeClientLayer`] for clients (every failure arrives as an [`ApiError`]) |
 //! | [`timeout`] | [`TimeoutLayer`]: a total timeout over headers *and* body for ordinary calls; first-byte, idle and total clocks for streams (SSE, gRPC), chosen per call; [`HeadersTimeoutLayer`] for one attempt |
@@ -42,6 +43,8 @@
 pub(crate) mod body;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
+#[cfg(feature = "collect")]
+pub mod collect;
 pub(crate) mod content_type;
 pub mod deadline;
 pub mod error;
@@ -60,6 +63,8 @@ pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 
 #[cfg(feature = "circuit-breaker")]
 pub use circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
+#[cfg(feature = "collect")]
+pub use collect::CollectBodyLayer;
 #[cfg(feature = "normalize")]
 pub use normalize::{NormalizeClientLayer, NormalizeLayer};
 #[cfg(feature = "retry")]
