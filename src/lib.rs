@@ -7,6 +7,7 @@
 //! | module | what it does |
 //! |---|---|
 //! | [`error`] | [`ApiError`] and [`ErrorKind`]: the canonical envelope, read from any upstream dialect, rendered as JSON, gRPC status or an SSE event |
+//! | [`base_uri`] | [`BaseUri`]: an upstream's base URI and the path-safe join of a caller's path onto it (prefix and query kept, `..` and encoded separators refused) |
 //! | [`deadline`] | [`Deadline`](deadline::Deadline): the one deadline of a call, shared through request extensions |
 //! | [`hint`] | [`ServerHints`](hint::ServerHints): `retry-after`, `retry-after-ms`, `x-should-retry`, rate-limit resets, gRPC pushback |
 //! | [`retry`] | [`RetryLayer`]: backoff with jitter, server hints, one deadline, a shared budget, request bodies replayed without `Clone` |
@@ -40,6 +41,7 @@
 #![cfg_attr(not(feature = "full"), allow(dead_code, unused_imports))]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod base_uri;
 pub(crate) mod body;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
@@ -59,6 +61,7 @@ pub mod stack;
 pub mod timeout;
 pub(crate) mod util;
 
+pub use base_uri::BaseUri;
 pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 
 #[cfg(feature = "circuit-breaker")]
