@@ -5,7 +5,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::budget::Budget;
-use super::CollectBody;
+use super::service::{CollectBody, Config};
 
 /// The largest request body accepted by default: 32 MiB (a chat request
 /// with a few images).
@@ -56,12 +56,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct CollectBodyLayer {
     pub(crate) config: Config,
     pub(crate) budget: Budget,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Config {
-    pub(crate) max_request_body: usize,
-    pub(crate) timeout: Duration,
 }
 
 impl CollectBodyLayer {

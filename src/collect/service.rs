@@ -1,6 +1,7 @@
 //! [`CollectBody`]: the service.
 
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
@@ -11,11 +12,17 @@ use tower_service::Service;
 use super::budget::{Budget, MAX_HOLD};
 use super::error;
 use super::future::{Collecting, ResponseFuture};
-use super::layer::Config;
 use super::CollectedBody;
 use crate::deadline::Deadline;
 use crate::util::instant_after;
 use crate::{ApiError, BoxError};
+
+/// The settings of a [`CollectBodyLayer`](super::CollectBodyLayer).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Config {
+    pub(crate) max_request_body: usize,
+    pub(crate) timeout: Duration,
+}
 
 /// Reads each request body whole, then calls the inner service with a
 /// [`CollectedBody`]; made by [`CollectBodyLayer`](super::CollectBodyLayer).
