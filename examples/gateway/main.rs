@@ -2,7 +2,9 @@
 //! upstream through the standard stack (normalize → total timeout → retry →
 //! circuit breaker → attempt timeout), with breakers keyed by the request's
 //! `model`, SSE streamed through chunk by chunk, and every failure answered
-//! as the canonical error envelope.
+//! as the canonical error envelope. It is safe in front of clients it does
+//! not control: connections, headers, bodies and memory are bounded, paths
+//! cannot leave the upstream's prefix, and SIGTERM lets calls finish.
 //!
 //! ```text
 //! cargo run --release --example gateway                    # with the embedded simulated upstream
@@ -18,30 +20,55 @@
 
 mod app;
 mod args;
+mod body;
+mod client;
+mod conn;
+mod forward;
+mod headers;
+mod log;
+mod server;
+mod shutdown;
 mod sim;
 
 use std::process::ExitCode;
 
 use tower_http_resilience::circuit_breaker::CircuitState;
+use tower_http_resilience::collect::CollectBodyLayer;
+use tower_http_resilience::BaseUri;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+
+use crate::args::{Args, Parsed};
+use crate::log::Log;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = match args::parse(std::env::args().skip(1)) {
-        Ok(args) => args,
+        Ok(Parsed::Run(args)) => args,
+        Ok(Parsed::Help) => {
+            println!("{}", args::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            println!("gateway {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
         Err(message) => {
-            let help = message == args::USAGE;
-            if help {
-                println!("{message}");
-            } else {
-                eprintln!("gateway: {message}");
-            }
-            return if help {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            };
+            eprintln!("gateway: {message}");
+            return ExitCode::from(2);
         }
     };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::builder()
+                .with_default_directive(LevelFilter::WARN.into())
+                .from_env_lossy(),
+        )
+        .init();
+    run(*args).await
+}
+
+async fn run(args: Args) -> ExitCode {
     let layer = match args.config.clone().build() {
         Ok(layer) => layer,
         Err(err) => {
@@ -61,54 +88,78 @@ async fn main() -> ExitCode {
         .expect("a bound listener has an address");
     println!("listening on http://{addr}");
 
-    let upstream = match args.upstream {
-        Some(uri) => {
-            println!("upstream: {uri}");
-            uri
+    let log = Log::stdout(args.log_format);
+    let (base, upstream) = match args.upstream {
+        Some(base) => {
+            log.notice(format_args!("upstream: {base}"));
+            (base, "default")
         }
-        None => {
-            let sim = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("a loopback port for the simulator");
-            let sim_addr = sim.local_addr().expect("a bound listener has an address");
-            tokio::spawn(async move { axum::serve(sim, sim::router()).await });
-            println!(
-                "upstream: embedded simulator at http://{sim_addr} \
-                 (models: gpt-4o-mini, sim-down, sim-stall, sim-slow, sim-reset, sim-quota, sim-overloaded, sim-badkey)"
-            );
-            format!("http://{sim_addr}").parse().expect("a valid URI")
-        }
+        None => (start_simulator(&log).await, "sim"),
     };
-
     let handle = layer.breaker_handle();
-    handle.on_transition(|t| {
+    let notices = log.clone();
+    handle.on_transition(move |t| {
         let open = t
             .open_for()
             .map(|d| format!(" for {}ms", d.as_millis()))
             .unwrap_or_default();
-        println!(
-            "breaker {}: {} -> {} ({:?}){open}",
-            if t.key().is_empty() {
-                "(global)"
-            } else {
-                t.key()
-            },
+        let key = if t.key().is_empty() {
+            "(global)"
+        } else {
+            t.key()
+        };
+        notices.notice(format_args!(
+            "breaker {key}: {} -> {} ({:?}){open}",
             state(t.from()),
             state(t.to()),
             t.reason(),
-        );
+        ));
     });
-    println!(
+    log.notice(format_args!(
         "try: curl -s http://{addr}/v1/chat/completions -H 'content-type: application/json' \
          -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'"
-    );
+    ));
 
-    let app = app::router(layer.server(), upstream, app::upstream_client(), true);
-    if let Err(err) = axum::serve(listener, app).await {
-        eprintln!("gateway: {err}");
-        return ExitCode::from(1);
+    let drain = shutdown::Drain::default();
+    let gateway = app::Gateway::new(app::Setup {
+        stack: layer.server(),
+        base,
+        upstream: upstream.to_owned(),
+        client: client::upstream_client(),
+        bodies: CollectBodyLayer::new()
+            .max_request_body(args.max_request_body)
+            .max_buffered_bodies(args.max_buffered_bodies)
+            .timeout(args.body_timeout),
+        log: log.clone(),
+        drain: drain.clone(),
+    });
+    let draining = server::serve(listener, gateway, args.limits, shutdown::requested()).await;
+    log.notice(format_args!(
+        "shutting down: no new connections; calls in flight have {}ms",
+        args.shutdown_grace.as_millis()
+    ));
+    if draining.finish(args.shutdown_grace, &drain).await {
+        log.notice("stopped: every call finished");
+    } else {
+        log.notice("stopped: the calls still running were ended");
     }
     ExitCode::SUCCESS
+}
+
+/// Starts the embedded simulator on a loopback port; returns its base.
+async fn start_simulator(log: &Log) -> BaseUri {
+    let sim = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port for the simulator");
+    let sim_addr = sim.local_addr().expect("a bound listener has an address");
+    tokio::spawn(async move { axum::serve(sim, sim::router()).await });
+    log.notice(format_args!(
+        "upstream: embedded simulator at http://{sim_addr} \
+         (models: gpt-4o-mini, sim-down, sim-stall, sim-slow, sim-reset, sim-quota, sim-overloaded, sim-badkey)"
+    ));
+    format!("http://{sim_addr}")
+        .parse()
+        .expect("a loopback URL is a base")
 }
 
 fn state(s: CircuitState) -> &'static str {
