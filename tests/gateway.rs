@@ -1,5 +1,5 @@
-//! The gateway example end to end: its own code (`examples/gateway/app.rs`)
-//! runs in-process on 127.0.0.1 in front of a scripted axum upstream (its own
+//! The gateway example end to end: its own code (`examples/gateway/`) runs
+//! in-process on 127.0.0.1 in front of a scripted axum upstream (its own
 //! thread and runtime), called by a hyper client.
 //!
 //! The test runtime's clock is paused and held (`common::hold_clock`): it
@@ -12,6 +12,27 @@ mod common;
 mod app;
 #[path = "../examples/gateway/args.rs"]
 mod args;
+#[path = "../examples/gateway/body.rs"]
+mod body;
+#[path = "../examples/gateway/client.rs"]
+mod client;
+#[path = "../examples/gateway/conn.rs"]
+mod conn;
+#[path = "../examples/gateway/forward.rs"]
+mod forward;
+#[path = "common/gateway.rs"]
+mod gateway_harness;
+#[path = "../examples/gateway/headers.rs"]
+mod headers;
+#[path = "../examples/gateway/log.rs"]
+#[allow(dead_code)] // what main.rs alone uses
+mod log;
+#[path = "../examples/gateway/server.rs"]
+#[allow(dead_code)] // what main.rs alone uses
+mod server;
+#[path = "../examples/gateway/shutdown.rs"]
+#[allow(dead_code)] // what main.rs alone uses
+mod shutdown;
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -30,7 +51,6 @@ use http::{Request, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
 use tokio::time::advance;
-use tower_http_resilience::retry::{Backoff, Jitter};
 use tower_http_resilience::ResilienceConfig;
 
 /// What the upstream does with one request for a model.
@@ -165,20 +185,9 @@ fn config() -> ResilienceConfig {
 
 /// Starts the gateway (on the test's runtime) in front of `upstream`.
 async fn gateway(config: ResilienceConfig, upstream: SocketAddr) -> SocketAddr {
-    let layer = config.build().unwrap().map_retry(|r| {
-        r.backoff(Backoff::constant(Duration::ZERO))
-            .jitter(Jitter::none())
-    });
-    let app = app::router(
-        layer.server(),
-        format!("http://{upstream}").parse().unwrap(),
-        app::upstream_client(),
-        false,
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    let mut options = gateway_harness::Options::new(format!("http://{upstream}"));
+    options.config = config;
+    gateway_harness::start(options).await.addr
 }
 
 fn chat(gw: SocketAddr, model: &str, stream: bool) -> Request<Full<Bytes>> {
@@ -419,7 +428,11 @@ async fn a_client_that_disconnects_cancels_the_upstream_call() {
 
 #[test]
 fn the_flags_and_defaults_are_those_of_the_design() {
-    let a = args::parse(Vec::<String>::new()).unwrap();
+    let run = |flags: &[&str]| match args::parse(flags.iter().map(|f| f.to_string())) {
+        Ok(args::Parsed::Run(a)) => a,
+        other => panic!("{flags:?}: {other:?}"),
+    };
+    let a = run(&[]);
     assert_eq!(a.listen.to_string(), "127.0.0.1:8080");
     assert!(a.upstream.is_none());
     let s = Duration::from_secs;
@@ -464,9 +477,9 @@ fn the_flags_and_defaults_are_those_of_the_design() {
         "--breaker-open",
         "45s",
     ];
-    let a = args::parse(flags.iter().map(|f| f.to_string())).unwrap();
+    let a = run(&flags);
     assert_eq!(a.listen.port(), 0);
-    assert_eq!(a.upstream.unwrap().host(), Some("api.example.com"));
+    assert_eq!(a.upstream.unwrap().to_string(), "https://api.example.com");
     let expected = ResilienceConfig::default()
         .max_retries(5)
         .total_timeout(s(120))
@@ -487,13 +500,9 @@ fn the_flags_and_defaults_are_those_of_the_design() {
     {
         assert!(args::USAGE.contains(flag), "--help names {flag}");
     }
-    assert!(args::parse(["--timeout".into(), "soon".into()])
-        .unwrap_err()
-        .contains("not a duration"));
-    assert!(args::parse(["--nope".into(), "1".into()])
-        .unwrap_err()
-        .contains("unknown flag"));
-    assert!(args::parse(["--upstream".into(), "ftp://x".into()]).is_err());
+    let err = |flags: &[&str]| args::parse(flags.iter().map(|f| f.to_string())).unwrap_err();
+    assert!(err(&["--timeout", "soon"]).contains("not a duration"));
+    assert!(err(&["--upstream", "ftp://x"]).contains("http:// or https://"));
 }
 
 /// The example a newcomer runs: its first stdout line is the address, and it
@@ -502,14 +511,7 @@ fn the_flags_and_defaults_are_those_of_the_design() {
 async fn the_example_binary_prints_its_address_first() {
     use tokio::io::AsyncBufReadExt;
 
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("gateway");
+    let bin = gateway_harness::example_binary();
     let mut child = tokio::process::Command::new(&bin)
         .args(["--listen", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())
@@ -533,4 +535,81 @@ async fn the_example_binary_prints_its_address_first() {
         (Some("authentication_error"), Some("invalid_api_key"))
     );
     child.kill().await.unwrap();
+}
+
+#[test]
+fn the_hardening_flags_and_their_defaults() {
+    let parse = |flags: &[&str]| args::parse(flags.iter().map(|f| f.to_string()));
+    let Ok(args::Parsed::Run(a)) = parse(&[]) else {
+        panic!("no flags run the gateway")
+    };
+    let s = Duration::from_secs;
+    assert_eq!(
+        a.limits,
+        server::Limits {
+            max_connections: 1024,
+            header_read_timeout: s(10),
+            idle_timeout: s(60),
+        }
+    );
+    assert_eq!(
+        (a.max_request_body, a.max_buffered_bodies),
+        (32 << 20, 256 << 20)
+    );
+    assert_eq!((a.shutdown_grace, a.body_timeout), (s(30), s(60)));
+    assert_eq!(a.log_format, log::LogFormat::Text);
+
+    let flags = [
+        "--max-connections",
+        "64",
+        "--header-read-timeout",
+        "2s",
+        "--idle-timeout=30s",
+        "--max-request-body",
+        "512KiB",
+        "--max-buffered-bodies",
+        "128MiB",
+        "--shutdown-grace",
+        "5s",
+        "--log-format",
+        "json",
+        "--timeout",
+        "90s",
+    ];
+    let Ok(args::Parsed::Run(a)) = parse(&flags) else {
+        panic!("{flags:?}")
+    };
+    assert_eq!(a.limits.max_connections, 64);
+    assert_eq!(a.limits.header_read_timeout, s(2));
+    assert_eq!(a.limits.idle_timeout, s(30));
+    assert_eq!((a.max_request_body, a.max_buffered_bodies), (512 << 10, 128 << 20));
+    assert_eq!(a.shutdown_grace, s(5));
+    assert_eq!(a.log_format, log::LogFormat::Json);
+    assert_eq!(a.body_timeout, s(90), "a body has the call's total timeout");
+    assert_eq!(a.config, ResilienceConfig::default().total_timeout(s(90)));
+    for flag in flags
+        .iter()
+        .filter(|f| f.starts_with("--"))
+        .map(|f| f.split('=').next().unwrap())
+    {
+        assert!(args::USAGE.contains(flag), "--help names {flag}");
+    }
+
+    assert!(matches!(parse(&["--version"]), Ok(args::Parsed::Version)));
+    assert!(matches!(parse(&["--help"]), Ok(args::Parsed::Help)));
+    assert_eq!(
+        parse(&["--bogus"]).unwrap_err(),
+        "unknown flag --bogus; see --help",
+        "named, not taken for a flag that needs a value"
+    );
+    assert!(parse(&["--bogus=1"]).unwrap_err().starts_with("unknown flag --bogus"));
+    for (flag, value) in [
+        ("--max-request-body", "lots"),
+        ("--max-buffered-bodies", "0"),
+        ("--max-connections", "0"),
+        ("--header-read-timeout", "0s"),
+        ("--log-format", "xml"),
+    ] {
+        assert!(parse(&[flag, value]).is_err(), "{flag} {value}");
+    }
 }
