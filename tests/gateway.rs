@@ -582,7 +582,10 @@ fn the_hardening_flags_and_their_defaults() {
     assert_eq!(a.limits.max_connections, 64);
     assert_eq!(a.limits.header_read_timeout, s(2));
     assert_eq!(a.limits.idle_timeout, s(30));
-    assert_eq!((a.max_request_body, a.max_buffered_bodies), (512 << 10, 128 << 20));
+    assert_eq!(
+        (a.max_request_body, a.max_buffered_bodies),
+        (512 << 10, 128 << 20)
+    );
     assert_eq!(a.shutdown_grace, s(5));
     assert_eq!(a.log_format, log::LogFormat::Json);
     assert_eq!(a.body_timeout, s(90), "a body has the call's total timeout");
@@ -602,7 +605,9 @@ fn the_hardening_flags_and_their_defaults() {
         "unknown flag --bogus; see --help",
         "named, not taken for a flag that needs a value"
     );
-    assert!(parse(&["--bogus=1"]).unwrap_err().starts_with("unknown flag --bogus"));
+    assert!(parse(&["--bogus=1"])
+        .unwrap_err()
+        .starts_with("unknown flag --bogus"));
     for (flag, value) in [
         ("--max-request-body", "lots"),
         ("--max-buffered-bodies", "0"),

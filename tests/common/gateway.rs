@@ -62,14 +62,10 @@ impl Running {
 
 /// Starts the gateway on 127.0.0.1, retries waiting no time.
 pub async fn start(options: Options) -> Running {
-    let layer = options
-        .config
-        .build()
-        .unwrap()
-        .map_retry(|r| {
-            r.backoff(Backoff::constant(Duration::ZERO))
-                .jitter(Jitter::none())
-        });
+    let layer = options.config.build().unwrap().map_retry(|r| {
+        r.backoff(Backoff::constant(Duration::ZERO))
+            .jitter(Jitter::none())
+    });
     let (log, lines) = Log::channel(options.format);
     let drain = Drain::default();
     let gateway = Gateway::new(Setup {
@@ -131,7 +127,13 @@ pub fn example_binary() -> PathBuf {
                 .unwrap_or_else(|| "cargo".to_owned());
             let mut build = std::process::Command::new(cargo);
             build
-                .args(["build", "--quiet", "--example", "gateway", "--no-default-features"])
+                .args([
+                    "build",
+                    "--quiet",
+                    "--example",
+                    "gateway",
+                    "--no-default-features",
+                ])
                 .arg(format!("--features={}", features.join(",")))
                 .current_dir(env!("CARGO_MANIFEST_DIR"));
             if !cfg!(debug_assertions) {
