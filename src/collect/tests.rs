@@ -38,7 +38,7 @@ impl Body for Fed {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.hint.clone()
+        self.hint
     }
 }
 

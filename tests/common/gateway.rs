@@ -136,6 +136,25 @@ pub fn example_binary() -> PathBuf {
                 ])
                 .arg(format!("--features={}", features.join(",")))
                 .current_dir(env!("CARGO_MANIFEST_DIR"));
+            // What cargo set for this test's run: build scripts that watch
+            // these would see them changed and build again.
+            for (key, _) in std::env::vars_os() {
+                let key = key.to_string_lossy();
+                let set_by_cargo = key.starts_with("CARGO_PKG_")
+                    || [
+                        "CARGO_MANIFEST_DIR",
+                        "CARGO_MANIFEST_PATH",
+                        "CARGO_CRATE_NAME",
+                        "CARGO_BIN_NAME",
+                        "CARGO_PRIMARY_PACKAGE",
+                        "CARGO_TARGET_TMPDIR",
+                        "CARGO_RUSTC_CURRENT_DIR",
+                    ]
+                    .contains(&key.as_ref());
+                if set_by_cargo {
+                    build.env_remove(key.as_ref());
+                }
+            }
             if !cfg!(debug_assertions) {
                 build.arg("--release");
             }
