@@ -8,31 +8,7 @@
 
 mod common;
 
-#[path = "../examples/gateway/app.rs"]
-mod app;
-#[path = "../examples/gateway/args.rs"]
-mod args;
-#[path = "../examples/gateway/body.rs"]
-mod body;
-#[path = "../examples/gateway/client.rs"]
-mod client;
-#[path = "../examples/gateway/conn.rs"]
-mod conn;
-#[path = "../examples/gateway/forward.rs"]
-mod forward;
-#[path = "common/gateway.rs"]
-mod gateway_harness;
-#[path = "../examples/gateway/headers.rs"]
-mod headers;
-#[path = "../examples/gateway/log.rs"]
-#[allow(dead_code)] // what main.rs alone uses
-mod log;
-#[path = "../examples/gateway/server.rs"]
-#[allow(dead_code)] // what main.rs alone uses
-mod server;
-#[path = "../examples/gateway/shutdown.rs"]
-#[allow(dead_code)] // what main.rs alone uses
-mod shutdown;
+include!("common/gateway_modules.rs");
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;

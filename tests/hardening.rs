@@ -10,32 +10,7 @@
 
 mod common;
 
-#[path = "../examples/gateway/app.rs"]
-mod app;
-#[path = "../examples/gateway/args.rs"]
-#[allow(dead_code)] // main.rs's part
-mod args;
-#[path = "../examples/gateway/body.rs"]
-mod body;
-#[path = "../examples/gateway/client.rs"]
-mod client;
-#[path = "../examples/gateway/conn.rs"]
-mod conn;
-#[path = "../examples/gateway/forward.rs"]
-mod forward;
-#[path = "common/gateway.rs"]
-mod gateway_harness;
-#[path = "../examples/gateway/headers.rs"]
-mod headers;
-#[path = "../examples/gateway/log.rs"]
-#[allow(dead_code)] // main.rs's part
-mod log;
-#[path = "../examples/gateway/server.rs"]
-#[allow(dead_code)] // main.rs's part
-mod server;
-#[path = "../examples/gateway/shutdown.rs"]
-#[allow(dead_code)] // main.rs's part
-mod shutdown;
+include!("common/gateway_modules.rs");
 
 mod hardening {
     pub mod process;

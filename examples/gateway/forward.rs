@@ -90,9 +90,10 @@ impl Forward {
         let headers = up.headers_mut();
         *headers = parts.headers;
         drop_hop_by_hop(headers);
-        // Hyper sets these from the URI and the body.
+        // Hyper sets these from the URI and the body; the body is whole.
         headers.remove(header::HOST);
         headers.remove(header::CONTENT_LENGTH);
+        headers.remove(header::EXPECT);
         headers.insert(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),

@@ -230,13 +230,10 @@ pub fn escape(s: &str, out: &mut String) {
 
 /// The longest prefix of `s` within `max` bytes, on a character boundary.
 fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = (0..=max.min(s.len()))
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
     &s[..end]
 }
 
@@ -306,5 +303,6 @@ mod tests {
         let mut out = String::new();
         escape("é\u{202e}a\\b", &mut out);
         assert_eq!(out, "\\u{e9}\\u{202e}a\\\\b");
+        assert_eq!((cut("é", 1), cut("éa", 3), cut("ab", 9)), ("", "éa", "ab"));
     }
 }

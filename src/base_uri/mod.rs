@@ -99,24 +99,15 @@ impl BaseUri {
         if pq.is_empty() {
             pq.push('/');
         }
-        let mut sep = '?';
-        for param in self.query.iter().flat_map(|q| params(q)) {
-            pq.push(sep);
+        let base_params = || self.query.iter().flat_map(|q| params(q));
+        let request_params = request
+            .query()
+            .into_iter()
+            .flat_map(params)
+            .filter(|p| !base_params().any(|b| name(b) == name(p)));
+        for (i, param) in base_params().chain(request_params).enumerate() {
+            pq.push(if i == 0 { '?' } else { '&' });
             pq.push_str(param);
-            sep = '&';
-        }
-        let base_names: Vec<&str> = self
-            .query
-            .iter()
-            .flat_map(|q| params(q))
-            .map(name)
-            .collect();
-        for param in request.query().into_iter().flat_map(params) {
-            if !base_names.contains(&name(param)) {
-                pq.push(sep);
-                pq.push_str(param);
-                sep = '&';
-            }
         }
         Uri::builder()
             .scheme(self.scheme.clone())
