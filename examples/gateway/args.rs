@@ -138,19 +138,11 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
     Ok(Parsed::Run(Box::new(out)))
 }
 
-/// Applies one flag.
+/// Applies one flag of the listener, the upstream or the stack.
 fn set(out: &mut Args, flag: &str, value: &str) -> Result<(), String> {
     let bad = |what: &str| format!("{flag}: `{value}` is not {what}");
     let number = || value.parse::<u32>().map_err(|_| bad("a whole number"));
     let dur = || duration(value).ok_or_else(|| bad("a duration"));
-    let positive = || {
-        dur().and_then(|d| {
-            Some(d)
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| bad("above zero"))
-        })
-    };
-    let bytes = || size(value).ok_or_else(|| bad("a size like 512KiB or 32MiB"));
     let c = std::mem::take(&mut out.config);
     out.config = match flag {
         "--listen" => {
@@ -182,34 +174,41 @@ fn set(out: &mut Args, flag: &str, value: &str) -> Result<(), String> {
         "--max-retry-after" => c.max_retry_after(dur()?),
         "--breaker-window" => c.breaker_window(dur()?),
         "--breaker-open" => c.breaker_open(dur()?),
+        _ => {
+            set_limit(out, flag, value)?;
+            c
+        }
+    };
+    Ok(())
+}
+
+/// Applies one flag of the connection, body, shutdown and log settings.
+fn set_limit(out: &mut Args, flag: &str, value: &str) -> Result<(), String> {
+    let bad = |what: &str| format!("{flag}: `{value}` is not {what}");
+    let positive = || {
+        duration(value)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| bad("a duration above zero"))
+    };
+    let bytes = || size(value).ok_or_else(|| bad("a size like 512KiB or 32MiB"));
+    match flag {
         "--max-connections" => {
-            out.limits.max_connections = Some(number()?)
-                .filter(|&n| n > 0)
-                .ok_or_else(|| bad("above zero"))?
-                as usize;
-            c
+            out.limits.max_connections = value
+                .parse()
+                .ok()
+                .filter(|&n: &usize| n > 0)
+                .ok_or_else(|| bad("a whole number above zero"))?;
         }
-        "--header-read-timeout" => {
-            out.limits.header_read_timeout = positive()?;
-            c
-        }
-        "--idle-timeout" => {
-            out.limits.idle_timeout = positive()?;
-            c
-        }
-        "--max-request-body" => {
-            out.max_request_body = bytes()?;
-            c
-        }
+        "--header-read-timeout" => out.limits.header_read_timeout = positive()?,
+        "--idle-timeout" => out.limits.idle_timeout = positive()?,
+        "--max-request-body" => out.max_request_body = bytes()?,
         "--max-buffered-bodies" => {
             out.max_buffered_bodies = Some(bytes()?)
                 .filter(|&n| n > 0)
                 .ok_or_else(|| bad("above zero"))?;
-            c
         }
         "--shutdown-grace" => {
-            out.shutdown_grace = dur()?;
-            c
+            out.shutdown_grace = duration(value).ok_or_else(|| bad("a duration"))?;
         }
         "--log-format" => {
             out.log_format = match value {
@@ -217,10 +216,9 @@ fn set(out: &mut Args, flag: &str, value: &str) -> Result<(), String> {
                 "json" => LogFormat::Json,
                 _ => return Err(bad("`text` or `json`")),
             };
-            c
         }
         _ => unreachable!("{flag} is in FLAGS"),
-    };
+    }
     Ok(())
 }
 

@@ -32,13 +32,16 @@ mod sim;
 
 use std::process::ExitCode;
 
-use tower_http_resilience::circuit_breaker::CircuitState;
+use tower_http_resilience::circuit_breaker::{CircuitBreakerHandle, CircuitState};
 use tower_http_resilience::collect::CollectBodyLayer;
 use tower_http_resilience::BaseUri;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
 use crate::args::{Args, Parsed};
 use crate::log::Log;
+
+/// The rest of the command line the gateway suggests to try it.
+const TRY: &str = r#"-H 'content-type: application/json' -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'"#;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -96,28 +99,9 @@ async fn run(args: Args) -> ExitCode {
         }
         None => (start_simulator(&log).await, "sim"),
     };
-    let handle = layer.breaker_handle();
-    let notices = log.clone();
-    handle.on_transition(move |t| {
-        let open = t
-            .open_for()
-            .map(|d| format!(" for {}ms", d.as_millis()))
-            .unwrap_or_default();
-        let key = if t.key().is_empty() {
-            "(global)"
-        } else {
-            t.key()
-        };
-        notices.notice(format_args!(
-            "breaker {key}: {} -> {} ({:?}){open}",
-            state(t.from()),
-            state(t.to()),
-            t.reason(),
-        ));
-    });
+    watch_breakers(&layer.breaker_handle(), &log);
     log.notice(format_args!(
-        "try: curl -s http://{addr}/v1/chat/completions -H 'content-type: application/json' \
-         -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'"
+        "try: curl -s http://{addr}/v1/chat/completions {TRY}"
     ));
 
     let drain = shutdown::Drain::default();
@@ -144,6 +128,28 @@ async fn run(args: Args) -> ExitCode {
         log.notice("stopped: the calls still running were ended");
     }
     ExitCode::SUCCESS
+}
+
+/// Tells of every breaker transition.
+fn watch_breakers(handle: &CircuitBreakerHandle, log: &Log) {
+    let log = log.clone();
+    handle.on_transition(move |t| {
+        let open = t
+            .open_for()
+            .map(|d| format!(" for {}ms", d.as_millis()))
+            .unwrap_or_default();
+        let key = if t.key().is_empty() {
+            "(global)"
+        } else {
+            t.key()
+        };
+        log.notice(format_args!(
+            "breaker {key}: {} -> {} ({:?}){open}",
+            state(t.from()),
+            state(t.to()),
+            t.reason(),
+        ));
+    });
 }
 
 /// Starts the embedded simulator on a loopback port; returns its base.

@@ -146,7 +146,9 @@ async fn open_streams(gw: SocketAddr, n: usize) -> Vec<hyper::body::Incoming> {
     bodies
 }
 
-pub fn sigterm_lets_streams_finish(n: usize) {
+#[test]
+fn sigterm_lets_five_streams_finish_and_exits_0() {
+    let n = 5;
     let up = spawn_upstream();
     let mut gw = Gateway::start(&up, &[]);
     runtime().block_on(async {
@@ -167,7 +169,8 @@ pub fn sigterm_lets_streams_finish(n: usize) {
     assert_eq!(gw.exit_code(), Some(0));
 }
 
-pub fn the_grace_ends_a_stalled_stream() {
+#[test]
+fn after_the_grace_a_stream_is_ended_and_the_process_exits_0() {
     let up = spawn_upstream();
     let mut gw = Gateway::start(&up, &["--shutdown-grace", "200ms"]);
     runtime().block_on(async {
@@ -202,7 +205,8 @@ fn large_body(len: usize) -> http_body_util::combinators::BoxBody<Bytes, std::io
     BodyExt::boxed(StreamBody::new(frames))
 }
 
-pub fn bodies_keep_peak_memory_bounded() {
+#[test]
+fn bodies_under_a_budget_keep_peak_memory_bounded() {
     const BODIES: usize = 24;
     const LEN: usize = 31 << 20;
     let up = spawn_upstream();
@@ -244,7 +248,8 @@ pub fn bodies_keep_peak_memory_bounded() {
     }
 }
 
-pub fn version_and_unknown_flag() {
+#[test]
+fn the_example_prints_its_version_and_names_an_unknown_flag() {
     let bin = gateway_harness::example_binary();
     let out = Command::new(&bin).arg("--version").output().unwrap();
     assert_eq!(out.status.code(), Some(0));

@@ -49,6 +49,11 @@ pub async fn bounded<F: Future>(f: F) -> F::Output {
     }
 }
 
+/// A complete request with `connection: close`.
+pub fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n\r\n")
+}
+
 /// Connects, writes `request`, reads one response.
 pub async fn raw(addr: SocketAddr, request: &str) -> Raw {
     bounded(async {

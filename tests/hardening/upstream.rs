@@ -28,6 +28,7 @@ use tokio::sync::watch;
 
 use super::raw::bounded;
 use crate::common;
+use crate::gateway_harness::Options;
 
 struct Seen {
     calls: watch::Sender<u32>,
@@ -55,6 +56,11 @@ pub fn spawn_upstream() -> Upstream {
 }
 
 impl Upstream {
+    /// The gateway's defaults in front of this upstream.
+    pub fn options(&self) -> Options {
+        Options::new(format!("http://{}", self.addr))
+    }
+
     /// Requests that reached it (`/ping` aside).
     pub fn calls(&self) -> u32 {
         *self.seen.calls.borrow()
