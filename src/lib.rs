@@ -7,11 +7,13 @@
 //! | module | what it does |
 //! |---|---|
 //! | [`error`] | [`ApiError`] and [`ErrorKind`]: the canonical envelope, read from any upstream dialect, rendered as JSON, gRPC status or an SSE event |
+//! | [`base_uri`] | [`BaseUri`]: an upstream's base URI and the path-safe join of a caller's path onto it (prefix and query kept, `..` and encoded separators refused) |
 //! | [`deadline`] | [`Deadline`](deadline::Deadline): the one deadline of a call, shared through request extensions |
 //! | [`hint`] | [`ServerHints`](hint::ServerHints): `retry-after`, `retry-after-ms`, `x-should-retry`, rate-limit resets, gRPC pushback |
 //! | [`key`] | [`ExtractKey`](key::ExtractKey): which breaker or pacing state a request belongs to (host, header, model, credential) |
 //! | [`pacing`] | [`PacingLayer`]: never send what the upstream said it will refuse; holds learnt from 429 hints and `x-ratelimit-remaining-*: 0`, a configured rate per key |
 //! | [`retry`] | [`RetryLayer`]: backoff with jitter, server hints, one deadline, a shared budget, request bodies replayed without `Clone` |
+//! | [`collect`] | [`CollectBodyLayer`]: request bodies read whole before the call, under a size limit, a deadline and a memory budget shared by every call |
 //! | [`circuit_breaker`] | [`CircuitBreakerLayer`]: breakers per key (host, model, header) over a rolling window, with slow-call detection, bounded half-open probes and a lock-free hot path; streams are judged when they end |
 //! | [`normalize`] | [`NormalizeLayer`] for servers (every failure leaves as the envelope) and [`NormalizeClientLayer`] for clients (every failure arrives as an [`ApiError`]) |
 //! | [`timeout`] | [`TimeoutLayer`]: a total timeout over headers *and* body for ordinary calls; first-byte, idle and total clocks for streams (SSE, gRPC), chosen per call; [`AttemptTimeoutLayer`] for one attempt |
@@ -43,12 +45,15 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod base_uri;
 #[cfg(any(feature = "normalize", feature = "retry", feature = "timeout", feature = "check"))]
 pub(crate) mod body;
 #[cfg(feature = "check")]
 pub mod check;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
+#[cfg(feature = "collect")]
+pub mod collect;
 #[cfg(any(feature = "normalize", feature = "timeout", feature = "check"))]
 pub(crate) mod content_type;
 pub mod deadline;
@@ -70,6 +75,7 @@ pub mod stack;
 pub mod timeout;
 pub(crate) mod util;
 
+pub use base_uri::BaseUri;
 pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 
 #[cfg(feature = "check")]
@@ -78,6 +84,8 @@ pub use check::{Check, CheckLayer};
 pub use circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
 #[cfg(feature = "fleet")]
 pub use fleet::FleetMirror;
+#[cfg(feature = "collect")]
+pub use collect::CollectBodyLayer;
 #[cfg(feature = "normalize")]
 pub use normalize::{Normalize, NormalizeClient, NormalizeClientLayer, NormalizeLayer};
 #[cfg(feature = "pacing")]

@@ -1,7 +1,6 @@
-//! The gateway example end to end: its own code (`examples/gateway/app.rs`)
-//! runs in-process on 127.0.0.1 in front of the scripted upstream
-//! (`tests/support`, served over HTTP from its own thread and runtime),
-//! called by a hyper client.
+//! The gateway example end to end: its own code (`examples/gateway/`) runs
+//! in-process on 127.0.0.1 in front of a scripted axum upstream (its own
+//! thread and runtime), called by a hyper client.
 //!
 //! The test runtime's clock is paused and held (`support::hold_clock`): it
 //! moves only by `tokio::time::advance`, so stalls are exact and nothing
@@ -9,38 +8,150 @@
 
 mod support;
 
-#[path = "../examples/gateway/app.rs"]
-mod app;
-#[path = "../examples/gateway/args.rs"]
-mod args;
+include!("support/gateway_modules.rs");
 
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::Response;
+use axum::Router;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{Request, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
-use support::{Plan, Upstream};
 use tokio::time::advance;
-use tower_http_resilience::retry::{Backoff, Jitter};
-use tower_http_resilience::{BoxError, ResilienceConfig};
+use tower_http_resilience::ResilienceConfig;
 
-/// Serves the scripted upstream on 127.0.0.1, from its own thread and runtime.
-fn spawn_upstream(up: &Upstream) -> SocketAddr {
-    let up = up.clone();
-    support::spawn_server(move || up)
+/// What the upstream does with one request for a model.
+#[derive(Clone)]
+enum Plan {
+    Respond(u16, Vec<(String, String)>, Bytes),
+    /// Server-Sent Events; with `stall`, silence after the last one.
+    Sse(Vec<&'static str>, bool),
+    /// A 500 whose 20 MB body is produced 64 KiB at a time.
+    Huge,
+    /// Never answers.
+    Hang,
 }
 
-/// The calls the upstream received for `model` (the JSON body's).
-fn calls(up: &Upstream, model: &str) -> usize {
-    up.received()
-        .iter()
-        .filter(|r| r.json()["model"] == model)
-        .count()
+#[derive(Default)]
+struct Upstream {
+    plans: Mutex<HashMap<String, VecDeque<Plan>>>,
+    calls: Mutex<HashMap<String, u32>>,
+    /// 64 KiB chunks of `Plan::Huge` bodies produced.
+    produced: Arc<AtomicUsize>,
+    /// `Plan::Hang` handlers dropped (their caller went away).
+    cancelled: Arc<AtomicUsize>,
+    cancel_tx: Mutex<Option<tokio::sync::mpsc::UnboundedSender<()>>>,
+}
+
+impl Upstream {
+    fn plan(&self, model: &str, plans: impl IntoIterator<Item = Plan>) {
+        self.plans
+            .lock()
+            .unwrap()
+            .entry(model.to_owned())
+            .or_default()
+            .extend(plans);
+    }
+
+    fn calls(&self, model: &str) -> u32 {
+        self.calls.lock().unwrap().get(model).copied().unwrap_or(0)
+    }
+}
+
+struct DropGuard(
+    Arc<AtomicUsize>,
+    Option<tokio::sync::mpsc::UnboundedSender<()>>,
+);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        if let Some(tx) = &self.1 {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn upstream_handler(State(up): State<Arc<Upstream>>, body: Bytes) -> Response {
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let model = v["model"].as_str().unwrap_or("-").to_owned();
+    let n = {
+        let mut calls = up.calls.lock().unwrap();
+        let n = calls.entry(model.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    let plan = up
+        .plans
+        .lock()
+        .unwrap()
+        .get_mut(&model)
+        .and_then(VecDeque::pop_front);
+    match plan {
+        None => {
+            let body = format!(r#"{{"id":"ok-{model}-{n}","object":"chat.completion"}}"#);
+            Response::builder()
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .unwrap()
+        }
+        Some(Plan::Respond(status, headers, body)) => {
+            let mut b = Response::builder().status(status);
+            for (k, v) in headers {
+                b = b.header(k, v);
+            }
+            b.body(Body::from(body)).unwrap()
+        }
+        Some(Plan::Sse(events, stall)) => {
+            let events = futures_util::stream::iter(events)
+                .map(|e| Ok::<_, Infallible>(Frame::data(Bytes::from_static(e.as_bytes()))));
+            let body = if stall {
+                Body::new(StreamBody::new(
+                    events.chain(futures_util::stream::pending()),
+                ))
+            } else {
+                Body::new(StreamBody::new(events))
+            };
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(body)
+                .unwrap()
+        }
+        Some(Plan::Huge) => {
+            let produced = up.produced.clone();
+            let chunks = futures_util::stream::iter(0..320).map(move |_| {
+                produced.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'e'; 64 * 1024])))
+            });
+            Response::builder()
+                .status(500)
+                .header("content-type", "text/plain")
+                .body(Body::new(StreamBody::new(chunks)))
+                .unwrap()
+        }
+        Some(Plan::Hang) => {
+            let _guard = DropGuard(up.cancelled.clone(), up.cancel_tx.lock().unwrap().clone());
+            futures_util::future::pending::<()>().await;
+            unreachable!()
+        }
+    }
+}
+
+fn spawn_upstream() -> (SocketAddr, Arc<Upstream>) {
+    let up = Arc::new(Upstream::default());
+    let state = up.clone();
+    let addr =
+        support::spawn_server(move || Router::new().fallback(upstream_handler).with_state(state));
+    (addr, up)
 }
 
 /// The gateway's defaults, with retries that wait no time.
@@ -50,20 +161,9 @@ fn config() -> ResilienceConfig {
 
 /// Starts the gateway (on the test's runtime) in front of `upstream`.
 async fn gateway(config: ResilienceConfig, upstream: SocketAddr) -> SocketAddr {
-    let layer = config.build().unwrap().map_retry(|r| {
-        r.backoff(Backoff::constant(Duration::ZERO))
-            .jitter(Jitter::none())
-    });
-    let app = app::router(
-        layer.server(),
-        format!("http://{upstream}").parse().unwrap(),
-        app::upstream_client(),
-        app::Options::default(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    let mut options = gateway_harness::Options::new(format!("http://{upstream}"));
+    options.config = config;
+    gateway_harness::start(options).await.addr
 }
 
 fn chat(gw: SocketAddr, model: &str, stream: bool) -> Request<Full<Bytes>> {
@@ -80,11 +180,23 @@ fn chat(gw: SocketAddr, model: &str, stream: bool) -> Request<Full<Bytes>> {
 #[tokio::test(start_paused = true)]
 async fn every_fixture_case_leaves_as_the_envelope() {
     let _hold = support::hold_clock();
-    let up = Upstream::new();
-    let gw = gateway(config().max_retries(0), spawn_upstream(&up)).await;
+    let (up_addr, up) = spawn_upstream();
+    let gw = gateway(config().max_retries(0), up_addr).await;
 
     for case in support::cases() {
-        up.push(case.plan());
+        let headers = case
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        up.plan(
+            &case.name,
+            [Plan::Respond(
+                case.status,
+                headers,
+                Bytes::from(case.body.clone()),
+            )],
+        );
         let (parts, body) = support::send(chat(gw, &case.name, false)).await;
         let name = &case.name;
         assert_eq!(parts.status.as_u16(), case.expect.status, "{name}");
@@ -112,62 +224,48 @@ async fn every_fixture_case_leaves_as_the_envelope() {
             case.expect.param.as_deref(),
             "{name}"
         );
-        assert_eq!(
-            calls(&up, name),
-            1,
-            "{name}: max_retries 0 means one attempt"
-        );
+        assert_eq!(up.calls(name), 1, "{name}: max_retries 0 means one attempt");
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn retries_follow_the_error_table() {
     let _hold = support::hold_clock();
-    let up = Upstream::new();
-    let gw = gateway(config().max_retries(3), spawn_upstream(&up)).await;
+    let (up_addr, up) = spawn_upstream();
+    let gw = gateway(config().max_retries(3), up_addr).await;
+    let fail = |status: u16| Plan::Respond(status, vec![], Bytes::new());
 
-    // Two failures, then a success.
-    let third = r#"{"id":"ok-flaky-3","object":"chat.completion"}"#;
-    up.extend([Plan::status(503), Plan::status(502), Plan::json(200, third)]);
+    // Two failures, then the default success.
+    up.plan("flaky", [fail(503), fail(502)]);
     let (parts, body) = support::send(chat(gw, "flaky", false)).await;
     assert_eq!(parts.status, StatusCode::OK);
-    assert_eq!(body, third, "the third attempt's answer");
-    assert_eq!(calls(&up, "flaky"), 3);
+    assert_eq!(
+        body, r#"{"id":"ok-flaky-3","object":"chat.completion"}"#,
+        "the third attempt's answer"
+    );
+    assert_eq!(up.calls("flaky"), 3);
 
     // Always failing: 1 + 3 attempts, then the last failure as the envelope.
-    up.push_n(4, Plan::status(500));
+    up.plan("dead", [fail(500), fail(500), fail(500), fail(500)]);
     let (parts, body) = support::send(chat(gw, "dead", false)).await;
     assert_eq!(parts.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(support::envelope(&body)["code"], "internal_error");
-    assert_eq!(calls(&up, "dead"), 4);
+    assert_eq!(up.calls("dead"), 4);
 
     // Not retried: a client error.
-    up.push(Plan::status(400));
+    up.plan("bad", [fail(400)]);
     let (parts, _) = support::send(chat(gw, "bad", false)).await;
     assert_eq!(parts.status, StatusCode::BAD_REQUEST);
-    assert_eq!(calls(&up, "bad"), 1);
+    assert_eq!(up.calls("bad"), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_breaker_opens_for_one_model_only() {
     let _hold = support::hold_clock();
-    // `sim-down` answers 503 until it recovers; every other model 200.
-    let recovered = Arc::new(AtomicBool::new(false));
-    let up = Upstream::answering({
-        let recovered = recovered.clone();
-        move |req| {
-            if req.json()["model"] == "sim-down" && !recovered.load(Ordering::SeqCst) {
-                Plan::status(503).body("down")
-            } else {
-                Plan::status(200)
-            }
-        }
-    });
-    let gw = gateway(
-        config().max_retries(0).breaker_min_calls(2),
-        spawn_upstream(&up),
-    )
-    .await;
+    let (up_addr, up) = spawn_upstream();
+    let gw = gateway(config().max_retries(0).breaker_min_calls(2), up_addr).await;
+    let down = || Plan::Respond(503, vec![], Bytes::from_static(b"down"));
+    up.plan("sim-down", [down(), down(), down(), down()]);
 
     for _ in 0..2 {
         let (parts, body) = support::send(chat(gw, "sim-down", false)).await;
@@ -184,18 +282,18 @@ async fn the_breaker_opens_for_one_model_only() {
         .parse()
         .unwrap();
     assert!((27..=33).contains(&wait), "30 s ± 10 % jitter, got {wait}");
-    assert_eq!(calls(&up, "sim-down"), 2);
+    assert_eq!(up.calls("sim-down"), 2);
 
     // Another model is untouched.
     let (parts, _) = support::send(chat(gw, "gpt-4o-mini", false)).await;
     assert_eq!(parts.status, 200);
 
     // After the open time a probe goes through; the upstream recovered.
-    recovered.store(true, Ordering::SeqCst);
+    up.plans.lock().unwrap().remove("sim-down");
     advance(Duration::from_secs(wait)).await;
     let (parts, _) = support::send(chat(gw, "sim-down", false)).await;
     assert_eq!(parts.status, 200);
-    assert_eq!(calls(&up, "sim-down"), 3);
+    assert_eq!(up.calls("sim-down"), 3);
 }
 
 const EVENTS: [&str; 4] = [
@@ -208,8 +306,9 @@ const EVENTS: [&str; 4] = [
 #[tokio::test(start_paused = true)]
 async fn sse_passes_through_byte_identical() {
     let _hold = support::hold_clock();
-    let up = Upstream::new().first([Plan::sse(&EVENTS)]);
-    let gw = gateway(config(), spawn_upstream(&up)).await;
+    let (up_addr, up) = spawn_upstream();
+    let gw = gateway(config(), up_addr).await;
+    up.plan("gpt-4o-mini", [Plan::Sse(EVENTS.to_vec(), false)]);
 
     let (parts, body) = support::send(chat(gw, "gpt-4o-mini", true)).await;
     assert_eq!(parts.status, 200);
@@ -220,12 +319,13 @@ async fn sse_passes_through_byte_identical() {
 #[tokio::test(start_paused = true)]
 async fn a_stalled_stream_ends_with_an_error_event() {
     let _hold = support::hold_clock();
-    let up = Upstream::new().first([Plan::sse(&EVENTS[..2]).then_stall()]);
+    let (up_addr, up) = spawn_upstream();
     let gw = gateway(
         config().stream_idle_timeout(Duration::from_secs(20)),
-        spawn_upstream(&up),
+        up_addr,
     )
     .await;
+    up.plan("sim-stall", [Plan::Sse(EVENTS[..2].to_vec(), true)]);
 
     let res = support::client()
         .request(chat(gw, "sim-stall", true))
@@ -263,23 +363,9 @@ async fn a_stalled_stream_ends_with_an_error_event() {
 #[tokio::test(start_paused = true)]
 async fn a_20_mb_error_body_is_answered_without_buffering_it() {
     let _hold = support::hold_clock();
-    // A 500 whose 20 MB body is produced 64 KiB at a time, counted.
-    let produced = Arc::new(AtomicUsize::new(0));
-    let huge = Plan::status(500)
-        .header("content-type", "text/plain")
-        .body_with({
-            let produced = produced.clone();
-            move || {
-                let produced = produced.clone();
-                let chunks = futures_util::stream::iter(0..320).map(move |_| {
-                    produced.fetch_add(1, Ordering::SeqCst);
-                    Ok::<_, BoxError>(Frame::data(Bytes::from(vec![b'e'; 64 * 1024])))
-                });
-                StreamBody::new(chunks).boxed_unsync()
-            }
-        });
-    let up = Upstream::new().first([huge]);
-    let gw = gateway(config().max_retries(0), spawn_upstream(&up)).await;
+    let (up_addr, up) = spawn_upstream();
+    let gw = gateway(config().max_retries(0), up_addr).await;
+    up.plan("huge", [Plan::Huge]);
 
     let (parts, body) = support::send(chat(gw, "huge", false)).await;
     assert_eq!(parts.status, 500);
@@ -290,7 +376,7 @@ async fn a_20_mb_error_body_is_answered_without_buffering_it() {
     );
     // The gateway read a few KiB and hung up: the upstream never got to
     // produce all 320 chunks (socket buffers hold a few of them).
-    let produced = produced.load(Ordering::SeqCst);
+    let produced = up.produced.load(Ordering::SeqCst);
     assert!(produced < 320, "{produced} of 320 chunks produced");
 }
 
@@ -298,27 +384,29 @@ async fn a_20_mb_error_body_is_answered_without_buffering_it() {
 /// real clock; the timeout only bounds a failure, it is not waited out.
 #[tokio::test]
 async fn a_client_that_disconnects_cancels_the_upstream_call() {
-    let up = Upstream::always(Plan::hang());
-    let gw = gateway(config(), spawn_upstream(&up)).await;
+    let (up_addr, up) = spawn_upstream();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    *up.cancel_tx.lock().unwrap() = Some(tx);
+    let gw = gateway(config(), up_addr).await;
+    up.plan("hang", [Plan::Hang]);
 
     let call = tokio::spawn(support::client().request(chat(gw, "hang", false)));
     // Wait until the upstream holds the call, then hang up.
-    while calls(&up, "hang") == 0 {
+    while up.calls("hang") == 0 {
         tokio::task::yield_now().await;
     }
     call.abort();
-    tokio::time::timeout(Duration::from_secs(10), up.cancellation())
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
         .expect("the upstream call was cancelled");
-    assert_eq!(up.cancelled(), 1);
-    assert_eq!(up.calls(), 1);
+    assert_eq!(up.cancelled.load(Ordering::SeqCst), 1);
 }
 
 #[test]
 fn the_flags_and_defaults_are_those_of_the_design() {
     let run = |flags: &[&str]| match args::parse(flags.iter().map(|f| f.to_string())) {
-        Ok(args::Parsed::Run(a)) => *a,
-        other => panic!("{other:?}"),
+        Ok(args::Parsed::Run(a)) => a,
+        other => panic!("{flags:?}: {other:?}"),
     };
     let a = run(&[]);
     assert_eq!(a.listen.to_string(), "127.0.0.1:8080");
@@ -367,7 +455,7 @@ fn the_flags_and_defaults_are_those_of_the_design() {
     ];
     let a = run(&flags);
     assert_eq!(a.listen.port(), 0);
-    assert_eq!(a.upstream.unwrap().host(), Some("api.example.com"));
+    assert_eq!(a.upstream.unwrap().to_string(), "https://api.example.com");
     let expected = ResilienceConfig::default()
         .max_retries(5)
         .total_timeout(s(120))
@@ -388,17 +476,9 @@ fn the_flags_and_defaults_are_those_of_the_design() {
     {
         assert!(args::USAGE.contains(flag), "--help names {flag}");
     }
-    assert!(args::parse(["--timeout".into(), "soon".into()])
-        .unwrap_err()
-        .contains("not a duration"));
-    assert!(args::parse(["--nope".into(), "1".into()])
-        .unwrap_err()
-        .contains("unknown flag"));
-    assert!(args::parse(["--upstream".into(), "ftp://x".into()]).is_err());
-    for help in ["--help", "-h"] {
-        assert!(matches!(args::parse([help.into()]), Ok(args::Parsed::Help)));
-    }
-    assert!(args::USAGE.contains("--help"));
+    let err = |flags: &[&str]| args::parse(flags.iter().map(|f| f.to_string())).unwrap_err();
+    assert!(err(&["--timeout", "soon"]).contains("not a duration"));
+    assert!(err(&["--upstream", "ftp://x"]).contains("http:// or https://"));
 }
 
 /// The example a newcomer runs: its first stdout line is the address, and it
@@ -407,14 +487,7 @@ fn the_flags_and_defaults_are_those_of_the_design() {
 async fn the_example_binary_prints_its_address_first() {
     use tokio::io::AsyncBufReadExt;
 
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("gateway");
+    let bin = gateway_harness::example_binary();
     let mut child = tokio::process::Command::new(&bin)
         .args(["--listen", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())
@@ -429,7 +502,7 @@ async fn the_example_binary_prints_its_address_first() {
     let addr: SocketAddr = addr.parse().unwrap();
     assert_ne!(addr.port(), 0);
 
-    // The embedded simulator answers `sim-badkey` with a 401.
+    // The embedded simulator answers `sim-badkey` with Token360's 401.
     let (parts, body) = support::send(chat(addr, "sim-badkey", false)).await;
     assert_eq!(parts.status, 401);
     let err = support::envelope(&body);
@@ -438,4 +511,86 @@ async fn the_example_binary_prints_its_address_first() {
         (Some("authentication_error"), Some("invalid_api_key"))
     );
     child.kill().await.unwrap();
+}
+
+#[test]
+fn the_hardening_flags_and_their_defaults() {
+    let parse = |flags: &[&str]| args::parse(flags.iter().map(|f| f.to_string()));
+    let Ok(args::Parsed::Run(a)) = parse(&[]) else {
+        panic!("no flags run the gateway")
+    };
+    let s = Duration::from_secs;
+    assert_eq!(
+        a.limits,
+        server::Limits {
+            max_connections: 1024,
+            header_read_timeout: s(10),
+            idle_timeout: s(60),
+        }
+    );
+    assert_eq!(
+        (a.max_request_body, a.max_buffered_bodies),
+        (32 << 20, 256 << 20)
+    );
+    assert_eq!((a.shutdown_grace, a.body_timeout), (s(30), s(60)));
+    assert_eq!(a.log_format, log::LogFormat::Text);
+
+    let flags = [
+        "--max-connections",
+        "64",
+        "--header-read-timeout",
+        "2s",
+        "--idle-timeout=30s",
+        "--max-request-body",
+        "512KiB",
+        "--max-buffered-bodies",
+        "128MiB",
+        "--shutdown-grace",
+        "5s",
+        "--log-format",
+        "json",
+        "--timeout",
+        "90s",
+    ];
+    let Ok(args::Parsed::Run(a)) = parse(&flags) else {
+        panic!("{flags:?}")
+    };
+    assert_eq!(a.limits.max_connections, 64);
+    assert_eq!(a.limits.header_read_timeout, s(2));
+    assert_eq!(a.limits.idle_timeout, s(30));
+    assert_eq!(
+        (a.max_request_body, a.max_buffered_bodies),
+        (512 << 10, 128 << 20)
+    );
+    assert_eq!(a.shutdown_grace, s(5));
+    assert_eq!(a.log_format, log::LogFormat::Json);
+    assert_eq!(a.body_timeout, s(90), "a body has the call's total timeout");
+    assert_eq!(a.config, ResilienceConfig::default().total_timeout(s(90)));
+    for flag in flags
+        .iter()
+        .filter(|f| f.starts_with("--"))
+        .map(|f| f.split('=').next().unwrap())
+    {
+        assert!(args::USAGE.contains(flag), "--help names {flag}");
+    }
+
+    assert!(matches!(parse(&["--version"]), Ok(args::Parsed::Version)));
+    assert!(matches!(parse(&["--help"]), Ok(args::Parsed::Help)));
+    assert_eq!(
+        parse(&["--bogus"]).unwrap_err(),
+        "unknown flag --bogus; see --help",
+        "named, not taken for a flag that needs a value"
+    );
+    assert!(parse(&["--bogus=1"])
+        .unwrap_err()
+        .starts_with("unknown flag --bogus"));
+    for (flag, value) in [
+        ("--max-request-body", "lots"),
+        ("--max-buffered-bodies", "0"),
+        ("--max-connections", "0"),
+        ("--header-read-timeout", "0s"),
+        ("--log-format", "xml"),
+    ] {
+        assert!(parse(&[flag, value]).is_err(), "{flag} {value}");
+    }
 }

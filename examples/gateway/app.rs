@@ -1,250 +1,145 @@
-//! The gateway itself: forward every request to the upstream through the
-//! standard server stack, keyed by the JSON body's `model`.
+//! The gateway itself: what happens to each request, from its arrival to
+//! the end of its response body.
+//!
+//! ```text
+//! request ─ x-request-id ─ CONNECT? 405 ─ path joined onto the base (or 400)
+//!         ─ body read whole (413, 408, 503 overloaded) ─ Forward (the stack)
+//! response ─ x-request-id ─ ResponseBody (log line at the end, shutdown cut)
+//! ```
 //!
 //! Kept apart from `main.rs` so that the end-to-end tests run the very same
 //! code in-process.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::response::Response;
-use axum::Router;
 use bytes::Bytes;
-use http::header::{self, HeaderName};
-use http::{HeaderMap, Uri};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Full};
+use tokio::time::Instant;
 use tower::ServiceExt;
-use tower_http_resilience::circuit_breaker::BreakerKey;
-use tower_http_resilience::retry::Attempts;
-use tower_http_resilience::stack::{ResilienceServerLayer, ServerStack, StackBody};
-use tower_http_resilience::timeout::Profile;
-use tower_http_resilience::{ApiError, ErrorKind};
+use tower_http_resilience::collect::{CollectBody, CollectBodyLayer};
+use tower_http_resilience::stack::ResilienceServerLayer;
+use tower_http_resilience::{ApiError, BaseUri, BoxError, ErrorKind};
 
-/// The largest request body the gateway accepts (a chat request with images).
-pub const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
+use crate::body::ResponseBody;
+use crate::client::UpstreamClient;
+use crate::forward::{BoxBody, CallInfo, Forward};
+use crate::headers::{request_id, X_REQUEST_ID};
+use crate::log::{Call, Log, PendingLine};
+use crate::shutdown::Drain;
 
-/// The HTTP(S) client the gateway forwards with.
-pub type UpstreamClient =
-    Client<hyper_rustls::HttpsConnector<HttpConnector>, StackBody<Full<Bytes>>>;
-
-/// A client for `http://` and `https://` upstreams (webpki roots, HTTP/1 and 2).
-pub fn upstream_client() -> UpstreamClient {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_all_versions()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new()).build(https)
+/// What the gateway is made of.
+pub struct Setup {
+    /// The resilience stack every call goes through.
+    pub stack: ResilienceServerLayer,
+    /// Where calls go.
+    pub base: BaseUri,
+    /// The upstream's name in `x-gateway-target` and the log (`default`
+    /// for `--upstream`).
+    pub upstream: String,
+    pub client: UpstreamClient,
+    /// The request-body limits, deadline and budget.
+    pub bodies: CollectBodyLayer,
+    pub log: Log,
+    /// Ends the responses still running when the shutdown grace is over.
+    pub drain: Drain,
 }
 
-/// How the gateway runs, besides its stack, upstream and client.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Options {
-    /// Write one line per request to stdout.
-    pub log_requests: bool,
+/// The gateway: cheap to clone, one per connection.
+#[derive(Clone)]
+pub struct Gateway {
+    shared: Arc<Shared>,
 }
 
-struct Gateway {
-    stack: ServerStack<UpstreamClient>,
-    upstream: Uri,
-    options: Options,
+struct Shared {
+    base: BaseUri,
+    collect: CollectBody<Forward>,
+    log: Log,
+    drain: Drain,
 }
 
-/// The gateway's routes: everything is forwarded to `upstream` (scheme,
-/// authority and an optional path prefix) through `layer`.
-pub fn router(
-    layer: ResilienceServerLayer,
-    upstream: Uri,
-    client: UpstreamClient,
-    options: Options,
-) -> Router {
-    let stack = tower::Layer::layer(&layer, client);
-    Router::new()
-        .fallback(forward)
-        .with_state(Arc::new(Gateway {
-            stack,
-            upstream,
-            options,
-        }))
-}
-
-/// Headers that belong to one connection, not to the request (RFC 9110 §7.6.1),
-/// plus those the gateway sets itself.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::HOST,
-];
-
-async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
-    let started = Instant::now();
-    let (parts, body) = req.into_parts();
-    let request_id = parts.headers.get("x-request-id").cloned();
-
-    let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            let err = ApiError::new(ErrorKind::InvalidRequest)
-                .with_status(http::StatusCode::PAYLOAD_TOO_LARGE)
-                .with_code("request_too_large")
-                .with_message(format!(
-                    "the request body is larger than {} MiB",
-                    MAX_REQUEST_BODY >> 20
-                ));
-            return respond(&gw, &parts, "-", started, err_response(err, request_id));
-        }
-    };
-    let (model, stream) = inspect(&parts.headers, &body);
-
-    let mut up = http::Request::builder()
-        .method(parts.method.clone())
-        .uri(join(&gw.upstream, &parts.uri))
-        .body(Full::new(body))
-        .expect("method and URI come from a valid request");
-    // `accept-encoding` is not passed on: the gateway asks for an identity
-    // encoding, since a stream that fails midway gets a last plain-text SSE
-    // event appended, which must not land inside gzip.
-    let headers = up.headers_mut();
-    for (name, value) in &parts.headers {
-        if !HOP_BY_HOP.contains(name)
-            && name != header::CONTENT_LENGTH
-            && name != header::ACCEPT_ENCODING
-        {
-            headers.append(name.clone(), value.clone());
+impl Gateway {
+    pub fn new(setup: Setup) -> Self {
+        let stack = tower::Layer::layer(&setup.stack, setup.client);
+        let forward = Forward::new(stack, &setup.upstream);
+        Gateway {
+            shared: Arc::new(Shared {
+                base: setup.base,
+                collect: tower::Layer::layer(&setup.bodies, forward),
+                log: setup.log,
+                drain: setup.drain,
+            }),
         }
     }
-    if let Some(model) = &model {
-        up.extensions_mut().insert(BreakerKey::new(model.clone()));
-    }
-    if stream {
-        up.extensions_mut().insert(Profile::Streaming);
-    }
 
-    let res = match gw.stack.clone().oneshot(up).await {
-        Ok(res) => res,
-        Err(never) => match never {},
-    };
-    let (mut res_parts, res_body) = res.into_parts();
-    for name in &HOP_BY_HOP {
-        res_parts.headers.remove(name);
-    }
-    let res = Response::from_parts(res_parts, Body::new(res_body));
-    respond(&gw, &parts, model.as_deref().unwrap_or("-"), started, res)
-}
-
-fn err_response(err: ApiError, request_id: Option<http::HeaderValue>) -> Response {
-    let err = match request_id.and_then(|v| v.to_str().ok().map(str::to_owned)) {
-        Some(id) => err.with_request_id(id),
-        None => err,
-    };
-    let mut res = err.to_response::<Body>();
-    res.extensions_mut().insert(err);
-    res
-}
-
-/// Logs one line for the request, then hands the response on.
-fn respond(
-    gw: &Gateway,
-    req: &http::request::Parts,
-    model: &str,
-    started: Instant,
-    res: Response,
-) -> Response {
-    if gw.options.log_requests {
-        let attempts = Attempts::of(res.extensions()).get();
-        let outcome = match res.extensions().get::<ApiError>() {
-            Some(err) => format!("{} {}", err.status().as_u16(), err.code()),
-            None => res.status().as_u16().to_string(),
+    /// Answers one request; never fails.
+    pub async fn handle<B>(&self, mut req: Request<B>) -> Response<ResponseBody>
+    where
+        B: Body + Send + 'static,
+        B::Data: Into<Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let started = Instant::now();
+        let id = request_id(req.headers());
+        req.headers_mut().insert(X_REQUEST_ID, id.clone());
+        let call = Call {
+            request_id: id.to_str().unwrap_or_default().to_owned(),
+            method: req.method().clone(),
+            path: req.uri().path().to_owned(),
+            model: None,
+            target: "-".to_owned(),
+            status: 0,
+            code: None,
+            attempts: 0,
+            streaming: false,
         };
-        let streaming = res
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-        println!(
-            "{} {} model={model} attempts={attempts} outcome={outcome}{} latency={}ms",
-            req.method,
-            req.uri.path(),
-            if streaming { " (streaming)" } else { "" },
-            started.elapsed().as_millis(),
-        );
+        let res = match self.route(req).await {
+            Ok(res) => res,
+            Err(err) => {
+                let mut res = err.to_response::<Full<Bytes>>();
+                res.extensions_mut().insert(err);
+                res.map(|b| b.map_err(|never| match never {}).boxed_unsync())
+            }
+        };
+        let (mut parts, body) = res.into_parts();
+        parts.headers.insert(X_REQUEST_ID, id);
+        let line = PendingLine::new(self.shared.log.clone(), outcome(call, &parts), started);
+        let body = ResponseBody::new(body, &parts.headers, line, &self.shared.drain);
+        Response::from_parts(parts, body)
     }
-    res
-}
 
-/// The JSON body's `model` and `stream`, or the `Accept` header's wish for
-/// an event stream.
-fn inspect(headers: &HeaderMap, body: &[u8]) -> (Option<String>, bool) {
-    #[derive(serde::Deserialize)]
-    struct Peek {
-        model: Option<String>,
-        #[serde(default)]
-        stream: bool,
-    }
-    let accept_sse = headers
-        .get(header::ACCEPT)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    match serde_json::from_slice::<Peek>(body) {
-        Ok(p) => (
-            p.model.filter(|m| !m.is_empty() && m.len() <= 256),
-            p.stream || accept_sse,
-        ),
-        Err(_) => (None, accept_sse),
+    /// The response, or the error the gateway answers itself.
+    async fn route<B>(&self, mut req: Request<B>) -> Result<Response<BoxBody>, ApiError>
+    where
+        B: Body + Send + 'static,
+        B::Data: Into<Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        if req.method() == Method::CONNECT {
+            return Err(ApiError::new(ErrorKind::InvalidRequest)
+                .with_status(StatusCode::METHOD_NOT_ALLOWED)
+                .with_code("method_not_allowed")
+                .with_message("CONNECT is not supported: the gateway is not a tunnel"));
+        }
+        let uri = self.shared.base.join(req.uri())?;
+        *req.uri_mut() = uri;
+        self.shared.collect.clone().oneshot(req).await
     }
 }
 
-/// The upstream URI for an incoming one: the upstream's scheme and
-/// authority, its path as a prefix, then the request's path and query.
-fn join(upstream: &Uri, incoming: &Uri) -> Uri {
-    let prefix = upstream.path().trim_end_matches('/');
-    let pq = incoming.path_and_query().map_or("/", |pq| pq.as_str());
-    Uri::builder()
-        .scheme(upstream.scheme_str().unwrap_or("http"))
-        .authority(upstream.authority().map_or("localhost", |a| a.as_str()))
-        .path_and_query(format!("{prefix}{pq}"))
-        .build()
-        .expect("parts of valid URIs")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn joins_paths() {
-        let up: Uri = "https://api.example.com".parse().unwrap();
-        let j = |s: &str| join(&up, &s.parse().unwrap()).to_string();
-        assert_eq!(
-            j("/v1/chat/completions?x=1"),
-            "https://api.example.com/v1/chat/completions?x=1"
-        );
-        let up: Uri = "http://127.0.0.1:9/api/".parse().unwrap();
-        assert_eq!(
-            join(&up, &"/v1/models".parse().unwrap()).to_string(),
-            "http://127.0.0.1:9/api/v1/models"
-        );
+/// The call as its response starts.
+fn outcome(mut call: Call, res: &http::response::Parts) -> Call {
+    call.status = res.status.as_u16();
+    call.code = res
+        .extensions
+        .get::<ApiError>()
+        .map(|e| e.code().to_owned());
+    if let Some(info) = res.extensions.get::<CallInfo>() {
+        call.model.clone_from(&info.model);
+        call.target.clone_from(&info.target);
+        call.streaming = info.streaming;
+        call.attempts = info.attempts;
     }
-
-    #[test]
-    fn reads_model_and_stream() {
-        let h = HeaderMap::new();
-        assert_eq!(
-            inspect(&h, br#"{"model":"m","stream":true}"#),
-            (Some("m".into()), true)
-        );
-        assert_eq!(inspect(&h, br#"{"messages":[]}"#), (None, false));
-        assert_eq!(inspect(&h, b"not json"), (None, false));
-    }
+    call
 }

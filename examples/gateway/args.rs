@@ -1,9 +1,13 @@
-//! The gateway's command line: flags, defaults and durations.
+//! The gateway's command line: flags, defaults, durations and sizes.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tower_http_resilience::ResilienceConfig;
+use tower_http_resilience::collect::{DEFAULT_MAX_BUFFERED_BODIES, DEFAULT_MAX_REQUEST_BODY};
+use tower_http_resilience::{BaseUri, ResilienceConfig};
+
+use crate::log::LogFormat;
+use crate::server::Limits;
 
 pub const USAGE: &str = "\
 An OpenAI-compatible resilient gateway.
@@ -13,7 +17,8 @@ usage: gateway [FLAGS]
   --listen ADDR                    where to listen; port 0 picks one     [127.0.0.1:8080]
   --upstream URL                   a real OpenAI-compatible upstream      [embedded simulator]
   --max-retries N                  retries after the first attempt        [3]
-  --timeout D                      non-streaming call, all attempts       [60s]
+  --timeout D                      non-streaming call, all attempts;
+                                   also the time a request body has       [60s]
   --attempt-timeout D              one attempt's response headers         [30s]
   --stream-first-byte-timeout D    streaming: time to the first byte      [60s]
   --stream-idle-timeout D          streaming: longest silence             [60s]
@@ -23,39 +28,97 @@ usage: gateway [FLAGS]
   --breaker-failure-ratio F        failure ratio that opens a breaker     [0.5]
   --breaker-window D               rolling window                         [30s]
   --breaker-open D                 first open duration                    [30s]
+  --max-connections N              client connections held at once        [1024]
+  --header-read-timeout D          time for a request line and headers    [10s]
+  --idle-timeout D                 keep-alive connection with no request  [60s]
+  --max-request-body SIZE          largest request body                   [32MiB]
+  --max-buffered-bodies SIZE       request bodies in memory, all calls    [256MiB]
+  --shutdown-grace D               on SIGTERM/SIGINT, time for calls      [30s]
+  --log-format text|json           one line per call on stdout            [text]
+  --version                        print the version
   --help                           this text
 
-Durations: 250ms, 2s, 1.5s, 5m, 1h.";
+Durations: 250ms, 2s, 1.5s, 5m, 1h. Sizes: 512KiB, 32MiB, 1GiB, or bytes.
+RUST_LOG selects tracing output on stderr (default: warn).";
+
+/// The flags that take a value.
+const FLAGS: [&str; 20] = [
+    "--listen",
+    "--upstream",
+    "--max-retries",
+    "--timeout",
+    "--attempt-timeout",
+    "--stream-first-byte-timeout",
+    "--stream-idle-timeout",
+    "--stream-timeout",
+    "--max-retry-after",
+    "--breaker-min-calls",
+    "--breaker-failure-ratio",
+    "--breaker-window",
+    "--breaker-open",
+    "--max-connections",
+    "--header-read-timeout",
+    "--idle-timeout",
+    "--max-request-body",
+    "--max-buffered-bodies",
+    "--shutdown-grace",
+    "--log-format",
+];
 
 /// What the command line asked for.
 #[derive(Debug)]
 pub enum Parsed {
-    /// Run the gateway with these settings.
+    /// Run the gateway.
     Run(Box<Args>),
-    /// Print [`USAGE`] and exit.
+    /// Print the usage text.
     Help,
+    /// Print the version.
+    Version,
 }
 
-/// The settings of a run.
+/// The gateway's settings.
 #[derive(Debug)]
 pub struct Args {
     pub listen: SocketAddr,
-    pub upstream: Option<http::Uri>,
+    pub upstream: Option<BaseUri>,
+    /// The stack's settings (`--timeout` included).
     pub config: ResilienceConfig,
+    /// The time a request body has to arrive: `--timeout` too.
+    pub body_timeout: Duration,
+    pub limits: Limits,
+    pub max_request_body: usize,
+    pub max_buffered_bodies: usize,
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
 }
 
-/// Parses the arguments after the program name. `Err` carries the message
-/// for the user.
+impl Default for Args {
+    fn default() -> Self {
+        let config = ResilienceConfig::default();
+        Args {
+            listen: "127.0.0.1:8080".parse().expect("a valid address"),
+            upstream: None,
+            body_timeout: Duration::from_secs(60),
+            config,
+            limits: Limits::default(),
+            max_request_body: DEFAULT_MAX_REQUEST_BODY,
+            max_buffered_bodies: DEFAULT_MAX_BUFFERED_BODIES,
+            shutdown_grace: Duration::from_secs(30),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Parses the arguments after the program name; `Err` is the message for
+/// the user.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
-    let mut out = Args {
-        listen: "127.0.0.1:8080".parse().unwrap(),
-        upstream: None,
-        config: ResilienceConfig::default(),
-    };
+    let mut out = Args::default();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        if arg == "--help" || arg == "-h" {
-            return Ok(Parsed::Help);
+        match arg.as_str() {
+            "--help" | "-h" => return Ok(Parsed::Help),
+            "--version" | "-V" => return Ok(Parsed::Version),
+            _ => {}
         }
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
@@ -64,60 +127,99 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         if !flag.starts_with("--") {
             return Err(format!("unexpected argument `{arg}`; see --help"));
         }
-        let value = match inline.or_else(|| args.next()) {
-            Some(v) => v,
-            None => return Err(format!("{flag} needs a value; see --help")),
+        if !FLAGS.contains(&flag.as_str()) {
+            return Err(format!("unknown flag {flag}; see --help"));
+        }
+        let Some(value) = inline.or_else(|| args.next()) else {
+            return Err(format!("{flag} needs a value; see --help"));
         };
-        let bad = |what: &str| format!("{flag}: `{value}` is not {what}");
-        let c = std::mem::take(&mut out.config);
-        out.config = match flag.as_str() {
-            "--listen" => {
-                out.listen = value
-                    .parse()
-                    .map_err(|_| bad("an address like 127.0.0.1:8080"))?;
-                c
-            }
-            "--upstream" => {
-                let uri: http::Uri = value.parse().map_err(|_| bad("a URL"))?;
-                if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-                    return Err(bad("an http:// or https:// URL"));
-                }
-                out.upstream = Some(uri);
-                c
-            }
-            "--max-retries" => c.max_retries(value.parse().map_err(|_| bad("a whole number"))?),
-            "--breaker-min-calls" => {
-                c.breaker_min_calls(value.parse().map_err(|_| bad("a whole number"))?)
-            }
-            "--breaker-failure-ratio" => {
-                c.breaker_failure_ratio(value.parse().map_err(|_| bad("a number"))?)
-            }
-            "--timeout" => c.total_timeout(duration(&value).ok_or_else(|| bad("a duration"))?),
-            "--attempt-timeout" => {
-                c.attempt_timeout(duration(&value).ok_or_else(|| bad("a duration"))?)
-            }
-            "--stream-first-byte-timeout" => {
-                c.stream_first_byte_timeout(duration(&value).ok_or_else(|| bad("a duration"))?)
-            }
-            "--stream-idle-timeout" => {
-                c.stream_idle_timeout(duration(&value).ok_or_else(|| bad("a duration"))?)
-            }
-            "--stream-timeout" => {
-                c.stream_timeout(duration(&value).ok_or_else(|| bad("a duration"))?)
-            }
-            "--max-retry-after" => {
-                c.max_retry_after(duration(&value).ok_or_else(|| bad("a duration"))?)
-            }
-            "--breaker-window" => {
-                c.breaker_window(duration(&value).ok_or_else(|| bad("a duration"))?)
-            }
-            "--breaker-open" => {
-                c.breaker_open_duration(duration(&value).ok_or_else(|| bad("a duration"))?)
-            }
-            _ => return Err(format!("unknown flag {flag}; see --help")),
-        };
+        set(&mut out, &flag, &value)?;
     }
     Ok(Parsed::Run(Box::new(out)))
+}
+
+/// Applies one flag of the listener, the upstream or the stack.
+fn set(out: &mut Args, flag: &str, value: &str) -> Result<(), String> {
+    let bad = |what: &str| format!("{flag}: `{value}` is not {what}");
+    let number = || value.parse::<u32>().map_err(|_| bad("a whole number"));
+    let dur = || duration(value).ok_or_else(|| bad("a duration"));
+    let c = std::mem::take(&mut out.config);
+    out.config = match flag {
+        "--listen" => {
+            out.listen = value
+                .parse()
+                .map_err(|_| bad("an address like 127.0.0.1:8080"))?;
+            c
+        }
+        "--upstream" => {
+            let base = value
+                .parse::<BaseUri>()
+                .map_err(|e| format!("{flag}: {e}"))?;
+            out.upstream = Some(base);
+            c
+        }
+        "--max-retries" => c.max_retries(number()?),
+        "--breaker-min-calls" => c.breaker_min_calls(number()?),
+        "--breaker-failure-ratio" => {
+            c.breaker_failure_ratio(value.parse().map_err(|_| bad("a number"))?)
+        }
+        "--timeout" => {
+            out.body_timeout = dur()?;
+            c.total_timeout(out.body_timeout)
+        }
+        "--attempt-timeout" => c.attempt_timeout(dur()?),
+        "--stream-first-byte-timeout" => c.stream_first_byte_timeout(dur()?),
+        "--stream-idle-timeout" => c.stream_idle_timeout(dur()?),
+        "--stream-timeout" => c.stream_timeout(dur()?),
+        "--max-retry-after" => c.max_retry_after(dur()?),
+        "--breaker-window" => c.breaker_window(dur()?),
+        "--breaker-open" => c.breaker_open_duration(dur()?),
+        _ => {
+            set_limit(out, flag, value)?;
+            c
+        }
+    };
+    Ok(())
+}
+
+/// Applies one flag of the connection, body, shutdown and log settings.
+fn set_limit(out: &mut Args, flag: &str, value: &str) -> Result<(), String> {
+    let bad = |what: &str| format!("{flag}: `{value}` is not {what}");
+    let positive = || {
+        duration(value)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| bad("a duration above zero"))
+    };
+    let bytes = || size(value).ok_or_else(|| bad("a size like 512KiB or 32MiB"));
+    match flag {
+        "--max-connections" => {
+            out.limits.max_connections = value
+                .parse()
+                .ok()
+                .filter(|&n: &usize| n > 0)
+                .ok_or_else(|| bad("a whole number above zero"))?;
+        }
+        "--header-read-timeout" => out.limits.header_read_timeout = positive()?,
+        "--idle-timeout" => out.limits.idle_timeout = positive()?,
+        "--max-request-body" => out.max_request_body = bytes()?,
+        "--max-buffered-bodies" => {
+            out.max_buffered_bodies = Some(bytes()?)
+                .filter(|&n| n > 0)
+                .ok_or_else(|| bad("above zero"))?;
+        }
+        "--shutdown-grace" => {
+            out.shutdown_grace = duration(value).ok_or_else(|| bad("a duration"))?;
+        }
+        "--log-format" => {
+            out.log_format = match value {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err(bad("`text` or `json`")),
+            };
+        }
+        _ => unreachable!("{flag} is in FLAGS"),
+    }
+    Ok(())
 }
 
 /// `250ms`, `2s`, `1.5s`, `5m`, `1h`, or several (`1m30s`).
@@ -150,6 +252,25 @@ pub fn duration(s: &str) -> Option<Duration> {
     Some(total)
 }
 
+/// `512KiB`, `32MiB`, `1GiB`, `10MB` (powers of ten), or a number of bytes.
+pub fn size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    let number: usize = number.parse().ok()?;
+    let unit: usize = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return None,
+    };
+    number.checked_mul(unit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +285,18 @@ mod tests {
         assert_eq!(duration("10"), None);
         assert_eq!(duration("-1s"), None);
         assert_eq!(duration("1d"), None);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size("512KiB"), Some(512 * 1024));
+        assert_eq!(size("32MiB"), Some(32 << 20));
+        assert_eq!(size("1GiB"), Some(1 << 30));
+        assert_eq!(size("10MB"), Some(10_000_000));
+        assert_eq!(size("4096"), Some(4096));
+        assert_eq!(size("1.5MiB"), None);
+        assert_eq!(size("MiB"), None);
+        assert_eq!(size("-1KiB"), None);
+        assert_eq!(size("99999999999999999999GiB"), None);
     }
 }

@@ -2,7 +2,9 @@
 //! upstream through the standard stack (normalize → total timeout → retry →
 //! circuit breaker → attempt timeout), with breakers keyed by the request's
 //! `model`, SSE streamed through chunk by chunk, and every failure answered
-//! as the canonical error envelope.
+//! as the canonical error envelope. It is safe in front of clients it does
+//! not control: connections, headers, bodies and memory are bounded, paths
+//! cannot leave the upstream's prefix, and SIGTERM lets calls finish.
 //!
 //! ```text
 //! cargo run --release --example gateway                    # with the embedded simulated upstream
@@ -11,25 +13,46 @@
 //! ```
 //!
 //! Without `--upstream`, an embedded upstream starts that fails the way real
-//! providers do; the model a request names picks how (see `sim.rs`): `gpt-4o-mini`
+//! providers do; the model you ask for picks how (see `sim.rs`): `gpt-4o-mini`
 //! gets the daily mix, `sim-down` a dead upstream (its breaker opens while
 //! other models keep working), `sim-stall` a stream that stalls, `sim-quota`,
 //! `sim-overloaded`, `sim-slow`, `sim-reset`, `sim-badkey` one failure each.
 
 mod app;
 mod args;
+mod body;
+mod client;
+mod conn;
+mod forward;
+mod headers;
+mod log;
+mod server;
+mod shutdown;
 mod sim;
 
 use std::process::ExitCode;
 
-use args::Parsed;
+use tower_http_resilience::circuit_breaker::CircuitBreakerHandle;
+use tower_http_resilience::collect::CollectBodyLayer;
+use tower_http_resilience::BaseUri;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+
+use crate::args::{Args, Parsed};
+use crate::log::Log;
+
+/// The rest of the command line the gateway suggests to try it.
+const TRY: &str = r#"-H 'content-type: application/json' -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'"#;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = match args::parse(std::env::args().skip(1)) {
-        Ok(Parsed::Run(args)) => *args,
+        Ok(Parsed::Run(args)) => args,
         Ok(Parsed::Help) => {
             println!("{}", args::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            println!("gateway {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         Err(message) => {
@@ -37,6 +60,18 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::builder()
+                .with_default_directive(LevelFilter::WARN.into())
+                .from_env_lossy(),
+        )
+        .init();
+    run(*args).await
+}
+
+async fn run(args: Args) -> ExitCode {
     let layer = match args.config.clone().build() {
         Ok(layer) => layer,
         Err(err) => {
@@ -56,27 +91,49 @@ async fn main() -> ExitCode {
         .expect("a bound listener has an address");
     println!("listening on http://{addr}");
 
-    let upstream = match args.upstream {
-        Some(uri) => {
-            println!("upstream: {uri}");
-            uri
+    let log = Log::stdout(args.log_format);
+    let (base, upstream) = match args.upstream {
+        Some(base) => {
+            log.notice(format_args!("upstream: {base}"));
+            (base, "default")
         }
-        None => {
-            let sim = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("a loopback port for the simulator");
-            let sim_addr = sim.local_addr().expect("a bound listener has an address");
-            tokio::spawn(async move { axum::serve(sim, sim::router()).await });
-            println!(
-                "upstream: embedded simulator at http://{sim_addr} \
-                 (models: gpt-4o-mini, sim-down, sim-stall, sim-slow, sim-reset, sim-quota, sim-overloaded, sim-badkey)"
-            );
-            format!("http://{sim_addr}").parse().expect("a valid URI")
-        }
+        None => (start_simulator(&log).await, "sim"),
     };
+    watch_breakers(&layer.breaker_handle(), &log);
+    log.notice(format_args!(
+        "try: curl -s http://{addr}/v1/chat/completions {TRY}"
+    ));
 
-    let handle = layer.breaker_handle();
-    handle.on_transition(|t| {
+    let drain = shutdown::Drain::default();
+    let gateway = app::Gateway::new(app::Setup {
+        stack: layer.server(),
+        base,
+        upstream: upstream.to_owned(),
+        client: client::upstream_client(),
+        bodies: CollectBodyLayer::new()
+            .max_request_body(args.max_request_body)
+            .max_buffered_bodies(args.max_buffered_bodies)
+            .timeout(args.body_timeout),
+        log: log.clone(),
+        drain: drain.clone(),
+    });
+    let draining = server::serve(listener, gateway, args.limits, shutdown::requested()).await;
+    log.notice(format_args!(
+        "shutting down: no new connections; calls in flight have {}ms",
+        args.shutdown_grace.as_millis()
+    ));
+    if draining.finish(args.shutdown_grace, &drain).await {
+        log.notice("stopped: every call finished");
+    } else {
+        log.notice("stopped: the calls still running were ended");
+    }
+    ExitCode::SUCCESS
+}
+
+/// Tells of every breaker transition.
+fn watch_breakers(handle: &CircuitBreakerHandle, log: &Log) {
+    let log = log.clone();
+    handle.on_transition(move |t| {
         let open = t
             .open_duration()
             .map(|d| format!(" for {}ms", d.as_millis()))
@@ -86,27 +143,27 @@ async fn main() -> ExitCode {
         } else {
             t.key()
         };
-        println!(
+        log.notice(format_args!(
             "breaker {key}: {} -> {} ({}){open}",
             t.from(),
             t.to(),
-            t.reason()
-        );
+            t.reason(),
+        ));
     });
-    println!(
-        "try: curl -s http://{addr}/v1/chat/completions -H 'content-type: application/json' \
-         -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'"
-    );
+}
 
-    let app = app::router(
-        layer.server(),
-        upstream,
-        app::upstream_client(),
-        app::Options { log_requests: true },
-    );
-    if let Err(err) = axum::serve(listener, app).await {
-        eprintln!("gateway: {err}");
-        return ExitCode::from(1);
-    }
-    ExitCode::SUCCESS
+/// Starts the embedded simulator on a loopback port; returns its base.
+async fn start_simulator(log: &Log) -> BaseUri {
+    let sim = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port for the simulator");
+    let sim_addr = sim.local_addr().expect("a bound listener has an address");
+    tokio::spawn(async move { axum::serve(sim, sim::router()).await });
+    log.notice(format_args!(
+        "upstream: embedded simulator at http://{sim_addr} \
+         (models: gpt-4o-mini, sim-down, sim-stall, sim-slow, sim-reset, sim-quota, sim-overloaded, sim-badkey)"
+    ));
+    format!("http://{sim_addr}")
+        .parse()
+        .expect("a loopback URL is a base")
 }
