@@ -1,25 +1,20 @@
 //! Small helpers every layer shares: saturating time arithmetic, a timer
 //! armed once and reset in place, and cutting text at a character boundary.
 
-#[cfg(any(feature = "retry", feature = "timeout"))]
+// Each helper serves several features; a build with few of them leaves
+// some idle.
+#![cfg_attr(not(feature = "full"), allow(dead_code, unused_imports))]
+
 use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::time::Instant;
-#[cfg(any(feature = "retry", feature = "timeout"))]
 use tokio::time::{sleep_until, Sleep};
 
 /// About thirty years: the stand-in for "never" where an `Instant` is needed.
 const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 
 /// A duration in whole nanoseconds, saturating at `u64::MAX` (about 584 years).
-#[cfg(any(
-    feature = "retry",
-    feature = "timeout",
-    feature = "circuit-breaker",
-    feature = "pacing",
-    feature = "fleet"
-))]
 pub(crate) fn saturating_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -32,7 +27,6 @@ pub(crate) fn saturating_millis(d: Duration) -> u64 {
 
 /// 32-bit FNV-1a: a fixed hash, the same in every run, to show a key in
 /// logs without showing it.
-#[cfg(any(feature = "circuit-breaker", feature = "pacing"))]
 pub(crate) fn fnv1a(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5u32, |h, &b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
@@ -41,7 +35,6 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u32 {
 
 /// 64-bit FNV-1a: a fixed hash, the same in every run and on every
 /// replica, to name a secret (a credential) without keeping it.
-#[cfg(feature = "pacing")]
 pub(crate) fn fnv1a_64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
@@ -51,7 +44,6 @@ pub(crate) fn fnv1a_64(bytes: &[u8]) -> u64 {
 /// How a bounded registry of `max_keys` keys is cut into shards: the
 /// largest power of two that is at most both `max_keys` and `max_shards`,
 /// and the keys each shard holds, so that `shards * per_shard <= max_keys`.
-#[cfg(any(feature = "circuit-breaker", feature = "pacing"))]
 pub(crate) fn shard_layout(max_keys: usize, max_shards: usize) -> (usize, usize) {
     let shards = 1usize << max_keys.min(max_shards).max(1).ilog2();
     (shards, max_keys / shards)
@@ -59,10 +51,8 @@ pub(crate) fn shard_layout(max_keys: usize, max_shards: usize) -> (usize, usize)
 
 /// Callbacks registered on shared state, called outside the lock: a call
 /// copies them out first, so that a callback may register another.
-#[cfg(any(feature = "circuit-breaker", feature = "pacing"))]
 pub(crate) struct Listeners<T: ?Sized>(std::sync::RwLock<Vec<std::sync::Arc<T>>>);
 
-#[cfg(any(feature = "circuit-breaker", feature = "pacing"))]
 impl<T: ?Sized> Listeners<T> {
     pub(crate) fn new() -> Self {
         Listeners(std::sync::RwLock::new(Vec::new()))
@@ -92,7 +82,6 @@ pub(crate) fn instant_after(instant: Instant, d: Duration) -> Instant {
 
 /// Sets a timer to fire at `at`: made on first use, reset in place after that
 /// (never reallocated), and returned ready to poll.
-#[cfg(any(feature = "retry", feature = "timeout"))]
 pub(crate) fn arm(slot: Pin<&mut Option<Sleep>>, at: Instant) -> Pin<&mut Sleep> {
     set(slot, at, |deadline| deadline != at)
 }
@@ -101,12 +90,10 @@ pub(crate) fn arm(slot: Pin<&mut Option<Sleep>>, at: Instant) -> Pin<&mut Sleep>
 /// place when it would fire after `at`, and left as it is when it fires
 /// before. A deadline that keeps moving later (an idle clock) then costs no
 /// timer work until the timer fires early, when the caller resets it.
-#[cfg(feature = "timeout")]
 pub(crate) fn arm_no_later(slot: Pin<&mut Option<Sleep>>, at: Instant) -> Pin<&mut Sleep> {
     set(slot, at, |deadline| deadline > at)
 }
 
-#[cfg(any(feature = "retry", feature = "timeout"))]
 fn set(
     mut slot: Pin<&mut Option<Sleep>>,
     at: Instant,

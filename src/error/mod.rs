@@ -52,7 +52,7 @@ mod source;
 pub(crate) use api_error::is_valid_request_id;
 pub use api_error::{ApiError, MAX_MESSAGE_LEN};
 pub use kind::ErrorKind;
-#[cfg(any(feature = "stack", feature = "pacing"))]
+#[cfg(any(feature = "stack", feature = "pacing", feature = "collect"))]
 pub(crate) use phase::fmt_duration;
 pub use phase::TimeoutPhase;
 pub use read::DEFAULT_BODY_CAP;
