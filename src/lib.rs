@@ -39,6 +39,7 @@
 
 #[cfg(any(feature = "normalize", feature = "retry", feature = "timeout"))]
 pub(crate) mod body;
+pub(crate) mod call;
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
 #[cfg(any(feature = "normalize", feature = "timeout"))]

@@ -13,7 +13,6 @@ use tokio::time::{sleep_until, Sleep};
 const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 
 /// A duration in whole nanoseconds, saturating at `u64::MAX` (about 584 years).
-#[cfg(any(feature = "retry", feature = "timeout"))]
 pub(crate) fn saturating_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

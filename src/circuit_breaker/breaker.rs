@@ -75,6 +75,34 @@ impl Ticket {
         self.probe
     }
 
+    /// The ticket with the outcome of its call, in one word (an outcome
+    /// left pending in the call's context until the call ends).
+    pub(crate) fn pack(self, verdict: Verdict, slow: bool) -> u64 {
+        let verdict = match verdict {
+            Verdict::Success => 0,
+            Verdict::Failure => 1,
+            Verdict::Ignore => 2,
+        };
+        (u64::from(self.gen) << 32)
+            | (u64::from(slow) << 3)
+            | (u64::from(self.probe) << 2)
+            | verdict
+    }
+
+    /// What [`pack`](Self::pack) packed.
+    pub(crate) fn unpack(word: u64) -> (Ticket, Verdict, bool) {
+        let verdict = match word & 0b11 {
+            0 => Verdict::Success,
+            1 => Verdict::Failure,
+            _ => Verdict::Ignore,
+        };
+        let ticket = Ticket {
+            gen: (word >> 32) as u32,
+            probe: word & 0b100 != 0,
+        };
+        (ticket, verdict, word & 0b1000 != 0)
+    }
+
     fn seen(self) -> Seen {
         Seen {
             gen: self.gen,

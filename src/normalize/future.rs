@@ -16,6 +16,7 @@ use pin_project_lite::pin_project;
 
 use super::body::{Mode, NormalizeBody};
 use crate::body::{Peek, PeekEnd};
+use crate::call::{retried_out, RetriedOut};
 use crate::content_type::is_event_stream;
 use crate::error::render::{is_error_status, is_rendered, X_REQUEST_ID, X_SHOULD_RETRY};
 use crate::{ApiError, BoxError};
@@ -107,6 +108,10 @@ where
                             res.headers_mut().insert(X_REQUEST_ID, id);
                         }
                         if !error_status || is_rendered(&res) {
+                            if error_status && is_retried_out(res.extensions()) {
+                                let no = HeaderValue::from_static("false");
+                                res.headers_mut().insert(X_SHOULD_RETRY, no);
+                            }
                             let mode = if *this.grpc {
                                 Mode::Grpc
                             } else if is_event_stream(res.headers()) {
@@ -225,6 +230,13 @@ fn rewrite<B>(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        let read = if is_retried_out(&parts.extensions) {
+            // What the upstream said is overruled: the stack retried it.
+            parts.headers.remove(X_SHOULD_RETRY);
+            retried_out(read)
+        } else {
+            read
+        };
         if !parts.headers.contains_key(X_SHOULD_RETRY) {
             parts
                 .headers
@@ -239,6 +251,9 @@ fn rewrite<B>(
     }
     let prefix = &data[..data.len().min(cap)];
     let mut err = ApiError::from_upstream_prefix(parts.status, &parts.headers, prefix, complete);
+    if is_retried_out(&parts.extensions) {
+        err = retried_out(err);
+    }
     let id = request_id.or_else(|| parts.headers.get(X_REQUEST_ID).cloned());
     set_request_id(&mut err, id);
     let rendered = if grpc {
@@ -361,8 +376,8 @@ where
                         // A gRPC trailers-only error arrives as HTTP 200.
                         if let Some(mut err) = ApiError::from_grpc_headers(res.headers()) {
                             set_client_request_id(&mut err, res.headers(), this.request_id.take());
-                            err.extensions_mut().extend(res.into_parts().0.extensions);
-                            return Poll::Ready(Err(err));
+                            let extensions = res.into_parts().0.extensions;
+                            return Poll::Ready(Err(with_extensions(err, extensions)));
                         }
                         return Poll::Ready(Ok(res));
                     }
@@ -392,14 +407,30 @@ where
                             )
                         });
                     set_client_request_id(&mut err, &parts.headers, this.request_id.take());
-                    // What layers below attached to the response (the retry
-                    // layer's attempt count) stays with the error.
-                    err.extensions_mut().extend(parts.extensions);
-                    return Poll::Ready(Err(err));
+                    return Poll::Ready(Err(with_extensions(err, parts.extensions)));
                 }
             };
             self.as_mut().project().state.set(next);
         }
+    }
+}
+
+/// Whether the retry layer below marked an error response as retried out:
+/// the caller is told not to retry it.
+fn is_retried_out(extensions: &http::Extensions) -> bool {
+    extensions.get::<RetriedOut>().is_some()
+}
+
+/// `err` read from an error response, keeping what layers below attached
+/// to the response (the retry layer's attempt count), and telling its
+/// caller not to retry what the stack already retried.
+fn with_extensions(mut err: ApiError, extensions: http::Extensions) -> ApiError {
+    let retried = is_retried_out(&extensions);
+    err.extensions_mut().extend(extensions);
+    if retried {
+        retried_out(err)
+    } else {
+        err
     }
 }
 

@@ -1,16 +1,24 @@
 //! [`Attempts`]: how many attempts a call made.
+// Reached by users through the retry module.
+#![cfg_attr(not(feature = "retry"), allow(unreachable_pub, dead_code))]
 
 use http::Response;
 
+use super::CallContext;
 use crate::ApiError;
 
-/// How many attempts a call made, first one included.
+/// How many attempts a call made, first one included: every attempt that
+/// was sent.
 ///
 /// The retry layer puts it in the extensions of every error
 /// ([`ApiError::extensions`](crate::ApiError::extensions)) and of every
-/// response that took more than one attempt. A response without it took one
-/// attempt (a first-attempt success is not marked, which saves three
-/// allocations per call): read it with [`Attempts::of`].
+/// response that took more than one attempt; a total timeout that cuts a
+/// call short puts the attempts sent so far on its error. A response without
+/// it took one attempt (a first-attempt success is not marked, which saves
+/// three allocations per call): read it with [`Attempts::of`].
+///
+/// Read from the extensions of a request inside the retry layer, it is the
+/// number of the attempt under way.
 ///
 /// ```
 /// # use tower_http_resilience::retry::Attempts;
@@ -23,10 +31,15 @@ use crate::ApiError;
 pub struct Attempts(pub(crate) u32);
 
 impl Attempts {
-    /// The attempts recorded in `extensions` (of a response or an error);
-    /// one when none are recorded.
+    /// The attempts recorded in `extensions` (of a response or an error),
+    /// or the attempts sent so far (of a request inside the retry layer);
+    /// one when neither is there.
     pub fn of(extensions: &http::Extensions) -> Attempts {
-        extensions.get::<Attempts>().copied().unwrap_or(Attempts(1))
+        if let Some(attempts) = extensions.get::<Attempts>() {
+            return *attempts;
+        }
+        let sent = CallContext::get(extensions).map_or(0, CallContext::attempts);
+        Attempts(sent.max(1))
     }
 
     /// The number of attempts, at least 1.
