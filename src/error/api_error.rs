@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 
+use super::status::GrpcStatus;
 use super::ErrorKind;
 use crate::hint::ServerHints;
 
@@ -110,6 +111,7 @@ struct Inner {
     upstream_status: Option<StatusCode>,
     upstream_body: Option<Bytes>,
     source: Option<Arc<dyn StdError + Send + Sync>>,
+    grpc: GrpcStatus,
     extensions: http::Extensions,
 }
 
@@ -130,6 +132,7 @@ impl ApiError {
                 upstream_status: None,
                 upstream_body: None,
                 source: None,
+                grpc: GrpcStatus::default(),
                 extensions: http::Extensions::new(),
             }),
         }
@@ -170,6 +173,7 @@ impl ApiError {
     /// The message is cut to [`MAX_MESSAGE_LEN`] bytes, and anything in it that
     /// looks like a secret (an `sk-…` API key, a `Bearer` token) is masked.
     pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
+        self.inner.grpc.changed();
         self.inner.message = sanitize_message(message.into());
         self
     }
@@ -194,6 +198,7 @@ impl ApiError {
     pub fn with_status(mut self, status: StatusCode) -> Self {
         if status.as_u16() >= 400 {
             self.inner.status = status;
+            self.inner.grpc = GrpcStatus::default();
         }
         self
     }
@@ -225,6 +230,7 @@ impl ApiError {
 
     /// Sets the error this one was made from.
     pub fn with_source(mut self, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        self.inner.grpc.changed();
         self.inner.source = Some(Arc::from(source.into()));
         self
     }
@@ -317,6 +323,17 @@ impl ApiError {
         &mut self.inner.extensions
     }
 
+    /// Records that the error was read from gRPC status `code`, which
+    /// [`grpc_code`](Self::grpc_code) then keeps.
+    pub(crate) fn set_grpc_code(&mut self, code: i32) {
+        self.inner.grpc = GrpcStatus::read(code);
+    }
+
+    /// The gRPC code the error was read from, if it was.
+    pub(crate) fn read_grpc_code(&self) -> Option<i32> {
+        self.inner.grpc.code()
+    }
+
     pub(crate) fn set_upstream(&mut self, status: StatusCode, body: Option<Bytes>) {
         self.inner.upstream_status = Some(status);
         self.inner.upstream_body = body;
@@ -376,8 +393,28 @@ impl fmt::Display for ApiError {
     }
 }
 
+/// The source chain: the error this one was made from. With the `tonic`
+/// feature, the chain starts with the `tonic::Status` the error stands for
+/// ([`grpc_code`](ApiError::grpc_code), the message), whose source is the
+/// error this one was made from: tonic, which looks for a `Status` in the
+/// chain of a client stack's error, then recovers the right code, and the
+/// `ApiError` stays reachable as the source of the `Status` it returns.
 impl StdError for ApiError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        #[cfg(feature = "tonic")]
+        {
+            let source = self.inner.source.as_ref();
+            let code = self.grpc_code();
+            if let Some(status) = source.and_then(|s| s.downcast_ref::<tonic::Status>()) {
+                if status.code() as i32 == code {
+                    // Read from this very status: its details stay.
+                    return Some(status);
+                }
+            }
+            let status = self.inner.grpc.tonic_status(code, self.message(), source);
+            Some(status)
+        }
+        #[cfg(not(feature = "tonic"))]
         self.inner
             .source
             .as_deref()

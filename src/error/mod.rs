@@ -40,6 +40,7 @@ mod kind;
 mod read;
 pub(crate) mod render;
 mod source;
+mod status;
 
 #[cfg(feature = "stack")]
 pub(crate) use api_error::fmt_duration;
