@@ -6,129 +6,27 @@
 
 #![cfg(feature = "stack")]
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::scripted::{Plan, Upstream};
 use http::{Request, Response};
-use http_body::Frame;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, Full};
 use tokio::time::{advance, sleep, Instant};
 use tower::{Layer, Service, ServiceExt};
-use tower_http_resilience::circuit_breaker::{CircuitBreakerHandle, CircuitState, TransitionReason};
+use tower_http_resilience::circuit_breaker::{
+    CircuitBreakerHandle, CircuitState, TransitionReason,
+};
 use tower_http_resilience::retry::Attempts;
-use tower_http_resilience::stack::{ResilienceLayer, StackBody};
-use tower_http_resilience::{ApiError, BoxError, ErrorKind, ResilienceConfig, TimeoutPhase};
+use tower_http_resilience::stack::ResilienceLayer;
+use tower_http_resilience::{ApiError, ErrorKind, ResilienceConfig, TimeoutPhase};
 
 /// The breaker's key: the upstream's authority.
 const KEY: &str = "upstream.test";
-
-/// One planned answer of the upstream.
-#[derive(Clone, Copy, Debug)]
-enum Plan {
-    Ok,
-    /// An error status, with a small body.
-    Status(u16),
-    /// Never answers.
-    Hang,
-    /// 200 and an event, then the connection breaks.
-    StreamThenReset,
-}
-
-type Body = BoxBody<Bytes, BoxError>;
-
-/// An upstream that answers from a script, then from `otherwise`, and
-/// counts the attempts it received.
-#[derive(Clone)]
-struct Upstream {
-    script: Arc<Mutex<VecDeque<Plan>>>,
-    otherwise: Arc<dyn Fn() -> Plan + Send + Sync>,
-    calls: Arc<AtomicUsize>,
-}
-
-impl Upstream {
-    fn new(plans: impl IntoIterator<Item = Plan>, otherwise: Plan) -> Self {
-        Upstream::with(plans, move || otherwise)
-    }
-
-    fn with(
-        plans: impl IntoIterator<Item = Plan>,
-        otherwise: impl Fn() -> Plan + Send + Sync + 'static,
-    ) -> Self {
-        Upstream {
-            script: Arc::new(Mutex::new(plans.into_iter().collect())),
-            otherwise: Arc::new(otherwise),
-            calls: Arc::default(),
-        }
-    }
-
-    /// Each attempt fails with 503 with probability `p`, independently
-    /// (a seeded generator: the runs are reproducible).
-    fn failing(p: f64, seed: u64) -> Self {
-        let rng = Mutex::new(fastrand::Rng::with_seed(seed));
-        Upstream::with([], move || {
-            if rng.lock().unwrap().f64() < p {
-                Plan::Status(503)
-            } else {
-                Plan::Ok
-            }
-        })
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-}
-
-impl Service<Request<StackBody<Full<Bytes>>>> for Upstream {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _req: Request<StackBody<Full<Bytes>>>) -> Self::Future {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let next = self.script.lock().unwrap().pop_front();
-        let plan = next.unwrap_or_else(|| (self.otherwise)());
-        Box::pin(async move {
-            let body = match plan {
-                Plan::Ok => full("{}"),
-                Plan::Status(status) => {
-                    let body = full(r#"{"error":{"message":"down","type":"x","code":"y"}}"#);
-                    let mut res = Response::new(body);
-                    *res.status_mut() = http::StatusCode::from_u16(status).unwrap();
-                    return Ok(res);
-                }
-                Plan::Hang => std::future::pending().await,
-                Plan::StreamThenReset => {
-                    let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
-                        Ok(Frame::data(Bytes::from("data: {}\n\n"))),
-                        Err("connection reset".into()),
-                    ];
-                    let mut res = Response::new(StreamBody::new(futures_util::stream::iter(frames)).boxed());
-                    res.headers_mut()
-                        .insert("content-type", "text/event-stream".parse().unwrap());
-                    return Ok(res);
-                }
-            };
-            Ok(Response::new(body))
-        })
-    }
-}
-
-fn full(s: &'static str) -> Body {
-    Full::new(Bytes::from(s)).map_err(|e| match e {}).boxed()
-}
 
 fn request() -> Request<Full<Bytes>> {
     Request::post(format!("http://{KEY}/v1/chat/completions"))
@@ -148,7 +46,9 @@ where
         Ok(res) => {
             let attempts = Attempts::of(res.extensions()).get();
             let read = res.into_body().collect().await;
-            let outcome = read.map(|_| ()).map_err(|_| ApiError::new(ErrorKind::Upstream));
+            let outcome = read
+                .map(|_| ())
+                .map_err(|_| ApiError::new(ErrorKind::Upstream));
             (outcome, attempts)
         }
         Err(err) => {
@@ -293,7 +193,11 @@ async fn a_dead_upstream_opens_the_breaker_after_min_calls_calls() {
     let (outcome, attempts) = call(svc.clone()).await;
     assert_eq!(outcome.unwrap_err().code(), "circuit_open");
     assert_eq!(attempts, 1);
-    assert_eq!(upstream.calls(), 4 * min_calls, "rejected without an attempt");
+    assert_eq!(
+        upstream.calls(),
+        4 * min_calls,
+        "rejected without an attempt"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -322,7 +226,11 @@ async fn three_calls_that_time_out_four_times_each_do_not_open_it() {
     assert_eq!(upstream.calls(), 12);
     let snap = handle.snapshot(KEY).unwrap();
     assert_eq!(snap.state(), CircuitState::Closed);
-    assert_eq!((snap.calls(), snap.failures()), (3, 3), "one failure per call");
+    assert_eq!(
+        (snap.calls(), snap.failures()),
+        (3, 3),
+        "one failure per call"
+    );
 }
 
 #[tokio::test(start_paused = true)]

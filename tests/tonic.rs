@@ -76,11 +76,10 @@ fn client(addr: SocketAddr, config: ResilienceConfig) -> (Client, CircuitBreaker
     let channel = Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect_lazy();
-    let layer = config
-        .build()
-        .unwrap()
-        .key(GlobalKey)
-        .map_retry(|r| r.backoff(Backoff::constant(Duration::ZERO)).jitter(Jitter::none()));
+    let layer = config.build().unwrap().key(GlobalKey).map_retry(|r| {
+        r.backoff(Backoff::constant(Duration::ZERO))
+            .jitter(Jitter::none())
+    });
     let handle = layer.breaker_handle();
     let to_channel: fn(Request<StackBody<tonic::body::Body>>) -> Request<tonic::body::Body> =
         |req| req.map(tonic::body::Body::new);

@@ -12,6 +12,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
+#[cfg(feature = "stack")]
+pub mod scripted;
+
 /// One upstream error response and what the envelope must say about it.
 #[derive(Debug, Deserialize)]
 pub struct Case {
