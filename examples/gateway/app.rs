@@ -13,7 +13,7 @@ use axum::response::Response;
 use axum::Router;
 use bytes::Bytes;
 use http::header::{self, HeaderName};
-use http::{HeaderMap, Uri};
+use http::{HeaderMap, HeaderValue, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -27,6 +27,9 @@ use tower_http_resilience::{ApiError, ErrorKind};
 
 /// The largest request body the gateway accepts (a chat request with images).
 pub const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
+
+/// The response header with the attempts a forwarded call made.
+pub const X_GATEWAY_ATTEMPTS: HeaderName = HeaderName::from_static("x-gateway-attempts");
 
 /// The HTTP(S) client the gateway forwards with.
 pub type UpstreamClient =
@@ -135,6 +138,11 @@ async fn forward(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     for name in &HOP_BY_HOP {
         res_parts.headers.remove(name);
     }
+    // Every attempt sent for this call (also when a timeout ended it).
+    let attempts = Attempts::of(&res_parts.extensions).get();
+    res_parts
+        .headers
+        .insert(X_GATEWAY_ATTEMPTS, HeaderValue::from(attempts));
     let res = Response::from_parts(res_parts, Body::new(res_body));
     respond(&gw, &parts, model.as_deref().unwrap_or("-"), started, res)
 }
