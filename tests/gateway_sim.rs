@@ -4,12 +4,12 @@
 //! `gpt-4o-mini` stays a daily mix for 8 parallel clients of 80 requests
 //! each. Its breaker never opens and retries rescue the calls.
 //!
-//! What the mix allows: 3 % of the simulator's answers are a 200 whose body
-//! breaks halfway, which no gateway may retry (the call committed at its
-//! headers), and a call whose four attempts all fail (503 bursts, 429, 500,
-//! 502, 529) fails too: over 60 seeds 92.8 % of the requests succeed on
-//! average, 90 % at worst. Counted per attempt, the same mix opens the
-//! breaker within the first seconds and almost every request fails.
+//! What the mix allows: a call whose four attempts all fail (bursts of
+//! 503, 429, 500, 502, 529, resets) fails, and so does one whose answer
+//! breaks after its head. Over 60 seeds 96.1 % of the requests succeed on
+//! average, 94.7 % at worst, and the breaker never opens. Counted per
+//! attempt, the same mix opens the breaker within the first seconds and
+//! almost every request fails.
 //!
 //! Everything runs on the test's one thread: with the simulator's and the
 //! jitter's generator seeded, each run is the same every time.
@@ -20,7 +20,6 @@
 #[allow(dead_code)]
 mod sim;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,35 +29,64 @@ use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
+use http_body::Frame;
+use http_body_util::{BodyExt, Full, StreamBody};
 use tower::{Layer, Service, ServiceExt};
 use tower_http_resilience::circuit_breaker::{BreakerKey, CircuitState};
 use tower_http_resilience::retry::Attempts;
 use tower_http_resilience::stack::StackBody;
-use tower_http_resilience::ResilienceConfig;
+use tower_http_resilience::{BoxError, ResilienceConfig};
 
 const CLIENTS: usize = 8;
 const REQUESTS: usize = 80;
 const MODEL: &str = "gpt-4o-mini";
 
 /// The simulator's routes as the stack's inner service, in place of the
-/// HTTP client the gateway forwards with.
+/// HTTP client the gateway forwards with and the wire to the simulator.
+///
+/// What the wire does is kept: hyper's server sends a response's head with
+/// its first body bytes, once the body has nothing more ready or its buffer
+/// is full. A body that fails before it would wait never sends its head:
+/// the client sees the connection reset (a non-streaming answer cut
+/// halfway, here), which the gateway retries. A body that fails later (a
+/// stream, between two events) fails after its head.
 #[derive(Clone)]
 struct Simulator(axum::Router);
 
 impl Service<Request<StackBody<Full<Bytes>>>> for Simulator {
     type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<StackBody<Full<Bytes>>>) -> Self::Future {
         let router = self.0.clone();
-        Box::pin(async move { router.oneshot(req.map(Body::new)).await })
+        Box::pin(async move {
+            let res = router.oneshot(req.map(Body::new)).await?;
+            let (parts, mut body) = res.into_parts();
+            let mut ready = Vec::new();
+            while let Some(next) = body.frame().now_or_never() {
+                match next {
+                    Some(Ok(frame)) => ready.push(Ok(frame)),
+                    Some(Err(_)) => {
+                        let reset = std::io::ErrorKind::ConnectionReset;
+                        return Err(std::io::Error::new(reset, "reset before the head").into());
+                    }
+                    None => break,
+                }
+            }
+            let sent = futures_util::stream::iter(ready)
+                .chain(body.into_data_stream().map(|d| d.map(Frame::data)));
+            Ok(Response::from_parts(
+                parts,
+                Body::new(StreamBody::new(sent)),
+            ))
+        })
     }
 }
 
@@ -125,14 +153,14 @@ async fn the_daily_mix_never_opens_the_breaker_and_most_requests_succeed() {
         println!("seed {seed}: {ok} of {total} succeeded, {attempts} attempts, opened {opened}");
         assert_eq!(opened, 0, "seed {seed}: the breaker opened");
         assert!(
-            ok * 100 >= total * 88,
+            ok * 100 >= total * 93,
             "seed {seed}: {ok} of {total} succeeded"
         );
         all_ok += ok;
     }
     let runs = seeds.count();
     assert!(
-        all_ok * 100 >= runs * total * 92,
+        all_ok * 100 >= runs * total * 95,
         "{all_ok} of {} succeeded",
         runs * total
     );
