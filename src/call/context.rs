@@ -38,7 +38,8 @@ struct Shared {
     deadline: AtomicU64,
     /// Attempts sent so far.
     attempts: AtomicU32,
-    /// One more than the last attempt a timeout cut short; 0 when none was.
+    /// One more than the last attempt a timeout cut short (0: none was);
+    /// attempt 0 is a call no attempt loop counts.
     #[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
     cut: AtomicU32,
     /// The attempt loop and the attempts in flight that keep the call open.
@@ -130,7 +131,7 @@ impl CallContext {
     #[cfg(feature = "circuit-breaker")]
     pub(crate) fn is_cut(&self, attempt: u32) -> bool {
         let cut = self.0.cut.load(Ordering::Acquire);
-        cut != 0 && cut - 1 >= attempt
+        cut > attempt
     }
 
     /// Whether an attempt loop owns the call.

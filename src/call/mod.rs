@@ -34,9 +34,11 @@ mod settle;
 #[cfg_attr(not(feature = "retry"), allow(unreachable_pub))]
 pub use attempts::Attempts;
 pub(crate) use context::CallContext;
+#[cfg(feature = "normalize")]
+pub(crate) use retried_out::is_retried_out;
 #[cfg(any(feature = "retry", feature = "timeout", feature = "normalize"))]
 pub(crate) use retried_out::retried_out;
-#[cfg(any(feature = "retry", feature = "normalize"))]
+#[cfg(feature = "retry")]
 pub(crate) use retried_out::RetriedOut;
 #[cfg(feature = "circuit-breaker")]
 pub(crate) use settle::{Pending, Settle};

@@ -12,6 +12,13 @@ use crate::ApiError;
 #[cfg_attr(not(feature = "retry"), allow(dead_code))]
 pub(crate) struct RetriedOut;
 
+/// Whether the retry layer marked the error response whose extensions
+/// these are as [`RetriedOut`].
+#[cfg(feature = "normalize")]
+pub(crate) fn is_retried_out(extensions: &http::Extensions) -> bool {
+    extensions.get::<RetriedOut>().is_some()
+}
+
 /// `err`, telling its caller not to retry it (a `retry-after` it carries
 /// stays): see [`RetriedOut`].
 pub(crate) fn retried_out(err: ApiError) -> ApiError {

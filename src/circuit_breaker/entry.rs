@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::breaker::{Admission, Breaker, Change, Seen, Target, Ticket};
+use super::breaker::{Admission, Breaker, Change, Seen, Target};
 use super::classify::Verdict;
 use super::config::DisplayKey;
 use super::core::Core;
 use super::state::{BreakerSnapshot, CircuitState, Transition, TransitionReason};
+use super::ticket::Ticket;
 use crate::call::Settle;
 use crate::util::{saturating_millis, truncate};
 

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::breaker::Ticket;
 use super::classify::Verdict;
 use super::entry::Entry;
+use super::ticket::Ticket;
 use crate::call::{CallContext, Pending, Settle};
 
 /// An attempt's hold on its breaker: records the outcome once, or, dropped

@@ -16,7 +16,7 @@ use pin_project_lite::pin_project;
 
 use super::body::{Mode, NormalizeBody};
 use crate::body::{Peek, PeekEnd};
-use crate::call::{retried_out, RetriedOut};
+use crate::call::{is_retried_out, retried_out};
 use crate::content_type::is_event_stream;
 use crate::error::render::{is_error_status, is_rendered, X_REQUEST_ID, X_SHOULD_RETRY};
 use crate::{ApiError, BoxError};
@@ -413,12 +413,6 @@ where
             self.as_mut().project().state.set(next);
         }
     }
-}
-
-/// Whether the retry layer below marked an error response as retried out:
-/// the caller is told not to retry it.
-fn is_retried_out(extensions: &http::Extensions) -> bool {
-    extensions.get::<RetriedOut>().is_some()
 }
 
 /// `err` read from an error response, keeping what layers below attached

@@ -162,16 +162,3 @@ fn probes_are_bounded_and_given_back() {
         (CircuitState::Closed, TransitionReason::ProbesSucceeded)
     );
 }
-
-#[test]
-fn ticket_packing() {
-    for (gen, probe) in [(0, false), (7, true), (u32::MAX, false)] {
-        for verdict in [Verdict::Success, Verdict::Failure, Verdict::Ignore] {
-            for slow in [false, true] {
-                let t = Ticket { gen, probe };
-                let (back, v, s) = Ticket::unpack(t.pack(verdict, slow));
-                assert_eq!((back.gen, back.probe, v, s), (gen, probe, verdict, slow));
-            }
-        }
-    }
-}
