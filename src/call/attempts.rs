@@ -21,10 +21,23 @@ use crate::ApiError;
 /// number of the attempt under way.
 ///
 /// ```
-/// # use tower_http_resilience::retry::Attempts;
-/// # fn show(res: &http::Response<()>) {
+/// use std::time::Duration;
+/// use tower::{service_fn, Layer, ServiceExt};
+/// use tower_http_resilience::retry::{Attempts, Backoff, ReplayBody, RetryLayer};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// // An upstream that fails its first two attempts: it reads which one it
+/// // serves from the request.
+/// let upstream = service_fn(|req: http::Request<ReplayBody<String>>| async move {
+///     let attempt = Attempts::of(req.extensions()).get();
+///     let status = if attempt < 3 { 503 } else { 200 };
+///     let res = http::Response::builder().status(status).body(String::new())?;
+///     Ok::<_, tower_http_resilience::BoxError>(res)
+/// });
+/// let layer = RetryLayer::new().backoff(Backoff::constant(Duration::from_millis(10)));
+/// let res = layer.layer(upstream).oneshot(http::Request::new(String::new())).await.unwrap();
 /// let attempts = Attempts::of(res.extensions());
-/// println!("{} attempts, {} retries", attempts.get(), attempts.retries());
+/// assert_eq!((attempts.get(), attempts.retries()), (3, 2));
 /// # }
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
