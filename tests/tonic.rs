@@ -34,30 +34,17 @@ use tower_http_resilience::{ApiError, ErrorKind, ResilienceConfig, TimeoutPhase}
 /// A call with `x-fail: unavailable` in its metadata is answered
 /// `UNAVAILABLE` before it reaches the service.
 fn spawn_health_server() -> SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let service = HealthService::from_health_reporter(HealthReporter::new());
-            let service = HealthServer::with_interceptor(service, |req: tonic::Request<()>| {
-                match req.metadata().get("x-fail") {
-                    Some(v) if v == "unavailable" => Err(Status::unavailable("backend down")),
-                    _ => Ok(req),
-                }
-            });
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            Server::builder()
-                .add_service(service)
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-                .await
-                .unwrap();
+    common::spawn_grpc_server(|| {
+        let service = HealthService::from_health_reporter(HealthReporter::new());
+        let service = HealthServer::with_interceptor(service, |req: tonic::Request<()>| match req
+            .metadata()
+            .get("x-fail")
+        {
+            Some(v) if v == "unavailable" => Err(Status::unavailable("backend down")),
+            _ => Ok(req),
         });
-    });
-    rx.recv().unwrap()
+        Server::builder().add_service(service)
+    })
 }
 
 type Client = HealthClient<
