@@ -394,31 +394,14 @@ impl fmt::Display for ApiError {
 }
 
 /// The source chain: the error this one was made from. With the `tonic`
-/// feature, the chain starts with the `tonic::Status` the error stands for
-/// ([`grpc_code`](ApiError::grpc_code), the message), whose source is the
-/// error this one was made from: tonic, which looks for a `Status` in the
-/// chain of a client stack's error, then recovers the right code, and the
-/// `ApiError` stays reachable as the source of the `Status` it returns.
+/// feature, the chain starts with the `tonic::Status` the error stands for,
+/// so that tonic recovers the right code (see [`ApiError::grpc_code`]).
 impl StdError for ApiError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        #[cfg(feature = "tonic")]
-        {
-            let source = self.inner.source.as_ref();
-            let code = self.grpc_code();
-            if let Some(status) = source.and_then(|s| s.downcast_ref::<tonic::Status>()) {
-                if status.code() as i32 == code {
-                    // Read from this very status: its details stay.
-                    return Some(status);
-                }
-            }
-            let status = self.inner.grpc.tonic_status(code, self.message(), source);
-            Some(status)
-        }
-        #[cfg(not(feature = "tonic"))]
+        let source = self.inner.source.as_ref();
         self.inner
-            .source
-            .as_deref()
-            .map(|e| e as &(dyn StdError + 'static))
+            .grpc
+            .chain(self.grpc_code(), self.message(), source)
     }
 }
 
