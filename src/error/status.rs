@@ -145,7 +145,7 @@ mod tests {
         assert_eq!(err.grpc_code(), 5);
         let status = status_of(err);
         assert_eq!(status.code(), tonic::Code::NotFound);
-        assert_eq!(&status.details()[..], b"why");
+        assert_eq!(status.details(), b"why");
     }
 
     #[test]
