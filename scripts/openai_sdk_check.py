@@ -1,30 +1,100 @@
 """Points the official OpenAI Python SDK at a running gateway and checks that
-each simulated failure raises the SDK's exception class for it.
+each simulated failure raises the SDK's exception class for it, and that the
+SDK, at its default `max_retries`, never multiplies the gateway's retries.
 
     cargo run --release --example gateway &        # embedded simulator
     pip install openai
     python3 scripts/openai_sdk_check.py http://127.0.0.1:8080/v1
 
-Exits non-zero when a case raises the wrong class.
+Pass the gateway's own `--max-retries` and `--timeout` when it was started
+with other values than the defaults (3 and 60s):
+
+    python3 scripts/openai_sdk_check.py http://127.0.0.1:8080/v1 --max-retries 2 --timeout 20s
+
+Exits non-zero when a case raises the wrong class, or when one SDK call made
+more than 1 + --max-retries upstream attempts or took longer than --timeout
+plus one second.
 """
 
+import argparse
+import re
 import sys
 import time
 
 import openai
 
-base_url = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8080/v1"
-# The SDK's own retries are off so that what the gateway answered is what is seen.
-client = openai.OpenAI(base_url=base_url, api_key="sk-anything", max_retries=0, timeout=120)
-messages = [{"role": "user", "content": "hi"}]
 
+def seconds(duration: str) -> float:
+    """A gateway duration (`250ms`, `2s`, `1.5s`, `5m`, `1h`, `1m30s`) in seconds."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration)
+    if not parts or "".join(n + u for n, u in parts) != duration:
+        raise argparse.ArgumentTypeError(f"not a duration: {duration}")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("base_url", nargs="?", default="http://127.0.0.1:8080/v1")
+parser.add_argument("--max-retries", type=int, default=3, help="the gateway's --max-retries")
+parser.add_argument("--timeout", type=seconds, default=seconds("60s"), help="the gateway's --timeout")
+args = parser.parse_args()
+
+messages = [{"role": "user", "content": "hi"}]
+failed = 0
+
+# No retry multiplication: the SDK at its default max_retries (2) against an
+# always-503 model. Every response the SDK receives says how many upstream
+# attempts the gateway made for it (x-gateway-attempts); their sum is what one
+# SDK call cost the upstream.
+seen = []
+
+
+def on_response(response) -> None:
+    seen.append(response)
+
+
+sdk = openai.OpenAI(
+    base_url=args.base_url,
+    api_key="sk-anything",
+    # The SDK's own HTTP client (whichever httpx it is built on), watched.
+    http_client=openai.DefaultHttpxClient(event_hooks={"response": [on_response]}),
+)
+print(f"SDK max_retries={sdk.max_retries}; gateway --max-retries {args.max_retries} --timeout {args.timeout}s")
+for n in range(3):
+    seen.clear()
+    start = time.monotonic()
+    try:
+        sdk.chat.completions.create(model="sim-down-sdk", messages=messages)
+        error = None
+    except openai.APIError as e:
+        error = e
+    elapsed = time.monotonic() - start
+    upstream = sum(int(r.headers.get("x-gateway-attempts", "0")) for r in seen)
+    headers = [r.headers.get("x-gateway-attempts") for r in seen]
+    ok = (
+        error is not None
+        and None not in headers
+        and upstream <= 1 + args.max_retries
+        and elapsed <= args.timeout + 1
+    )
+    failed += not ok
+    status = getattr(error, "status_code", None)
+    should_retry = seen[-1].headers.get("x-should-retry") if seen else None
+    print(
+        f"always 503, SDK call {n + 1}: {type(error).__name__} {status} after {elapsed:.1f}s,"
+        f" {len(seen)} SDK attempt(s), x-gateway-attempts {headers} = {upstream} upstream attempts,"
+        f" x-should-retry: {should_retry} {'ok' if ok else 'WRONG'}"
+    )
+
+# Each simulated failure raises the SDK's exception class for it. The SDK's own
+# retries are off so that what the gateway answered is what is seen.
+client = openai.OpenAI(base_url=args.base_url, api_key="sk-anything", max_retries=0, timeout=120)
 cases = [
     ("sim-quota", openai.RateLimitError, "insufficient_quota"),
     ("sim-badkey", openai.AuthenticationError, "invalid_api_key"),
     ("sim-overloaded", openai.InternalServerError, "overloaded"),
     ("sim-reset", openai.InternalServerError, "connection_error"),
 ]
-failed = 0
 for model, expected, code in cases:
     try:
         client.chat.completions.create(model=model, messages=messages)

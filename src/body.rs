@@ -16,7 +16,10 @@ use pin_project_lite::pin_project;
 /// How a peek ended, and what a peeked body yields after the bytes read.
 // Normalization only tells the ends apart; the payloads serve the layers
 // that hand a peeked body on.
-#[cfg_attr(not(any(feature = "retry", feature = "timeout", feature = "check")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "retry", feature = "timeout", feature = "check")),
+    allow(dead_code)
+)]
 pub(crate) enum PeekEnd<B: Body> {
     /// The body ended; its trailers, if it had any.
     Finished(Option<HeaderMap>),

@@ -46,8 +46,14 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod base_uri;
-#[cfg(any(feature = "normalize", feature = "retry", feature = "timeout", feature = "check"))]
+#[cfg(any(
+    feature = "normalize",
+    feature = "retry",
+    feature = "timeout",
+    feature = "check"
+))]
 pub(crate) mod body;
+pub(crate) mod call;
 #[cfg(feature = "check")]
 pub mod check;
 #[cfg(feature = "circuit-breaker")]
@@ -82,10 +88,10 @@ pub use error::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 pub use check::{Check, CheckLayer};
 #[cfg(feature = "circuit-breaker")]
 pub use circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
-#[cfg(feature = "fleet")]
-pub use fleet::FleetMirror;
 #[cfg(feature = "collect")]
 pub use collect::CollectBodyLayer;
+#[cfg(feature = "fleet")]
+pub use fleet::FleetMirror;
 #[cfg(feature = "normalize")]
 pub use normalize::{Normalize, NormalizeClient, NormalizeClientLayer, NormalizeLayer};
 #[cfg(feature = "pacing")]

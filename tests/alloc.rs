@@ -58,11 +58,12 @@ fn the_timeouts_allocate_no_more_than_today() {
             ),
             0.0
         );
-        // Target: 0. Not met yet: 3 to publish the deadline into empty
+        // Target: 0. Not met yet: 3 to put the call's context into empty
         // request extensions (http::Extensions boxes a map and the value),
-        // 1 for the signal the deadline carries (the breaker inside counts a
-        // call the timeout cut short), 1 to box the JSON body while it is
-        // peeked for `"stream"`. Regression guard at the current count.
+        // 1 for the context itself (one `Arc` per call: the deadline, the
+        // attempts sent, the cut the breaker inside reads), 1 to box the
+        // JSON body while it is peeked for `"stream"`. Regression guard at
+        // the current count.
         let added = t.added("ours: TimeoutLayer", support::timeout(up), true);
         assert!(added <= 5.0, "{added}");
     }
@@ -86,11 +87,14 @@ fn retry_allocates_only_to_keep_the_request() {
         let t = Table::new(mode);
         let up = Upstream::ok(mode);
         let added = t.added("ours: RetryLayer", support::retry(up), true);
-        // Target: only what keeping the request for a replay needs: 6 here
-        // (the head: header map 2, header values 2; the body: shared state 1,
-        // boxed body 1). A first-attempt success carries no `Attempts`, so
-        // nothing else allocates. Met.
-        assert!(added <= 6.0, "{added}");
+        // What keeping the request for a replay needs: 6 here (the head:
+        // header map 2, header values 2; the body: shared state 1, boxed
+        // body 1); and, used alone, the call's context that tells a breaker
+        // inside which call an attempt belongs to: 4 (the `Arc`, and 3 to
+        // put it into empty request extensions; behind a total timeout the
+        // timeout's context serves and this costs nothing). A first-attempt
+        // success carries no `Attempts`, so nothing else allocates.
+        assert!(added <= 10.0, "{added}");
     }
 }
 
@@ -105,8 +109,8 @@ fn the_preset_allocates_no_more_than_it_does_today() {
             support::hand_built(up),
             true,
         );
-        // Target: at most 3. Not met yet (timeout 5 + retry 6): regression
-        // guard at the current count.
+        // Target: at most 3. Not met yet (timeout 5, the call's context
+        // included, + retry 6): regression guard at the current count.
         assert!(added <= 11.0, "{added}");
         let failing = t.added(
             "ours: preset, upstream 503",

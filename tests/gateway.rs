@@ -244,19 +244,50 @@ async fn retries_follow_the_error_table() {
         "the third attempt's answer"
     );
     assert_eq!(up.calls("flaky"), 3);
+    assert_eq!(parts.headers["x-gateway-attempts"], "3");
 
-    // Always failing: 1 + 3 attempts, then the last failure as the envelope.
+    // Always failing: 1 + 3 attempts, then the last failure as the envelope,
+    // which tells the caller not to retry what the gateway retried.
     up.plan("dead", [fail(500), fail(500), fail(500), fail(500)]);
     let (parts, body) = support::send(chat(gw, "dead", false)).await;
     assert_eq!(parts.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(support::envelope(&body)["code"], "internal_error");
     assert_eq!(up.calls("dead"), 4);
+    assert_eq!(parts.headers["x-gateway-attempts"], "4");
+    assert_eq!(parts.headers["x-should-retry"], "false");
 
     // Not retried: a client error.
     up.plan("bad", [fail(400)]);
     let (parts, _) = support::send(chat(gw, "bad", false)).await;
     assert_eq!(parts.status, StatusCode::BAD_REQUEST);
     assert_eq!(up.calls("bad"), 1);
+    assert_eq!(parts.headers["x-gateway-attempts"], "1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_total_timeout_reports_every_attempt_sent() {
+    let _hold = support::hold_clock();
+    let (up_addr, up) = spawn_upstream();
+    let gw = gateway(
+        config()
+            .total_timeout(Duration::from_secs(5))
+            .attempt_timeout(Duration::from_secs(5)),
+        up_addr,
+    )
+    .await;
+    let fail = Plan::Respond(503, vec![], Bytes::new());
+    up.plan("slow", [fail.clone(), fail, Plan::Hang]);
+
+    let res = tokio::spawn(support::send(chat(gw, "slow", false)));
+    while up.calls("slow") < 3 {
+        tokio::task::yield_now().await;
+    }
+    advance(Duration::from_secs(5)).await;
+    let (parts, body) = res.await.unwrap();
+    assert_eq!(parts.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(support::envelope(&body)["code"], "timeout");
+    assert_eq!(parts.headers["x-gateway-attempts"], "3");
+    assert_eq!(parts.headers["x-should-retry"], "false");
 }
 
 #[tokio::test(start_paused = true)]

@@ -21,6 +21,7 @@ use std::time::Duration;
 use super::classify::Verdict;
 use super::core::Core;
 use super::state::{BreakerSnapshot, CircuitState, TransitionReason};
+use super::ticket::Ticket;
 use super::window::{Counts, Window};
 use crate::util::saturating_nanos;
 
@@ -60,26 +61,12 @@ fn public_state(w: u64) -> CircuitState {
     }
 }
 
-/// The admission of one call: the generation it was admitted under and
-/// whether it holds a half-open probe slot.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Ticket {
-    gen: u32,
-    probe: bool,
-}
-
-impl Ticket {
-    /// Whether the call holds a half-open probe slot, which must be given
-    /// back (recorded) even when the call tells nothing.
-    pub(crate) fn is_probe(self) -> bool {
-        self.probe
-    }
-
-    fn seen(self) -> Seen {
-        Seen {
-            gen: self.gen,
-            state: if self.probe { HALF_OPEN } else { CLOSED },
-        }
+/// The state a transition expects to find when it acts for a call admitted
+/// with `ticket`.
+fn seen(ticket: Ticket) -> Seen {
+    Seen {
+        gen: ticket.gen,
+        state: if ticket.probe { HALF_OPEN } else { CLOSED },
     }
 }
 
@@ -242,7 +229,7 @@ impl Breaker {
             return None;
         }
         let w = self.word.load(Ordering::Acquire);
-        if Seen::of(w) != ticket.seen() {
+        if Seen::of(w) != seen(ticket) {
             // Admitted before the breaker last changed state: stale.
             return None;
         }
@@ -275,7 +262,7 @@ impl Breaker {
             return None;
         }
         let reason = self.should_trip(core, epoch, consecutive)?;
-        self.transition(core, Some(ticket.seen()), Target::Tripped, reason, now)
+        self.transition(core, Some(seen(ticket)), Target::Tripped, reason, now)
     }
 
     fn record_probe(
@@ -294,12 +281,12 @@ impl Breaker {
             _ => None,
         };
         if let Some(reason) = failed {
-            return self.transition(core, Some(ticket.seen()), Target::Tripped, reason, now);
+            return self.transition(core, Some(seen(ticket)), Target::Tripped, reason, now);
         }
         let success = verdict == Verdict::Success;
         loop {
             let w = self.word.load(Ordering::Acquire);
-            if Seen::of(w) != ticket.seen() {
+            if Seen::of(w) != seen(ticket) {
                 return None;
             }
             let next = if success {
@@ -314,7 +301,7 @@ impl Breaker {
             {
                 if success && successes_of(next) >= core.config.half_open_successes {
                     let reason = TransitionReason::ProbesSucceeded;
-                    return self.transition(core, Some(ticket.seen()), Target::Closed, reason, now);
+                    return self.transition(core, Some(seen(ticket)), Target::Closed, reason, now);
                 }
                 return None;
             }

@@ -6,11 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::breaker::{Admission, Breaker, Change, Seen, Target, Ticket};
+use super::breaker::{Admission, Breaker, Change, Seen, Target};
 use super::classify::Verdict;
 use super::config::DisplayKey;
 use super::core::Core;
 use super::state::{BreakerSnapshot, CircuitState, Transition, TransitionReason};
+use super::ticket::Ticket;
+use crate::call::Settle;
 use crate::util::{saturating_millis, truncate};
 
 /// The longest key kept as is; longer keys are kept as their first
@@ -213,6 +215,19 @@ impl Entry {
         for listener in listeners {
             listener(&transition);
         }
+    }
+}
+
+/// An attempt's outcome left pending in its call's context is recorded
+/// here when the call ends.
+impl Settle for Entry {
+    fn settle(&self, outcome: u64) {
+        let (ticket, verdict, slow) = Ticket::unpack(outcome);
+        self.record(ticket, verdict, slow);
+    }
+
+    fn layer(&self) -> usize {
+        Arc::as_ptr(&self.core) as usize
     }
 }
 

@@ -45,13 +45,49 @@
 //! - a call that an outer [`TimeoutLayer`](crate::TimeoutLayer) cuts short
 //!   (a stream stalled past its idle clock, a body or an attempt past the
 //!   total) is a failure, although the breaker only sees it dropped: the
-//!   [`Deadline`](crate::deadline::Deadline) the timeout published tells it
-//!   the drop was a timeout, not a caller who went away;
+//!   call's context, which the timeout put in the request's extensions,
+//!   tells it the drop was a timeout, not a caller who went away;
 //! - a call is slow when its response headers (or its error) took longer
 //!   than the threshold: the time to the headers is measured, not to the
 //!   end of the body, so long streams are not slow by nature.
 //!
 //! Classification is pluggable ([`Classify`]; closures work).
+//!
+//! # What a call is: the attempts of one call count once
+//!
+//! Inside a [`RetryLayer`](crate::RetryLayer), the breaker sees every
+//! attempt of a call, and counts the call once in its window: as a failure
+//! if the call finally failed, as a success if a retry rescued it. Each
+//! attempt's outcome is left pending in the call's context (which the retry
+//! layer puts in every attempt's request), replacing the previous one's,
+//! and recorded when the call ends: when the retry layer returned (or was
+//! dropped) and the last attempt's body ended. So:
+//!
+//! - a call whose first two attempts fail with 503 and whose third
+//!   succeeds is one success; one whose four attempts time out is one
+//!   failure;
+//! - an attempt's outcome still drives what happens next: a failed
+//!   attempt is retried, a slow one is judged on its own time to headers;
+//! - a half-open probe is judged by its own attempt, at once: a probe that
+//!   fails opens the breaker again before the call's next attempt (which an
+//!   open breaker rejects), one that succeeds closes it;
+//! - a rejection by an open breaker records nothing; an attempt whose
+//!   caller went away records nothing (a failure, if a timeout cut it),
+//!   and the call's earlier finished attempt is still counted.
+//!
+//! Without a retry layer outside, an attempt is a call, counted as it ends.
+//!
+//! Polly and resilience4j count every attempt that reaches the breaker.
+//! This breaker departs from them on purpose: it measures the upstream,
+//! not how often one call was retried. Counted per attempt, an upstream
+//! failing 60 % of attempts at random, whose calls retries mostly rescue
+//! (87 % of calls succeed within four attempts), opens the breaker and
+//! fails every call for the open duration; so do three slow calls of one
+//! client whose four attempts each time out (twelve failures). Counted per call, it opens when
+//! half the calls fail after their retries, which is what the callers see;
+//! a dead upstream still opens it after
+//! [`min_calls`](CircuitBreakerConfig::min_calls) calls, and fails fast
+//! from then on.
 //!
 //! # Keys
 //!
@@ -87,9 +123,9 @@
 //! # Where it goes
 //!
 //! In a client stack: normalize → total timeout → retry → **circuit
-//! breaker** → attempt timeout → client. Inside the retry layer, each
-//! attempt is counted and an open breaker's rejection is not retried;
-//! outside the attempt timeout, the breaker sees its timeouts as failures.
+//! breaker** → attempt timeout → client. Inside the retry layer, each call
+//! is counted once and an open breaker's rejection is not retried; outside
+//! the attempt timeout, the breaker sees its timeouts as failed attempts.
 //!
 //! # Example
 //!
@@ -168,6 +204,7 @@ mod layer;
 mod registry;
 mod service;
 mod state;
+mod ticket;
 mod window;
 
 pub use crate::key;

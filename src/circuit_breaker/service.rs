@@ -14,7 +14,7 @@ use super::guard::Guard;
 use super::handle::CircuitBreakerHandle;
 use super::key::{ExtractKey, GlobalKey};
 use super::registry::Registry;
-use crate::deadline::Deadline;
+use crate::call::CallContext;
 use crate::{ApiError, BoxError};
 
 /// Fails calls fast while the upstream of their key is failing.
@@ -130,13 +130,10 @@ impl<S, K, C> CircuitBreaker<S, K, C> {
         };
         let entry = self.entry(&key);
         let ticket = entry.admit().map_err(ApiError::circuit_open)?;
-        // An outer timeout that cuts the call short says so through the
-        // deadline it published.
-        let cut = parts
-            .extensions
-            .get::<Deadline>()
-            .and_then(|d| d.cut_signal().cloned());
-        Ok(Some(Guard::new(entry, ticket, cut)))
+        // The call's context says whether this is one attempt of a call an
+        // attempt loop owns, and when an outer timeout cut the call short.
+        let call = CallContext::get(&parts.extensions);
+        Ok(Some(Guard::new(entry, ticket, call)))
     }
 }
 

@@ -10,6 +10,7 @@ use http::StatusCode;
 #[cfg(feature = "normalize")]
 use super::redact::{holds_secret, redact_body, RedactedError};
 use super::redact::{redact_str, Needles, NO_NEEDLES};
+use super::status::GrpcStatus;
 use super::{ErrorKind, TimeoutPhase};
 use crate::hint::ServerHints;
 
@@ -77,6 +78,7 @@ struct Inner {
     upstream_status: Option<StatusCode>,
     upstream_body: Option<Bytes>,
     source: Option<Arc<dyn StdError + Send + Sync>>,
+    grpc: GrpcStatus,
     extensions: http::Extensions,
 }
 
@@ -97,6 +99,7 @@ impl ApiError {
                 upstream_status: None,
                 upstream_body: None,
                 source: None,
+                grpc: GrpcStatus::default(),
                 extensions: http::Extensions::new(),
             }),
         }
@@ -132,6 +135,7 @@ impl ApiError {
     /// Token, the token after `Bearer`) is replaced by
     /// [`REDACTED`](super::REDACTED).
     pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
+        self.inner.grpc.changed();
         self.inner.message = sanitize_message(message.into(), NO_NEEDLES);
         self
     }
@@ -156,6 +160,7 @@ impl ApiError {
     pub fn with_status(mut self, status: StatusCode) -> Self {
         if status.as_u16() >= 400 {
             self.inner.status = status;
+            self.inner.grpc = GrpcStatus::default();
         }
         self
     }
@@ -187,6 +192,7 @@ impl ApiError {
 
     /// Sets the error this one was made from.
     pub fn with_source(mut self, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        self.inner.grpc.changed();
         self.inner.source = Some(Arc::from(source.into()));
         self
     }
@@ -277,6 +283,17 @@ impl ApiError {
     /// Mutable access to the error's extensions.
     pub fn extensions_mut(&mut self) -> &mut http::Extensions {
         &mut self.inner.extensions
+    }
+
+    /// Records that the error was read from gRPC status `code`, which
+    /// [`grpc_code`](Self::grpc_code) then keeps.
+    pub(crate) fn set_grpc_code(&mut self, code: i32) {
+        self.inner.grpc = GrpcStatus::read(code);
+    }
+
+    /// The gRPC code the error was read from, if it was.
+    pub(crate) fn read_grpc_code(&self) -> Option<i32> {
+        self.inner.grpc.code()
     }
 
     pub(crate) fn set_upstream(&mut self, status: StatusCode, body: Option<Bytes>) {
@@ -370,12 +387,15 @@ impl fmt::Display for ApiError {
     }
 }
 
+/// The source chain: the error this one was made from. With the `tonic`
+/// feature, the chain starts with the `tonic::Status` the error stands for,
+/// so that tonic recovers the right code (see [`ApiError::grpc_code`]).
 impl StdError for ApiError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        let source = self.inner.source.as_ref();
         self.inner
-            .source
-            .as_deref()
-            .map(|e| e as &(dyn StdError + 'static))
+            .grpc
+            .chain(self.grpc_code(), self.message(), source)
     }
 }
 
@@ -397,52 +417,5 @@ fn sanitize_message(message: Cow<'static, str>, needles: &dyn Needles) -> Cow<'s
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_masked() {
-        let e = ApiError::new(ErrorKind::Authentication)
-            .with_message("Incorrect API key provided: sk-proj-abc123def456. Check it.");
-        assert_eq!(
-            e.message(),
-            "Incorrect API key provided: [redacted]. Check it."
-        );
-        let e = ApiError::new(ErrorKind::Authentication)
-            .with_message("header was Bearer abcdefghijklmnop");
-        assert_eq!(e.message(), "header was Bearer [redacted]");
-        let e = ApiError::new(ErrorKind::Authentication).with_message("ask-me later");
-        assert_eq!(e.message(), "ask-me later");
-    }
-
-    #[test]
-    fn long_messages_are_cut_on_a_char_boundary() {
-        let long = "余".repeat(2000);
-        let e = ApiError::new(ErrorKind::Internal).with_message(long);
-        assert!(e.message().len() <= MAX_MESSAGE_LEN);
-        assert!(e.message().ends_with('…'));
-    }
-
-    #[test]
-    fn request_ids_are_validated() {
-        let e = ApiError::new(ErrorKind::Internal).with_request_id("abc-123");
-        assert_eq!(e.request_id(), Some("abc-123"));
-        let e = ApiError::new(ErrorKind::Internal).with_request_id("has space");
-        assert_eq!(e.request_id(), None);
-        let e = ApiError::new(ErrorKind::Internal).with_request_id("x".repeat(129));
-        assert_eq!(e.request_id(), None);
-    }
-
-    #[test]
-    fn display_is_lower_case_and_compact() {
-        let e = ApiError::new(ErrorKind::Unavailable);
-        assert_eq!(
-            e.to_string(),
-            "503 service_unavailable: the service is unavailable"
-        );
-        assert_eq!(
-            std::mem::size_of::<ApiError>(),
-            std::mem::size_of::<usize>()
-        );
-    }
-}
+#[path = "api_error_tests.rs"]
+mod tests;

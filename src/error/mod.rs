@@ -47,6 +47,7 @@ pub(crate) mod redact;
 pub(crate) mod render;
 mod shapes;
 mod source;
+mod status;
 
 #[cfg(feature = "normalize")]
 pub(crate) use api_error::is_valid_request_id;

@@ -100,6 +100,9 @@ impl ApiError {
         if let Some(m) = message {
             err = err.with_message(m);
         }
+        if (1..=16).contains(&code) {
+            err.set_grpc_code(code);
+        }
         Some(err)
     }
 }

@@ -99,7 +99,9 @@ impl ApiError {
     }
 
     /// The gRPC status code the error is answered with (`UNAVAILABLE` for an
-    /// open breaker, `DEADLINE_EXCEEDED` for a timeout, …).
+    /// open breaker, `DEADLINE_EXCEEDED` for a timeout, …): the code it was
+    /// read from, for an error read from a gRPC status, otherwise by its
+    /// HTTP status:
     ///
     /// | HTTP status | gRPC code |
     /// |---|---|
@@ -114,7 +116,8 @@ impl ApiError {
     /// | 501 | 12 `UNIMPLEMENTED` |
     /// | 502, 503 | 14 `UNAVAILABLE` |
     pub fn grpc_code(&self) -> i32 {
-        grpc::code_for_status(self.status())
+        self.read_grpc_code()
+            .unwrap_or_else(|| grpc::code_for_status(self.status()))
     }
 
     /// The error as a gRPC trailers-only response: HTTP 200 with

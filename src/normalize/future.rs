@@ -15,11 +15,12 @@ use pin_project_lite::pin_project;
 
 use super::body::{Mode, NormalizeBody};
 use super::rewrite::{
-    ensure_request_id, from_inner_error, from_panic, render, rewrite, scrub_rendered,
-    set_client_request_id, Call,
+    ensure_request_id, from_inner_error, from_panic, overrule_should_retry, render, rewrite,
+    scrub_rendered, set_client_request_id, Call,
 };
 use super::secrets::Secrets;
 use crate::body::{Peek, PeekEnd};
+use crate::call::{is_retried_out, retried_out};
 use crate::content_type::is_event_stream;
 use crate::error::redact::redact_body;
 use crate::error::render::{is_error_status, is_rendered};
@@ -96,6 +97,7 @@ fn on_response<B>(mut res: Response<B>, call: &mut Call) -> Next<B> {
     let rendered = error && is_rendered(&res);
     if rendered {
         ensure_request_id(res.headers_mut(), call.request_id.take());
+        overrule_should_retry(&mut res);
     }
     if error && !(rendered && call.secrets.is_empty()) {
         let (parts, body) = res.into_parts();
@@ -242,8 +244,8 @@ where
                         if let Some(mut err) = ApiError::from_grpc_headers(res.headers()) {
                             set_client_request_id(&mut err, res.headers(), this.request_id.take());
                             err.redact(this.secrets);
-                            err.extensions_mut().extend(res.into_parts().0.extensions);
-                            return Poll::Ready(Err(err));
+                            let extensions = res.into_parts().0.extensions;
+                            return Poll::Ready(Err(with_extensions(err, extensions)));
                         }
                         this.secrets.scrub_headers(res.headers_mut(), false);
                         this.secrets.scrub_reason(res.extensions_mut(), false);
@@ -283,11 +285,23 @@ where
                     err.redact(this.secrets);
                     // What layers below attached to the response (the retry
                     // layer's attempt count) stays with the error.
-                    err.extensions_mut().extend(parts.extensions);
-                    return Poll::Ready(Err(err));
+                    return Poll::Ready(Err(with_extensions(err, parts.extensions)));
                 }
             };
             self.as_mut().project().state.set(next);
         }
+    }
+}
+
+/// `err` read from an error response, keeping what layers below attached
+/// to the response (the retry layer's attempt count), and telling its
+/// caller not to retry what the stack already retried.
+fn with_extensions(mut err: ApiError, extensions: http::Extensions) -> ApiError {
+    let retried = is_retried_out(&extensions);
+    err.extensions_mut().extend(extensions);
+    if retried {
+        retried_out(err)
+    } else {
+        err
     }
 }

@@ -9,6 +9,7 @@ use http::{HeaderMap, Response, StatusCode};
 
 use super::body::NormalizeBody;
 use super::secrets::Secrets;
+use crate::call::{is_retried_out, retried_out};
 use crate::error::redact::{redact_body, redact_str, Needles};
 use crate::error::render::{X_REQUEST_ID, X_SHOULD_RETRY};
 use crate::{ApiError, BoxError, ErrorKind};
@@ -94,6 +95,15 @@ const DROPPED: [header::HeaderName; 5] = [
     header::ETAG,
 ];
 
+/// Says `x-should-retry: false` on an error response this crate rendered
+/// when the stack already retried the call.
+pub(crate) fn overrule_should_retry<B>(res: &mut Response<B>) {
+    if is_retried_out(res.extensions()) {
+        let no = HeaderValue::from_static("false");
+        res.headers_mut().insert(X_SHOULD_RETRY, no);
+    }
+}
+
 /// An error response this crate rendered (inside, or in a handler), read
 /// whole: passed on without the call's credentials.
 pub(crate) fn scrub_rendered<B>(
@@ -108,6 +118,11 @@ pub(crate) fn scrub_rendered<B>(
     }
     let data = redact_body(&data, &call.secrets, true).unwrap_or(data);
     parts.headers.remove(header::CONTENT_LENGTH);
+    if is_retried_out(&parts.extensions) {
+        parts
+            .headers
+            .insert(X_SHOULD_RETRY, HeaderValue::from_static("false"));
+    }
     call.secrets.scrub_headers(&mut parts.headers, true);
     call.secrets.scrub_reason(&mut parts.extensions, true);
     if let Some(err) = parts.extensions.get_mut::<ApiError>() {
@@ -135,6 +150,9 @@ pub(crate) fn rewrite<B>(
     }
     let prefix = &data[..data.len().min(call.body_cap)];
     let mut err = ApiError::from_upstream_prefix(parts.status, &parts.headers, prefix, complete);
+    if is_retried_out(&parts.extensions) {
+        err = retried_out(err);
+    }
     let id = call
         .request_id
         .take()
@@ -183,6 +201,13 @@ fn pass_canonical<B>(
         HeaderValue::from_static("application/json"),
     );
     headers.remove(header::CONTENT_LENGTH);
+    let read = if is_retried_out(&parts.extensions) {
+        // What the upstream said is overruled: the stack retried it.
+        headers.remove(X_SHOULD_RETRY);
+        retried_out(read)
+    } else {
+        read
+    };
     if !headers.contains_key(X_SHOULD_RETRY) {
         headers.insert(X_SHOULD_RETRY, read.should_retry_header());
     }

@@ -125,7 +125,7 @@ fn latest(registry: &Registry, parts: &Parts, now: u64) -> u64 {
     }
     let core = registry.core();
     let latest = now.saturating_add(saturating_nanos(core.config.max_retry_after));
-    match parts.extensions.get::<Deadline>() {
+    match Deadline::get(&parts.extensions) {
         // A call that would leave at its deadline has no time left.
         Some(deadline) => latest.min(core.nanos_at(deadline.instant()).saturating_sub(1)),
         None => latest,

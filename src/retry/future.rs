@@ -14,12 +14,13 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use super::body::RetryBody;
-use super::call::Call;
+use super::call::{Call, Refusal};
 use super::layer::RetryLayer;
 use super::outcome::{Decision, Outcome};
 use super::policy::RetryPolicy;
 use super::replay::ReplayBody;
 use crate::body::{Peek, Peeked};
+use crate::call::{retried_out, RetriedOut};
 use crate::error::grpc;
 use crate::hint::ServerHints;
 use crate::util::{arm, instant_after, saturating_millis};
@@ -282,7 +283,7 @@ where
     /// state the future goes on in.
     fn follow(mut self, next: Next<ResBody, Req>) -> Option<Last<ResBody>> {
         match next {
-            Next::Return(last) => Some(self.finish(last)),
+            Next::Return(last) => Some(self.finish(last, None)),
             Next::ReadBody(head, body) => {
                 arm(self.sleep, self.call.peek_until(self.layer));
                 let peek = Peek::new(body, self.layer.peek_limit);
@@ -302,8 +303,9 @@ where
     /// The policy wants `last` retried: the wait before the next attempt,
     /// or `last` for the caller when a limit says no.
     fn retry(mut self, last: Last<ResBody>, hints: ServerHints) -> Option<Last<ResBody>> {
-        let Some(delay) = self.call.plan(self.layer, hints) else {
-            return Some(self.finish(last));
+        let delay = match self.call.plan(self.layer, hints) {
+            Ok(delay) => delay,
+            Err(refusal) => return Some(self.finish(last, Some(refusal))),
         };
         tracing::info!(
             attempt = self.call.attempts().get() + 1,
@@ -321,9 +323,26 @@ where
         None
     }
 
-    fn finish(&mut self, last: Last<ResBody>) -> Last<ResBody> {
+    /// Hands `last` to the caller (a retry for it was refused, if
+    /// `refusal` says why) with the attempts made, and lets go of the call.
+    ///
+    /// A failure that leaves after the stack retried the call, or that the
+    /// budget or the deadline refused a retry, is marked: its caller is
+    /// told not to retry it again, which would multiply the attempts.
+    fn finish(&mut self, last: Last<ResBody>, refusal: Option<Refusal>) -> Last<ResBody> {
         self.state.set(State::Done);
-        self.call.attempts().record(last)
+        let attempts = self.call.attempts();
+        self.call.release();
+        let spent = attempts.retries() > 0 || refusal.is_some_and(Refusal::binds_the_caller);
+        let last = attempts.record(last);
+        match last {
+            Ok(mut res) if spent && is_candidate(&res) => {
+                res.extensions_mut().insert(RetriedOut);
+                Ok(res)
+            }
+            Err(err) if spent => Err(retried_out(err)),
+            last => last,
+        }
     }
 }
 

@@ -41,8 +41,8 @@
 //!    the outcome comes back at once, carrying its hint. Without a hint the
 //!    wait is the [`Backoff`] with its [`Jitter`];
 //! 4. the wait ends before the call's deadline: the earliest of the
-//!    [`Deadline`](crate::deadline::Deadline) an outer total timeout put in
-//!    the request's extensions and the layer's own
+//!    [`Deadline`](crate::deadline::Deadline) an outer total timeout set for
+//!    the request and the layer's own
 //!    [`deadline`](RetryLayer::deadline). No wait crosses it; when the next
 //!    one would, the last outcome comes back now;
 //! 5. the [`RetryBudget`], shared by every service and clone of the layer,
@@ -53,13 +53,37 @@
 //! last error. Turning an error response into an [`ApiError`](crate::ApiError)
 //! is the client normalization layer's job, outside this one.
 //!
+//! # What the caller is told
+//!
+//! A failure that leaves after the layer retried the call at least once, or
+//! whose retry the budget or the deadline refused, tells its caller not to
+//! retry it again: a caller that retries too (the official OpenAI SDKs retry
+//! twice by default) would multiply the attempts the upstream sees and the
+//! time the call takes. Such an error's
+//! [`is_retryable`](crate::ApiError::is_retryable) is `false`, and the
+//! normalization layers answer it with `x-should-retry: false`; a
+//! `retry-after` it carries stays, so the caller knows when to come back.
+//! A failure the policy does not retry (a 400, say), or one whose server
+//! asked on the first attempt for a longer wait than
+//! [`max_retry_after`](RetryLayer::max_retry_after), is left as it is.
+//!
 //! Waits run on tokio's clock (tests pause it). Every retry emits a
 //! `tracing` event at `INFO` with the attempt number, the wait and the
 //! reason (a status or an error code: never headers, URIs or bodies). The
 //! number of attempts made is in the [`Attempts`] extension of the error, or
 //! of the response when it took more than one ([`Attempts::of`] reads an
-//! unmarked response as one attempt). Dropping the response future stops the call: no further
-//! attempt is sent.
+//! unmarked response as one attempt). Dropping the response future stops
+//! the call: no further attempt is sent.
+//!
+//! # One call, many attempts
+//!
+//! Every attempt's request carries the call's context in its extensions
+//! (one `Arc`, made by an outer [`TimeoutLayer`](crate::TimeoutLayer) or
+//! here): its [`Deadline`](crate::deadline::Deadline), the attempts sent,
+//! and what the layers inside leave to be settled when the call ends. A
+//! [`CircuitBreakerLayer`](crate::CircuitBreakerLayer) inside counts the
+//! attempts of one call as one call; an outer total timeout that cuts the
+//! call short knows how many attempts were sent.
 //!
 //! # Request bodies
 //!
@@ -177,7 +201,6 @@
 //! # let _ = reply; Ok(()) }
 //! ```
 
-mod attempts;
 mod backoff;
 mod body;
 mod budget;
@@ -190,7 +213,7 @@ mod policy;
 mod replay;
 mod service;
 
-pub use attempts::Attempts;
+pub use crate::call::Attempts;
 pub use backoff::{Backoff, Jitter};
 pub use body::RetryBody;
 pub use budget::RetryBudget;

@@ -186,24 +186,25 @@ mod tests {
     async fn every_attempt_sees_the_same_extensions() {
         let outer = Deadline::after(Duration::from_secs(60));
 
-        // The deadline alone (kept aside, put back on each retry).
+        // The call's context alone, with the deadline (kept aside, put back
+        // on each retry).
         let mut req = request();
-        req.extensions_mut().insert(outer.clone());
+        outer.set_earliest(req.extensions_mut());
         let seen = attempts(RetryLayer::new(), req).await;
-        assert_eq!(seen, vec![(Some(outer.clone()), None, 1); 3]);
+        assert_eq!(seen, vec![(Some(outer), None, 1); 3]);
 
-        // The deadline and another extension.
+        // The context and another extension.
         let mut req = request();
-        req.extensions_mut().insert(outer.clone());
+        outer.set_earliest(req.extensions_mut());
         req.extensions_mut().insert(Marker(7));
         let seen = attempts(RetryLayer::new(), req).await;
-        assert_eq!(seen, vec![(Some(outer.clone()), Some(Marker(7)), 2); 3]);
+        assert_eq!(seen, vec![(Some(outer), Some(Marker(7)), 2); 3]);
 
-        // Another extension alone.
+        // Another extension alone: the layer adds the context.
         let mut req = request();
         req.extensions_mut().insert(Marker(7));
         let seen = attempts(RetryLayer::new(), req).await;
-        assert_eq!(seen, vec![(None, Some(Marker(7)), 1); 3]);
+        assert_eq!(seen, vec![(None, Some(Marker(7)), 2); 3]);
 
         // No extension, and the layer's own deadline.
         let own = Deadline::after(Duration::from_secs(30));
@@ -212,17 +213,17 @@ mod tests {
             request(),
         )
         .await;
-        assert_eq!(seen, vec![(Some(own.clone()), None, 1); 3]);
+        assert_eq!(seen, vec![(Some(own), None, 1); 3]);
 
         // An outer deadline later than the layer's: the earlier is in force.
         let own = Deadline::after(Duration::from_secs(30));
         let mut req = request();
-        req.extensions_mut().insert(outer.clone());
+        outer.set_earliest(req.extensions_mut());
         let seen = attempts(RetryLayer::new().deadline(Duration::from_secs(30)), req).await;
-        assert_eq!(seen, vec![(Some(own.clone()), None, 1); 3]);
+        assert_eq!(seen, vec![(Some(own), None, 1); 3]);
 
-        // Nothing at all.
+        // Nothing at all: the context alone.
         let seen = attempts(RetryLayer::new(), request()).await;
-        assert_eq!(seen, vec![(None, None, 0); 3]);
+        assert_eq!(seen, vec![(None, None, 1); 3]);
     }
 }

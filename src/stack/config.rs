@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use crate::circuit_breaker::CircuitBreakerConfig;
 use crate::error::fmt_duration;
-use crate::retry::RetryLayer;
+use crate::retry::{RetryBudget, RetryLayer};
 use crate::timeout::{AttemptTimeoutLayer, TimeoutLayer};
 
 /// The settings of the standard stack, with the defaults of the gateway
@@ -25,6 +25,16 @@ use crate::timeout::{AttemptTimeoutLayer, TimeoutLayer};
 /// | [`breaker_failure_ratio`](Self::breaker_failure_ratio) | 0.5 | half the calls failing is the upstream, not bad luck |
 /// | [`breaker_window`](Self::breaker_window) | 30 s | sees a trend at a few calls per second, forgets an incident within a minute |
 /// | [`breaker_open_duration`](Self::breaker_open_duration) | 30 s | time for an upstream to recover; doubles on repeated trips (up to 5 min) |
+///
+/// The stack's retry budget allows one retry per call of the last 10 s on
+/// average, plus 10 a second (a plain [`RetryLayer`] keeps Finagle's 20 %):
+/// with 3 retries, an upstream failing 37 % of attempts at random needs
+/// 0.56 retries per call for retries to rescue almost every call, one
+/// failing 60 % needs 1.18. A dead upstream is held off by the breaker,
+/// which opens after [`breaker_min_calls`](Self::breaker_min_calls) calls;
+/// the budget bounds the retries to at most about twice the calls until
+/// then. [`ResilienceLayer::map_retry`](super::ResilienceLayer::map_retry)
+/// sets another one.
 ///
 /// [`build`](Self::build) checks that the settings fit together and names
 /// the setting that does not.
@@ -221,6 +231,7 @@ impl ResilienceConfig {
         RetryLayer::new()
             .max_retries(self.max_retries)
             .max_retry_after(self.max_retry_after)
+            .budget(RetryBudget::new(Duration::from_secs(10), 10, 1.0))
     }
 
     /// The breaker's settings: these four, the breaker's defaults for the

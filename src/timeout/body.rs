@@ -13,7 +13,7 @@ use tokio::time::Sleep;
 
 use super::clocks::BodyClocks;
 use crate::body::{MaybePeeked, PeekedBody};
-use crate::deadline::CutSignal;
+use crate::call::CallContext;
 use crate::util::arm_no_later;
 use crate::{ApiError, BoxError};
 
@@ -66,18 +66,18 @@ pin_project! {
         #[pin]
         sleep: Option<Sleep>,
         clocks: BodyClocks,
-        // Set when this body's clock cuts the call short (see `CutSignal`).
-        cut: Option<CutSignal>,
+        // Told when this body's clock cuts the call short.
+        call: Option<CallContext>,
     }
 }
 
 impl<B> TimeoutBody<B> {
-    pub(crate) fn new(inner: B, clocks: BodyClocks, cut: Option<CutSignal>) -> Self {
+    pub(crate) fn new(inner: B, clocks: BodyClocks, call: Option<CallContext>) -> Self {
         TimeoutBody {
             inner,
             sleep: None,
             clocks,
-            cut,
+            call,
         }
     }
 
@@ -137,8 +137,8 @@ where
             ready!(sleep.as_mut().poll(cx));
             if sleep.deadline() >= at {
                 this.clocks.expire();
-                if let Some(cut) = this.cut.as_ref() {
-                    cut.mark();
+                if let Some(call) = this.call.as_ref() {
+                    call.mark_cut();
                 }
                 let err = ApiError::timeout(phase, len);
                 tracing::debug!(phase = phase.as_str(), after = ?len, "response body timed out");

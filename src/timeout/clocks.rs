@@ -14,8 +14,8 @@ use super::detect::GRPC_TIMEOUT;
 use super::detect::{accepts_event_stream, encode_grpc_timeout, parse_grpc_timeout, SseLines};
 use super::layer::TimeoutLayer;
 use super::profile::{Profile, TimeoutOverride};
+use crate::call::CallContext;
 use crate::content_type::{is_grpc, is_json, response_kind, ResponseKind};
-use crate::deadline::{CutSignal, Deadline};
 use crate::util::{instant_after, saturating_nanos};
 use crate::TimeoutPhase;
 
@@ -121,21 +121,26 @@ impl CallClocks {
     }
 
     /// Tells the request about the clocks once the profile is known: the
-    /// call's [`Deadline`] for the layers inside, `grpc-timeout` for a gRPC
-    /// server. Returns the signal the published deadline carries, which the
-    /// timeout sets when it cuts the call short (see [`CutSignal`]).
+    /// call's deadline for the layers inside (in the call's context, made
+    /// here when absent), `grpc-timeout` for a gRPC server. Returns the
+    /// call's context, which the timeout tells when it cuts the call short.
+    ///
+    /// Inside an attempt loop (a retry layer outside this one owns the
+    /// call), the timeout bounds one attempt: the call's deadline is left
+    /// to the layers outside.
     pub(crate) fn publish<B>(
         &self,
         req: &mut Request<B>,
         layer: &TimeoutLayer,
-    ) -> Option<CutSignal> {
-        let mut cut = None;
+    ) -> Option<CallContext> {
+        let mut call = None;
         if layer.publish_deadline {
-            let (at, _, _) = self.headers_expiry();
-            let in_force = Deadline::at(at)
-                .with_cut_signal(CutSignal::default())
-                .set_earliest(req.extensions_mut());
-            cut = in_force.cut_signal().cloned();
+            let ctx = CallContext::get_or_insert_at(req.extensions_mut(), self.start);
+            if !ctx.is_owned() {
+                let (at, _, _) = self.headers_expiry();
+                ctx.set_deadline_earliest(at);
+            }
+            call = Some(ctx.clone());
         }
         if layer.grpc_timeout && is_grpc(req.headers()) {
             let ceiling = self.grpc_ceiling();
@@ -149,7 +154,7 @@ impl CallClocks {
                     .insert(GRPC_TIMEOUT, encode_grpc_timeout(ceiling));
             }
         }
-        cut
+        call
     }
 
     /// The clocks of the response body, now that its headers say what it is.

@@ -19,7 +19,7 @@ use super::clocks::{CallClocks, Detected};
 use super::detect::stream_requested;
 use super::layer::TimeoutLayer;
 use crate::body::{Peek, Peeked};
-use crate::deadline::CutSignal;
+use crate::call::{retried_out, Attempts, CallContext};
 use crate::util::{arm, instant_after};
 use crate::{ApiError, BoxError, TimeoutPhase};
 
@@ -35,7 +35,7 @@ pub(crate) struct Peeking<S, B> {
 impl<S, B> Peeking<S, B> {
     /// The start of the body is read: settles the profile, tells the
     /// request, and calls the inner service with the whole body.
-    fn call(self, peeked: Peeked<B>, clocks: &mut CallClocks) -> (S::Future, Option<CutSignal>)
+    fn call(self, peeked: Peeked<B>, clocks: &mut CallClocks) -> (S::Future, Option<CallContext>)
     where
         S: Service<Request<RequestBody<B>>>,
         B: Body,
@@ -54,8 +54,8 @@ impl<S, B> Peeking<S, B> {
             Detected::Undecided
         };
         let mut req = Request::from_parts(parts, RequestBody::peeked(peeked.into_body()));
-        let cut = clocks.publish(&mut req, &layer);
-        (service.call(req), cut)
+        let call = clocks.publish(&mut req, &layer);
+        (service.call(req), call)
     }
 }
 
@@ -82,16 +82,16 @@ pin_project! {
         // structurally pinned (`Peek` boxes the body), so it moves out
         // when the peek is done.
         Peeking { peeking: Option<Peeking<S, B>> },
-        // The inner service was called; `cut` is set when this timeout
-        // cuts the call short (see `CutSignal`).
-        Calling { #[pin] future: F, cut: Option<CutSignal> },
+        // The inner service was called; `call` is told when this timeout
+        // cuts the call short.
+        Calling { #[pin] future: F, call: Option<CallContext> },
     }
 }
 
 impl<F, S, B> ResponseFuture<F, S, B> {
-    pub(crate) fn calling(future: F, clocks: CallClocks, cut: Option<CutSignal>) -> Self {
+    pub(crate) fn calling(future: F, clocks: CallClocks, call: Option<CallContext>) -> Self {
         ResponseFuture {
-            state: State::Calling { future, cut },
+            state: State::Calling { future, call },
             sleep: None,
             clocks,
         }
@@ -135,11 +135,11 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Calling { future, cut } => match future.poll(cx) {
+                StateProj::Calling { future, call } => match future.poll(cx) {
                     Poll::Ready(Ok(res)) => {
                         let (parts, body) = res.into_parts();
                         let clocks = this.clocks.body_clocks(&parts.headers);
-                        let body = TimeoutBody::new(body, clocks, cut.take());
+                        let body = TimeoutBody::new(body, clocks, call.take());
                         return Poll::Ready(Ok(Response::from_parts(parts, body)));
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(ApiError::from_error(e.into()))),
@@ -151,8 +151,8 @@ where
                         break;
                     };
                     let p = peeking.take().expect("checked above");
-                    let (future, cut) = p.call(peeked, this.clocks);
-                    this.state.set(State::Calling { future, cut });
+                    let (future, call) = p.call(peeked, this.clocks);
+                    this.state.set(State::Calling { future, call });
                 }
             }
         }
@@ -162,11 +162,30 @@ where
         let (at, phase, len) = this.clocks.headers_expiry();
         ready!(arm(this.sleep.as_mut(), at).poll(cx));
         tracing::debug!(phase = phase.as_str(), after = ?len, "no response headers in time");
-        if let StateProj::Calling { cut: Some(cut), .. } = this.state.project() {
-            cut.mark();
+        let err = ApiError::timeout(phase, len);
+        match this.state.project() {
+            StateProj::Calling {
+                call: Some(call), ..
+            } => Poll::Ready(Err(cut_short(call, err))),
+            _ => Poll::Ready(Err(err)),
         }
-        Poll::Ready(Err(ApiError::timeout(phase, len)))
     }
+}
+
+/// This timeout cut `call` short with `err`: the layers inside learn it
+/// (a breaker counts the attempt in flight as failed), and the error
+/// carries the attempts sent so far. When the stack had already retried the
+/// call, its caller is told not to retry it again.
+fn cut_short(call: &CallContext, err: ApiError) -> ApiError {
+    call.mark_cut();
+    let sent = call.attempts();
+    if sent == 0 {
+        // No attempt loop counts this call's attempts.
+        return err;
+    }
+    let mut err = if sent > 1 { retried_out(err) } else { err };
+    err.extensions_mut().insert(Attempts(sent));
+    err
 }
 
 pin_project! {

@@ -128,13 +128,17 @@ impl TimeoutLayer {
         self
     }
 
-    /// Sets whether the instant by which the response headers are due is put
-    /// in the request's extensions as its
-    /// [`Deadline`](crate::deadline::Deadline) (on by default), for a retry
-    /// layer inside this one.
+    /// Sets whether the instant by which the response headers are due is
+    /// set as the call's [`Deadline`](crate::deadline::Deadline) (on by
+    /// default), in the call's context in the request's extensions, for
+    /// the layers inside this one: a retry layer reads the deadline, a
+    /// circuit breaker learns from the context when this timeout cut the
+    /// call short, and this timeout's error then carries the attempts a
+    /// retry layer inside sent.
     ///
-    /// Storing it allocates when the request's extensions are empty; turn it
-    /// off when nothing inside reads it.
+    /// The context costs one allocation per call, and three more when the
+    /// request's extensions are empty; turn it off when nothing inside
+    /// reads it.
     pub const fn publish_deadline(mut self, yes: bool) -> Self {
         self.publish_deadline = yes;
         self

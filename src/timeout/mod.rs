@@ -59,12 +59,17 @@
 //! Data that is already available is always delivered: a clock is only
 //! looked at when the call has to wait.
 //!
-//! The instant by which the headers are due is put in the request's
-//! extensions as its [`Deadline`](crate::deadline::Deadline) (the earliest
-//! one wins), so a retry layer inside never sleeps past it; when a clock
-//! cuts the call short, the deadline tells the layers inside, so that a
+//! The instant by which the headers are due is set as the call's
+//! [`Deadline`](crate::deadline::Deadline) (the earliest one wins), so a
+//! retry layer inside never sleeps past it. It lives in the call's context,
+//! which the layer puts in the request's extensions for the layers inside:
+//! when a clock cuts the call short, the context tells them, so that a
 //! circuit breaker counts the stalled stream as a failure rather than as a
-//! body its caller dropped. A gRPC request
+//! body its caller dropped, and the timeout's error carries the
+//! [`Attempts`](crate::retry::Attempts) a retry layer inside had sent (and,
+//! when it had retried, tells the caller not to retry again). Inside a retry
+//! layer, a `TimeoutLayer` bounds each attempt and leaves the call's
+//! deadline to the layers outside. A gRPC request
 //! can carry the call's limit in `grpc-timeout`
 //! ([`TimeoutLayer::set_grpc_timeout`]).
 //!

@@ -121,8 +121,8 @@ where
         }
 
         let mut req = req.map(RequestBody::new);
-        let cut = clocks.publish(&mut req, &self.layer);
-        ResponseFuture::calling(self.inner.call(req), clocks, cut)
+        let call = clocks.publish(&mut req, &self.layer);
+        ResponseFuture::calling(self.inner.call(req), clocks, call)
     }
 }
 

@@ -9,8 +9,8 @@ use tower_http_resilience::collect::CollectBodyLayer;
 
 use super::raw::{bounded, get, raw, read_response};
 use super::upstream::spawn_upstream;
-use crate::support;
 use crate::gateway_harness::{start, Running};
+use crate::support;
 
 /// Waits until the gateway holds room for a request body: it is reading
 /// one.

@@ -12,8 +12,8 @@ use tokio::time::{advance, Instant};
 
 use super::raw::{bounded, get, raw, read_response};
 use super::upstream::spawn_upstream;
-use crate::support;
 use crate::gateway_harness::start;
+use crate::support;
 
 /// A normal call through the gateway, by a hyper client.
 async fn normal_call(gw: SocketAddr) -> StatusCode {

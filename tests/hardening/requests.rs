@@ -3,8 +3,8 @@
 
 use super::raw::{get, raw};
 use super::upstream::spawn_upstream;
-use crate::support;
 use crate::gateway_harness::{start, Options};
+use crate::support;
 
 #[tokio::test(start_paused = true)]
 async fn every_path_trick_is_refused_400_and_nothing_is_sent() {

@@ -9,9 +9,9 @@ use tokio::time::advance;
 
 use super::raw::{bounded, get, raw, read_response};
 use super::upstream::spawn_upstream;
-use crate::support;
 use crate::gateway_harness::start;
 use crate::log;
+use crate::support;
 
 #[tokio::test(start_paused = true)]
 async fn the_log_line_is_written_when_the_body_ends_and_escapes_the_client() {

@@ -27,8 +27,8 @@ use http_body_util::{BodyExt, Full};
 use tokio::sync::watch;
 
 use super::raw::bounded;
-use crate::support;
 use crate::gateway_harness::Options;
+use crate::support;
 
 struct Seen {
     calls: watch::Sender<u32>,

@@ -20,7 +20,10 @@ mod upstream;
 
 pub use fixtures::{cases, envelope, Case, Expect};
 pub use logs::{capture_logs, Logs};
-pub use net::{client, hold_clock, send, serve, spawn_server, HoldClock, HttpService};
+pub use net::{
+    client, hold_clock, send, serve, spawn_grpc_server, spawn_listener, spawn_server, HoldClock,
+    HttpService,
+};
 #[cfg(feature = "fleet")]
 pub use notices::Notices;
 pub use plan::{Plan, UpBody};

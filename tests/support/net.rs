@@ -77,6 +77,39 @@ pub fn spawn_server<S: HttpService>(make: impl FnOnce() -> S + Send + 'static) -
     addr_rx.recv().unwrap()
 }
 
+/// Runs `serve` with a listener bound to 127.0.0.1, from its own thread and
+/// runtime (a real clock, apart from a test's paused one); the thread lives
+/// until the test process ends. Returns the listener's address.
+pub fn spawn_listener<F, Fut>(serve: F) -> SocketAddr
+where
+    F: FnOnce(TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            serve(listener).await;
+        });
+    });
+    addr_rx.recv().unwrap()
+}
+
+/// Serves the gRPC services `router` builds, as [`spawn_listener`] says.
+pub fn spawn_grpc_server(
+    router: impl FnOnce() -> tonic::transport::server::Router + Send + 'static,
+) -> SocketAddr {
+    spawn_listener(|listener| async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        router().serve_with_incoming(incoming).await.unwrap()
+    })
+}
+
 /// A hyper-util client over plain HTTP/1.
 pub fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()

@@ -1,0 +1,400 @@
+//! [`CallContext`]: the state every layer of one call shares.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+#[cfg(feature = "circuit-breaker")]
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::time::Instant;
+
+#[cfg(feature = "circuit-breaker")]
+use super::settle::Pending;
+use crate::util::saturating_nanos;
+
+/// No deadline.
+const NONE: u64 = u64::MAX;
+
+/// An attempt loop owns the call: the layers inside leave their outcomes
+/// pending until the call ends.
+const OWNED: u8 = 1;
+/// At least one outcome is pending.
+#[cfg(feature = "circuit-breaker")]
+const PENDING: u8 = 2;
+
+/// Pending outcomes kept at once, one per layer (two nested breakers).
+#[cfg(feature = "circuit-breaker")]
+const SLOTS: usize = 2;
+
+/// The context of one call, shared by every layer that sees it and by every
+/// attempt (one `Arc`).
+#[derive(Clone)]
+pub(crate) struct CallContext(Arc<Shared>);
+
+struct Shared {
+    /// When the context was made: deadlines are kept as nanoseconds after it.
+    base: Instant,
+    /// The deadline, in nanoseconds after `base`; [`NONE`] when none.
+    deadline: AtomicU64,
+    /// Attempts sent so far.
+    attempts: AtomicU32,
+    /// One more than the last attempt a timeout cut short (0: none was);
+    /// attempt 0 is a call no attempt loop counts.
+    #[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
+    cut: AtomicU32,
+    /// The attempt loop and the attempts in flight that keep the call open.
+    #[cfg(any(feature = "retry", feature = "circuit-breaker"))]
+    holds: AtomicU32,
+    flags: AtomicU8,
+    #[cfg(feature = "circuit-breaker")]
+    pending: Mutex<[Option<Pending>; SLOTS]>,
+}
+
+impl CallContext {
+    fn new(base: Instant) -> Self {
+        CallContext(Arc::new(Shared {
+            base,
+            deadline: AtomicU64::new(NONE),
+            attempts: AtomicU32::new(0),
+            #[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
+            cut: AtomicU32::new(0),
+            #[cfg(any(feature = "retry", feature = "circuit-breaker"))]
+            holds: AtomicU32::new(0),
+            flags: AtomicU8::new(0),
+            #[cfg(feature = "circuit-breaker")]
+            pending: Mutex::new([None, None]),
+        }))
+    }
+
+    /// The call's context in `extensions`, if a layer made one.
+    pub(crate) fn get(extensions: &http::Extensions) -> Option<&CallContext> {
+        extensions.get::<CallContext>()
+    }
+
+    /// The call's context in `extensions`, made and put there now when
+    /// absent.
+    pub(crate) fn get_or_insert(extensions: &mut http::Extensions) -> &CallContext {
+        extensions.get_or_insert_with(|| CallContext::new(Instant::now()))
+    }
+
+    /// [`get_or_insert`](Self::get_or_insert) for a caller that has just
+    /// read the clock: `now`.
+    #[cfg(feature = "timeout")]
+    pub(crate) fn get_or_insert_at(
+        extensions: &mut http::Extensions,
+        now: Instant,
+    ) -> &CallContext {
+        extensions.get_or_insert_with(|| CallContext::new(now))
+    }
+
+    /// The deadline in force, if any layer set one.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self.0.deadline.load(Ordering::Acquire) {
+            NONE => None,
+            nanos => Some(self.0.base + std::time::Duration::from_nanos(nanos)),
+        }
+    }
+
+    /// Sets the deadline to `at` unless an earlier one is in force; returns
+    /// the one in force. A deadline before the context was made counts as
+    /// that instant (both have passed).
+    pub(crate) fn set_deadline_earliest(&self, at: Instant) -> Instant {
+        let nanos = saturating_nanos(at.saturating_duration_since(self.0.base)).min(NONE - 1);
+        let before = self.0.deadline.fetch_min(nanos, Ordering::AcqRel);
+        self.0.base + std::time::Duration::from_nanos(before.min(nanos))
+    }
+
+    /// Attempts sent so far (0 when no attempt loop counts them).
+    pub(crate) fn attempts(&self) -> u32 {
+        self.0.attempts.load(Ordering::Acquire)
+    }
+
+    /// Counts one more attempt sent; returns its number (1 for the first).
+    #[cfg(feature = "retry")]
+    pub(crate) fn count_attempt(&self) -> u32 {
+        self.0
+            .attempts
+            .fetch_add(1, Ordering::AcqRel)
+            .saturating_add(1)
+    }
+
+    /// A timeout cut the call short: the attempt in flight (or the last
+    /// one) failed.
+    #[cfg(feature = "timeout")]
+    pub(crate) fn mark_cut(&self) {
+        let current = self.attempts().saturating_add(1);
+        self.0.cut.fetch_max(current, Ordering::AcqRel);
+    }
+
+    /// Whether a timeout cut attempt `attempt` (as [`attempts`](Self::attempts)
+    /// read when it was sent) short.
+    #[cfg(feature = "circuit-breaker")]
+    pub(crate) fn is_cut(&self, attempt: u32) -> bool {
+        let cut = self.0.cut.load(Ordering::Acquire);
+        cut > attempt
+    }
+
+    /// Whether an attempt loop owns the call.
+    pub(crate) fn is_owned(&self) -> bool {
+        self.0.flags.load(Ordering::Acquire) & OWNED != 0
+    }
+
+    /// An attempt loop takes the call: it holds it open until
+    /// [`release`](Self::release).
+    #[cfg(feature = "retry")]
+    pub(crate) fn own(&self) {
+        self.0.flags.fetch_or(OWNED, Ordering::AcqRel);
+        self.hold();
+    }
+
+    /// An attempt in flight holds the call open until it is
+    /// [left](Self::leave) or [released](Self::release).
+    #[cfg(any(feature = "retry", feature = "circuit-breaker"))]
+    pub(crate) fn hold(&self) {
+        self.0.holds.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Lets go of a hold; the last one settles every pending outcome.
+    #[cfg(any(feature = "retry", feature = "circuit-breaker"))]
+    pub(crate) fn release(&self) {
+        let last = self.0.holds.fetch_sub(1, Ordering::AcqRel) == 1;
+        #[cfg(feature = "circuit-breaker")]
+        if last {
+            self.settle_all();
+        }
+        #[cfg(not(feature = "circuit-breaker"))]
+        let _ = last;
+    }
+
+    /// An attempt in flight finished with `outcome`, the latest of its
+    /// layer: kept pending while the call goes on (replacing the earlier
+    /// one of the same breaker; settling at once the one of another
+    /// breaker of the same layer), recorded now when it ends the call.
+    /// Then its hold is let go.
+    #[cfg(feature = "circuit-breaker")]
+    pub(crate) fn leave(&self, outcome: Pending) {
+        if self.0.holds.load(Ordering::Acquire) == 1 {
+            // The call is over: nothing can hold it again.
+            let earlier = self.take_pending();
+            for p in earlier.into_iter().flatten() {
+                if !p.same_settler(&outcome) {
+                    p.settle();
+                }
+            }
+            outcome.settle();
+        } else if let Some(evicted) = self.keep(outcome) {
+            evicted.settle();
+        }
+        self.release();
+    }
+
+    /// Keeps `outcome` pending; returns an earlier outcome to settle now.
+    #[cfg(feature = "circuit-breaker")]
+    fn keep(&self, outcome: Pending) -> Option<Pending> {
+        let mut slots = self.lock();
+        let evicted = match slots
+            .iter_mut()
+            .find(|s| s.as_ref().is_some_and(|p| p.same_layer(&outcome)))
+        {
+            Some(slot) => {
+                let earlier = slot.replace(outcome).expect("found occupied");
+                let superseded = slot.as_ref().is_some_and(|p| p.same_settler(&earlier));
+                (!superseded).then_some(earlier)
+            }
+            None => match slots.iter_mut().find(|s| s.is_none()) {
+                Some(slot) => {
+                    *slot = Some(outcome);
+                    None
+                }
+                None => {
+                    // More layers than slots: the oldest is settled now.
+                    let oldest = slots[0].take();
+                    slots.rotate_left(1);
+                    slots[SLOTS - 1] = Some(outcome);
+                    oldest
+                }
+            },
+        };
+        self.0.flags.fetch_or(PENDING, Ordering::AcqRel);
+        evicted
+    }
+
+    #[cfg(feature = "circuit-breaker")]
+    fn take_pending(&self) -> [Option<Pending>; SLOTS] {
+        if self.0.flags.load(Ordering::Acquire) & PENDING == 0 {
+            return [None, None];
+        }
+        let mut slots = self.lock();
+        self.0.flags.fetch_and(!PENDING, Ordering::AcqRel);
+        std::mem::take(&mut *slots)
+    }
+
+    #[cfg(feature = "circuit-breaker")]
+    fn settle_all(&self) {
+        for p in self.take_pending().into_iter().flatten() {
+            p.settle();
+        }
+    }
+
+    #[cfg(feature = "circuit-breaker")]
+    fn lock(&self) -> MutexGuard<'_, [Option<Pending>; SLOTS]> {
+        self.0.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl fmt::Debug for CallContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallContext")
+            .field("deadline", &self.deadline())
+            .field("attempts", &self.attempts())
+            .field("owned", &self.is_owned())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, feature = "full"))]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::call::Settle;
+
+    /// Records what it settles: the sum and the count of the outcomes.
+    struct Recorder {
+        layer: usize,
+        sum: AtomicU64,
+        count: AtomicU64,
+    }
+
+    impl Recorder {
+        fn new(layer: usize) -> Arc<Self> {
+            Arc::new(Recorder {
+                layer,
+                sum: AtomicU64::new(0),
+                count: AtomicU64::new(0),
+            })
+        }
+
+        fn seen(&self) -> (u64, u64) {
+            (
+                self.count.load(Ordering::SeqCst),
+                self.sum.load(Ordering::SeqCst),
+            )
+        }
+    }
+
+    impl Settle for Recorder {
+        fn settle(&self, outcome: u64) {
+            self.sum.fetch_add(outcome, Ordering::SeqCst);
+            self.count.fetch_add(1, Ordering::SeqCst);
+        }
+
+        fn layer(&self) -> usize {
+            self.layer
+        }
+    }
+
+    fn pending(r: &Arc<Recorder>, outcome: u64) -> Pending {
+        Pending::new(r.clone(), outcome)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_earliest_deadline_wins() {
+        let mut ext = http::Extensions::new();
+        let ctx = CallContext::get_or_insert(&mut ext).clone();
+        assert_eq!(ctx.deadline(), None);
+        let now = Instant::now();
+        let in_force = ctx.set_deadline_earliest(now + Duration::from_secs(60));
+        assert_eq!(in_force, now + Duration::from_secs(60));
+        let in_force = ctx.set_deadline_earliest(now + Duration::from_secs(30));
+        assert_eq!(in_force, now + Duration::from_secs(30));
+        let in_force = ctx.set_deadline_earliest(now + Duration::from_secs(90));
+        assert_eq!(in_force, now + Duration::from_secs(30));
+        assert_eq!(
+            CallContext::get(&ext).unwrap().deadline(),
+            Some(now + Duration::from_secs(30))
+        );
+        // A deadline already passed stays passed.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let past = ctx.set_deadline_earliest(now - Duration::from_secs(5));
+        assert!(past <= Instant::now());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_latest_outcome_of_a_breaker_is_settled_once_when_the_call_ends() {
+        let ctx = CallContext::new(Instant::now());
+        let a = Recorder::new(1);
+        ctx.own();
+        // Three attempts on one breaker: only the last counts.
+        for outcome in [10, 20, 30] {
+            ctx.hold();
+            ctx.leave(pending(&a, outcome));
+            assert_eq!(a.seen(), (0, 0), "pending while the loop holds the call");
+        }
+        ctx.release();
+        assert_eq!(a.seen(), (1, 30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_final_attempt_records_at_once_after_the_loop_ended() {
+        let ctx = CallContext::new(Instant::now());
+        let a = Recorder::new(1);
+        ctx.own();
+        ctx.hold();
+        ctx.leave(pending(&a, 1));
+        ctx.hold();
+        // The loop returns the response; its body is still being read.
+        ctx.release();
+        assert_eq!(a.seen(), (0, 0));
+        ctx.leave(pending(&a, 5));
+        assert_eq!(a.seen(), (1, 5), "the earlier outcome was superseded");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn another_breaker_of_the_same_layer_settles_the_previous_at_once() {
+        let ctx = CallContext::new(Instant::now());
+        let (a, b) = (Recorder::new(1), Recorder::new(1));
+        let other_layer = Recorder::new(2);
+        ctx.own();
+        ctx.hold();
+        ctx.leave(pending(&a, 3));
+        ctx.hold();
+        ctx.leave(pending(&other_layer, 7));
+        ctx.hold();
+        ctx.leave(pending(&b, 4));
+        assert_eq!(a.seen(), (1, 3), "moved to another key: settled at once");
+        assert_eq!(b.seen(), (0, 0));
+        ctx.release();
+        assert_eq!(b.seen(), (1, 4));
+        assert_eq!(other_layer.seen(), (1, 7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn more_layers_than_slots_settle_the_oldest() {
+        let ctx = CallContext::new(Instant::now());
+        let rs: Vec<_> = (0..3).map(Recorder::new).collect();
+        ctx.own();
+        for r in &rs {
+            ctx.hold();
+            ctx.leave(pending(r, 1));
+        }
+        assert_eq!(rs[0].seen(), (1, 1));
+        assert_eq!(rs[1].seen(), (0, 0));
+        ctx.release();
+        assert!(rs.iter().all(|r| r.seen() == (1, 1)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cut_applies_to_the_attempt_in_flight_and_earlier_ones() {
+        let ctx = CallContext::new(Instant::now());
+        assert!(!ctx.is_cut(0));
+        ctx.count_attempt();
+        ctx.mark_cut();
+        assert!(ctx.is_cut(1));
+        ctx.count_attempt();
+        assert!(!ctx.is_cut(2), "a later attempt was not cut");
+        ctx.mark_cut();
+        assert!(ctx.is_cut(2));
+    }
+}
