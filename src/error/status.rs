@@ -39,9 +39,11 @@ impl Clone for GrpcStatus {
 impl GrpcStatus {
     /// The status of an error read from gRPC status `code`.
     pub(crate) fn read(code: i32) -> Self {
-        let mut status = GrpcStatus::default();
-        status.read = Some(code);
-        status
+        GrpcStatus {
+            read: Some(code),
+            #[cfg(feature = "tonic")]
+            status: std::sync::OnceLock::new(),
+        }
     }
 
     /// The code the error was read from, if it was.
