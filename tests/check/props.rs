@@ -1,5 +1,4 @@
 use crate::*;
-use proptest::prelude::*;
 
 /// The check table, written again over `serde_json::Value`: the first
 /// issue of a chat request as (code, param), or `None` when it is valid.
