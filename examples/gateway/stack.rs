@@ -1,0 +1,185 @@
+//! The gateway's resilience stack: the crate's standard stack with pacing
+//! between the retry and the breaker, and the configured keys masked.
+//!
+//! ```text
+//! normalize (upstream and client keys as secrets) → total timeout → retry
+//!   → [held clock starts] → pacing → [held clock stops] → circuit breaker
+//!   → attempt timeout → the upstream client
+//! ```
+//!
+//! Pacing sits inside the retry, so every attempt is paced (a retry after
+//! a 429 waits for its key like any call), and outside the breaker, so a
+//! held call takes no breaker admission. The two marks around it measure
+//! how long it held a call back ([`HeldClock`]), for the log line.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::Request;
+use tokio::time::Instant;
+use tower::util::{MapRequest, MapRequestLayer};
+use tower::Layer;
+use tower_http_resilience::circuit_breaker::{
+    ByAuthority, ByExtension, CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer,
+    ExtractKeyExt, GlobalKey,
+};
+use tower_http_resilience::pacing::{ByCredential, Pacing, PacingConfig, PacingHandle, PacingLayer};
+use tower_http_resilience::retry::{Retry, RetryLayer};
+use tower_http_resilience::stack::{DefaultKey, StackBody};
+use tower_http_resilience::timeout::{AttemptTimeout, AttemptTimeoutLayer, Timeout, TimeoutLayer};
+use tower_http_resilience::{Normalize, NormalizeLayer, ResilienceConfig};
+
+use crate::client::{ForwardedBody, UpstreamClient};
+
+/// A request as an attempt sends it.
+type Attempt = Request<StackBody<ForwardedBody>>;
+/// A mark on an attempt.
+type Mark = fn(Attempt) -> Attempt;
+
+/// The stack around the upstream client.
+pub type Stack = Normalize<
+    Timeout<
+        Retry<
+            MapRequest<
+                Pacing<MapRequest<CircuitBreaker<AttemptTimeout<UpstreamClient>, DefaultKey>, Mark>, ByCredential>,
+                Mark,
+            >,
+        >,
+    >,
+>;
+
+/// The layers of [`Stack`]; the pacing and breaker state live in it and
+/// are shared by every stack it builds.
+#[derive(Clone, Debug)]
+pub struct StackLayer {
+    normalize: NormalizeLayer,
+    timeout: TimeoutLayer,
+    retry: RetryLayer,
+    pacing: PacingLayer,
+    breaker: CircuitBreakerLayer<DefaultKey>,
+    attempt: AttemptTimeoutLayer,
+}
+
+impl StackLayer {
+    /// The stack of `config` (checked), pacing with `pacing`, and every
+    /// one of `secrets` masked in what the clients get back.
+    pub fn new<'a>(
+        config: &ResilienceConfig,
+        pacing: PacingConfig,
+        secrets: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Self {
+        StackLayer {
+            normalize: secrets
+                .into_iter()
+                .fold(NormalizeLayer::new(), NormalizeLayer::secret),
+            timeout: config.timeout_layer(),
+            retry: config.retry_layer(),
+            pacing: PacingLayer::with_config(pacing),
+            breaker: CircuitBreakerLayer::with_config(config.breaker_config())
+                .key(ByExtension.or(ByAuthority).or(GlobalKey)),
+            attempt: config.attempt_layer(),
+        }
+    }
+
+    /// Adjusts the retry layer (backoff, jitter, …).
+    #[allow(dead_code)] // the tests' choice
+    pub fn map_retry(mut self, f: impl FnOnce(RetryLayer) -> RetryLayer) -> Self {
+        self.retry = f(self.retry);
+        self
+    }
+
+    /// The same stack with `retries` retries on a target: the same
+    /// budget, breakers and pacing.
+    pub fn with_retries(&self, retries: u32) -> Self {
+        let mut layer = self.clone();
+        layer.retry = layer.retry.max_retries(retries);
+        layer
+    }
+
+    /// The breakers: their states and transitions.
+    pub fn breaker_handle(&self) -> CircuitBreakerHandle {
+        self.breaker.handle()
+    }
+
+    /// What pacing holds.
+    #[allow(dead_code)] // for an admin endpoint
+    pub fn pacing_handle(&self) -> PacingHandle {
+        self.pacing.handle()
+    }
+}
+
+impl Layer<UpstreamClient> for StackLayer {
+    type Service = Stack;
+
+    fn layer(&self, client: UpstreamClient) -> Stack {
+        let service = self.attempt.layer(client);
+        let service = self.breaker.layer(service);
+        let service = MapRequestLayer::new(HeldClock::stop::<StackBody<ForwardedBody>> as Mark).layer(service);
+        let service = self.pacing.layer(service);
+        let service = MapRequestLayer::new(HeldClock::start::<StackBody<ForwardedBody>> as Mark).layer(service);
+        let service = self.retry.layer(service);
+        let service = self.timeout.layer(service);
+        self.normalize.layer(service)
+    }
+}
+
+/// How long pacing held a call back, over all its attempts: put in the
+/// request's extensions before the call (every attempt shares it).
+#[derive(Debug, Default)]
+pub struct HeldClock {
+    /// When the attempt under way reached pacing, and the total so far.
+    state: Mutex<(Option<Instant>, Duration)>,
+}
+
+impl HeldClock {
+    /// The time held so far.
+    pub fn held(&self) -> Duration {
+        self.lock().1
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<Instant>, Duration)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An attempt reaches pacing.
+    fn start<B>(req: Request<B>) -> Request<B> {
+        if let Some(clock) = req.extensions().get::<Arc<HeldClock>>() {
+            clock.lock().0 = Some(Instant::now());
+        }
+        req
+    }
+
+    /// An attempt leaves pacing, to be sent.
+    fn stop<B>(req: Request<B>) -> Request<B> {
+        if let Some(clock) = req.extensions().get::<Arc<HeldClock>>() {
+            let mut state = clock.lock();
+            if let Some(started) = state.0.take() {
+                state.1 += started.elapsed();
+            }
+        }
+        req
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_clock_adds_the_time_between_the_marks() {
+        let clock = Arc::new(HeldClock::default());
+        let attempt = || {
+            let mut req = Request::new(());
+            req.extensions_mut().insert(clock.clone());
+            req
+        };
+        let req = HeldClock::start(attempt());
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        HeldClock::stop(req);
+        HeldClock::stop(attempt()); // no start: nothing
+        let req = HeldClock::start(attempt());
+        tokio::time::advance(Duration::from_millis(500)).await;
+        HeldClock::stop(req);
+        assert_eq!(clock.held(), Duration::from_millis(2000));
+    }
+}
