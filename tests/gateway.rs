@@ -441,7 +441,8 @@ fn the_flags_and_defaults_are_those_of_the_design() {
     };
     let a = run(&[]);
     assert_eq!(a.listen.to_string(), "127.0.0.1:8080");
-    assert!(a.upstream.is_none());
+    assert!(matches!(a.upstreams, args::Upstreams::Simulator));
+    assert!(a.checks, "checks are on by default");
     let s = Duration::from_secs;
     let design = ResilienceConfig::default()
         .max_retries(3)
@@ -486,7 +487,11 @@ fn the_flags_and_defaults_are_those_of_the_design() {
     ];
     let a = run(&flags);
     assert_eq!(a.listen.port(), 0);
-    assert_eq!(a.upstream.unwrap().to_string(), "https://api.example.com");
+    assert_eq!(a.upstreams.names(), ["default"]);
+    let args::Upstreams::Given(ups) = &a.upstreams else {
+        panic!("--upstream names one")
+    };
+    assert_eq!(ups[0].base.to_string(), "https://api.example.com");
     let expected = ResilienceConfig::default()
         .max_retries(5)
         .total_timeout(s(120))

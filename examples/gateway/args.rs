@@ -130,8 +130,6 @@ pub struct Args {
     pub checks: bool,
     /// The stack's settings (`--timeout` included).
     pub config: ResilienceConfig,
-    /// `--max-retries` too: the retries of a route that sets none.
-    pub max_retries: u32,
     /// Pacing's settings: `--max-retry-after` too.
     pub pacing: PacingConfig,
     /// The time a request body has to arrive: `--timeout` too.
@@ -153,7 +151,6 @@ impl Default for Args {
             windows: HashMap::new(),
             client_keys: None,
             checks: true,
-            max_retries: tower_http_resilience::retry::DEFAULT_MAX_RETRIES,
             pacing: PacingConfig::new(),
             body_timeout: Duration::from_secs(60),
             config,
@@ -289,10 +286,7 @@ fn set(out: &mut Args, flag: &str, value: &str) -> Result<(), String> {
             }]);
             c
         }
-        "--max-retries" => {
-            out.max_retries = number()?;
-            c.max_retries(out.max_retries)
-        }
+        "--max-retries" => c.max_retries(number()?),
         "--breaker-min-calls" => c.breaker_min_calls(number()?),
         "--breaker-failure-ratio" => {
             c.breaker_failure_ratio(value.parse().map_err(|_| bad("a number"))?)

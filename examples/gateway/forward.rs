@@ -65,7 +65,7 @@ pub struct CallInfo {
 pub struct Forward {
     /// A stack for each number of retries a target may have (all sharing
     /// one budget, the breakers and pacing).
-    inners: Arc<[(u32, Inner)]>,
+    inners: Arc<[(Option<u32>, Inner)]>,
     routes: Arc<Routes>,
 }
 
@@ -98,7 +98,7 @@ impl Forward {
     }
 
     /// The stack for a target with `retries` retries.
-    fn inner(&self, retries: u32) -> Inner {
+    fn inner(&self, retries: Option<u32>) -> Inner {
         let (_, inner) = self
             .inners
             .iter()

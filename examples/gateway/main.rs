@@ -116,7 +116,6 @@ async fn run(args: Args) -> ExitCode {
         upstreams,
         &routes,
         args.windows,
-        args.max_retries,
     ));
     tell_routes(&routes, &log);
     let secrets = routes

@@ -38,7 +38,8 @@ struct Hop {
     upstream: Arc<Upstream>,
     /// `None`: the model asked for.
     model: Option<Arc<str>>,
-    retries: u32,
+    /// `None`: the gateway's `max_retries`.
+    retries: Option<u32>,
 }
 
 /// The routing table: built once, read by every call.
@@ -54,13 +55,11 @@ pub struct Routes {
 
 impl Routes {
     /// The table of `upstreams` (at least one), `routes` (whose upstream
-    /// indexes are indexes of `upstreams`) and the models' `windows`;
-    /// `retries` for the hops of a route that sets none.
+    /// indexes are indexes of `upstreams`) and the models' `windows`.
     pub fn new(
         upstreams: Vec<Arc<Upstream>>,
         routes: &[RouteSpec],
         windows: HashMap<String, ContextWindow>,
-        retries: u32,
     ) -> Self {
         assert!(!upstreams.is_empty(), "a gateway has an upstream");
         let every = upstreams
@@ -68,7 +67,7 @@ impl Routes {
             .map(|upstream| Hop {
                 upstream: upstream.clone(),
                 model: None,
-                retries,
+                retries: None,
             })
             .collect();
         let mut by_model: HashMap<String, Vec<Hop>> = routes
@@ -80,7 +79,7 @@ impl Routes {
                     .map(|(index, model)| Hop {
                         upstream: upstreams[*index].clone(),
                         model: model.as_deref().map(Into::into),
-                        retries: route.retries.unwrap_or(retries),
+                        retries: route.retries,
                     })
                     .collect();
                 (route.model.clone(), hops)
@@ -101,9 +100,10 @@ impl Routes {
         &self.upstreams
     }
 
-    /// Every number of retries a target may have, each once.
-    pub fn retries(&self) -> Vec<u32> {
-        let mut all: Vec<u32> = self
+    /// Every number of retries a target may have, each once (`None`: the
+    /// gateway's `max_retries`).
+    pub fn retries(&self) -> Vec<Option<u32>> {
+        let mut all: Vec<Option<u32>> = self
             .by_model
             .values()
             .chain(self.any_model.as_ref())
@@ -211,27 +211,25 @@ mod tests {
             vec![a.clone(), b.clone()],
             &[route("gpt-4o", &[(0, None), (1, Some("small"))], Some(1))],
             windows.clone(),
-            3,
         );
         let t = routes.targets_for(Some("gpt-4o"));
         assert_eq!(names(&t), ["a:gpt-4o", "b:small"]);
         assert_eq!((t[0].rename.as_deref(), t[1].rename.as_deref()), (None, Some("small")));
-        assert_eq!((t[0].retries, t[1].retries), (1, 1));
+        assert_eq!((t[0].retries, t[1].retries), (Some(1), Some(1)));
         assert_eq!(t[1].context_window.unwrap().tokens(), 1000);
         assert!(t[0].context_window.is_none());
         // No route and no "*": every upstream, model unchanged.
         let t = routes.targets_for(Some("small"));
         assert_eq!(names(&t), ["a:small", "b:small"]);
-        assert!(t.iter().all(|t| t.rename.is_none() && t.retries == 3));
+        assert!(t.iter().all(|t| t.rename.is_none() && t.retries.is_none()));
         assert_eq!(t[0].context_window.unwrap().tokens(), 1000);
         assert_eq!(names(&routes.targets_for(None)), ["a", "b"]);
-        assert_eq!(routes.retries(), [1, 3]);
+        assert_eq!(routes.retries(), [None, Some(1)]);
 
         let with_any = Routes::new(
             vec![a.clone(), b.clone()],
             &[route("*", &[(1, None)], Some(0))],
             windows,
-            3,
         );
         assert_eq!(names(&with_any.targets_for(Some("x"))), ["b:x"]);
         assert_eq!(
@@ -243,7 +241,6 @@ mod tests {
             vec![a.clone()],
             &[route("m", &[(0, Some("m"))], None)],
             HashMap::new(),
-            3,
         );
         assert!(same.targets_for(Some("m"))[0].rename.is_none());
     }

@@ -88,11 +88,13 @@ impl StackLayer {
         self
     }
 
-    /// The same stack with `retries` retries on a target: the same
-    /// budget, breakers and pacing.
-    pub fn with_retries(&self, retries: u32) -> Self {
+    /// The same stack with `retries` retries on a target (`None`: as
+    /// configured): the same budget, breakers and pacing.
+    pub fn with_retries(&self, retries: Option<u32>) -> Self {
         let mut layer = self.clone();
-        layer.retry = layer.retry.max_retries(retries);
+        if let Some(retries) = retries {
+            layer.retry = layer.retry.max_retries(retries);
+        }
         layer
     }
 

@@ -48,8 +48,9 @@ pub struct RouteTarget {
     pub upstream: Arc<Upstream>,
     /// The model sent when it differs from the one asked for.
     pub rename: Option<Arc<str>>,
-    /// Retries on this target before moving on.
-    pub retries: u32,
+    /// Retries on this target before moving on (`None`: the gateway's
+    /// `max_retries`).
+    pub retries: Option<u32>,
     /// The context window of the model sent, when one is configured. With
     /// one target, the checks apply it (they see the model as sent); a
     /// fallback reads it to skip a target the prompt does not fit.

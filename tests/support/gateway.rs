@@ -88,7 +88,6 @@ pub async fn start(options: Options) -> Running {
         upstreams.into_iter().map(Arc::new).collect(),
         &args.routes,
         args.windows,
-        args.max_retries,
     ));
     let secrets = routes
         .upstreams()
