@@ -15,8 +15,8 @@ use crate::auth::ClientKeys;
 use crate::config::{ConfigFile, Env, Refusal};
 use crate::log::LogFormat;
 use crate::routes::{RouteSpec, SIMULATED};
-use crate::upstream::Upstream;
 use crate::server::Limits;
+use crate::upstream::Upstream;
 
 pub const USAGE: &str = "\
 An OpenAI-compatible resilient gateway.

@@ -149,7 +149,8 @@ impl ConfigFile {
             let credential = match &t.api_key_env {
                 None => None,
                 Some(var) => {
-                    let value = variable(env, var).map_err(|r| Refusal::new(key("api_key_env"), r))?;
+                    let value =
+                        variable(env, var).map_err(|r| Refusal::new(key("api_key_env"), r))?;
                     let credential = Credential::bearer(&value).map_err(|why| {
                         Refusal::new(key("api_key_env"), format!("the variable {var}: {why}"))
                     })?;
@@ -224,7 +225,10 @@ impl ConfigFile {
                     .parse()
                     .map_err(|e| Refusal::new(key("tokenizer"), format!("`{name}`: {e}")))?,
             };
-            out.insert(t.name.clone(), ContextWindow::new(t.context_window, tokenizer));
+            out.insert(
+                t.name.clone(),
+                ContextWindow::new(t.context_window, tokenizer),
+            );
         }
         Ok(out)
     }
@@ -235,9 +239,12 @@ impl ConfigFile {
             return Ok(None);
         };
         let value = variable(env, var).map_err(|r| Refusal::new("client_keys_env", r))?;
-        ClientKeys::from_list(&value)
-            .map(Some)
-            .ok_or_else(|| Refusal::new("client_keys_env", format!("the variable {var} holds no key")))
+        ClientKeys::from_list(&value).map(Some).ok_or_else(|| {
+            Refusal::new(
+                "client_keys_env",
+                format!("the variable {var} holds no key"),
+            )
+        })
     }
 }
 
@@ -311,11 +318,14 @@ fn field_error(table: &str, message: &str) -> (String, String) {
     if let Some(rest) = reason.strip_prefix("unknown field `") {
         if let Some((field, expected)) = rest.split_once('`') {
             let expected = expected.trim_start_matches(", ").replace('`', "");
-            return (format!("{table}.{field}"), format!("unknown key ({expected})"));
+            return (
+                format!("{table}.{field}"),
+                format!("unknown key ({expected})"),
+            );
         }
     }
     if let Some(rest) = reason.strip_prefix("missing field `") {
-        let field = rest.trim_end_matches('`');
+        let field = rest.split('`').next().unwrap_or(rest);
         return (format!("{table}.{field}"), "is missing".to_owned());
     }
     match field {
@@ -360,22 +370,36 @@ mod tests {
         let f = |m: &str| field_error("upstream[1]", m);
         assert_eq!(
             f("unknown field `urll`, expected one of `name`, `url`"),
-            ("upstream[1].urll".into(), "unknown key (expected one of name, url)".into())
+            (
+                "upstream[1].urll".into(),
+                "unknown key (expected one of name, url)".into()
+            )
         );
         assert_eq!(
             f("invalid type: string \"x\", expected u32\nin `rpm`\n"),
-            ("upstream[1].rpm".into(), "invalid type: string \"x\", expected u32".into())
+            (
+                "upstream[1].rpm".into(),
+                "invalid type: string \"x\", expected u32".into()
+            )
         );
-        assert_eq!(f("missing field `url`"), ("upstream[1].url".into(), "is missing".into()));
+        assert_eq!(
+            f("missing field `url`\n"),
+            ("upstream[1].url".into(), "is missing".into())
+        );
     }
 
     #[test]
     fn targets_split_at_the_first_colon() {
         let ups = ["ollama", "b"];
-        assert_eq!(resolve("ollama:llama3:8b", &ups), Ok((0, Some("llama3:8b".into()))));
+        assert_eq!(
+            resolve("ollama:llama3:8b", &ups),
+            Ok((0, Some("llama3:8b".into())))
+        );
         assert_eq!(resolve("b", &ups), Ok((1, None)));
         assert!(resolve("b:", &ups).unwrap_err().contains("names no model"));
-        assert!(resolve("c:m", &ups).unwrap_err().contains("`c`, which does not exist"));
+        assert!(resolve("c:m", &ups)
+            .unwrap_err()
+            .contains("`c`, which does not exist"));
     }
 
     #[test]

@@ -202,7 +202,10 @@ fn render(format: LogFormat, c: &Call, latency: Duration) -> String {
                 ("attempts", &c.attempts.to_string()),
                 ("streaming", if c.streaming { "true" } else { "false" }),
                 ("latency_ms", &ms.to_string()),
-                ("held_ms", &c.held_ms.map_or("-".to_owned(), |h| h.to_string())),
+                (
+                    "held_ms",
+                    &c.held_ms.map_or("-".to_owned(), |h| h.to_string()),
+                ),
             ];
             for (key, value) in fields {
                 let _ = write!(line, " {key}=");

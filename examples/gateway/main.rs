@@ -112,11 +112,7 @@ async fn run(args: Args) -> ExitCode {
         }
     };
     let upstreams: Vec<Arc<Upstream>> = upstreams.into_iter().map(Arc::new).collect();
-    let routes = Arc::new(Routes::new(
-        upstreams,
-        &routes,
-        args.windows,
-    ));
+    let routes = Arc::new(Routes::new(upstreams, &routes, args.windows));
     tell_routes(&routes, &log);
     let secrets = routes
         .upstreams()

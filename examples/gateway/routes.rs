@@ -194,7 +194,10 @@ mod tests {
     fn route(model: &str, targets: &[(usize, Option<&str>)], retries: Option<u32>) -> RouteSpec {
         RouteSpec {
             model: model.into(),
-            targets: targets.iter().map(|(i, m)| (*i, m.map(Into::into))).collect(),
+            targets: targets
+                .iter()
+                .map(|(i, m)| (*i, m.map(Into::into)))
+                .collect(),
             retries,
         }
     }
@@ -214,7 +217,10 @@ mod tests {
         );
         let t = routes.targets_for(Some("gpt-4o"));
         assert_eq!(names(&t), ["a:gpt-4o", "b:small"]);
-        assert_eq!((t[0].rename.as_deref(), t[1].rename.as_deref()), (None, Some("small")));
+        assert_eq!(
+            (t[0].rename.as_deref(), t[1].rename.as_deref()),
+            (None, Some("small"))
+        );
         assert_eq!((t[0].retries, t[1].retries), (Some(1), Some(1)));
         assert_eq!(t[1].context_window.unwrap().tokens(), 1000);
         assert!(t[0].context_window.is_none());
@@ -232,10 +238,7 @@ mod tests {
             windows,
         );
         assert_eq!(names(&with_any.targets_for(Some("x"))), ["b:x"]);
-        assert_eq!(
-            with_any.describe(),
-            ["route: * (every other model) -> b"]
-        );
+        assert_eq!(with_any.describe(), ["route: * (every other model) -> b"]);
         // A rename to the model asked for is no rename.
         let same = Routes::new(
             vec![a.clone()],

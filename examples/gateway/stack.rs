@@ -23,7 +23,9 @@ use tower_http_resilience::circuit_breaker::{
     ByAuthority, ByExtension, CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer,
     ExtractKeyExt, GlobalKey,
 };
-use tower_http_resilience::pacing::{ByCredential, Pacing, PacingConfig, PacingHandle, PacingLayer};
+use tower_http_resilience::pacing::{
+    ByCredential, Pacing, PacingConfig, PacingHandle, PacingLayer,
+};
 use tower_http_resilience::retry::{Retry, RetryLayer};
 use tower_http_resilience::stack::{DefaultKey, StackBody};
 use tower_http_resilience::timeout::{AttemptTimeout, AttemptTimeoutLayer, Timeout, TimeoutLayer};
@@ -41,7 +43,10 @@ pub type Stack = Normalize<
     Timeout<
         Retry<
             MapRequest<
-                Pacing<MapRequest<CircuitBreaker<AttemptTimeout<UpstreamClient>, DefaultKey>, Mark>, ByCredential>,
+                Pacing<
+                    MapRequest<CircuitBreaker<AttemptTimeout<UpstreamClient>, DefaultKey>, Mark>,
+                    ByCredential,
+                >,
                 Mark,
             >,
         >,
@@ -116,9 +121,11 @@ impl Layer<UpstreamClient> for StackLayer {
     fn layer(&self, client: UpstreamClient) -> Stack {
         let service = self.attempt.layer(client);
         let service = self.breaker.layer(service);
-        let service = MapRequestLayer::new(HeldClock::stop::<StackBody<ForwardedBody>> as Mark).layer(service);
+        let service = MapRequestLayer::new(HeldClock::stop::<StackBody<ForwardedBody>> as Mark)
+            .layer(service);
         let service = self.pacing.layer(service);
-        let service = MapRequestLayer::new(HeldClock::start::<StackBody<ForwardedBody>> as Mark).layer(service);
+        let service = MapRequestLayer::new(HeldClock::start::<StackBody<ForwardedBody>> as Mark)
+            .layer(service);
         let service = self.retry.layer(service);
         let service = self.timeout.layer(service);
         self.normalize.layer(service)

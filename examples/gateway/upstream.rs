@@ -64,12 +64,15 @@ mod tests {
         assert_eq!(c.header(), "Bearer sk-live-0123456789");
         assert_eq!(c.key(), b"sk-live-0123456789");
         assert!(c.header().is_sensitive());
-        let shown = format!("{:?}", Upstream {
-            name: "a".into(),
-            base: "http://a.example".parse().unwrap(),
-            credential: Some(c.clone()),
-            rpm: None,
-        });
+        let shown = format!(
+            "{:?}",
+            Upstream {
+                name: "a".into(),
+                base: "http://a.example".parse().unwrap(),
+                credential: Some(c.clone()),
+                rpm: None,
+            }
+        );
         assert!(!shown.contains("sk-live"), "{shown}");
         assert!(Credential::bearer(" ").is_err());
         assert!(Credential::bearer("a\nb").is_err());
