@@ -150,16 +150,28 @@ impl Forward {
         let clock = Arc::new(HeldClock::default());
         parts.extensions.insert(clock.clone());
 
-        let res = match target.apply(&mut parts, body) {
+        let (res, reached) = match target.apply(&mut parts, body) {
             Ok(body) => {
                 let inner = self.inner(target.retries);
                 inner.send(Request::from_parts(parts, body)).await
             }
-            Err(err) => render(err),
+            Err(err) => (render(err), false),
         };
         let (mut parts, body) = res.into_parts();
         drop_hop_by_hop(&mut parts.headers);
-        let attempts = Attempts::of(&parts.extensions).get();
+        let refused = parts
+            .extensions
+            .get::<ApiError>()
+            .and_then(|e| e.extensions().get::<PacingRefusal>())
+            .map(PacingRefusal::wait);
+        let attempts = match (reached, refused) {
+            (false, _) => 0,
+            // The retry layer counts the attempt pacing refused (always
+            // the last: its wait is too long to be retried); it was not
+            // sent.
+            (true, Some(_)) => Attempts::of(&parts.extensions).get() - 1,
+            (true, None) => Attempts::of(&parts.extensions).get(),
+        };
         let mut shown = String::new();
         escape(&target.name, &mut shown);
         let shown = HeaderValue::try_from(shown).expect("escaped text is a header value");
@@ -167,11 +179,6 @@ impl Forward {
         parts
             .headers
             .insert(X_GATEWAY_ATTEMPTS, HeaderValue::from(attempts));
-        let refused = parts
-            .extensions
-            .get::<ApiError>()
-            .and_then(|e| e.extensions().get::<PacingRefusal>())
-            .map(PacingRefusal::wait);
         let held = refused.or(Some(clock.held()).filter(|&d| d >= MIN_HELD));
         let streaming = stream || is_event_stream(&parts.headers);
         parts.extensions.insert(CallInfo {
@@ -186,7 +193,10 @@ impl Forward {
 }
 
 impl Inner {
-    async fn send(self, req: Request<CollectedBody>) -> Response<BoxBody> {
+    /// The response, and whether the request reached the stack (the
+    /// stack answers every failure itself: an error is the checks'
+    /// refusal).
+    async fn send(self, req: Request<CollectedBody>) -> (Response<BoxBody>, bool) {
         let res = match self {
             Inner::Checked(check) => check.oneshot(req).await,
             Inner::Unchecked(stack) => match stack.oneshot(req.map(CheckBody::new)).await {
@@ -195,8 +205,8 @@ impl Inner {
             },
         };
         match res {
-            Ok(res) => res.map(|b| b.map_err(Into::into).boxed_unsync()),
-            Err(err) => render(err),
+            Ok(res) => (res.map(|b| b.map_err(Into::into).boxed_unsync()), true),
+            Err(err) => (render(err), false),
         }
     }
 }

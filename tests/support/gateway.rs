@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tower_http_resilience::check::CheckLayer;
 use tower_http_resilience::collect::CollectBodyLayer;
+use tower_http_resilience::pacing::PacingHandle;
 use tower_http_resilience::retry::{Backoff, Jitter};
 use tower_http_resilience::ResilienceConfig;
 
@@ -64,6 +65,8 @@ pub struct Running {
     pub lines: mpsc::UnboundedReceiver<String>,
     /// Its body budget (`buffered_bodies()`).
     pub bodies: CollectBodyLayer,
+    /// What its pacing holds.
+    pub pacing: PacingHandle,
     pub drain: Drain,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -98,6 +101,7 @@ pub async fn start(options: Options) -> Running {
         r.backoff(Backoff::constant(Duration::ZERO))
             .jitter(Jitter::none())
     });
+    let pacing = stack.pacing_handle();
     let checks = args.checks.then(|| {
         routes
             .windows()
@@ -133,8 +137,24 @@ pub async fn start(options: Options) -> Running {
         addr,
         lines,
         bodies: options.bodies,
+        pacing,
         drain,
         stop: Some(stop),
+    }
+}
+
+/// `f`, or a panic after 30 s of real time: a test that waits on a socket
+/// fails instead of hanging (a paused clock cannot bound it).
+pub async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    const BOUND: Duration = Duration::from_secs(30);
+    let (tx, rx) = oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        std::thread::sleep(BOUND);
+        let _ = tx.send(());
+    });
+    tokio::select! {
+        out = f => out,
+        _ = rx => panic!("no answer within {BOUND:?} of real time"),
     }
 }
 
