@@ -537,6 +537,23 @@ async fn the_example_binary_prints_its_address_first() {
         .unwrap_or_else(|| panic!("{first}"));
     let addr: SocketAddr = addr.parse().unwrap();
     assert_ne!(addr.port(), 0);
+    // Two simulated providers, and the route that falls back, said.
+    let mut said = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        let done = line.starts_with("try: ");
+        said.push(line);
+        if done {
+            break;
+        }
+    }
+    for want in [
+        "upstream sim: http://127.0.0.1:",
+        "upstream sim-backup: http://127.0.0.1:",
+        "route: sim-down -> sim, sim-backup:gpt-4o-mini",
+        "route: * (every other model) -> sim, sim-backup",
+    ] {
+        assert!(said.iter().any(|l| l.starts_with(want)), "{want}: {said:?}");
+    }
 
     // The embedded simulator answers `sim-badkey` with Token360's 401.
     let (parts, body) = support::send(chat(addr, "sim-badkey", false)).await;

@@ -375,3 +375,55 @@ async fn client_keys_refuse_a_missing_or_wrong_key_without_an_upstream_call() {
     );
     assert!(lines.iter().all(|l| !l.contains("gw-key")), "{lines:?}");
 }
+
+/// The README's two-provider file is the example's, and it is read as it
+/// says.
+#[test]
+fn the_example_file_is_the_readmes_and_it_is_read_as_it_says() {
+    let text = include_str!("../examples/gateway/gateway.toml");
+    assert!(include_str!("../README.md").contains(text));
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/gateway/gateway.toml");
+    let vars = [
+        ("GATEWAY_KEYS", "gw-one-0123456789,gw-two-0123456789"),
+        ("OPENAI_API_KEY", "sk-openai-0123456789"),
+        ("OPENROUTER_API_KEY", "sk-or-0123456789"),
+    ];
+    let Ok(args::Parsed::Run(a)) = parse(&["--config", path], &vars) else {
+        panic!("the example file is read")
+    };
+    assert_eq!(
+        a.config,
+        ResilienceConfig::default().max_retries(2),
+        "max_retries from the file"
+    );
+    assert!(a.client_keys.is_some() && a.checks);
+    let args::Upstreams::Given(upstreams) = a.upstreams else {
+        panic!("two upstreams")
+    };
+    assert_eq!(upstreams[0].rpm, Some(500));
+    let routes = routes::Routes::new(
+        upstreams.into_iter().map(std::sync::Arc::new).collect(),
+        &a.routes,
+        a.windows,
+    );
+    let targets = routes.targets_for(Some("gpt-4o"));
+    let names: Vec<&str> = targets.iter().map(|t| &*t.name).collect();
+    assert_eq!(names, ["openai:gpt-4o", "openrouter:openai/gpt-4o"]);
+    assert_eq!((targets[0].retries, targets[1].retries), (Some(1), Some(1)));
+    assert_eq!(targets[0].context_window.map(|w| w.tokens()), Some(128_000));
+    assert_eq!(targets[1].rename.as_deref(), Some("openai/gpt-4o"));
+    let other: Vec<_> = routes
+        .targets_for(Some("o3"))
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(other, ["openai:o3"]);
+    let shown = routes.describe();
+    assert_eq!(
+        shown,
+        [
+            "route: gpt-4o -> openai, openrouter:openai/gpt-4o",
+            "route: * (every other model) -> openai"
+        ]
+    );
+}
