@@ -216,6 +216,27 @@ enum Failure {
 
 static IDS: AtomicU64 = AtomicU64::new(1);
 
+/// A JSON answer; with `reset`, the headers promise more than is sent: the
+/// connection breaks mid-body.
+fn whole(body: String, reset: bool) -> Response {
+    let mut res = if reset {
+        let half = Bytes::copy_from_slice(&body.as_bytes()[..body.len() / 2]);
+        let frames = futures_util::stream::iter([
+            Ok::<_, std::io::Error>(Frame::data(half)),
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "reset",
+            )),
+        ]);
+        Response::new(Body::new(http_body_util::StreamBody::new(frames)))
+    } else {
+        Response::new(Body::from(body))
+    };
+    res.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    res
+}
+
 fn answer(provider: &str, model: &str, stream: bool, failure: Option<Failure>) -> Response {
     let id = format!("chatcmpl-sim-{}", IDS.fetch_add(1, Ordering::Relaxed));
     let words = [
@@ -236,25 +257,7 @@ fn answer(provider: &str, model: &str, stream: bool, failure: Option<Failure>) -
             "usage": {"prompt_tokens": 9, "completion_tokens": 7, "total_tokens": 16}
         })
         .to_string();
-        if matches!(failure, Some(Failure::Reset)) {
-            // Headers promise more than is sent: the connection breaks mid-body.
-            let half = Bytes::copy_from_slice(&body.as_bytes()[..body.len() / 2]);
-            let frames = futures_util::stream::iter([
-                Ok::<_, std::io::Error>(Frame::data(half)),
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionReset,
-                    "reset",
-                )),
-            ]);
-            let mut res = Response::new(Body::new(http_body_util::StreamBody::new(frames)));
-            res.headers_mut()
-                .insert("content-type", "application/json".parse().unwrap());
-            return res;
-        }
-        let mut res = Response::new(Body::from(body));
-        res.headers_mut()
-            .insert("content-type", "application/json".parse().unwrap());
-        return res;
+        return whole(body, matches!(failure, Some(Failure::Reset)));
     }
 
     let model = model.to_owned();

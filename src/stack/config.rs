@@ -257,7 +257,7 @@ impl ResilienceConfig {
     ///     .layer(config.timeout_layer())
     ///     .layer(config.retry_layer())
     ///     // a layer of one's own between the retry and the breaker
-    ///     .layer(tower::util::MapRequestLayer::new(|req| req))
+    ///     .layer(tower::util::MapRequestLayer::new(|req: http::Request<StackBody<String>>| req))
     ///     .layer(CircuitBreakerLayer::with_config(config.breaker_config()))
     ///     .layer(config.attempt_layer())
     ///     .service(upstream);
