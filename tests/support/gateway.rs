@@ -143,10 +143,10 @@ pub async fn start(options: Options) -> Running {
     }
 }
 
-/// `f`, or a panic after 30 s of real time: a test that waits on a socket
-/// fails instead of hanging (a paused clock cannot bound it).
+/// `f`, or a panic after a minute of real time: a test that waits on a
+/// socket fails instead of hanging (a paused clock cannot bound it).
 pub async fn bounded<F: std::future::Future>(f: F) -> F::Output {
-    const BOUND: Duration = Duration::from_secs(30);
+    const BOUND: Duration = Duration::from_secs(60);
     let (tx, rx) = oneshot::channel::<()>();
     std::thread::spawn(move || {
         std::thread::sleep(BOUND);
