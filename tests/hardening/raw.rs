@@ -7,8 +7,6 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// The longest a test waits on a socket, in real time, before it fails.
-
 /// One response, or what came before the connection closed.
 #[derive(Debug, Default)]
 pub struct Raw {
