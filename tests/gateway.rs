@@ -307,6 +307,8 @@ async fn the_breaker_opens_for_one_model_only() {
     let (parts, body) = support::send(chat(gw, "sim-down", false)).await;
     assert_eq!(parts.status, 503);
     assert_eq!(support::envelope(&body)["code"], "circuit_open");
+    assert_eq!(parts.headers["x-gateway-attempts"], "0", "nothing was sent");
+    assert_eq!(parts.headers["x-gateway-target"], "default:sim-down");
     let wait: u64 = parts.headers["retry-after"]
         .to_str()
         .unwrap()

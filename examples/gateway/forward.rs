@@ -26,7 +26,6 @@ use tower::{Layer, Service, ServiceExt};
 use tower_http_resilience::check::{Check, CheckBody, CheckLayer};
 use tower_http_resilience::collect::CollectedBody;
 use tower_http_resilience::pacing::PacingRefusal;
-use tower_http_resilience::retry::Attempts;
 use tower_http_resilience::timeout::Profile;
 use tower_http_resilience::{ApiError, BoxError};
 
@@ -34,7 +33,7 @@ use crate::client::UpstreamClient;
 use crate::headers::{drop_hop_by_hop, is_event_stream, X_GATEWAY_ATTEMPTS, X_GATEWAY_TARGET};
 use crate::log::escape;
 use crate::routes::Routes;
-use crate::stack::{HeldClock, Stack, StackLayer};
+use crate::stack::{Stack, StackLayer, Trace};
 
 /// The longest `model` used as a breaker key and logged.
 const MAX_MODEL: usize = 256;
@@ -147,8 +146,8 @@ impl Forward {
         if stream {
             parts.extensions.insert(Profile::Streaming);
         }
-        let clock = Arc::new(HeldClock::default());
-        parts.extensions.insert(clock.clone());
+        let trace = Arc::new(Trace::default());
+        parts.extensions.insert(trace.clone());
 
         let (res, reached) = match target.apply(&mut parts, body) {
             Ok(body) => {
@@ -164,14 +163,9 @@ impl Forward {
             .get::<ApiError>()
             .and_then(|e| e.extensions().get::<PacingRefusal>())
             .map(PacingRefusal::wait);
-        let attempts = match (reached, refused) {
-            (false, _) => 0,
-            // The retry layer counts the attempt pacing refused (always
-            // the last: its wait is too long to be retried); it was not
-            // sent.
-            (true, Some(_)) => Attempts::of(&parts.extensions).get() - 1,
-            (true, None) => Attempts::of(&parts.extensions).get(),
-        };
+        // Until the checks' refusal, the stack's trace: attempts sent, not
+        // those pacing refused or an open breaker rejected.
+        let attempts = if reached { trace.sent() } else { 0 };
         let mut shown = String::new();
         escape(&target.name, &mut shown);
         let shown = HeaderValue::try_from(shown).expect("escaped text is a header value");
@@ -179,7 +173,7 @@ impl Forward {
         parts
             .headers
             .insert(X_GATEWAY_ATTEMPTS, HeaderValue::from(attempts));
-        let held = refused.or(Some(clock.held()).filter(|&d| d >= MIN_HELD));
+        let held = refused.or(Some(trace.held()).filter(|&d| d >= MIN_HELD));
         let streaming = stream || is_event_stream(&parts.headers);
         parts.extensions.insert(CallInfo {
             model,

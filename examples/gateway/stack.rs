@@ -3,14 +3,15 @@
 //!
 //! ```text
 //! normalize (upstream and client keys as secrets) → total timeout → retry
-//!   → [held clock starts] → pacing → [held clock stops] → circuit breaker
-//!   → attempt timeout → the upstream client
+//!   → [reaches pacing] → pacing → circuit breaker → [sent] → attempt
+//!   timeout → the upstream client
 //! ```
 //!
 //! Pacing sits inside the retry, so every attempt is paced (a retry after
 //! a 429 waits for its key like any call), and outside the breaker, so a
-//! held call takes no breaker admission. The two marks around it measure
-//! how long it held a call back ([`HeldClock`]), for the log line.
+//! held call takes no breaker admission. Two marks tell the gateway what
+//! the stack did with a call ([`Trace`]): the attempts sent (not those
+//! pacing refused or an open breaker rejected) and how long pacing held it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,7 +45,7 @@ pub type Stack = Normalize<
         Retry<
             MapRequest<
                 Pacing<
-                    MapRequest<CircuitBreaker<AttemptTimeout<UpstreamClient>, DefaultKey>, Mark>,
+                    CircuitBreaker<MapRequest<AttemptTimeout<UpstreamClient>, Mark>, DefaultKey>,
                     ByCredential,
                 >,
                 Mark,
@@ -119,51 +120,58 @@ impl Layer<UpstreamClient> for StackLayer {
     type Service = Stack;
 
     fn layer(&self, client: UpstreamClient) -> Stack {
+        let mark_sent = Trace::mark_sent::<StackBody<ForwardedBody>> as Mark;
+        let mark_reached = Trace::mark_reached::<StackBody<ForwardedBody>> as Mark;
         let service = self.attempt.layer(client);
+        let service = MapRequestLayer::new(mark_sent).layer(service);
         let service = self.breaker.layer(service);
-        let service = MapRequestLayer::new(HeldClock::stop::<StackBody<ForwardedBody>> as Mark)
-            .layer(service);
         let service = self.pacing.layer(service);
-        let service = MapRequestLayer::new(HeldClock::start::<StackBody<ForwardedBody>> as Mark)
-            .layer(service);
+        let service = MapRequestLayer::new(mark_reached).layer(service);
         let service = self.retry.layer(service);
         let service = self.timeout.layer(service);
         self.normalize.layer(service)
     }
 }
 
-/// How long pacing held a call back, over all its attempts: put in the
+/// What the stack did with a call, over all its attempts: put in the
 /// request's extensions before the call (every attempt shares it).
 #[derive(Debug, Default)]
-pub struct HeldClock {
-    /// When the attempt under way reached pacing, and the total so far.
-    state: Mutex<(Option<Instant>, Duration)>,
+pub struct Trace {
+    /// When the attempt under way reached pacing, the attempts sent, and
+    /// the time pacing held them back.
+    state: Mutex<(Option<Instant>, u32, Duration)>,
 }
 
-impl HeldClock {
-    /// The time held so far.
-    pub fn held(&self) -> Duration {
+impl Trace {
+    /// The attempts sent to the upstream.
+    pub fn sent(&self) -> u32 {
         self.lock().1
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<Instant>, Duration)> {
+    /// The time pacing held the call back.
+    pub fn held(&self) -> Duration {
+        self.lock().2
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<Instant>, u32, Duration)> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// An attempt reaches pacing.
-    fn start<B>(req: Request<B>) -> Request<B> {
-        if let Some(clock) = req.extensions().get::<Arc<HeldClock>>() {
-            clock.lock().0 = Some(Instant::now());
+    fn mark_reached<B>(req: Request<B>) -> Request<B> {
+        if let Some(trace) = req.extensions().get::<Arc<Trace>>() {
+            trace.lock().0 = Some(Instant::now());
         }
         req
     }
 
-    /// An attempt leaves pacing, to be sent.
-    fn stop<B>(req: Request<B>) -> Request<B> {
-        if let Some(clock) = req.extensions().get::<Arc<HeldClock>>() {
-            let mut state = clock.lock();
-            if let Some(started) = state.0.take() {
-                state.1 += started.elapsed();
+    /// An attempt passed pacing and the breaker: it is sent.
+    fn mark_sent<B>(req: Request<B>) -> Request<B> {
+        if let Some(trace) = req.extensions().get::<Arc<Trace>>() {
+            let mut state = trace.lock();
+            state.1 += 1;
+            if let Some(reached) = state.0.take() {
+                state.2 += reached.elapsed();
             }
         }
         req
@@ -175,20 +183,24 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn the_clock_adds_the_time_between_the_marks() {
-        let clock = Arc::new(HeldClock::default());
+    async fn the_trace_counts_what_was_sent_and_how_long_it_was_held() {
+        let trace = Arc::new(Trace::default());
         let attempt = || {
             let mut req = Request::new(());
-            req.extensions_mut().insert(clock.clone());
+            req.extensions_mut().insert(trace.clone());
             req
         };
-        let req = HeldClock::start(attempt());
+        let req = Trace::mark_reached(attempt());
         tokio::time::advance(Duration::from_millis(1500)).await;
-        HeldClock::stop(req);
-        HeldClock::stop(attempt()); // no start: nothing
-        let req = HeldClock::start(attempt());
+        Trace::mark_sent(req);
+        // Refused by pacing or the breaker: not sent, not held.
+        let _ = Trace::mark_reached(attempt());
+        let req = Trace::mark_reached(attempt());
         tokio::time::advance(Duration::from_millis(500)).await;
-        HeldClock::stop(req);
-        assert_eq!(clock.held(), Duration::from_millis(2000));
+        Trace::mark_sent(req);
+        assert_eq!(
+            (trace.sent(), trace.held()),
+            (2, Duration::from_millis(2000))
+        );
     }
 }
