@@ -55,12 +55,14 @@ impl AttemptSeries {
             ];
             Key::from_parts(ATTEMPTS_TOTAL, labels)
         };
-        AttemptSeries([
-            AttemptResult::Success,
-            AttemptResult::Failure,
-            AttemptResult::NotSent,
-        ]
-        .map(key))
+        AttemptSeries(
+            [
+                AttemptResult::Success,
+                AttemptResult::Failure,
+                AttemptResult::NotSent,
+            ]
+            .map(key),
+        )
     }
 
     /// Counts one attempt that ended with `result`.
@@ -95,5 +97,55 @@ impl FallbackSeries {
     /// Counts one move.
     pub(crate) fn record(&self) {
         count(&self.0);
+    }
+}
+
+#[cfg(all(test, feature = "retry"))]
+mod tests {
+    use super::*;
+    use crate::ApiError;
+    use http::{HeaderMap, StatusCode};
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    #[test]
+    fn the_loop_series_count_what_they_are_told() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        ::metrics::with_local_recorder(&recorder, || {
+            let openai = AttemptSeries::new("openai:gpt-4o");
+            let backup = AttemptSeries::new(String::from("backup:gpt-4o"));
+            openai.record(AttemptResult::Failure);
+            openai.record(AttemptResult::Failure);
+            openai.record(AttemptResult::NotSent);
+            backup.record(AttemptResult::Success);
+            let headers = HeaderMap::new();
+            retried(&Outcome::response(
+                1,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &headers,
+                None,
+            ));
+            let timeout = ApiError::timeout(
+                crate::TimeoutPhase::Attempt,
+                std::time::Duration::from_secs(1),
+            );
+            retried(&Outcome::error(2, &timeout));
+            let odd = ApiError::new(ErrorKind::RateLimited).with_code("made_up");
+            retried(&Outcome::error(3, &odd));
+            FallbackSeries::new("openai:gpt-4o", "backup:gpt-4o").record();
+        });
+        let text = handle.render();
+        for line in [
+            r#"resilience_attempts_total{target="openai:gpt-4o",result="failure"} 2"#,
+            r#"resilience_attempts_total{target="openai:gpt-4o",result="not_sent"} 1"#,
+            r#"resilience_attempts_total{target="backup:gpt-4o",result="success"} 1"#,
+            r#"resilience_retries_total{reason="service_unavailable"} 1"#,
+            r#"resilience_retries_total{reason="timeout"} 1"#,
+            r#"resilience_retries_total{reason="rate_limit_exceeded"} 1"#,
+            r#"resilience_fallbacks_total{from="openai:gpt-4o",to="backup:gpt-4o"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert!(!text.contains("made_up"));
     }
 }

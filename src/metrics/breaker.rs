@@ -26,8 +26,12 @@ impl Keys {
         };
         Keys {
             state: key(BREAKER_STATE, None),
-            to: [CircuitState::Closed, CircuitState::Open, CircuitState::HalfOpen]
-                .map(|to| key(BREAKER_TRANSITIONS_TOTAL, Some(to))),
+            to: [
+                CircuitState::Closed,
+                CircuitState::Open,
+                CircuitState::HalfOpen,
+            ]
+            .map(|to| key(BREAKER_TRANSITIONS_TOTAL, Some(to))),
         }
     }
 }

@@ -60,7 +60,12 @@ static ERRORS: LazyLock<ByCode> = LazyLock::new(|| {
 });
 
 static RETRIES: LazyLock<ByCode> = LazyLock::new(|| {
-    ByCode::new(|code| Key::from_parts(RETRIES_TOTAL, vec![Label::from_static_parts("reason", code)]))
+    ByCode::new(|code| {
+        Key::from_parts(
+            RETRIES_TOTAL,
+            vec![Label::from_static_parts("reason", code)],
+        )
+    })
 });
 
 /// The `resilience_calls_total` key of a call that failed with `code` (a
@@ -85,7 +90,10 @@ mod tests {
         let err = ApiError::new(ErrorKind::Unavailable).with_code("overloaded");
         assert_eq!(bounded_code(&err), "overloaded");
         for code in all_codes() {
-            let labels: Vec<_> = error_key(code).labels().map(|l| l.value().to_owned()).collect();
+            let labels: Vec<_> = error_key(code)
+                .labels()
+                .map(|l| l.value().to_owned())
+                .collect();
             assert_eq!(labels, ["error", code]);
             assert_eq!(retry_key(code).labels().next().unwrap().value(), code);
         }

@@ -37,7 +37,13 @@ pub(crate) struct BreakerSeries;
 #[cfg(feature = "circuit-breaker")]
 impl BreakerSeries {
     #[inline(always)]
-    pub(crate) fn transition<L, N>(&self, _to: crate::circuit_breaker::CircuitState, _label: L, _now: N) {}
+    pub(crate) fn transition<L, N>(
+        &self,
+        _to: crate::circuit_breaker::CircuitState,
+        _label: L,
+        _now: N,
+    ) {
+    }
     #[inline(always)]
     pub(crate) fn forget(&self) {}
 }

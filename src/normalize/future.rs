@@ -265,7 +265,10 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.as_mut().project();
-        let result = ready!(this.state.poll_client(cx, this.request_id, *this.body_cap, this.secrets));
+        let result =
+            ready!(this
+                .state
+                .poll_client(cx, this.request_id, *this.body_cap, this.secrets));
         let meter = take(this.meter);
         Poll::Ready(match result {
             Ok(res) => Ok(res.map(|body| NormalizeClientBody::new(body, meter))),
@@ -329,8 +332,7 @@ where
                     let mut parts = parts.take().expect("polled after completion");
                     let complete = matches!(peeked.end, PeekEnd::Finished(_));
                     drop(peeked.end);
-                    let data =
-                        redact_body(&peeked.data, secrets, complete).unwrap_or(peeked.data);
+                    let data = redact_body(&peeked.data, secrets, complete).unwrap_or(peeked.data);
                     secrets.scrub_headers(&mut parts.headers, true);
                     secrets.scrub_reason(&mut parts.extensions, true);
                     let prefix = &data[..data.len().min(body_cap)];
