@@ -15,6 +15,7 @@ An OpenAI-compatible resilient gateway.
 usage: gateway [FLAGS]
 
   --listen ADDR                    where to listen; port 0 picks one     [127.0.0.1:8080]
+  --admin-listen ADDR              serve /healthz, /metrics, /breakers   [off]
   --upstream URL                   a real OpenAI-compatible upstream      [embedded simulator]
   --max-retries N                  retries after the first attempt        [3]
   --timeout D                      non-streaming call, all attempts;
@@ -42,8 +43,9 @@ Durations: 250ms, 2s, 1.5s, 5m, 1h. Sizes: 512KiB, 32MiB, 1GiB, or bytes.
 RUST_LOG selects tracing output on stderr (default: warn).";
 
 /// The flags that take a value.
-const FLAGS: [&str; 20] = [
+const FLAGS: [&str; 21] = [
     "--listen",
+    "--admin-listen",
     "--upstream",
     "--max-retries",
     "--timeout",
@@ -80,6 +82,8 @@ pub enum Parsed {
 #[derive(Debug)]
 pub struct Args {
     pub listen: SocketAddr,
+    /// Where the admin endpoints are served, if anywhere.
+    pub admin_listen: Option<SocketAddr>,
     pub upstream: Option<BaseUri>,
     /// The stack's settings (`--timeout` included).
     pub config: ResilienceConfig,
@@ -97,6 +101,7 @@ impl Default for Args {
         let config = ResilienceConfig::default();
         Args {
             listen: "127.0.0.1:8080".parse().expect("a valid address"),
+            admin_listen: None,
             upstream: None,
             body_timeout: Duration::from_secs(60),
             config,
@@ -149,6 +154,13 @@ fn set(out: &mut Args, flag: &str, value: &str) -> Result<(), String> {
             out.listen = value
                 .parse()
                 .map_err(|_| bad("an address like 127.0.0.1:8080"))?;
+            c
+        }
+        "--admin-listen" => {
+            let addr = value
+                .parse()
+                .map_err(|_| bad("an address like 127.0.0.1:9090"))?;
+            out.admin_listen = Some(addr);
             c
         }
         "--upstream" => {

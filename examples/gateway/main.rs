@@ -18,6 +18,7 @@
 //! other models keep working), `sim-stall` a stream that stalls, `sim-quota`,
 //! `sim-overloaded`, `sim-slow`, `sim-reset`, `sim-badkey` one failure each.
 
+mod admin;
 mod app;
 mod args;
 mod body;
@@ -32,7 +33,7 @@ mod sim;
 
 use std::process::ExitCode;
 
-use tower_http_resilience::circuit_breaker::CircuitBreakerHandle;
+use tower_http_resilience::circuit_breaker::{CircuitBreakerHandle, KeyDisplay};
 use tower_http_resilience::collect::CollectBodyLayer;
 use tower_http_resilience::BaseUri;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
@@ -72,7 +73,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> ExitCode {
-    let layer = match args.config.clone().build() {
+    // Breakers are keyed by model (or upstream host): names, never a
+    // credential, so events and metrics show them plain.
+    let config = args.config.clone().breaker_key_display(KeyDisplay::Plain);
+    let layer = match config.build() {
         Ok(layer) => layer,
         Err(err) => {
             eprintln!("gateway: {err}");
@@ -90,6 +94,12 @@ async fn run(args: Args) -> ExitCode {
         .local_addr()
         .expect("a bound listener has an address");
     println!("listening on http://{addr}");
+    if let Some(admin) = args.admin_listen {
+        let Some(admin) = start_admin(admin, &layer.breaker_handle(), args.limits).await else {
+            return ExitCode::from(1);
+        };
+        println!("admin on http://{admin}");
+    }
 
     let log = Log::stdout(args.log_format);
     let (base, upstream) = match args.upstream {
@@ -128,6 +138,26 @@ async fn run(args: Args) -> ExitCode {
         log.notice("stopped: the calls still running were ended");
     }
     ExitCode::SUCCESS
+}
+
+/// Binds the admin listener and serves it; `None` (said on stderr) when
+/// the address cannot be had.
+async fn start_admin(
+    addr: std::net::SocketAddr,
+    breakers: &CircuitBreakerHandle,
+    limits: server::Limits,
+) -> Option<std::net::SocketAddr> {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(err) => {
+            eprintln!("gateway: cannot listen on {addr} (--admin-listen): {err}");
+            return None;
+        }
+    };
+    let bound = listener.local_addr().ok()?;
+    let admin = admin::Admin::new(admin::install_recorder(), breakers.clone());
+    tokio::spawn(admin::serve(listener, admin, limits));
+    Some(bound)
 }
 
 /// Tells of every breaker transition.
