@@ -1,5 +1,5 @@
 //! The gateway example in-process, for the tests that include its modules
-//! at their crate root (`app`, `args`, `body`, `client`, `conn`, `forward`,
+//! at their crate root (`admin`, `app`, `args`, `body`, `client`, `conn`, `forward`,
 //! `headers`, `log`, `server`, `shutdown`), and the example binary itself.
 #![allow(dead_code, unreachable_pub)]
 
