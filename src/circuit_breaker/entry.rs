@@ -56,7 +56,7 @@ impl Entry {
             hash,
             last_used: AtomicU64::new(now / 1_000_000),
             seq,
-            series: BreakerSeries::default(),
+            series: BreakerSeries::new(),
         }
     }
 

@@ -65,6 +65,11 @@ fn value(state: CircuitState) -> f64 {
 }
 
 impl BreakerSeries {
+    /// No transition yet.
+    pub(crate) fn new() -> Self {
+        BreakerSeries::default()
+    }
+
     /// Records a transition to `to`, and sets the gauge to the breaker's
     /// state `now`. `label` names the key (`None`: the key is not shown,
     /// and only the transitions of every such key are counted together).

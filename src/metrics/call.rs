@@ -6,10 +6,10 @@ use std::error::Error as StdError;
 
 use ::metrics::{Key, Label};
 use http::HeaderMap;
-use tokio::time::Instant;
+use quanta::Instant;
 
 use super::codes::{bounded_code, error_key, CLIENT_CLOSED, NONE};
-use super::record::{count, observe};
+use super::record::count_and_observe;
 use super::{CALLS_TOTAL, CALL_DURATION_SECONDS};
 use crate::error::grpc;
 use crate::ApiError;
@@ -81,8 +81,7 @@ impl CallMeter {
 
     fn record(&mut self, calls: &Key, time: &Key) {
         if let Some(start) = self.start.take() {
-            count(calls);
-            observe(time, start.elapsed().as_secs_f64());
+            count_and_observe(calls, time, start.elapsed().as_secs_f64());
         }
     }
 }

@@ -13,6 +13,11 @@ use super::HELD_TOTAL;
 pub(crate) struct HeldSeries(OnceLock<Key>);
 
 impl HeldSeries {
+    /// No call held yet.
+    pub(crate) fn new() -> Self {
+        HeldSeries::default()
+    }
+
     /// Counts one call held back or refused for the key named `name`.
     pub(crate) fn held(&self, name: &Arc<str>) {
         let key = self.0.get_or_init(|| {

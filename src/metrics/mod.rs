@@ -52,26 +52,39 @@
 //!
 //! Label values are never built per call: the series of static labels are
 //! static keys; a breaker's and a pacing key's series are built once, when
-//! first recorded, and kept with the key. A call costs two clock reads and
-//! two lookups in the recorder (with no recorder installed: no lookup).
+//! first recorded, and kept with the key. A call costs two reads of a cheap
+//! clock of its own ([`quanta`](https://docs.rs/quanta): the CPU's
+//! time-stamp counter where it is stable; tokio's paused clock does not move
+//! it) and one look-up of the recorder; with a no-op recorder the preset
+//! pays about 30 ns per call for the feature.
 //!
 //! # Example
 //!
+//! A client stack whose calls are read back from a Prometheus recorder
+//! (`metrics-exporter-prometheus`; here installed for this thread only):
+//!
 //! ```
-//! use tower::ServiceBuilder;
-//! use tower_http_resilience::metrics;
+//! use metrics_exporter_prometheus::PrometheusBuilder;
+//! use tower::{Layer, ServiceExt};
+//! use tower_http_resilience::stack::StackBody;
 //! use tower_http_resilience::ResilienceLayer;
 //!
-//! // After installing a recorder (e.g. `metrics_exporter_prometheus`):
-//! metrics::describe();
-//! let client = ServiceBuilder::new()
-//!     .layer(ResilienceLayer::new())
-//!     .service(tower::service_fn(|_req: http::Request<_>| async {
-//!         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
-//!     }));
-//! # let _: &dyn Fn(tower_http_resilience::stack::StackBody<String>) = &|_| {};
-//! # let _ = client;
-//! assert_eq!(metrics::CALLS_TOTAL, "resilience_calls_total");
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let recorder = PrometheusBuilder::new().build_recorder();
+//! let prometheus = recorder.handle();
+//! let _local = metrics::set_default_local_recorder(&recorder);
+//! tower_http_resilience::metrics::describe();
+//!
+//! let upstream = tower::service_fn(|_req: http::Request<StackBody<String>>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::builder().status(503).body(String::new()).unwrap())
+//! });
+//! let client = ResilienceLayer::new().map_retry(|r| r.max_retries(0)).layer(upstream);
+//! let err = client.oneshot(http::Request::new(String::new())).await.unwrap_err();
+//! assert_eq!(err.code(), "service_unavailable");
+//!
+//! let text = prometheus.render();
+//! assert!(text.contains(r#"resilience_calls_total{outcome="error",code="service_unavailable"} 1"#));
+//! # }
 //! ```
 
 // A build with few layers leaves the recording points of the others idle.

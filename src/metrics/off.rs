@@ -31,11 +31,15 @@ impl CallMeter {
 
 /// A breaker's series: none.
 #[cfg(feature = "circuit-breaker")]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct BreakerSeries;
 
 #[cfg(feature = "circuit-breaker")]
 impl BreakerSeries {
+    #[inline(always)]
+    pub(crate) const fn new() -> Self {
+        BreakerSeries
+    }
     #[inline(always)]
     pub(crate) fn transition<L, N>(
         &self,
@@ -49,10 +53,14 @@ impl BreakerSeries {
 }
 
 /// A pacing key's series: none.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct HeldSeries;
 
 impl HeldSeries {
+    #[inline(always)]
+    pub(crate) const fn new() -> Self {
+        HeldSeries
+    }
     #[inline(always)]
     pub(crate) fn held(&self, _name: &Arc<str>) {}
 }

@@ -69,7 +69,7 @@ impl Slot {
             turns: AtomicU64::new(0),
             last_used: AtomicU64::new(now / 1_000_000),
             seq,
-            held: HeldSeries::default(),
+            held: HeldSeries::new(),
         }
     }
 
