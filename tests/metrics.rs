@@ -58,6 +58,12 @@ fn value(handle: &PrometheusHandle, name: &str, labels: &[(&str, &str)]) -> Opti
         })
 }
 
+/// The calls counted with this outcome and code.
+fn calls(handle: &PrometheusHandle, outcome: &str, code: &str) -> Option<f64> {
+    let labels = [("outcome", outcome), ("code", code)];
+    value(handle, "resilience_calls_total", &labels)
+}
+
 /// The lines of the series `name` (every label set).
 fn series(handle: &PrometheusHandle, name: &str) -> Vec<String> {
     handle
@@ -288,13 +294,7 @@ async fn calls_held_or_refused_by_pacing_are_counted_once_each() {
 async fn a_server_counts_each_call_once_when_its_body_ends() {
     let (recorder, handle) = recorder();
     let _local = metrics::set_default_local_recorder(&recorder);
-    let calls = |outcome: &str, code: &str| {
-        value(
-            &handle,
-            "resilience_calls_total",
-            &[("outcome", outcome), ("code", code)],
-        )
-    };
+    let calls = |outcome: &str, code: &str| calls(&handle, outcome, code);
     let upstream = Upstream::script([
         // A stream of three events, one a second.
         Plan::sse(&[])
@@ -341,13 +341,7 @@ async fn a_server_counts_each_call_once_when_its_body_ends() {
 async fn a_client_counts_a_retried_call_once_and_a_failed_stream_as_an_error() {
     let (recorder, handle) = recorder();
     let _local = metrics::set_default_local_recorder(&recorder);
-    let calls = |outcome: &str, code: &str| {
-        value(
-            &handle,
-            "resilience_calls_total",
-            &[("outcome", outcome), ("code", code)],
-        )
-    };
+    let calls = |outcome: &str, code: &str| calls(&handle, outcome, code);
     let layer = ResilienceConfig::default()
         .build()
         .unwrap()
@@ -403,13 +397,7 @@ async fn a_client_alone_records_its_calls() {
     );
     let res = client.oneshot(request("m")).await.unwrap();
     drop(res);
-    let calls = |outcome: &str, code: &str| {
-        value(
-            &handle,
-            "resilience_calls_total",
-            &[("outcome", outcome), ("code", code)],
-        )
-    };
+    let calls = |outcome: &str, code: &str| calls(&handle, outcome, code);
     assert_eq!(calls("error", "not_found"), Some(1.0));
     assert_eq!(calls("cancelled", "client_closed"), Some(1.0));
 }
