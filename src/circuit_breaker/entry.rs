@@ -10,6 +10,7 @@ use super::breaker::{Admission, Breaker, Change, Seen, Target};
 use super::classify::Verdict;
 use super::config::DisplayKey;
 use super::core::Core;
+use super::fleet::{FleetLink, ProbeAsk};
 use super::state::{BreakerSnapshot, CircuitState, Transition, TransitionReason};
 use super::ticket::Ticket;
 use crate::call::Settle;
@@ -32,6 +33,8 @@ pub(crate) struct Entry {
     /// `last_used` times, oldest first.
     seq: u64,
     breaker: Breaker,
+    /// The key's link to the fleet, when the layer shares one.
+    fleet: Option<Arc<FleetLink>>,
 }
 
 impl fmt::Debug for Entry {
@@ -47,6 +50,7 @@ impl Entry {
     pub(crate) fn new(core: Arc<Core>, key: &str, hash: u64, now: u64, seq: u64) -> Self {
         Entry {
             breaker: Breaker::new(core.config.buckets),
+            fleet: FleetLink::of(&core, key),
             core,
             key: Arc::from(truncate(key, MAX_KEY_LEN)),
             key_len: key.len(),
@@ -106,16 +110,46 @@ impl Entry {
     }
 
     /// Admits a call, or says how long the breaker stays closed to calls.
-    pub(crate) fn admit(&self) -> Result<Ticket, Duration> {
+    /// A half-open probe of a breaker that shares a fleet comes with the
+    /// question to the fleet, which the call awaits before it is sent.
+    pub(crate) fn admit(&self) -> Result<(Ticket, Option<ProbeAsk>), Duration> {
+        if let Some(fleet) = &self.fleet {
+            self.learn(fleet);
+        }
         loop {
             match self.breaker.admit(&self.core) {
-                Admission::Admitted(ticket) => return Ok(ticket),
+                Admission::Admitted(ticket) => return self.admitted(ticket),
                 Admission::Rejected(retry_after) => {
                     self.touch(self.core.now_nanos());
                     return Err(retry_after);
                 }
                 Admission::Due(seen, now) => self.to_half_open(seen, now),
             }
+        }
+    }
+
+    /// Opens the breaker for the time left on an open the fleet learnt
+    /// elsewhere. One atomic load when the fleet holds nothing for the key.
+    #[inline]
+    fn learn(&self, fleet: &FleetLink) {
+        if let Some(change) = fleet.learn(&self.core, &self.breaker) {
+            self.report(Some(change));
+        }
+    }
+
+    /// A call admitted with `ticket`: a probe of a breaker that shares a
+    /// fleet asks the fleet first, unless another replica is known to
+    /// probe (the slot is then given back).
+    fn admitted(&self, ticket: Ticket) -> Result<(Ticket, Option<ProbeAsk>), Duration> {
+        match &self.fleet {
+            Some(fleet) if ticket.is_probe() => match fleet.ask_probe(&self.core) {
+                Ok(ask) => Ok((ticket, Some(ask))),
+                Err(wait) => {
+                    self.record(ticket, Verdict::Ignore, false);
+                    Err(wait)
+                }
+            },
+            _ => Ok((ticket, None)),
         }
     }
 
@@ -147,9 +181,13 @@ impl Entry {
         self.report(change);
     }
 
-    /// The breaker's state and counts now. An open breaker whose open
-    /// duration is up turns half-open first.
+    /// The breaker's state and counts now. An open the fleet learnt
+    /// elsewhere opens the breaker first; an open breaker whose open
+    /// duration is up turns half-open.
     pub(crate) fn snapshot(&self) -> BreakerSnapshot {
+        if let Some(fleet) = &self.fleet {
+            self.learn(fleet);
+        }
         let now = self.core.now_nanos();
         if let Some(seen) = self.breaker.due(now) {
             self.to_half_open(seen, now);
@@ -169,6 +207,9 @@ impl Entry {
     /// callbacks, outside any lock.
     fn report(&self, change: Option<Change>) {
         let Some(change) = change else { return };
+        if let Some(fleet) = &self.fleet {
+            fleet.publish(&self.core, &change, self.breaker.open_until());
+        }
         let Change {
             from,
             to,

@@ -189,11 +189,21 @@ impl MemoryBackend {
         Ok(at(until_ms))
     }
 
-    fn close(&self, digest: Digest, token: u64) -> Result<Update, BackendError> {
+    fn close(&self, digest: Digest, token: u64, holder: &str) -> Result<Update, BackendError> {
         let (mut state, _) = self.open()?;
         let key = (Kind::Open, self.name(digest));
-        if state.entries.get(&key) != Some(&token) {
-            return Ok(Update::Unchanged);
+        match state.entries.get(&key) {
+            Some(&cur) if cur == token => {}
+            Some(_) => return Ok(Update::Unchanged),
+            // No live open (the prune dropped expired ones): the closer's
+            // own probe lease ends.
+            None => {
+                let name = self.name(digest);
+                if state.probes.get(&name).is_some_and(|(h, _)| h == holder) {
+                    state.probes.remove(&name);
+                }
+                return Ok(Update::Unchanged);
+            }
         }
         state.entries.remove(&key);
         state.probes.remove(&self.name(digest));
@@ -264,11 +274,11 @@ impl MemoryBackend {
 }
 
 impl Backend for MemoryBackend {
-    fn push(&self, change: Change) -> BoxFuture<'_, Result<Update, BackendError>> {
+    fn push(&self, change: Change, holder: &str) -> BoxFuture<'_, Result<Update, BackendError>> {
         let out = match change {
             Change::Hold { digest, wait_ms } => self.extend(Kind::Hold, digest, wait_ms),
             Change::Open { digest, open_ms } => self.extend(Kind::Open, digest, open_ms),
-            Change::Close { digest, token } => self.close(digest, token),
+            Change::Close { digest, token } => self.close(digest, token, holder),
         };
         Box::pin(std::future::ready(out))
     }
@@ -368,14 +378,41 @@ mod tests {
         tokio::time::advance(Duration::from_millis(10)).await;
         let second = open(&b, d, 1_000);
         assert!(second > first);
-        assert_eq!(b.close(d, first).unwrap(), Update::Unchanged, "stale");
+        assert_eq!(b.close(d, first, "a").unwrap(), Update::Unchanged, "stale");
         assert_eq!(b.snapshot(10).unwrap().entries.len(), 1);
         let closed = Update::Closed {
             digest: d,
             token: second,
         };
-        assert_eq!(b.close(d, second).unwrap(), closed);
+        assert_eq!(b.close(d, second, "a").unwrap(), closed);
         assert!(b.snapshot(10).unwrap().entries.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_close_without_an_open_ends_the_closers_lease_only() {
+        let (b, d) = (backend(), Digest::of("k"));
+        assert_eq!(b.take_probe(d, "a", 5_000).unwrap(), ProbeGrant::Granted);
+        assert_eq!(b.close(d, 0, "b").unwrap(), Update::Unchanged);
+        let held = ProbeGrant::Held {
+            remaining_ms: 5_000,
+        };
+        assert_eq!(b.take_probe(d, "c", 5_000).unwrap(), held, "not b's lease");
+        assert_eq!(b.close(d, 0, "a").unwrap(), Update::Unchanged);
+        assert_eq!(
+            b.take_probe(d, "c", 5_000).unwrap(),
+            ProbeGrant::Granted,
+            "a's lease ended with its close"
+        );
+        // A live open that is not the closer's token keeps every lease.
+        open(&b, d, 60_000);
+        assert_eq!(b.take_probe(d, "c", 5_000).unwrap(), ProbeGrant::Granted);
+        assert_eq!(b.close(d, 0, "c").unwrap(), Update::Unchanged);
+        assert_eq!(
+            b.take_probe(d, "a", 5_000).unwrap(),
+            ProbeGrant::Held {
+                remaining_ms: 5_000
+            }
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -67,7 +67,7 @@ pub struct FleetMirror {
 /// mirror.publish_opened("gpt-4o", Instant::now() + Duration::from_secs(30));
 /// let trip = mirror.breaker_trip("gpt-4o").unwrap();
 /// // … the open time passes, this replica sends the probe, it succeeds:
-/// mirror.publish_closed("gpt-4o", trip);
+/// mirror.publish_closed("gpt-4o", Some(trip));
 /// assert_eq!(mirror.breaker_open_until("gpt-4o"), None);
 /// # }
 /// ```
@@ -207,21 +207,21 @@ impl FleetMirror {
             .enqueue(Kind::Open, slot.digest, Pending::Extend(until));
     }
 
-    /// Closes the fleet-wide open `trip` of the breaker of `key` (its probe
-    /// succeeded). An open that replaced `trip` meanwhile stays open. An open
-    /// the store never confirmed closes locally only; the store's copy, if
-    /// any, ends by itself.
-    pub fn publish_closed(&self, key: &str, trip: Trip) {
+    /// Closes the breaker of `key` fleet-wide after this replica's probe
+    /// succeeded: the open `trip` (the one the probe saw when it started,
+    /// from [`breaker_trip`](Self::breaker_trip)), if any, and this
+    /// replica's probe lease, so that the other replicas may probe at once.
+    /// An open that replaced `trip` meanwhile stays open, and so does every
+    /// other replica's lease on it. An open the store never confirmed closes
+    /// locally only; the store's copy, if any, ends by itself.
+    pub fn publish_closed(&self, key: &str, trip: Option<Trip>) {
         let shared = &self.shared;
         let slot = shared.opens.slot(key);
-        if slot.token() == trip.token {
+        let token = trip.map_or(0, |t| t.token);
+        if slot.token() == token {
             shared.opens.clear(&slot);
         }
-        if trip.token == 0 {
-            shared.unqueue(Kind::Open, slot.digest);
-        } else {
-            shared.enqueue(Kind::Open, slot.digest, Pending::Close(trip.token));
-        }
+        shared.enqueue(Kind::Open, slot.digest, Pending::Close(token));
     }
 
     /// Asks for the fleet's one half-open probe of the breaker of `key`, for

@@ -32,7 +32,8 @@ pub(crate) struct Settings {
 pub(crate) enum Pending {
     /// Hold back or open until this local instant (extend-only).
     Extend(Instant),
-    /// Close the open whose store deadline is this token.
+    /// Close the open whose store deadline is this token (0: none), and end
+    /// this replica's probe lease.
     Close(u64),
 }
 
@@ -125,11 +126,6 @@ impl Shared {
             q.insert((kind, digest), merged);
         }
         self.wake.notify_one();
-    }
-
-    /// Drops a queued change, if any.
-    pub(crate) fn unqueue(&self, kind: Kind, digest: Digest) {
-        self.queue().remove(&(kind, digest));
     }
 
     /// Takes every queued change.

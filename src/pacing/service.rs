@@ -204,6 +204,11 @@ where
             Admission::Refuse { at, cause } => {
                 ResponseFuture::refused(refusal(&slot, cause, at, now))
             }
+            Admission::Ask(lease) => {
+                let service = self.inner.clone();
+                let req = Request::from_parts(parts, body);
+                ResponseFuture::asking(service, req, slot, rate, latest, lease)
+            }
         }
     }
 }
