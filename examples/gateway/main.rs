@@ -23,6 +23,7 @@ mod args;
 mod body;
 mod client;
 mod conn;
+mod fleet;
 mod forward;
 mod headers;
 mod log;
@@ -60,19 +61,30 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::WARN.into())
+        .from_env_lossy();
+    if std::env::var_os("RUST_LOG").is_none() {
+        // The fleet's notices are written as plain lines (fleet.rs).
+        filter = filter.add_directive(
+            "tower_http_resilience::fleet=off"
+                .parse()
+                .expect("a directive"),
+        );
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            EnvFilter::builder()
-                .with_default_directive(LevelFilter::WARN.into())
-                .from_env_lossy(),
-        )
+        .with_env_filter(filter)
         .init();
     run(*args).await
 }
 
 async fn run(args: Args) -> ExitCode {
     let layer = match args.config.clone().build() {
+        Ok(layer) => fleet::join(layer, args.redis.as_deref()),
+        Err(err) => Err(err.to_string()),
+    };
+    let layer = match layer {
         Ok(layer) => layer,
         Err(err) => {
             eprintln!("gateway: {err}");

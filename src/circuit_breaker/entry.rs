@@ -10,7 +10,7 @@ use super::breaker::{Admission, Breaker, Change, Seen, Target};
 use super::classify::Verdict;
 use super::config::DisplayKey;
 use super::core::Core;
-use super::fleet::{FleetLink, ProbeAsk};
+use super::fleet::{FleetLink, ProbeAsk, Probing};
 use super::state::{BreakerSnapshot, CircuitState, Transition, TransitionReason};
 use super::ticket::Ticket;
 use crate::call::Settle;
@@ -118,11 +118,29 @@ impl Entry {
         }
         loop {
             match self.breaker.admit(&self.core) {
-                Admission::Admitted(ticket) => return self.admitted(ticket),
-                Admission::Rejected(retry_after) => {
-                    self.touch(self.core.now_nanos());
-                    return Err(retry_after);
-                }
+                Admission::Admitted(ticket) => match &self.fleet {
+                    Some(fleet) if ticket.is_probe() => match fleet.ask_probe(&self.core) {
+                        Probing::Ask(ask) => return Ok((ticket, Some(ask))),
+                        Probing::Wait(wait) => {
+                            self.record(ticket, Verdict::Ignore, false);
+                            return Err(wait);
+                        }
+                        Probing::Closed => {
+                            self.record(ticket, Verdict::Ignore, false);
+                            self.report(fleet.close(&self.core, &self.breaker));
+                        }
+                    },
+                    _ => return Ok((ticket, None)),
+                },
+                Admission::Rejected(retry_after) => match &self.fleet {
+                    Some(fleet) if fleet.closed_elsewhere() => {
+                        self.report(fleet.close(&self.core, &self.breaker));
+                    }
+                    _ => {
+                        self.touch(self.core.now_nanos());
+                        return Err(retry_after);
+                    }
+                },
                 Admission::Due(seen, now) => self.to_half_open(seen, now),
             }
         }
@@ -134,22 +152,6 @@ impl Entry {
     fn learn(&self, fleet: &FleetLink) {
         if let Some(change) = fleet.learn(&self.core, &self.breaker) {
             self.report(Some(change));
-        }
-    }
-
-    /// A call admitted with `ticket`: a probe of a breaker that shares a
-    /// fleet asks the fleet first, unless another replica is known to
-    /// probe (the slot is then given back).
-    fn admitted(&self, ticket: Ticket) -> Result<(Ticket, Option<ProbeAsk>), Duration> {
-        match &self.fleet {
-            Some(fleet) if ticket.is_probe() => match fleet.ask_probe(&self.core) {
-                Ok(ask) => Ok((ticket, Some(ask))),
-                Err(wait) => {
-                    self.record(ticket, Verdict::Ignore, false);
-                    Err(wait)
-                }
-            },
-            _ => Ok((ticket, None)),
         }
     }
 

@@ -12,7 +12,9 @@
 //!   out asks the mirror for the fleet's probe lease first. Another replica
 //!   holding it sends the call back as `circuit_open` (asking again at most
 //!   once a second); a store that does not answer in time leaves the
-//!   decision to the breaker alone.
+//!   decision to the breaker alone. When the fleet says that another
+//!   replica's probe succeeded, an open or half-open breaker closes without
+//!   a probe of its own.
 //!
 //! Without the `fleet` feature the link is a type with no values: every
 //! breaker's link is `None` and nothing here runs.
@@ -21,6 +23,18 @@
 pub(crate) use link::{FleetLink, ProbeAsk};
 #[cfg(not(feature = "fleet"))]
 pub(crate) use none::{FleetLink, ProbeAsk};
+
+/// What the fleet says to a probe slot the breaker handed out.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "fleet"), allow(dead_code))]
+pub(crate) enum Probing {
+    /// Ask the store for the fleet's probe, then send it or not.
+    Ask(ProbeAsk),
+    /// Another replica probes: wait this long.
+    Wait(std::time::Duration),
+    /// Another replica's probe succeeded: close without probing.
+    Closed,
+}
 
 #[cfg(feature = "fleet")]
 mod link {
@@ -33,6 +47,7 @@ mod link {
 
     use tokio::time::Instant;
 
+    use super::Probing;
     use crate::circuit_breaker::breaker::{Breaker, Change, Target};
     use crate::circuit_breaker::core::Core;
     use crate::circuit_breaker::state::{CircuitState, TransitionReason};
@@ -60,6 +75,9 @@ mod link {
         /// The fleet's open as this replica's probe saw it when it started:
         /// the one a success closes.
         trip: Mutex<Option<Trip>>,
+        /// The closes the fleet had said when the breaker last opened: one
+        /// more means another replica's probe succeeded since.
+        closes: AtomicU64,
     }
 
     impl std::fmt::Debug for FleetLink {
@@ -80,6 +98,7 @@ mod link {
                 entry: mirror.breaker_entry(key),
                 denied_until: AtomicU64::new(0),
                 trip: Mutex::new(None),
+                closes: AtomicU64::new(0),
             }))
         }
 
@@ -106,10 +125,25 @@ mod link {
             breaker.transition(core, None, to, reason, core.nanos_at(now))
         }
 
+        /// Whether another replica's probe succeeded since the breaker
+        /// last opened.
+        pub(crate) fn closed_elsewhere(&self) -> bool {
+            self.entry.closes() != self.closes.load(Ordering::Acquire)
+        }
+
+        /// Closes `breaker`: another replica's probe succeeded.
+        pub(crate) fn close(&self, core: &Core, breaker: &Breaker) -> Option<Change> {
+            let (to, reason) = (Target::Closed, TransitionReason::Fleet);
+            breaker.transition(core, None, to, reason, core.now_nanos())
+        }
+
         /// Publishes what `change` did locally: an open (but one learnt
         /// from the fleet) with its deadline `open_until`, or a close after
         /// the probes succeeded or by force.
         pub(crate) fn publish(&self, core: &Core, change: &Change, open_until: u64) {
+            if change.to == CircuitState::Open {
+                self.closes.store(self.entry.closes(), Ordering::Release);
+            }
             match (change.to, change.reason) {
                 (_, TransitionReason::Fleet) => {}
                 (CircuitState::Open, _) => {
@@ -128,19 +162,20 @@ mod link {
             }
         }
 
-        /// Asks for the fleet's probe lease for a probe slot the breaker
-        /// handed out; `Err` with the time to wait when another replica is
-        /// known to hold it.
-        pub(crate) fn ask_probe(self: &Arc<Self>, core: &Arc<Core>) -> Result<ProbeAsk, Duration> {
+        /// What the fleet says to a probe slot the breaker handed out.
+        pub(crate) fn ask_probe(self: &Arc<Self>, core: &Arc<Core>) -> Probing {
+            if self.closed_elsewhere() {
+                return Probing::Closed;
+            }
             let now = core.now_nanos();
             let denied = self.denied_until.load(Ordering::Acquire);
             if now < denied {
-                return Err(Duration::from_nanos(denied - now));
+                return Probing::Wait(Duration::from_nanos(denied - now));
             }
             // A replica that took the lease and went away delays the others'
             // probe by at most one open duration.
             let lease = core.config.open_duration;
-            Ok(ProbeAsk {
+            Probing::Ask(ProbeAsk {
                 answer: self.mirror.probe(&self.key, lease),
                 link: self.clone(),
                 core: core.clone(),
@@ -195,6 +230,7 @@ mod none {
     use std::task::{Context, Poll};
     use std::time::Duration;
 
+    use super::Probing;
     use crate::circuit_breaker::breaker::{Breaker, Change};
     use crate::circuit_breaker::core::Core;
 
@@ -215,7 +251,15 @@ mod none {
             match *self {}
         }
 
-        pub(crate) fn ask_probe(self: &Arc<Self>, _core: &Arc<Core>) -> Result<ProbeAsk, Duration> {
+        pub(crate) fn closed_elsewhere(&self) -> bool {
+            match *self {}
+        }
+
+        pub(crate) fn close(&self, _core: &Core, _breaker: &Breaker) -> Option<Change> {
+            match *self {}
+        }
+
+        pub(crate) fn ask_probe(self: &Arc<Self>, _core: &Arc<Core>) -> Probing {
             match **self {}
         }
     }

@@ -196,11 +196,14 @@ impl MemoryBackend {
             Some(&cur) if cur == token => {}
             Some(_) => return Ok(Update::Unchanged),
             // No live open (the prune dropped expired ones): the closer's
-            // own probe lease ends.
+            // own probe lease ends, and the others hear that its probe
+            // succeeded.
             None => {
                 let name = self.name(digest);
                 if state.probes.get(&name).is_some_and(|(h, _)| h == holder) {
                     state.probes.remove(&name);
+                    drop(state);
+                    self.publish(Update::Closed { digest, token });
                 }
                 return Ok(Update::Unchanged);
             }

@@ -175,7 +175,8 @@ impl Shared {
             } => self.apply_until(kind, digest, until_ms, now_ms, received),
             Update::Closed { digest, token } => {
                 if let Some(slot) = self.opens.by_digest(digest, false) {
-                    if slot.token() == token {
+                    slot.count_close();
+                    if token != 0 && slot.token() == token {
                         self.opens.clear(&slot);
                     }
                 }

@@ -1,7 +1,8 @@
 -- Compare-and-delete close of one open: only the open whose deadline is the
 -- token the closer saw, so a late close never ends a newer open. The probe
 -- lease ends with the open; with no live open left (it expired, or the
--- token is 0), the closer's own lease ends, so the other replicas may probe.
+-- token is 0), the closer's own lease ends, so the other replicas may probe,
+-- and they hear that the probe succeeded.
 -- KEYS[1] = state, KEYS[2] = probe lease key
 -- ARGV[1] = member, ARGV[2] = token (deadline ms), ARGV[3] = channel,
 -- ARGV[4] = message ("c <digest> <token>"), ARGV[5] = the closer's name
@@ -17,5 +18,6 @@ if cur ~= 0 and cur == tonumber(ARGV[2]) then
 end
 if cur <= now and redis.call('GET', KEYS[2]) == ARGV[5] then
   redis.call('DEL', KEYS[2])
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
 end
 return 0
