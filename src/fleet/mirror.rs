@@ -227,10 +227,11 @@ impl FleetMirror {
     /// Asks for the fleet's one half-open probe of the breaker of `key`, for
     /// `lease` (the probe's timeout). The lease ends early when the breaker
     /// closes or opens again. Waits at most the lease timeout; when the store
-    /// is known to be down, answers at once.
+    /// is known to be down, or left a call's request unanswered within the
+    /// last call timeout, answers at once.
     pub fn probe(&self, key: &str, lease: Duration) -> Answer<Probe> {
         let shared = self.shared.clone();
-        if !shared.health.available() {
+        if !shared.may_ask() {
             return Answer::ready(Probe::Unavailable);
         }
         let digest = shared.opens.slot(key).digest;
@@ -243,7 +244,10 @@ impl FleetMirror {
                 Ok(Ok(ProbeGrant::Held { remaining_ms })) => {
                     Probe::Denied(Duration::from_millis(remaining_ms))
                 }
-                Ok(Err(_)) | Err(_) => Probe::Unavailable,
+                Ok(Err(_)) | Err(_) => {
+                    shared.unanswered();
+                    Probe::Unavailable
+                }
             }
         }))
     }
@@ -251,7 +255,9 @@ impl FleetMirror {
     /// Takes one call of the fleet-wide `rate` kept under `key`. Ready at
     /// once while this replica holds leased cells (and then, when they run
     /// low, a new lease is fetched in the background); else asks the store
-    /// within the lease timeout. The fleet as a whole never sends more than
+    /// within the lease timeout, or answers `Unavailable` at once while the
+    /// store is away or for one call timeout after a request of a call went
+    /// unanswered. The fleet as a whole never sends more than
     /// the rate; cells a replica leased and did not spend within their life
     /// (at most one second) are lost.
     pub fn acquire(&self, key: &str, rate: Rate) -> Answer<Permit> {
@@ -272,7 +278,7 @@ impl FleetMirror {
                 Answer::ready(Permit::Granted)
             }
             Taken::NotBefore(at) => Answer::ready(Permit::RetryAfter(at - now)),
-            Taken::Empty if !shared.health.available() => Answer::ready(Permit::Unavailable),
+            Taken::Empty if !shared.may_ask() => Answer::ready(Permit::Unavailable),
             Taken::Empty => {
                 let shared = shared.clone();
                 Answer::asking(Box::pin(async move {
@@ -311,7 +317,10 @@ async fn lease(shared: &Shared, pool: &Pool, rate: Rate, budget: Duration) -> Op
         Ok(Ok(LeaseGrant::Empty { retry_us })) => {
             pool.empty_until(Instant::now() + Duration::from_micros(retry_us))
         }
-        Ok(Err(_)) | Err(_) => return None,
+        Ok(Err(_)) | Err(_) => {
+            shared.unanswered();
+            return None;
+        }
     }
     Some(())
 }

@@ -45,6 +45,11 @@ pub(crate) struct Shared {
     pending: Mutex<HashMap<(Kind, Digest), Pending>>,
     /// Changes dropped because the queue was full.
     pub(crate) dropped: AtomicU64,
+    /// Until when (nanoseconds after the epoch) calls decide locally
+    /// without asking the store: a lease or probe request it did not
+    /// answer in time starts such a quiet time, as long as the background
+    /// task needs to find the store away.
+    quiet_until: AtomicU64,
     pub(crate) wake: Arc<Notify>,
     pub(crate) health: Health,
     pub(crate) backend: Arc<dyn Backend>,
@@ -71,6 +76,7 @@ impl Shared {
             pools: Pools::new(settings.max_keys),
             pending: Mutex::default(),
             dropped: AtomicU64::new(0),
+            quiet_until: AtomicU64::new(0),
             wake: Arc::new(Notify::new()),
             health,
             backend,
@@ -83,6 +89,20 @@ impl Shared {
             Kind::Hold => &self.holds,
             Kind::Open => &self.opens,
         }
+    }
+
+    /// Whether a call may ask the store now: it answers, and no request of
+    /// a call went unanswered lately.
+    pub(crate) fn may_ask(&self) -> bool {
+        self.health.available()
+            && self.quiet_until.load(Ordering::Relaxed) <= self.nanos(Instant::now())
+    }
+
+    /// A call's request went unanswered: the next calls decide locally for
+    /// one call timeout (by then the background task knows).
+    pub(crate) fn unanswered(&self) {
+        let until = self.nanos(Instant::now() + self.settings.call_timeout);
+        self.quiet_until.fetch_max(until, Ordering::Relaxed);
     }
 
     /// `at` as nanoseconds after the epoch; never 0, which means "none".
