@@ -21,9 +21,23 @@
 //! slot's link is `None` and nothing here runs.
 
 #[cfg(feature = "fleet")]
-pub(crate) use link::{FleetLink, Lease, LeaseAnswer};
+pub(crate) use link::{FleetLink, Lease};
 #[cfg(not(feature = "fleet"))]
-pub(crate) use none::{FleetLink, Lease, LeaseAnswer};
+pub(crate) use none::{FleetLink, Lease};
+
+/// What the fleet's rate says to a call.
+#[derive(Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "fleet"), allow(dead_code))]
+pub(crate) enum Turn {
+    /// A cell: the call goes.
+    Go,
+    /// No cell before this time has passed; then ask again.
+    Wait(std::time::Duration),
+    /// The store did not answer: the key's own rate decides.
+    Local,
+    /// Ask the store, then decide (never the answer of a [`Lease`]).
+    Ask(Lease),
+}
 
 #[cfg(feature = "fleet")]
 mod link {
@@ -32,12 +46,10 @@ mod link {
     use std::task::{Context, Poll};
     use std::time::Duration;
 
+    use super::Turn;
     use crate::fleet::{Answer, FleetEntry, FleetMirror, Permit, Rate};
     use crate::pacing::core::Core;
     use crate::pacing::rate::Gcra;
-    use crate::pacing::slot::Admission;
-    use crate::pacing::state::HoldCause;
-    use crate::util::saturating_nanos;
 
     /// What one pacing slot keeps of the fleet.
     pub(crate) struct FleetLink {
@@ -81,20 +93,13 @@ mod link {
             self.mirror.is_available()
         }
 
-        /// A cell of the fleet's rate for a call at `now` that may wait
-        /// until `latest`: the admission, the question to the store, or
-        /// `None` when the store is away (the key's own rate decides).
-        pub(crate) fn rate(
-            &self,
-            key: &str,
-            gcra: Gcra,
-            now: u64,
-            latest: u64,
-        ) -> Option<Admission> {
+        /// A cell of the fleet's rate for a call: at once from the cells
+        /// leased ahead, or a question to the store.
+        pub(crate) fn rate(&self, key: &str, gcra: Gcra) -> Turn {
             let rate = fleet_rate(gcra.rpm());
             match self.mirror.acquire(key, rate).known() {
-                Ok(permit) => permitted(permit, now, latest),
-                Err(answer) => Some(Admission::Ask(Lease { answer })),
+                Ok(permit) => turn(permit),
+                Err(answer) => Turn::Ask(Lease { answer }),
             }
         }
     }
@@ -105,37 +110,18 @@ mod link {
         Rate::per_minute(rpm.saturating_sub(burst).max(1)).burst(burst)
     }
 
-    /// What a fleet's answer means for a call at `now` that may wait until
-    /// `latest`; `None` when the store did not answer.
-    pub(crate) fn permitted(permit: Permit, now: u64, latest: u64) -> Option<Admission> {
-        let wait = match permit {
-            Permit::Granted => return Some(Admission::Go),
-            Permit::RetryAfter(wait) => wait,
-            _ => return None,
-        };
-        let at = now.saturating_add(saturating_nanos(wait.max(Duration::from_nanos(1))));
-        let cause = HoldCause::Rate;
-        Some(if at <= latest {
-            Admission::Wait { at, cause }
-        } else {
-            Admission::Refuse { at, cause }
-        })
+    /// What the fleet's answer means for a call.
+    fn turn(permit: Permit) -> Turn {
+        match permit {
+            Permit::Granted => Turn::Go,
+            Permit::RetryAfter(wait) => Turn::Wait(wait.max(Duration::from_nanos(1))),
+            _ => Turn::Local,
+        }
     }
-
-    /// What the store answers a [`Lease`].
-    pub(crate) type LeaseAnswer = Permit;
 
     /// A call's question to the store for a cell of the fleet's rate.
     pub(crate) struct Lease {
         answer: Answer<Permit>,
-    }
-
-    impl Lease {
-        /// What the answer means for a call at `now` that may wait until
-        /// `latest`; `None` when the store did not answer.
-        pub(crate) fn admission(permit: Permit, now: u64, latest: u64) -> Option<Admission> {
-            permitted(permit, now, latest)
-        }
     }
 
     impl std::fmt::Debug for Lease {
@@ -154,10 +140,10 @@ mod link {
     impl Eq for Lease {}
 
     impl Future for Lease {
-        type Output = Permit;
+        type Output = Turn;
 
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Permit> {
-            Pin::new(&mut self.get_mut().answer).poll(cx)
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Turn> {
+            Pin::new(&mut self.get_mut().answer).poll(cx).map(turn)
         }
     }
 
@@ -181,19 +167,15 @@ mod link {
         }
 
         #[test]
-        fn answers_become_admissions() {
-            assert_eq!(permitted(Permit::Granted, 5, 5), Some(Admission::Go));
-            let wait = Permit::RetryAfter(Duration::from_nanos(10));
-            let cause = HoldCause::Rate;
+        fn answers_become_turns() {
+            assert_eq!(turn(Permit::Granted), Turn::Go);
+            let wait = Duration::from_millis(10);
+            assert_eq!(turn(Permit::RetryAfter(wait)), Turn::Wait(wait));
             assert_eq!(
-                permitted(wait, 5, 15),
-                Some(Admission::Wait { at: 15, cause })
+                turn(Permit::RetryAfter(Duration::ZERO)),
+                Turn::Wait(Duration::from_nanos(1))
             );
-            assert_eq!(
-                permitted(wait, 5, 14),
-                Some(Admission::Refuse { at: 15, cause })
-            );
-            assert_eq!(permitted(Permit::Unavailable, 5, 5), None);
+            assert_eq!(turn(Permit::Unavailable), Turn::Local);
         }
     }
 }
@@ -204,9 +186,9 @@ mod none {
     use std::pin::Pin;
     use std::task::{Context, Poll};
 
+    use super::Turn;
     use crate::pacing::core::Core;
     use crate::pacing::rate::Gcra;
-    use crate::pacing::slot::Admission;
 
     /// No fleet: no link is ever made.
     #[derive(Debug)]
@@ -229,13 +211,7 @@ mod none {
             match *self {}
         }
 
-        pub(crate) fn rate(
-            &self,
-            _key: &str,
-            _gcra: Gcra,
-            _now: u64,
-            _latest: u64,
-        ) -> Option<Admission> {
+        pub(crate) fn rate(&self, _key: &str, _gcra: Gcra) -> Turn {
             match *self {}
         }
     }
@@ -245,20 +221,10 @@ mod none {
     pub(crate) enum Lease {}
 
     impl Future for Lease {
-        type Output = LeaseAnswer;
+        type Output = Turn;
 
-        fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<LeaseAnswer> {
+        fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Turn> {
             match *self.get_mut() {}
-        }
-    }
-
-    /// The answer no lease ever gives.
-    #[derive(Debug)]
-    pub(crate) enum LeaseAnswer {}
-
-    impl Lease {
-        pub(crate) fn admission(answer: LeaseAnswer, _now: u64, _latest: u64) -> Option<Admission> {
-            match answer {}
         }
     }
 }

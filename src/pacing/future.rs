@@ -12,7 +12,7 @@ use tokio::time::{sleep_until, Sleep};
 use tower_service::Service;
 
 use super::body::{PacingBody, Watch};
-use super::fleet::{Lease, LeaseAnswer};
+use super::fleet::Lease;
 use super::learn::{lesson, lesson_of_error, Lesson};
 use super::rate::{wait_until, Gcra};
 use super::slot::{Admission, Slot};
@@ -197,30 +197,16 @@ where
                     let slot = this.slot.as_ref().expect("a held call has a slot");
                     let now = slot.core().now_nanos();
                     match readmit(slot, *rate, *latest, *cause, now) {
-                        Admission::Go => {
-                            let service = service.take().expect(POLLED_AFTER_READY);
-                            let request = request.take();
-                            this.state.set(State::Waiting { service, request });
-                        }
                         Admission::Wait { at, cause: next } => {
                             slot.tell(PacingAction::Waited, next, at, now);
                             sleep.reset(slot.core().instant(at));
                             *cause = next;
                         }
-                        Admission::Refuse { at, cause } => {
-                            let error = Some(refusal(slot, cause, at, now));
-                            this.state.set(State::Refused { error });
-                        }
-                        Admission::Ask(lease) => {
-                            let (rate, latest) = (*rate, *latest);
-                            let (service, request) = (service.take(), request.take());
-                            this.state.set(State::Asking {
-                                lease,
-                                service,
-                                request,
-                                rate,
-                                latest,
-                            });
+                        other => {
+                            let service = service.take().expect(POLLED_AFTER_READY);
+                            let (request, rate, latest) = (request.take(), *rate, *latest);
+                            let next = next_state(other, slot, service, request, rate, latest, now);
+                            this.state.set(next);
                         }
                     }
                     continue;
@@ -232,13 +218,14 @@ where
                     rate,
                     latest,
                 } => {
-                    let answer = ready!(Pin::new(lease).poll(cx));
+                    let turn = ready!(Pin::new(lease).poll(cx));
                     let slot = this.slot.as_ref().expect("an asking call has a slot");
                     let now = slot.core().now_nanos();
                     let service = service.take().expect(POLLED_AFTER_READY);
                     let (rate, latest) = (*rate, *latest);
-                    let next = leased(slot, answer, rate, latest, now);
-                    let next = after_lease(next, slot, service, request.take(), rate, latest, now);
+                    let gcra = rate.expect("a call asks the fleet for a rate");
+                    let next = slot.take_turn(turn, gcra, now, latest);
+                    let next = next_state(next, slot, service, request.take(), rate, latest, now);
                     this.state.set(next);
                     continue;
                 }
@@ -273,26 +260,8 @@ fn readmit(slot: &Slot, rate: Option<Gcra>, latest: u64, cause: HoldCause, now: 
     slot.admit(rate, now, latest)
 }
 
-/// What the fleet's answer means for a call at `now`: its store away, the
-/// key's own rate decides.
-fn leased(
-    slot: &Slot,
-    answer: LeaseAnswer,
-    rate: Option<Gcra>,
-    latest: u64,
-    now: u64,
-) -> Admission {
-    match Lease::admission(answer, now, latest) {
-        Some(admission) => admission,
-        None => match rate {
-            Some(gcra) => slot.own_rate(gcra, now, latest),
-            None => Admission::Go,
-        },
-    }
-}
-
-/// The state a call goes on in after the fleet answered.
-fn after_lease<F, S, R>(
+/// The state a call goes on in, as `admission` says.
+fn next_state<F, S, R>(
     admission: Admission,
     slot: &Slot,
     service: S,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::core::Core;
-use super::fleet::{FleetLink, Lease};
+use super::fleet::{FleetLink, Lease, Turn};
 use super::rate::{wait_until, Gcra};
 use super::state::{HoldCause, PacingAction, PacingEvent};
 use crate::util::saturating_nanos;
@@ -189,14 +189,27 @@ impl Slot {
         let Some(gcra) = rate else {
             return Admission::Go;
         };
-        if let Some(admission) = self
-            .fleet
-            .as_ref()
-            .and_then(|f| f.rate(&self.key, gcra, now, latest))
-        {
-            return admission;
+        match &self.fleet {
+            Some(fleet) => self.take_turn(fleet.rate(&self.key, gcra), gcra, now, latest),
+            None => self.own_rate(gcra, now, latest),
         }
-        self.own_rate(gcra, now, latest)
+    }
+
+    /// What the fleet's rate said, for a call at `now` that may wait until
+    /// `latest`; the store away, the key's own rate decides.
+    pub(crate) fn take_turn(&self, turn: Turn, gcra: Gcra, now: u64, latest: u64) -> Admission {
+        let wait = match turn {
+            Turn::Go => return Admission::Go,
+            Turn::Local => return self.own_rate(gcra, now, latest),
+            Turn::Ask(lease) => return Admission::Ask(lease),
+            Turn::Wait(wait) => wait,
+        };
+        let (at, cause) = (now.saturating_add(saturating_nanos(wait)), HoldCause::Rate);
+        if at <= latest {
+            Admission::Wait { at, cause }
+        } else {
+            Admission::Refuse { at, cause }
+        }
     }
 
     /// The key's own rate (without a fleet, or while the fleet's store is
