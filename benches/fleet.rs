@@ -1,8 +1,9 @@
 //! The fleet mirror on the hot path.
 //!
-//! First, what a call pays with the mirror on and no key held: pacing
-//! (default key) and a breaker per model around an upstream that answers at
-//! once, with and without `.fleet(mirror)` on both layers. The two stacks
+//! First, what a call pays with the mirror on and its key not held (nothing
+//! held at all, then 1000 other keys held and open): pacing (default key)
+//! and a breaker per model around an upstream that answers at once, with
+//! and without `.fleet(mirror)` on both layers. The two stacks
 //! are timed back to back in each of many rounds (a shared machine's load
 //! changes between rounds, rarely within one) and the median difference is
 //! printed; calls are polled once with a no-op waker, so only the services
@@ -130,10 +131,17 @@ fn main() {
     let store = MemoryStore::new();
     let hot = FleetMirror::builder("bench").memory(&store).unwrap();
     let (off, extra) = mirror_on_vs_off(&hot);
-    println!("| stack (pacing + breaker per model), no key held | ns per call |");
-    println!("|---|---|");
+    let far = Instant::now() + Duration::from_secs(3600);
+    for i in 0..1_000 {
+        hot.publish_hold(&format!("other-{i}"), far);
+        hot.publish_opened(&format!("other-{i}"), far);
+    }
+    let (_, extra_held) = mirror_on_vs_off(&hot);
+    println!("| stack: pacing + a breaker per model, the call's key not held | ns per call |");
+    println!("|---|---:|");
     println!("| fleet mirror off | {off:.1} |");
-    println!("| fleet mirror on: extra | {extra:+.1} |");
+    println!("| fleet mirror on, nothing held | {extra:+.1} |");
+    println!("| fleet mirror on, 1000 other keys held and open | {extra_held:+.1} |");
 
     let mirror = FleetMirror::builder("bench").memory(&store).unwrap();
     let key = "sk-proj-0123456789abcdef0123456789abcdef";

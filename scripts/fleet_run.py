@@ -9,7 +9,8 @@ round-robin. It prints:
 
 - leak after trip: requests replicas B and C still send after A's breaker
   opened, without and with `--redis`;
-- the fleet's probe: requests during the first half-open probe;
+- the fleet's probe: requests during the first half-open probe, and how
+  soon every replica serves again;
 - outage: redis frozen (SIGSTOP), killed, started again, while calls go on:
   every call's status, the latency of each phase, the lines each gateway
   wrote on stderr.
@@ -83,6 +84,7 @@ class Upstream(http.server.ThreadingHTTPServer):
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("content-length", "0")))
@@ -191,11 +193,14 @@ def call(gateway, replica):
     conns = getattr(LOCAL, "conns", None)
     if conns is None:
         conns = LOCAL.conns = {}
-    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})
+    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}).encode()
     start = time.monotonic()
     for attempt in range(2):
-        conn = conns.get(gateway.addr) or http.client.HTTPConnection(gateway.addr, timeout=10)
-        conns[gateway.addr] = conn
+        conn = conns.get(gateway.addr)
+        if conn is None:
+            conn = conns[gateway.addr] = http.client.HTTPConnection(gateway.addr, timeout=10)
+            conn.connect()
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             conn.request("POST", "/v1/chat/completions", body,
                          {"content-type": "application/json", "x-replica": replica})
@@ -261,11 +266,13 @@ def fleet_probe(gws, upstream, pool):
     begin = time.monotonic()
     calls = drive(gws, "abc", 0.05, 60, pool)
     got = upstream.since(begin)
-    first = got[0][0]
+    first, prober = got[0][0], got[0][1]
     during = [s for s in got if s[0] < first + 0.5]
-    served = [c for c in calls if c[3] == 200]
-    recovered = {n: min((c[0] - begin for c in served if c[1] == n), default=None) for n in "abc"}
-    return len(during), recovered
+    back = {}
+    for at, name, status, took in calls:
+        if status == 200 and name not in back:
+            back[name] = at + took - first
+    return len(during), prober, max(back.values()) if len(back) == 3 else None
 
 
 def outage(gws, upstream, redis, pool):
@@ -325,10 +332,11 @@ def main():
         print("leak after trip (requests of b, c after a's breaker opened):")
         print("  without --redis: b %(b)d, c %(c)d" % off)
         print("  with --redis:    b %(b)d, c %(c)d" % on)
-        during, recovered = fleet_probe(gws, upstream, pool)
-        print("the fleet's probe: %d request(s) reached the upstream during the first probe;" % during)
-        print("  first success after the open time: " + ", ".join(
-            "%s %.2f s" % (n, t) if t is not None else "%s none" % n for n, t in recovered.items()))
+        during, prober, back = fleet_probe(gws, upstream, pool)
+        print("the fleet's probe (a slow upstream, 500 ms a call, is back after the open time):")
+        print("  %d request(s) reached it while the first probe (by %s) was under way;" % (during, prober))
+        print("  every replica served again %s" % (
+            "%.2f s after that probe started" % back if back is not None else "NOT within 3 s"))
         rows, lines = outage(gws, upstream, redis, pool)
         print("outage (a call every 10 ms, round-robin over the three gateways):")
         for name, n, bad, p50, p99 in rows:

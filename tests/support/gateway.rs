@@ -117,6 +117,8 @@ pub fn example_binary() -> PathBuf {
                 ("hyper-util", cfg!(feature = "hyper-util")),
                 ("tonic", cfg!(feature = "tonic")),
                 ("axum", cfg!(feature = "axum")),
+                ("fleet", cfg!(feature = "fleet")),
+                ("redis", cfg!(feature = "redis")),
             ]
             .into_iter()
             .filter_map(|(f, on)| on.then_some(f))
