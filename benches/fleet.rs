@@ -19,49 +19,28 @@
 //!
 //! `cargo bench --features fleet --bench fleet`
 
-use std::convert::Infallible;
-use std::future::{ready, Future, Ready};
+mod support;
+
+use std::future::Future;
 use std::hint::black_box;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::Criterion;
-use http::{header, Request, Response};
+use http::{Request, Response};
 use http_body_util::Full;
+use support::{chat_request, Mode, Upstream};
 use tokio::time::Instant;
 use tower::{Layer, Service};
 use tower_http_resilience::circuit_breaker::{BreakerKey, ByExtension, CircuitBreakerLayer};
 use tower_http_resilience::fleet::{FleetMirror, MemoryStore};
 use tower_http_resilience::pacing::PacingLayer;
 
-/// An upstream that answers 200 at once.
-#[derive(Clone, Copy)]
-struct Upstream;
-
-impl<B> Service<Request<B>> for Upstream {
-    type Response = Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = Ready<Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _req: Request<B>) -> Self::Future {
-        ready(Ok(Response::new(Full::new(Bytes::from_static(b"{}")))))
-    }
-}
-
 /// A chat request with its model in the extensions (a gateway puts the
 /// JSON body's `model` there).
 fn request() -> Request<Full<Bytes>> {
-    let mut req = Request::post("http://api.example.test/v1/chat/completions")
-        .header(header::AUTHORIZATION, "Bearer sk-bench-0000000000000000")
-        .body(Full::new(Bytes::from_static(
-            b"{\"model\":\"gpt-4o-mini\"}",
-        )))
-        .unwrap();
+    let mut req = chat_request();
     req.extensions_mut().insert(BreakerKey::new("gpt-4o-mini"));
     req
 }
@@ -98,7 +77,7 @@ fn stack(
         pacing = pacing.fleet(mirror.clone());
         breaker = breaker.fleet(mirror.clone());
     }
-    pacing.layer(breaker.layer(Upstream))
+    pacing.layer(breaker.layer(Upstream::ok(Mode::Dropped)))
 }
 
 const ROUNDS: usize = 301;

@@ -65,6 +65,7 @@ mod link {
     const ASK_AGAIN: Duration = Duration::from_secs(1);
 
     /// What one breaker keeps of the fleet.
+    #[derive(Debug)]
     pub(crate) struct FleetLink {
         mirror: FleetMirror,
         key: Box<str>,
@@ -80,25 +81,18 @@ mod link {
         closes: AtomicU64,
     }
 
-    impl std::fmt::Debug for FleetLink {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("FleetLink")
-                .field("entry", &self.entry)
-                .finish_non_exhaustive()
-        }
-    }
-
     impl FleetLink {
         /// The link of `key`'s breaker, when its layer shares a fleet.
         pub(crate) fn of(core: &Core, key: &str) -> Option<Arc<FleetLink>> {
             let mirror = core.fleet.get()?;
+            let entry = mirror.breaker_entry(key);
             Some(Arc::new(FleetLink {
                 mirror: mirror.clone(),
                 key: key.into(),
-                entry: mirror.breaker_entry(key),
+                closes: AtomicU64::new(entry.closes()),
+                entry,
                 denied_until: AtomicU64::new(0),
                 trip: Mutex::new(None),
-                closes: AtomicU64::new(0),
             }))
         }
 

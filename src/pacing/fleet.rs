@@ -52,17 +52,10 @@ mod link {
     use crate::pacing::rate::Gcra;
 
     /// What one pacing slot keeps of the fleet.
+    #[derive(Debug)]
     pub(crate) struct FleetLink {
         mirror: FleetMirror,
         entry: FleetEntry,
-    }
-
-    impl std::fmt::Debug for FleetLink {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("FleetLink")
-                .field("entry", &self.entry)
-                .finish_non_exhaustive()
-        }
     }
 
     impl FleetLink {
