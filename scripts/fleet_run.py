@@ -13,11 +13,17 @@ round-robin. It prints:
   soon every replica serves again;
 - outage: redis frozen (SIGSTOP), killed, started again, while calls go on:
   every call's status, the latency of each phase, the lines each gateway
-  wrote on stderr.
+  wrote on stderr;
+- hold obedience: after the upstream answers one call 429 with
+  `retry-after: 10`, the requests any replica still sends more than 1 s
+  later and before the reset, and the 429s, without and with `--redis`;
+- fleet rate: `rpm = 60` for the upstream (a config file), the fleet offered
+  180 calls in a minute against an upstream that keeps to 60 a minute: its
+  429s and the calls it served in the minute, without and with `--redis`.
 
-Everything is bounded: each phase runs for a few seconds, the whole run for
-at most --limit seconds (default 300, the build included), and every process
-it started is stopped when it ends.
+Everything is bounded: each phase runs for at most about a minute, the whole
+run for at most --limit seconds (default 600, the build included), and every
+process it started is stopped when it ends. `--phases trip,hold` runs some.
 
     python3 scripts/fleet_run.py            # release build
     python3 scripts/fleet_run.py --debug    # faster to build, slower to run
@@ -28,6 +34,7 @@ import concurrent.futures
 import http.client
 import http.server
 import json
+import math
 import os
 import shutil
 import signal
@@ -54,8 +61,10 @@ def build(debug):
 
 
 class Upstream(http.server.ThreadingHTTPServer):
-    """The scripted upstream: healthy, dead (503) or slow on command; notes
-    (arrival, replica, status) of every request."""
+    """The scripted upstream: healthy, dead (503), slow, rate limited until
+    an instant (429 with `retry-after`) on command, and keeping to `limit`
+    calls in any 60 s (429 past it); notes (arrival, replica, status) of
+    every request."""
 
     daemon_threads = True
 
@@ -63,19 +72,31 @@ class Upstream(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         self.lock = threading.Lock()
         self.seen = []
-        self.dead = False
-        self.delay = 0.0
+        self.reset()
         threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def reset(self):
+        self.dead, self.delay, self.limited_until, self.limit = False, 0.0, 0.0, None
 
     @property
     def url(self):
         return "http://127.0.0.1:%d" % self.server_address[1]
 
     def answer(self, replica):
+        """The status, the wait before answering, and `retry-after`."""
         with self.lock:
-            status = 503 if self.dead else 200
-            self.seen.append((time.monotonic(), replica, status))
-            return status, self.delay
+            now = time.monotonic()
+            status, retry = 200, None
+            if self.dead:
+                status = 503
+            elif now < self.limited_until:
+                status, retry = 429, math.ceil(self.limited_until - now)
+            elif self.limit is not None:
+                served = [t for t, _, st in self.seen if st == 200 and t > now - 60]
+                if len(served) >= self.limit:
+                    status, retry = 429, math.ceil(served[0] + 60 - now)
+            self.seen.append((now, replica, status))
+            return status, self.delay, retry
 
     def since(self, t):
         with self.lock:
@@ -88,17 +109,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("content-length", "0")))
-        status, delay = self.server.answer(self.headers.get("x-replica", "?"))
+        status, delay, retry = self.server.answer(self.headers.get("x-replica", "?"))
         if delay:
             time.sleep(delay)
         if status == 200:
             body = {"id": "chatcmpl-1", "object": "chat.completion", "model": MODEL,
                     "choices": [{"index": 0, "finish_reason": "stop",
                                  "message": {"role": "assistant", "content": "hi"}}]}
+        elif status == 429:
+            body = {"error": {"message": "Rate limit reached", "type": "requests",
+                              "code": "rate_limit_exceeded"}}
         else:
             body = {"error": {"message": "down", "type": "server_error", "code": None}}
         data = json.dumps(body).encode()
         self.send_response(status)
+        if retry is not None:
+            self.send_header("retry-after", str(retry))
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
         self.end_headers()
@@ -150,8 +176,10 @@ class Gateway:
     """One gateway process; its stdout and stderr lines, with the time each
     was read."""
 
-    def __init__(self, binary, name, upstream, redis_url):
-        args = [binary, "--listen", "127.0.0.1:0", "--upstream", upstream] + BREAKER
+    def __init__(self, binary, name, upstream, redis_url, extra=()):
+        args = [binary, "--listen", "127.0.0.1:0"] + list(extra) + BREAKER
+        if upstream:
+            args += ["--upstream", upstream]
         if redis_url:
             args += ["--redis", redis_url]
         self.name = name
@@ -233,11 +261,18 @@ def percentile(values, q):
     return values[round((len(values) - 1) * q)] if values else float("nan")
 
 
+def gateways(binary, upstream, redis, extra=()):
+    """Three gateways in front of `upstream` (or as `extra` says), sharing
+    through `redis` when given."""
+    url = redis.url if redis else None
+    return [Gateway(binary, n, upstream, url, extra) for n in "abc"]
+
+
 def leak_after_trip(binary, upstream, redis, pool):
     """A's breaker opens first (B and C served 20 calls each before); the
     requests B and C send after it opened."""
-    upstream.dead, upstream.delay = False, 0.0
-    gws = [Gateway(binary, n, upstream.url, redis.url if redis else None) for n in "abc"]
+    upstream.reset()
+    gws = gateways(binary, upstream.url, redis)
     try:
         time.sleep(0.3)
         drive(gws[1:], "bc", 0.05, 40, pool)
@@ -262,7 +297,8 @@ def fleet_probe(gws, upstream, pool):
     while the first probe is under way."""
     opened = gws[0].opened_at()
     time.sleep(max(0.0, opened + 5.2 - time.monotonic()))
-    upstream.dead, upstream.delay = False, 0.5
+    upstream.reset()
+    upstream.delay = 0.5
     begin = time.monotonic()
     calls = drive(gws, "abc", 0.05, 60, pool)
     got = upstream.since(begin)
@@ -275,10 +311,54 @@ def fleet_probe(gws, upstream, pool):
     return len(during), prober, max(back.values()) if len(back) == 3 else None
 
 
+def hold_obedience(binary, upstream, redis, pool):
+    """The upstream refuses calls for 10 s; a call every 600 ms: the
+    requests sent after the first 429 plus 1 s and before the reset, and
+    the 429s."""
+    upstream.reset()
+    gws = gateways(binary, upstream.url, redis)
+    try:
+        time.sleep(0.3)
+        drive(gws, "abc", 0.1, 6, pool)
+        start = time.monotonic()
+        upstream.limited_until = start + 10
+        drive(gws, "abc", 0.6, 20, pool)
+        got = upstream.since(start)
+        refused = [t for t, _, st in got if st == 429]
+        within = sum(1 for t, _, _ in got if refused[0] + 1 < t < start + 10)
+        return within, len(refused)
+    finally:
+        for g in gws:
+            g.stop()
+
+
+def fleet_rate(binary, upstream, redis, pool, tmp):
+    """`rpm = 60` for the upstream, 180 calls offered in a minute, the
+    upstream keeping to 60 a minute: its 429s, and the calls it served in
+    the minute."""
+    upstream.reset()
+    upstream.limit = 60
+    config = os.path.join(tmp, "gateway.toml")
+    with open(config, "w") as f:
+        f.write('[[upstream]]\nname = "up"\nurl = "%s"\nrpm = 60\n' % upstream.url)
+    gws = gateways(binary, None, redis, ["--config", config, "--max-retry-after", "5s"])
+    try:
+        time.sleep(0.3)
+        start = time.monotonic()
+        drive(gws, "abc", 1 / 3, 180, pool)
+        got = upstream.since(start)
+        refused = sum(1 for _, _, st in got if st == 429)
+        served = sum(1 for t, _, st in got if st == 200 and t < start + 60)
+        return refused, served
+    finally:
+        for g in gws:
+            g.stop()
+
+
 def outage(gws, upstream, redis, pool):
     """Calls every 10 ms for 6 s: redis frozen at 1.5 s, killed at 3 s,
     started again at 4 s."""
-    upstream.dead, upstream.delay = False, 0.0
+    upstream.reset()
     time.sleep(0.5)
     marks = {}
 
@@ -310,42 +390,83 @@ def outage(gws, upstream, redis, pool):
     return rows, lines
 
 
+def show_trip(binary, upstream, redis, pool, tmp):
+    off, gws = leak_after_trip(binary, upstream, None, pool)
+    for g in gws:
+        g.stop()
+    on, gws = leak_after_trip(binary, upstream, redis, pool)
+    try:
+        print("leak after trip (requests of b, c after a's breaker opened):")
+        print("  without --redis: b %(b)d, c %(c)d" % off)
+        print("  with --redis:    b %(b)d, c %(c)d" % on)
+        during, prober, back = fleet_probe(gws, upstream, pool)
+        print("the fleet's probe (a slow upstream, 500 ms a call, is back after the open time):")
+        print("  %d request(s) reached it while the first probe (by %s) was under way;"
+              % (during, prober))
+        print("  every replica served again %s" % (
+            "%.2f s after that probe started" % back if back is not None else "NOT within 3 s"))
+    finally:
+        for g in gws:
+            g.stop()
+
+
+def show_outage(binary, upstream, redis, pool, tmp):
+    gws = gateways(binary, upstream.url, redis)
+    try:
+        rows, lines = outage(gws, upstream, redis, pool)
+    finally:
+        for g in gws:
+            g.stop()
+    print("outage (a call every 10 ms, round-robin over the three gateways):")
+    for name, n, bad, p50, p99 in rows:
+        print("  %-9s %4d calls, %d not 200, p50 %.2f ms, p99 %.2f ms" % (name, n, bad, p50, p99))
+    for name, ls in lines.items():
+        print("  gateway %s stderr: %s" % (name, " | ".join(ls)))
+
+
+def show_hold(binary, upstream, redis, pool, tmp):
+    holds = [hold_obedience(binary, upstream, r, pool) for r in (None, redis)]
+    print("hold obedience (retry-after: 10, a call every 600 ms): requests sent from 1 s")
+    print("  after the first 429 to the reset, and 429s the upstream sent:")
+    print("  without --redis: %d sent, %d 429s" % holds[0])
+    print("  with --redis:    %d sent, %d 429s" % holds[1])
+
+
+def show_rate(binary, upstream, redis, pool, tmp):
+    rates = [fleet_rate(binary, upstream, r, pool, tmp) for r in (None, redis)]
+    print("fleet rate (rpm = 60, 180 calls offered in a minute, the upstream keeping to 60):")
+    print("  without --redis: %d 429s from the upstream, %d served in the minute" % rates[0])
+    print("  with --redis:    %d 429s from the upstream, %d served in the minute" % rates[1])
+
+
+PHASES = {"trip": show_trip, "outage": show_outage, "hold": show_hold, "rate": show_rate}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--debug", action="store_true", help="a debug build of the gateway")
-    parser.add_argument("--limit", type=int, default=300, help="seconds the whole run may take")
+    parser.add_argument("--limit", type=int, default=600, help="seconds the whole run may take")
+    parser.add_argument("--phases", default=",".join(PHASES),
+                        help="which figures, comma-separated (default: all)")
     args = parser.parse_args()
+    phases = args.phases.split(",")
+    unknown = [p for p in phases if p not in PHASES]
+    if unknown:
+        raise SystemExit("unknown phase %s; phases: %s" % (", ".join(unknown), ", ".join(PHASES)))
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(SystemExit("over --limit")))
     signal.alarm(args.limit)
     if shutil.which("redis-server") is None:
         raise SystemExit("redis-server not found (apt-get install redis-server)")
     binary = build(args.debug)
     tmp = tempfile.mkdtemp(prefix="thr-fleet-")
-    upstream, redis, gws = Upstream(), None, []
+    upstream, redis = Upstream(), None
     pool = concurrent.futures.ThreadPoolExecutor(32)
     try:
         redis = Redis(tmp)
-        off, gws = leak_after_trip(binary, upstream, None, pool)
-        for g in gws:
-            g.stop()
-        on, gws = leak_after_trip(binary, upstream, redis, pool)
-        print("leak after trip (requests of b, c after a's breaker opened):")
-        print("  without --redis: b %(b)d, c %(c)d" % off)
-        print("  with --redis:    b %(b)d, c %(c)d" % on)
-        during, prober, back = fleet_probe(gws, upstream, pool)
-        print("the fleet's probe (a slow upstream, 500 ms a call, is back after the open time):")
-        print("  %d request(s) reached it while the first probe (by %s) was under way;" % (during, prober))
-        print("  every replica served again %s" % (
-            "%.2f s after that probe started" % back if back is not None else "NOT within 3 s"))
-        rows, lines = outage(gws, upstream, redis, pool)
-        print("outage (a call every 10 ms, round-robin over the three gateways):")
-        for name, n, bad, p50, p99 in rows:
-            print("  %-9s %4d calls, %d not 200, p50 %.2f ms, p99 %.2f ms" % (name, n, bad, p50, p99))
-        for name, ls in lines.items():
-            print("  gateway %s stderr: %s" % (name, " | ".join(ls)))
+        for phase in phases:
+            PHASES[phase](binary, upstream, redis, pool, tmp)
+            sys.stdout.flush()
     finally:
-        for g in gws:
-            g.stop()
         if redis:
             redis.stop()
         upstream.shutdown()

@@ -254,7 +254,9 @@ impl FleetMirror {
 
     /// Takes one call of the fleet-wide `rate` kept under `key`. Ready at
     /// once while this replica holds leased cells (and then, when they run
-    /// low, a new lease is fetched in the background); else asks the store
+    /// low, a new lease is fetched in the background, unless a lease is one
+    /// cell: a rate that low is asked for call by call, so that no leased
+    /// cell waits for a call and expires); else asks the store
     /// within the lease timeout, or answers `Unavailable` at once while the
     /// store is away or for one call timeout after a request of a call went
     /// unanswered. The fleet as a whole never sends more than
@@ -265,7 +267,7 @@ impl FleetMirror {
         let pool = shared.pools.get(key);
         let (_, _, cells) = rate.plan();
         let now = Instant::now();
-        match pool.take(now, cells / 2) {
+        match pool.take(now, (cells > 1).then_some(cells / 2)) {
             Taken::Cell { refill } => {
                 if refill {
                     let (shared, pool) = (shared.clone(), pool.clone());
@@ -285,7 +287,7 @@ impl FleetMirror {
                     let budget = shared.settings.lease_timeout;
                     match lease(&shared, &pool, rate, budget).await {
                         None => Permit::Unavailable,
-                        Some(_) => match pool.take(Instant::now(), 0) {
+                        Some(_) => match pool.take(Instant::now(), None) {
                             Taken::Cell { .. } => Permit::Granted,
                             Taken::NotBefore(at) => {
                                 Permit::RetryAfter(at.saturating_duration_since(Instant::now()))

@@ -101,6 +101,11 @@ impl Shared {
     /// A call's request went unanswered: the next calls decide locally for
     /// one call timeout (by then the background task knows).
     pub(crate) fn unanswered(&self) {
+        tracing::debug!(
+            target: "tower_http_resilience::fleet",
+            "a lease went unanswered: calls decide locally for {:?}",
+            self.settings.call_timeout
+        );
         let until = self.nanos(Instant::now() + self.settings.call_timeout);
         self.quiet_until.fetch_max(until, Ordering::Relaxed);
     }
