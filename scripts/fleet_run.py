@@ -71,12 +71,14 @@ class Upstream(http.server.ThreadingHTTPServer):
     def __init__(self):
         super().__init__(("127.0.0.1", 0), Handler)
         self.lock = threading.Lock()
-        self.seen = []
         self.reset()
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     def reset(self):
-        self.dead, self.delay, self.limited_until, self.limit = False, 0.0, 0.0, None
+        """Healthy, and nothing seen: a phase starts afresh."""
+        with self.lock:
+            self.seen = []
+            self.dead, self.delay, self.limited_until, self.limit = False, 0.0, 0.0, None
 
     @property
     def url(self):
