@@ -228,7 +228,7 @@ impl FleetMirror {
     /// `lease` (the probe's timeout). The lease ends early when the breaker
     /// closes or opens again. Waits at most the lease timeout; when the store
     /// is known to be down, or left a call's request unanswered within the
-    /// last call timeout, answers at once.
+    /// last poll interval and call timeout, answers at once.
     pub fn probe(&self, key: &str, lease: Duration) -> Answer<Probe> {
         let shared = self.shared.clone();
         if !shared.may_ask() {
@@ -258,8 +258,8 @@ impl FleetMirror {
     /// cell: a rate that low is asked for call by call, so that no leased
     /// cell waits for a call and expires); else asks the store
     /// within the lease timeout, or answers `Unavailable` at once while the
-    /// store is away or for one call timeout after a request of a call went
-    /// unanswered. The fleet as a whole never sends more than
+    /// store is away or for a poll interval and a call timeout after a
+    /// request of a call went unanswered. The fleet as a whole never sends more than
     /// the rate; cells a replica leased and did not spend within their life
     /// (at most one second) are lost.
     pub fn acquire(&self, key: &str, rate: Rate) -> Answer<Permit> {

@@ -48,7 +48,7 @@ pub(crate) struct Shared {
     /// Until when (nanoseconds after the epoch) calls decide locally
     /// without asking the store: a lease or probe request it did not
     /// answer in time starts such a quiet time, as long as the background
-    /// task needs to find the store away.
+    /// task may need to find the store away.
     quiet_until: AtomicU64,
     pub(crate) wake: Arc<Notify>,
     pub(crate) health: Health,
@@ -99,14 +99,15 @@ impl Shared {
     }
 
     /// A call's request went unanswered: the next calls decide locally for
-    /// one call timeout (by then the background task knows).
+    /// one poll interval and one call timeout (by then the background task
+    /// knows whether the store is away).
     pub(crate) fn unanswered(&self) {
+        let quiet = self.settings.poll_interval + self.settings.call_timeout;
         tracing::debug!(
             target: "tower_http_resilience::fleet",
-            "a lease went unanswered: calls decide locally for {:?}",
-            self.settings.call_timeout
+            "a lease went unanswered: calls decide locally for {quiet:?}"
         );
-        let until = self.nanos(Instant::now() + self.settings.call_timeout);
+        let until = self.nanos(Instant::now() + quiet);
         self.quiet_until.fetch_max(until, Ordering::Relaxed);
     }
 
