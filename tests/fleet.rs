@@ -135,7 +135,7 @@ async fn one_probe_per_fleet_and_the_prober_closes_exactly_its_trip() {
     advance(Duration::from_millis(50)).await;
     c.publish_opened("gpt-4o", Instant::now() + Duration::from_secs(10));
     settle().await;
-    prober.publish_closed("gpt-4o", seen);
+    prober.publish_closed("gpt-4o", Some(seen));
     settle().await;
     for m in [&a, &b, &c] {
         assert!(
@@ -144,7 +144,7 @@ async fn one_probe_per_fleet_and_the_prober_closes_exactly_its_trip() {
         );
     }
     let current = prober.breaker_trip("gpt-4o").expect("open");
-    prober.publish_closed("gpt-4o", current);
+    prober.publish_closed("gpt-4o", Some(current));
     settle().await;
     for m in [&a, &b, &c] {
         assert_eq!(m.breaker_open_until("gpt-4o"), None, "closed everywhere");

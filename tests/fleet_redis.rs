@@ -162,7 +162,8 @@ async fn open_ends_the_probe_and_close_compares_and_deletes() {
             .arg(member)
             .arg(token)
             .arg("chan")
-            .arg(format!("c d {token}"));
+            .arg(format!("c d {token}"))
+            .arg("b");
         inv
     };
     let stale: u8 = closing(first).invoke_async(&mut con).await.unwrap();
@@ -190,6 +191,32 @@ async fn open_ends_the_probe_and_close_compares_and_deletes() {
     assert!(
         !con.exists::<_, bool>(&probe).await.unwrap(),
         "a close ends the probe"
+    );
+
+    // No open left: a close ends the closer's own lease, never another's.
+    let take = |holder: &'static str| {
+        let mut inv = lease.key(&probe);
+        inv.arg(holder).arg(5_000);
+        inv
+    };
+    let (granted, _): (u8, u64) = take("a").invoke_async(&mut con).await.unwrap();
+    assert_eq!(granted, 1);
+    let none: u8 = closing(0).invoke_async(&mut con).await.unwrap();
+    assert_eq!(none, 0);
+    assert!(
+        con.exists::<_, bool>(&probe).await.unwrap(),
+        "b's close leaves a's lease"
+    );
+    let (granted, _): (u8, u64) = take("b").invoke_async(&mut con).await.unwrap();
+    assert_eq!(granted, 0);
+    con.del::<_, ()>(&probe).await.unwrap();
+    let (granted, _): (u8, u64) = take("b").invoke_async(&mut con).await.unwrap();
+    assert_eq!(granted, 1);
+    let none: u8 = closing(0).invoke_async(&mut con).await.unwrap();
+    assert_eq!(none, 0);
+    assert!(
+        !con.exists::<_, bool>(&probe).await.unwrap(),
+        "b's close ends b's own lease"
     );
 }
 
@@ -358,7 +385,7 @@ async fn replicas_share_holds_trips_probes_and_closes() {
     })
     .await;
     let trip = prober.breaker_trip("gpt-4o").unwrap();
-    prober.publish_closed("gpt-4o", trip);
+    prober.publish_closed("gpt-4o", Some(trip));
     eventually("every replica sees the close", || {
         [&a, &b, &c]
             .iter()

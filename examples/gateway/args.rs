@@ -47,6 +47,9 @@ usage: gateway [FLAGS]
   --breaker-failure-ratio F        failure ratio that opens a breaker     [0.5]
   --breaker-window D               rolling window                         [30s]
   --breaker-open D                 first open duration                    [30s]
+  --redis URL                      share learnt limits and breaker trips
+                                   with other replicas: redis://HOST:PORT[/DB]
+                                   or redis+unix:///PATH (--features redis) [off]
   --max-connections N              client connections held at once        [1024]
   --header-read-timeout D          time for a request line and headers    [10s]
   --idle-timeout D                 keep-alive connection with no request  [60s]
@@ -61,7 +64,7 @@ Durations: 250ms, 2s, 1.5s, 5m, 1h. Sizes: 512KiB, 32MiB, 1GiB, or bytes.
 RUST_LOG selects tracing output on stderr (default: warn).";
 
 /// The flags that take a value.
-const FLAGS: [&str; 23] = [
+const FLAGS: &[&str] = &[
     "--listen",
     "--admin-listen",
     "--upstream",
@@ -78,6 +81,7 @@ const FLAGS: [&str; 23] = [
     "--breaker-failure-ratio",
     "--breaker-window",
     "--breaker-open",
+    "--redis",
     "--max-connections",
     "--header-read-timeout",
     "--idle-timeout",
@@ -143,6 +147,8 @@ pub struct Args {
     pub max_buffered_bodies: usize,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
+    /// `--redis`: the fleet's shared store.
+    pub redis: Option<String>,
 }
 
 impl Default for Args {
@@ -164,6 +170,7 @@ impl Default for Args {
             max_buffered_bodies: DEFAULT_MAX_BUFFERED_BODIES,
             shutdown_grace: Duration::from_secs(30),
             log_format: LogFormat::Text,
+            redis: None,
         }
     }
 }
@@ -354,6 +361,7 @@ fn set_limit(out: &mut Args, flag: &str, value: &str) -> Result<(), String> {
         "--shutdown-grace" => {
             out.shutdown_grace = duration(value).ok_or_else(|| bad("a duration"))?;
         }
+        "--redis" => out.redis = Some(redis_url(value)?),
         "--checks" => {
             out.checks = match value {
                 "on" | "true" => true,
@@ -371,6 +379,28 @@ fn set_limit(out: &mut Args, flag: &str, value: &str) -> Result<(), String> {
         _ => unreachable!("{flag} is in FLAGS"),
     }
     Ok(())
+}
+
+/// A `--redis` address: `redis://HOST:PORT[/DB]` (a password may come
+/// before the host) or `redis+unix:///PATH`. The value is never echoed: it
+/// may hold a password.
+fn redis_url(value: &str) -> Result<String, String> {
+    if !cfg!(feature = "redis") {
+        return Err("--redis needs the gateway built with `--features redis`".to_owned());
+    }
+    let rest = value
+        .strip_prefix("redis://")
+        .map(|r| r.rsplit('@').next().unwrap_or(r))
+        .filter(|host| !host.is_empty() && !host.starts_with('/'));
+    let unix = value
+        .strip_prefix("redis+unix://")
+        .filter(|path| path.starts_with('/') && path.len() > 1);
+    if rest.is_none() && unix.is_none() {
+        return Err(
+            "--redis: the address is not redis://HOST:PORT[/DB] or redis+unix:///PATH".to_owned(),
+        );
+    }
+    Ok(value.to_owned())
 }
 
 /// `250ms`, `2s`, `1.5s`, `5m`, `1h`, or several (`1m30s`).
@@ -436,6 +466,41 @@ mod tests {
         assert_eq!(duration("10"), None);
         assert_eq!(duration("-1s"), None);
         assert_eq!(duration("1d"), None);
+    }
+
+    #[test]
+    fn redis_addresses() {
+        let parsed = |v: &str| match parse(["--redis".to_owned(), v.to_owned()]) {
+            Ok(Parsed::Run(args)) => Ok(args.redis.unwrap()),
+            Ok(_) => unreachable!(),
+            Err(e) => Err(e),
+        };
+        if !cfg!(feature = "redis") {
+            assert!(parsed("redis://127.0.0.1:6379")
+                .unwrap_err()
+                .contains("--features redis"));
+            return;
+        }
+        for ok in [
+            "redis://127.0.0.1:6379",
+            "redis://cache.internal:6379/2",
+            "redis://:s3cret@cache:6379",
+            "redis+unix:///run/redis/redis.sock",
+        ] {
+            assert_eq!(parsed(ok).as_deref(), Ok(ok));
+        }
+        for bad in [
+            "",
+            "127.0.0.1:6379",
+            "http://cache:6379",
+            "redis://",
+            "redis+unix://rel",
+            "redis://:s3cret@",
+        ] {
+            let err = parsed(bad).unwrap_err();
+            assert!(err.starts_with("--redis: "), "{err}");
+            assert!(!err.contains("s3cret"), "never echoed: {err}");
+        }
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod body;
 mod client;
 mod config;
 mod conn;
+mod fleet;
 mod forward;
 mod headers;
 mod log;
@@ -76,18 +77,32 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::WARN.into())
+        .from_env_lossy();
+    if std::env::var_os("RUST_LOG").is_none() {
+        // The fleet's notices are written as plain lines (fleet.rs).
+        filter = filter.add_directive(
+            "tower_http_resilience::fleet=off"
+                .parse()
+                .expect("a directive"),
+        );
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            EnvFilter::builder()
-                .with_default_directive(LevelFilter::WARN.into())
-                .from_env_lossy(),
-        )
+        .with_env_filter(filter)
         .init();
     run(*args).await
 }
 
 async fn run(args: Args) -> ExitCode {
+    let mirror = match fleet::connect(args.redis.as_deref()) {
+        Ok(mirror) => mirror,
+        Err(err) => {
+            eprintln!("gateway: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(err) => {
@@ -140,7 +155,7 @@ async fn run(args: Args) -> ExitCode {
     // Breakers are keyed by target (upstream and model): names, never a
     // credential, so events and metrics show them plain.
     let config = args.config.clone().breaker_key_display(KeyDisplay::Plain);
-    let stack = StackLayer::new(&config, args.pacing, secrets);
+    let stack = fleet::join(StackLayer::new(&config, args.pacing, secrets), mirror);
     watch_breakers(&stack.breaker_handle(), &log);
     if let Some(listener) = admin {
         let admin = admin::Admin::new(admin::install_recorder(), stack.breaker_handle());

@@ -104,6 +104,16 @@ impl StackLayer {
         layer
     }
 
+    /// The same stack, its breakers and pacing shared with the other
+    /// replicas through `mirror` (`--redis`).
+    #[cfg(feature = "fleet")]
+    #[allow(dead_code)] // tests without the `redis` feature
+    pub fn fleet(mut self, mirror: tower_http_resilience::fleet::FleetMirror) -> Self {
+        self.pacing = self.pacing.fleet(mirror.clone());
+        self.breaker = self.breaker.fleet(mirror);
+        self
+    }
+
     /// The breakers: their states and transitions.
     pub fn breaker_handle(&self) -> CircuitBreakerHandle {
         self.breaker.handle()

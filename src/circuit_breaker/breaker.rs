@@ -163,6 +163,15 @@ impl Breaker {
             && self.open_until.load(Ordering::Acquire) > now
     }
 
+    /// When the breaker's last open ended or ends (nanoseconds), unless it
+    /// is closed (0).
+    pub(crate) fn open_until(&self) -> u64 {
+        match state_of(self.word.load(Ordering::Acquire)) {
+            CLOSED => 0,
+            _ => self.open_until.load(Ordering::Acquire),
+        }
+    }
+
     /// The state to turn half-open from, if the breaker is open and its open
     /// duration is up at `now`.
     pub(crate) fn due(&self, now: u64) -> Option<Seen> {

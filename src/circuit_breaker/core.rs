@@ -3,12 +3,15 @@
 
 use std::fmt;
 use std::sync::Arc;
+#[cfg(feature = "fleet")]
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::config::CircuitBreakerConfig;
 use super::state::Transition;
-use crate::util::{saturating_nanos, Listeners};
+use crate::util::{instant_after, saturating_nanos, Listeners};
 
 /// A transition callback.
 pub(crate) type Listener = Arc<dyn Fn(&Transition) + Send + Sync>;
@@ -20,6 +23,9 @@ pub(crate) struct Core {
     bucket_nanos: u64,
     base: Instant,
     listeners: Listeners<dyn Fn(&Transition) + Send + Sync>,
+    /// The fleet the breakers share their opens with, if any.
+    #[cfg(feature = "fleet")]
+    pub(crate) fleet: OnceLock<crate::fleet::FleetMirror>,
 }
 
 impl Core {
@@ -29,12 +35,25 @@ impl Core {
             config,
             base: Instant::now(),
             listeners: Listeners::new(),
+            #[cfg(feature = "fleet")]
+            fleet: OnceLock::new(),
         }
     }
 
     /// Nanoseconds from the layer's creation to now.
     pub(crate) fn now_nanos(&self) -> u64 {
-        saturating_nanos(Instant::now().saturating_duration_since(self.base))
+        self.nanos_at(Instant::now())
+    }
+
+    /// Nanoseconds from the layer's creation to `at` (0 before it).
+    pub(crate) fn nanos_at(&self, at: Instant) -> u64 {
+        saturating_nanos(at.saturating_duration_since(self.base))
+    }
+
+    /// The instant `nanos` after the layer's creation.
+    #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
+    pub(crate) fn instant(&self, nanos: u64) -> Instant {
+        instant_after(self.base, Duration::from_nanos(nanos))
     }
 
     /// The window bucket that `nanos` falls in.

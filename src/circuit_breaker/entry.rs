@@ -10,6 +10,7 @@ use super::breaker::{Admission, Breaker, Change, Seen, Target};
 use super::classify::Verdict;
 use super::config::DisplayKey;
 use super::core::Core;
+use super::fleet::{FleetLink, ProbeAsk, Probing};
 use super::state::{BreakerSnapshot, CircuitState, Transition, TransitionReason};
 use super::ticket::Ticket;
 use crate::call::Settle;
@@ -35,6 +36,8 @@ pub(crate) struct Entry {
     breaker: Breaker,
     /// The breaker's state and transitions, as metrics.
     series: BreakerSeries,
+    /// The key's link to the fleet, when the layer shares one.
+    fleet: Option<Arc<FleetLink>>,
 }
 
 impl fmt::Debug for Entry {
@@ -50,6 +53,7 @@ impl Entry {
     pub(crate) fn new(core: Arc<Core>, key: &str, hash: u64, now: u64, seq: u64) -> Self {
         Entry {
             breaker: Breaker::new(core.config.buckets),
+            fleet: FleetLink::of(&core, key),
             core,
             key: Arc::from(truncate(key, MAX_KEY_LEN)),
             key_len: key.len(),
@@ -110,16 +114,48 @@ impl Entry {
     }
 
     /// Admits a call, or says how long the breaker stays closed to calls.
-    pub(crate) fn admit(&self) -> Result<Ticket, Duration> {
+    /// A half-open probe of a breaker that shares a fleet comes with the
+    /// question to the fleet, which the call awaits before it is sent.
+    pub(crate) fn admit(&self) -> Result<(Ticket, Option<ProbeAsk>), Duration> {
+        if let Some(fleet) = &self.fleet {
+            self.learn(fleet);
+        }
         loop {
             match self.breaker.admit(&self.core) {
-                Admission::Admitted(ticket) => return Ok(ticket),
-                Admission::Rejected(retry_after) => {
-                    self.touch(self.core.now_nanos());
-                    return Err(retry_after);
-                }
+                Admission::Admitted(ticket) => match &self.fleet {
+                    Some(fleet) if ticket.is_probe() => match fleet.ask_probe(&self.core) {
+                        Probing::Ask(ask) => return Ok((ticket, Some(ask))),
+                        Probing::Wait(wait) => {
+                            self.record(ticket, Verdict::Ignore, false);
+                            return Err(wait);
+                        }
+                        Probing::Closed => {
+                            self.record(ticket, Verdict::Ignore, false);
+                            self.report(fleet.close(&self.core, &self.breaker));
+                        }
+                    },
+                    _ => return Ok((ticket, None)),
+                },
+                Admission::Rejected(retry_after) => match &self.fleet {
+                    Some(fleet) if fleet.closed_elsewhere() => {
+                        self.report(fleet.close(&self.core, &self.breaker));
+                    }
+                    _ => {
+                        self.touch(self.core.now_nanos());
+                        return Err(retry_after);
+                    }
+                },
                 Admission::Due(seen, now) => self.to_half_open(seen, now),
             }
+        }
+    }
+
+    /// Opens the breaker for the time left on an open the fleet learnt
+    /// elsewhere. One atomic load when the fleet holds nothing for the key.
+    #[inline]
+    fn learn(&self, fleet: &FleetLink) {
+        if let Some(change) = fleet.learn(&self.core, &self.breaker) {
+            self.report(Some(change));
         }
     }
 
@@ -151,9 +187,13 @@ impl Entry {
         self.report(change);
     }
 
-    /// The breaker's state and counts now. An open breaker whose open
-    /// duration is up turns half-open first.
+    /// The breaker's state and counts now. An open the fleet learnt
+    /// elsewhere opens the breaker first; an open breaker whose open
+    /// duration is up turns half-open.
     pub(crate) fn snapshot(&self) -> BreakerSnapshot {
+        if let Some(fleet) = &self.fleet {
+            self.learn(fleet);
+        }
         let now = self.core.now_nanos();
         if let Some(seen) = self.breaker.due(now) {
             self.to_half_open(seen, now);
@@ -173,6 +213,9 @@ impl Entry {
     /// callbacks, outside any lock.
     fn report(&self, change: Option<Change>) {
         let Some(change) = change else { return };
+        if let Some(fleet) = &self.fleet {
+            fleet.publish(&self.core, &change, self.breaker.open_until());
+        }
         let Change {
             from,
             to,

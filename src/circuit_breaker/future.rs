@@ -12,6 +12,7 @@ use tower_service::Service;
 
 use super::body::CircuitBreakerBody;
 use super::classify::{Classify, Observation, Verdict};
+use super::fleet::ProbeAsk;
 use super::guard::Guard;
 use crate::{ApiError, BoxError};
 
@@ -51,6 +52,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F, S, R> {
         Rejected { error: Option<ApiError> },
+        Probing { ask: ProbeAsk, service: Option<S>, request: Option<R> },
         Waiting { service: S, request: Option<R> },
         Called { #[pin] future: F },
     }
@@ -73,6 +75,24 @@ impl<F, S, R, C> ResponseFuture<F, S, R, C> {
         }
     }
 
+    pub(crate) fn probing(
+        ask: ProbeAsk,
+        service: S,
+        request: R,
+        guard: Option<Guard>,
+        classifier: C,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Probing {
+                ask,
+                service: Some(service),
+                request: Some(request),
+            },
+            guard,
+            classifier: Some(classifier),
+        }
+    }
+
     pub(crate) fn waiting(service: S, request: R, guard: Option<Guard>, classifier: C) -> Self {
         ResponseFuture {
             state: State::Waiting {
@@ -89,6 +109,7 @@ impl<F, S, R, C> fmt::Debug for ResponseFuture<F, S, R, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Rejected { .. } => "rejected",
+            State::Probing { .. } => "asking the fleet for its probe",
             State::Waiting { .. } => "waiting for the inner service",
             State::Called { .. } => "called",
         };
@@ -115,6 +136,28 @@ where
             let result = match this.state.as_mut().project() {
                 StateProj::Rejected { error } => {
                     return Poll::Ready(Err(error.take().expect(POLLED_AFTER_READY)));
+                }
+                StateProj::Probing {
+                    ask,
+                    service,
+                    request,
+                } => {
+                    let next = match ready!(Pin::new(ask).poll(cx)) {
+                        Ok(()) => State::Waiting {
+                            service: service.take().expect(POLLED_AFTER_READY),
+                            request: request.take(),
+                        },
+                        Err(wait) => {
+                            // Another replica probes: the slot goes back.
+                            if let Some(guard) = this.guard.take() {
+                                guard.record(Verdict::Ignore);
+                            }
+                            let error = Some(ApiError::circuit_open(wait));
+                            State::Rejected { error }
+                        }
+                    };
+                    this.state.set(next);
+                    continue;
                 }
                 StateProj::Waiting { service, request } => match ready!(service.poll_ready(cx)) {
                     Ok(()) => {

@@ -95,6 +95,51 @@ impl<K, C> CircuitBreakerLayer<K, C> {
         }
     }
 
+    /// Shares this layer's breakers with the other replicas of a fleet,
+    /// through `mirror`: an open on one replica opens the breaker of the
+    /// same key on the others for the time left, one replica of the fleet
+    /// sends the half-open probe, and a successful probe closes the open
+    /// it saw (see [`FleetMirror`](crate::fleet::FleetMirror)). The hot
+    /// path reads the mirror's entry kept beside each breaker (one atomic
+    /// load while the fleet holds nothing for the key) and never waits for
+    /// the store; only a half-open probe asks it, within the mirror's lease
+    /// timeout, and decides alone when it does not answer.
+    ///
+    /// The mirror serves the breakers made from then on: call it when the
+    /// layer is built. A layer shares one fleet; a second mirror is
+    /// ignored.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use std::time::Duration;
+    /// use tower::{Layer, ServiceExt};
+    /// use tower_http_resilience::circuit_breaker::CircuitBreakerLayer;
+    /// use tower_http_resilience::fleet::{FleetMirror, MemoryStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// // Two replicas of one fleet (in one process here; Redis between processes).
+    /// let store = MemoryStore::new();
+    /// let replica = || {
+    ///     let mirror = FleetMirror::builder("docs").memory(&store).unwrap();
+    ///     CircuitBreakerLayer::new().fleet(mirror)
+    /// };
+    /// let (a, b) = (replica(), replica());
+    ///
+    /// a.handle().force_open("", Duration::from_secs(30));
+    /// tokio::time::sleep(Duration::from_millis(10)).await; // the store tells b
+    /// let upstream = tower::service_fn(|_req: http::Request<String>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(String::new()))
+    /// });
+    /// let err = b.layer(upstream).oneshot(http::Request::new(String::new())).await.unwrap_err();
+    /// assert_eq!(err.code(), "circuit_open");
+    /// # }
+    /// ```
+    #[cfg(feature = "fleet")]
+    pub fn fleet(self, mirror: crate::fleet::FleetMirror) -> Self {
+        let _ = self.registry.core().fleet.set(mirror);
+        self
+    }
+
     /// A handle on this layer's breakers.
     pub fn handle(&self) -> CircuitBreakerHandle {
         CircuitBreakerHandle::new(self.registry.clone())

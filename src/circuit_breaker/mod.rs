@@ -197,6 +197,7 @@ mod classify;
 mod config;
 mod core;
 mod entry;
+mod fleet;
 pub mod future;
 mod guard;
 mod handle;

@@ -9,6 +9,7 @@ use tower_service::Service;
 use super::body::CircuitBreakerBody;
 use super::classify::{Classify, DefaultClassifier};
 use super::entry::Entry;
+use super::fleet::ProbeAsk;
 use super::future::ResponseFuture;
 use super::guard::Guard;
 use super::handle::CircuitBreakerHandle;
@@ -120,8 +121,9 @@ impl<S, K, C> CircuitBreaker<S, K, C> {
     }
 
     /// Admits the call of `parts` (`Ok(None)`: the call has no key and is
-    /// not guarded), or rejects it with `circuit_open`.
-    fn admit(&mut self, parts: &Parts) -> Result<Option<Guard>, ApiError>
+    /// not guarded), or rejects it with `circuit_open`. A fleet's half-open
+    /// probe comes with its question to the fleet.
+    fn admit(&mut self, parts: &Parts) -> Result<Option<(Guard, Option<ProbeAsk>)>, ApiError>
     where
         K: ExtractKey,
     {
@@ -129,11 +131,11 @@ impl<S, K, C> CircuitBreaker<S, K, C> {
             return Ok(None);
         };
         let entry = self.entry(&key);
-        let ticket = entry.admit().map_err(ApiError::circuit_open)?;
+        let (ticket, ask) = entry.admit().map_err(ApiError::circuit_open)?;
         // The call's context says whether this is one attempt of a call an
         // attempt loop owns, and when an outer timeout cut the call short.
         let call = CallContext::get(&parts.extensions);
-        Ok(Some(Guard::new(entry, ticket, call)))
+        Ok(Some((Guard::new(entry, ticket, call), ask)))
     }
 }
 
@@ -189,14 +191,23 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let (parts, body) = req.into_parts();
-        let guard = match self.admit(&parts) {
-            Ok(guard) => guard,
+        let (guard, ask) = match self.admit(&parts) {
+            Ok(Some((guard, ask))) => (Some(guard), ask),
+            Ok(None) => (None, None),
             // The inner service's readiness, if any, is kept for the next
             // call.
             Err(rejected) => return ResponseFuture::rejected(rejected),
         };
         let req = Request::from_parts(parts, body);
         let classifier = self.classifier.clone();
+        if let Some(ask) = ask {
+            // The inner service goes with the probe, which waits for the
+            // fleet's answer; its readiness is asked for again then.
+            self.ready = false;
+            let clone = self.inner.clone();
+            let inner = std::mem::replace(&mut self.inner, clone);
+            return ResponseFuture::probing(ask, inner, req, guard, classifier);
+        }
         if std::mem::take(&mut self.ready) {
             ResponseFuture::called(self.inner.call(req), guard, classifier)
         } else {

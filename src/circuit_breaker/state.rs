@@ -76,6 +76,11 @@ pub enum TransitionReason {
     /// [`CircuitBreakerHandle::reset`]: super::CircuitBreakerHandle::reset
     /// [`CircuitBreakerHandle::reset_all`]: super::CircuitBreakerHandle::reset_all
     Reset,
+    /// Another replica of the fleet opened the breaker of this key
+    /// ([`CircuitBreakerLayer::fleet`](super::CircuitBreakerLayer::fleet)):
+    /// it stays open for the time the fleet's open has left.
+    #[cfg(feature = "fleet")]
+    Fleet,
 }
 
 impl TransitionReason {
@@ -91,6 +96,8 @@ impl TransitionReason {
             TransitionReason::ProbesSucceeded => "probes succeeded",
             TransitionReason::Forced => "forced",
             TransitionReason::Reset => "reset",
+            #[cfg(feature = "fleet")]
+            TransitionReason::Fleet => "fleet",
         }
     }
 }

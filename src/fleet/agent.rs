@@ -113,7 +113,8 @@ async fn flush(shared: &Shared) -> Result<(), BackendError> {
         let Some(change) = shared.change(kind, digest, pending) else {
             continue;
         };
-        let answer = timeout(shared.settings.call_timeout, shared.backend.push(change)).await;
+        let push = shared.backend.push(change, &shared.settings.replica);
+        let answer = timeout(shared.settings.call_timeout, push).await;
         match answer {
             Ok(Ok(update)) => shared.apply(update, Instant::now()),
             Ok(Err(e)) => {

@@ -45,6 +45,15 @@ impl<T> Answer<T> {
             inner: Inner::Asking(fut),
         }
     }
+
+    /// The answer if the mirror knew it without asking, else the question.
+    #[cfg_attr(not(feature = "pacing"), allow(dead_code))]
+    pub(crate) fn known(self) -> Result<T, Answer<T>> {
+        match self.inner {
+            Inner::Ready(Some(value)) => Ok(value),
+            inner => Err(Answer { inner }),
+        }
+    }
 }
 
 impl<T> fmt::Debug for Answer<T> {

@@ -31,7 +31,8 @@ pub(crate) enum Change {
     /// new trip ends the probe lease of the old one.
     Open { digest: Digest, open_ms: u64 },
     /// Close the breaker if its open deadline is still `token`
-    /// (compare-and-delete), and end its probe lease.
+    /// (compare-and-delete; a token of 0 names no open), and end its probe
+    /// lease: any holder's when the open closed, else the pusher's own.
     Close { digest: Digest, token: u64 },
 }
 
@@ -107,8 +108,9 @@ impl fmt::Display for BackendError {
 /// background task or, for leases, under a tight timeout; none is ever on the
 /// path of a call that only reads the mirror.
 pub(crate) trait Backend: Send + Sync + 'static {
-    /// Applies one change and says what the entry is now.
-    fn push(&self, change: Change) -> BoxFuture<'_, Result<Update, BackendError>>;
+    /// Applies one change of the replica named `holder` (its name in probe
+    /// leases) and says what the entry is now.
+    fn push(&self, change: Change, holder: &str) -> BoxFuture<'_, Result<Update, BackendError>>;
 
     /// Every live entry, at most `limit` of them.
     fn poll(&self, limit: usize) -> BoxFuture<'_, Result<Snapshot, BackendError>>;

@@ -70,6 +70,13 @@ impl FleetEntry {
         (n != 0).then(|| self.shared.instant(n))
     }
 
+    /// How many closes of the key's breaker after a successful probe the
+    /// fleet said so far (breaker entries only).
+    #[cfg_attr(not(feature = "circuit-breaker"), allow(dead_code))]
+    pub(crate) fn closes(&self) -> u64 {
+        self.slot.closes()
+    }
+
     #[cold]
     fn reread(&self) -> Option<Instant> {
         let key = self.slot.key()?;

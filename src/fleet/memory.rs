@@ -189,11 +189,24 @@ impl MemoryBackend {
         Ok(at(until_ms))
     }
 
-    fn close(&self, digest: Digest, token: u64) -> Result<Update, BackendError> {
+    fn close(&self, digest: Digest, token: u64, holder: &str) -> Result<Update, BackendError> {
         let (mut state, _) = self.open()?;
         let key = (Kind::Open, self.name(digest));
-        if state.entries.get(&key) != Some(&token) {
-            return Ok(Update::Unchanged);
+        match state.entries.get(&key) {
+            Some(&cur) if cur == token => {}
+            Some(_) => return Ok(Update::Unchanged),
+            // No live open (the prune dropped expired ones): the closer's
+            // own probe lease ends, and the others hear that its probe
+            // succeeded.
+            None => {
+                let name = self.name(digest);
+                if state.probes.get(&name).is_some_and(|(h, _)| h == holder) {
+                    state.probes.remove(&name);
+                    drop(state);
+                    self.publish(Update::Closed { digest, token });
+                }
+                return Ok(Update::Unchanged);
+            }
         }
         state.entries.remove(&key);
         state.probes.remove(&self.name(digest));
@@ -264,11 +277,11 @@ impl MemoryBackend {
 }
 
 impl Backend for MemoryBackend {
-    fn push(&self, change: Change) -> BoxFuture<'_, Result<Update, BackendError>> {
+    fn push(&self, change: Change, holder: &str) -> BoxFuture<'_, Result<Update, BackendError>> {
         let out = match change {
             Change::Hold { digest, wait_ms } => self.extend(Kind::Hold, digest, wait_ms),
             Change::Open { digest, open_ms } => self.extend(Kind::Open, digest, open_ms),
-            Change::Close { digest, token } => self.close(digest, token),
+            Change::Close { digest, token } => self.close(digest, token, holder),
         };
         Box::pin(std::future::ready(out))
     }
@@ -323,118 +336,4 @@ impl Backend for MemoryBackend {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn backend() -> MemoryBackend {
-        MemoryStore::new().backend("t")
-    }
-
-    fn hold(b: &MemoryBackend, d: Digest, wait_ms: u64) -> Update {
-        b.extend(Kind::Hold, d, wait_ms).unwrap()
-    }
-
-    fn open(b: &MemoryBackend, d: Digest, open_ms: u64) -> u64 {
-        match b.extend(Kind::Open, d, open_ms).unwrap() {
-            Update::Until { until_ms, .. } => until_ms,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    fn left(u: Update) -> u64 {
-        match u {
-            Update::Until {
-                until_ms, now_ms, ..
-            } => until_ms - now_ms,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn holds_only_extend() {
-        let (b, d) = (backend(), Digest::of("k"));
-        assert_eq!(left(hold(&b, d, 30_000)), 30_000);
-        assert_eq!(left(hold(&b, d, 5_000)), 30_000, "never shortened");
-        assert_eq!(left(hold(&b, d, 60_000)), 60_000);
-        assert_eq!(left(hold(&b, d, u64::MAX)), MAX_HOLD_MS, "capped");
-        assert_eq!(hold(&b, Digest::of("z"), 0), Update::Unchanged);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn close_compares_and_deletes() {
-        let (b, d) = (backend(), Digest::of("k"));
-        let first = open(&b, d, 1_000);
-        tokio::time::advance(Duration::from_millis(10)).await;
-        let second = open(&b, d, 1_000);
-        assert!(second > first);
-        assert_eq!(b.close(d, first).unwrap(), Update::Unchanged, "stale");
-        assert_eq!(b.snapshot(10).unwrap().entries.len(), 1);
-        let closed = Update::Closed {
-            digest: d,
-            token: second,
-        };
-        assert_eq!(b.close(d, second).unwrap(), closed);
-        assert!(b.snapshot(10).unwrap().entries.is_empty());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn one_probe_lease_per_trip() {
-        let (b, d) = (backend(), Digest::of("k"));
-        assert_eq!(b.take_probe(d, "a", 500).unwrap(), ProbeGrant::Granted);
-        assert_eq!(
-            b.take_probe(d, "a", 500).unwrap(),
-            ProbeGrant::Granted,
-            "re-entrant"
-        );
-        let held = ProbeGrant::Held { remaining_ms: 500 };
-        assert_eq!(b.take_probe(d, "b", 500).unwrap(), held);
-        tokio::time::advance(Duration::from_millis(500)).await;
-        assert_eq!(
-            b.take_probe(d, "b", 500).unwrap(),
-            ProbeGrant::Granted,
-            "expired"
-        );
-        open(&b, d, 1_000);
-        let again = b.take_probe(d, "c", 500).unwrap();
-        assert_eq!(again, ProbeGrant::Granted, "a new open ends the lease");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn gcra_never_over_admits() {
-        let (b, d) = (backend(), Digest::of("k"));
-        let gcra = Gcra {
-            emission_us: 1_000_000,
-            tolerance_us: 9_000_000,
-        };
-        assert_eq!(b.take_cells(d, gcra, 5).unwrap(), LeaseGrant::Cells(5));
-        assert_eq!(b.take_cells(d, gcra, 5).unwrap(), LeaseGrant::Cells(5));
-        let empty = LeaseGrant::Empty {
-            retry_us: 1_000_000,
-        };
-        assert_eq!(b.take_cells(d, gcra, 5).unwrap(), empty);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(b.take_cells(d, gcra, 5).unwrap(), LeaseGrant::Cells(1));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn unavailable_fails_and_ends_subscriptions() {
-        let store = MemoryStore::new();
-        let b = store.backend("t");
-        let mut sub = b.subscribe().await.unwrap();
-        store.set_available(false);
-        assert!(sub.next().await.is_none());
-        assert!(b.poll(1).await.is_err());
-        store.set_available(true);
-        assert!(b.poll(1).await.is_ok());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn namespaces_are_apart() {
-        let store = MemoryStore::new();
-        let (a, z) = (store.backend("a"), store.backend("z"));
-        hold(&a, Digest::of("k"), 1_000);
-        assert_eq!(a.snapshot(10).unwrap().entries.len(), 1);
-        assert!(z.snapshot(10).unwrap().entries.is_empty());
-    }
-}
+mod tests;

@@ -67,7 +67,7 @@ pub struct FleetMirror {
 /// mirror.publish_opened("gpt-4o", Instant::now() + Duration::from_secs(30));
 /// let trip = mirror.breaker_trip("gpt-4o").unwrap();
 /// // … the open time passes, this replica sends the probe, it succeeds:
-/// mirror.publish_closed("gpt-4o", trip);
+/// mirror.publish_closed("gpt-4o", Some(trip));
 /// assert_eq!(mirror.breaker_open_until("gpt-4o"), None);
 /// # }
 /// ```
@@ -207,30 +207,31 @@ impl FleetMirror {
             .enqueue(Kind::Open, slot.digest, Pending::Extend(until));
     }
 
-    /// Closes the fleet-wide open `trip` of the breaker of `key` (its probe
-    /// succeeded). An open that replaced `trip` meanwhile stays open. An open
-    /// the store never confirmed closes locally only; the store's copy, if
-    /// any, ends by itself.
-    pub fn publish_closed(&self, key: &str, trip: Trip) {
+    /// Closes the breaker of `key` fleet-wide after this replica's probe
+    /// succeeded: the open `trip` (the one the probe saw when it started,
+    /// from [`breaker_trip`](Self::breaker_trip)), if any, and this
+    /// replica's probe lease, so that the other replicas may probe at once.
+    /// An open that replaced `trip` meanwhile stays open, and so does every
+    /// other replica's lease on it. An open the store never confirmed closes
+    /// locally only; the store's copy, if any, ends by itself.
+    pub fn publish_closed(&self, key: &str, trip: Option<Trip>) {
         let shared = &self.shared;
         let slot = shared.opens.slot(key);
-        if slot.token() == trip.token {
+        let token = trip.map_or(0, |t| t.token);
+        if slot.token() == token {
             shared.opens.clear(&slot);
         }
-        if trip.token == 0 {
-            shared.unqueue(Kind::Open, slot.digest);
-        } else {
-            shared.enqueue(Kind::Open, slot.digest, Pending::Close(trip.token));
-        }
+        shared.enqueue(Kind::Open, slot.digest, Pending::Close(token));
     }
 
     /// Asks for the fleet's one half-open probe of the breaker of `key`, for
     /// `lease` (the probe's timeout). The lease ends early when the breaker
     /// closes or opens again. Waits at most the lease timeout; when the store
-    /// is known to be down, answers at once.
+    /// is known to be down, or left a call's request unanswered within the
+    /// last poll interval and call timeout, answers at once.
     pub fn probe(&self, key: &str, lease: Duration) -> Answer<Probe> {
         let shared = self.shared.clone();
-        if !shared.health.available() {
+        if !shared.may_ask() {
             return Answer::ready(Probe::Unavailable);
         }
         let digest = shared.opens.slot(key).digest;
@@ -243,15 +244,22 @@ impl FleetMirror {
                 Ok(Ok(ProbeGrant::Held { remaining_ms })) => {
                     Probe::Denied(Duration::from_millis(remaining_ms))
                 }
-                Ok(Err(_)) | Err(_) => Probe::Unavailable,
+                Ok(Err(_)) | Err(_) => {
+                    shared.unanswered();
+                    Probe::Unavailable
+                }
             }
         }))
     }
 
     /// Takes one call of the fleet-wide `rate` kept under `key`. Ready at
     /// once while this replica holds leased cells (and then, when they run
-    /// low, a new lease is fetched in the background); else asks the store
-    /// within the lease timeout. The fleet as a whole never sends more than
+    /// low, a new lease is fetched in the background, unless a lease is one
+    /// cell: a rate that low is asked for call by call, so that no leased
+    /// cell waits for a call and expires); else asks the store
+    /// within the lease timeout, or answers `Unavailable` at once while the
+    /// store is away or for a poll interval and a call timeout after a
+    /// request of a call went unanswered. The fleet as a whole never sends more than
     /// the rate; cells a replica leased and did not spend within their life
     /// (at most one second) are lost.
     pub fn acquire(&self, key: &str, rate: Rate) -> Answer<Permit> {
@@ -259,7 +267,7 @@ impl FleetMirror {
         let pool = shared.pools.get(key);
         let (_, _, cells) = rate.plan();
         let now = Instant::now();
-        match pool.take(now, cells / 2) {
+        match pool.take(now, (cells > 1).then_some(cells / 2)) {
             Taken::Cell { refill } => {
                 if refill {
                     let (shared, pool) = (shared.clone(), pool.clone());
@@ -272,14 +280,14 @@ impl FleetMirror {
                 Answer::ready(Permit::Granted)
             }
             Taken::NotBefore(at) => Answer::ready(Permit::RetryAfter(at - now)),
-            Taken::Empty if !shared.health.available() => Answer::ready(Permit::Unavailable),
+            Taken::Empty if !shared.may_ask() => Answer::ready(Permit::Unavailable),
             Taken::Empty => {
                 let shared = shared.clone();
                 Answer::asking(Box::pin(async move {
                     let budget = shared.settings.lease_timeout;
                     match lease(&shared, &pool, rate, budget).await {
                         None => Permit::Unavailable,
-                        Some(_) => match pool.take(Instant::now(), 0) {
+                        Some(_) => match pool.take(Instant::now(), None) {
                             Taken::Cell { .. } => Permit::Granted,
                             Taken::NotBefore(at) => {
                                 Permit::RetryAfter(at.saturating_duration_since(Instant::now()))
@@ -311,7 +319,10 @@ async fn lease(shared: &Shared, pool: &Pool, rate: Rate, budget: Duration) -> Op
         Ok(Ok(LeaseGrant::Empty { retry_us })) => {
             pool.empty_until(Instant::now() + Duration::from_micros(retry_us))
         }
-        Ok(Err(_)) | Err(_) => return None,
+        Ok(Err(_)) | Err(_) => {
+            shared.unanswered();
+            return None;
+        }
     }
     Some(())
 }

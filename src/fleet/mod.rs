@@ -29,7 +29,11 @@
 //! default) catches anything a message missed. Rate and probe leases are the
 //! only calls that wait on the store, each at most the
 //! [`lease_timeout`](FleetBuilder::lease_timeout) (20 ms by default), and
-//! rate leases are fetched ahead of need.
+//! rate leases are fetched ahead of need. One request left unanswered makes
+//! the calls of the next poll interval and
+//! [`call_timeout`](FleetBuilder::call_timeout) decide locally at once, so a
+//! store that stops answering costs one lease timeout per replica, not one
+//! per call.
 //!
 //! # When the store is away
 //!

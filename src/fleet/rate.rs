@@ -140,8 +140,9 @@ impl Pool {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes one cell if one is held.
-    pub(crate) fn take(&self, now: Instant, low_water: u32) -> Taken {
+    /// Takes one cell if one is held; asks for a refill when no more than
+    /// `low_water` are left (`None`: never).
+    pub(crate) fn take(&self, now: Instant, low_water: Option<u32>) -> Taken {
         let mut s = self.lock();
         while s
             .batches
@@ -153,7 +154,7 @@ impl Pool {
         if let Some(front) = s.batches.front_mut() {
             front.0 -= 1;
             let left: u32 = s.batches.iter().map(|b| b.0).sum();
-            let refill = left <= low_water && !s.refilling;
+            let refill = low_water.is_some_and(|low| left <= low) && !s.refilling;
             s.refilling |= refill;
             return Taken::Cell { refill };
         }
@@ -248,27 +249,34 @@ mod tests {
     async fn pool_spends_cells_once_and_drops_expired() {
         let p = Pool::new(Digest::of("k"));
         let now = Instant::now();
-        assert_eq!(p.take(now, 1), Taken::Empty);
+        let low = Some(1);
+        assert_eq!(p.take(now, low), Taken::Empty);
         p.add(3, now + Duration::from_secs(1));
-        assert_eq!(p.take(now, 1), Taken::Cell { refill: false });
-        assert_eq!(p.take(now, 1), Taken::Cell { refill: true });
+        assert_eq!(p.take(now, low), Taken::Cell { refill: false });
+        assert_eq!(p.take(now, low), Taken::Cell { refill: true });
         assert_eq!(
-            p.take(now, 1),
+            p.take(now, low),
             Taken::Cell { refill: false },
             "a refill is already asked for"
         );
-        assert_eq!(p.take(now, 1), Taken::Empty);
+        assert_eq!(p.take(now, low), Taken::Empty);
         p.refilled();
         p.add(5, now + Duration::from_secs(1));
         assert_eq!(
-            p.take(now + Duration::from_secs(1), 1),
+            p.take(now + Duration::from_secs(1), low),
             Taken::Empty,
             "expired"
         );
+        p.add(1, now + Duration::from_secs(1));
+        assert_eq!(
+            p.take(now, None),
+            Taken::Cell { refill: false },
+            "no refill asked"
+        );
         let later = now + Duration::from_secs(3);
         p.empty_until(later);
-        assert_eq!(p.take(now, 1), Taken::NotBefore(later));
-        assert_eq!(p.take(later, 1), Taken::Empty);
+        assert_eq!(p.take(now, low), Taken::NotBefore(later));
+        assert_eq!(p.take(later, low), Taken::Empty);
     }
 
     #[test]

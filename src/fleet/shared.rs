@@ -32,7 +32,8 @@ pub(crate) struct Settings {
 pub(crate) enum Pending {
     /// Hold back or open until this local instant (extend-only).
     Extend(Instant),
-    /// Close the open whose store deadline is this token.
+    /// Close the open whose store deadline is this token (0: none), and end
+    /// this replica's probe lease.
     Close(u64),
 }
 
@@ -44,6 +45,11 @@ pub(crate) struct Shared {
     pending: Mutex<HashMap<(Kind, Digest), Pending>>,
     /// Changes dropped because the queue was full.
     pub(crate) dropped: AtomicU64,
+    /// Until when (nanoseconds after the epoch) calls decide locally
+    /// without asking the store: a lease or probe request it did not
+    /// answer in time starts such a quiet time, as long as the background
+    /// task may need to find the store away.
+    quiet_until: AtomicU64,
     pub(crate) wake: Arc<Notify>,
     pub(crate) health: Health,
     pub(crate) backend: Arc<dyn Backend>,
@@ -70,6 +76,7 @@ impl Shared {
             pools: Pools::new(settings.max_keys),
             pending: Mutex::default(),
             dropped: AtomicU64::new(0),
+            quiet_until: AtomicU64::new(0),
             wake: Arc::new(Notify::new()),
             health,
             backend,
@@ -82,6 +89,26 @@ impl Shared {
             Kind::Hold => &self.holds,
             Kind::Open => &self.opens,
         }
+    }
+
+    /// Whether a call may ask the store now: it answers, and no request of
+    /// a call went unanswered lately.
+    pub(crate) fn may_ask(&self) -> bool {
+        self.health.available()
+            && self.quiet_until.load(Ordering::Relaxed) <= self.nanos(Instant::now())
+    }
+
+    /// A call's request went unanswered: the next calls decide locally for
+    /// one poll interval and one call timeout (by then the background task
+    /// knows whether the store is away).
+    pub(crate) fn unanswered(&self) {
+        let quiet = self.settings.poll_interval + self.settings.call_timeout;
+        tracing::debug!(
+            target: "tower_http_resilience::fleet",
+            "a lease went unanswered: calls decide locally for {quiet:?}"
+        );
+        let until = self.nanos(Instant::now() + quiet);
+        self.quiet_until.fetch_max(until, Ordering::Relaxed);
     }
 
     /// `at` as nanoseconds after the epoch; never 0, which means "none".
@@ -125,11 +152,6 @@ impl Shared {
             q.insert((kind, digest), merged);
         }
         self.wake.notify_one();
-    }
-
-    /// Drops a queued change, if any.
-    pub(crate) fn unqueue(&self, kind: Kind, digest: Digest) {
-        self.queue().remove(&(kind, digest));
     }
 
     /// Takes every queued change.
@@ -179,7 +201,8 @@ impl Shared {
             } => self.apply_until(kind, digest, until_ms, now_ms, received),
             Update::Closed { digest, token } => {
                 if let Some(slot) = self.opens.by_digest(digest, false) {
-                    if slot.token() == token {
+                    slot.count_close();
+                    if token != 0 && slot.token() == token {
                         self.opens.clear(&slot);
                     }
                 }

@@ -55,6 +55,8 @@ pub(crate) struct Slot {
     /// Dropped from its table: a holder of this slot reads through the
     /// table again.
     evicted: AtomicBool,
+    /// Closes of this key's breaker the fleet said (opens only).
+    closes: AtomicU64,
 }
 
 impl Slot {
@@ -80,6 +82,16 @@ impl Slot {
 
     pub(crate) fn token(&self) -> u64 {
         self.token.load(Ordering::Acquire)
+    }
+
+    /// How many closes of this key's breaker the fleet said so far.
+    pub(crate) fn closes(&self) -> u64 {
+        self.closes.load(Ordering::Acquire)
+    }
+
+    /// The fleet said a close.
+    pub(crate) fn count_close(&self) {
+        self.closes.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -207,6 +219,7 @@ impl Table {
             seq: index.seq,
             key: OnceLock::new(),
             evicted: AtomicBool::new(false),
+            closes: AtomicU64::new(0),
         });
         index.slots.insert(digest, slot.clone());
         slot

@@ -24,6 +24,9 @@ pub(crate) struct Core {
     pub(crate) rate: Option<Gcra>,
     base: Instant,
     listeners: Listeners<dyn Fn(&PacingEvent) + Send + Sync>,
+    /// The fleet the keys share their holds and rates with, if any.
+    #[cfg(feature = "fleet")]
+    pub(crate) fleet: std::sync::OnceLock<crate::fleet::FleetMirror>,
 }
 
 impl Core {
@@ -33,6 +36,8 @@ impl Core {
             config,
             base: Instant::now(),
             listeners: Listeners::new(),
+            #[cfg(feature = "fleet")]
+            fleet: std::sync::OnceLock::new(),
         }
     }
 

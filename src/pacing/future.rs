@@ -12,6 +12,7 @@ use tokio::time::{sleep_until, Sleep};
 use tower_service::Service;
 
 use super::body::{PacingBody, Watch};
+use super::fleet::Lease;
 use super::learn::{lesson, lesson_of_error, Lesson};
 use super::rate::{wait_until, Gcra};
 use super::slot::{Admission, Slot};
@@ -74,6 +75,13 @@ pin_project! {
             latest: u64,
             cause: HoldCause,
         },
+        Asking {
+            lease: Lease,
+            service: Option<S>,
+            request: Option<R>,
+            rate: Option<Gcra>,
+            latest: u64,
+        },
         Waiting { service: S, request: Option<R> },
         Called { #[pin] future: F },
     }
@@ -109,6 +117,26 @@ impl<F, S, R> ResponseFuture<F, S, R> {
         }
     }
 
+    pub(crate) fn asking(
+        service: S,
+        request: R,
+        slot: Arc<Slot>,
+        rate: Option<Gcra>,
+        latest: u64,
+        lease: Lease,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Asking {
+                lease,
+                service: Some(service),
+                request: Some(request),
+                rate,
+                latest,
+            },
+            slot: Some(slot),
+        }
+    }
+
     pub(crate) fn waiting(service: S, request: R, slot: Option<Arc<Slot>>) -> Self {
         ResponseFuture {
             state: State::Waiting {
@@ -132,6 +160,7 @@ impl<F, S, R> fmt::Debug for ResponseFuture<F, S, R> {
         let state = match &self.state {
             State::Refused { .. } => "refused",
             State::Held { .. } => "held back",
+            State::Asking { .. } => "asking the fleet for the rate",
             State::Waiting { .. } => "waiting for the inner service",
             State::Called { .. } => "called",
         };
@@ -168,21 +197,36 @@ where
                     let slot = this.slot.as_ref().expect("a held call has a slot");
                     let now = slot.core().now_nanos();
                     match readmit(slot, *rate, *latest, *cause, now) {
-                        Admission::Go => {
-                            let service = service.take().expect(POLLED_AFTER_READY);
-                            let request = request.take();
-                            this.state.set(State::Waiting { service, request });
-                        }
                         Admission::Wait { at, cause: next } => {
                             slot.tell(PacingAction::Waited, next, at, now);
                             sleep.reset(slot.core().instant(at));
                             *cause = next;
                         }
-                        Admission::Refuse { at, cause } => {
-                            let error = Some(refusal(slot, cause, at, now));
-                            this.state.set(State::Refused { error });
+                        other => {
+                            let service = service.take().expect(POLLED_AFTER_READY);
+                            let (request, rate, latest) = (request.take(), *rate, *latest);
+                            let next = next_state(other, slot, service, request, rate, latest, now);
+                            this.state.set(next);
                         }
                     }
+                    continue;
+                }
+                StateProj::Asking {
+                    lease,
+                    service,
+                    request,
+                    rate,
+                    latest,
+                } => {
+                    let turn = ready!(Pin::new(lease).poll(cx));
+                    let slot = this.slot.as_ref().expect("an asking call has a slot");
+                    let now = slot.core().now_nanos();
+                    let service = service.take().expect(POLLED_AFTER_READY);
+                    let (rate, latest) = (*rate, *latest);
+                    let gcra = rate.expect("a call asks the fleet for a rate");
+                    let next = slot.take_turn(turn, gcra, now, latest);
+                    let next = next_state(next, slot, service, request.take(), rate, latest, now);
+                    this.state.set(next);
                     continue;
                 }
                 StateProj::Waiting { service, request } => match ready!(service.poll_ready(cx)) {
@@ -206,13 +250,50 @@ where
 
 const POLLED_AFTER_READY: &str = "ResponseFuture polled after completion";
 
-/// Asks again for a call that waited. A call that waited for the rate has
-/// its slot: it goes, unless a hold came up meanwhile.
+/// Asks again for a call that waited. A call that waited for the key's own
+/// rate has its slot: it goes, unless a hold came up meanwhile; one that
+/// waited for the fleet's rate asks for a cell again.
 fn readmit(slot: &Slot, rate: Option<Gcra>, latest: u64, cause: HoldCause, now: u64) -> Admission {
-    if cause == HoldCause::Rate && slot.held_until() <= now {
+    if cause == HoldCause::Rate && slot.held_until() <= now && !slot.asks_again() {
         return Admission::Go;
     }
     slot.admit(rate, now, latest)
+}
+
+/// The state a call goes on in, as `admission` says.
+fn next_state<F, S, R>(
+    admission: Admission,
+    slot: &Slot,
+    service: S,
+    request: Option<R>,
+    rate: Option<Gcra>,
+    latest: u64,
+    now: u64,
+) -> State<F, S, R> {
+    match admission {
+        Admission::Go => State::Waiting { service, request },
+        Admission::Wait { at, cause } => {
+            slot.tell(PacingAction::Waited, cause, at, now);
+            State::Held {
+                sleep: sleep_until(slot.core().instant(at)),
+                service: Some(service),
+                request,
+                rate,
+                latest,
+                cause,
+            }
+        }
+        Admission::Refuse { at, cause } => State::Refused {
+            error: Some(refusal(slot, cause, at, now)),
+        },
+        Admission::Ask(lease) => State::Asking {
+            lease,
+            service: Some(service),
+            request,
+            rate,
+            latest,
+        },
+    }
 }
 
 /// The answer to a call refused at `now`: 429 `rate_limit_exceeded` with

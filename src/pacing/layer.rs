@@ -71,6 +71,42 @@ impl<K> PacingLayer<K> {
         }
     }
 
+    /// Shares this layer's holds and rates with the other replicas of a
+    /// fleet, through `mirror`: a hold one replica learns holds the key
+    /// back on every replica (extend-only, for the time the upstream said),
+    /// and a rate ([`rpm`](PacingConfig::rpm), [`Rpm`](super::Rpm)) is kept
+    /// by the fleet as a whole, as small leases of a rate in the store (see
+    /// [`FleetMirror::acquire`](crate::fleet::FleetMirror::acquire)).
+    ///
+    /// A call reads the later of its key's own hold and the fleet's (one
+    /// more atomic load while the fleet holds nothing for the key) and never
+    /// waits for the store, except a call with a rate when no leased cell is
+    /// left: it asks within the mirror's lease timeout. While the store is
+    /// away, each replica keeps its keys' rates on its own, as without a
+    /// fleet. Keys reach the store hashed (the default key names hold no
+    /// credential in the first place).
+    ///
+    /// The mirror serves the keys seen from then on: call it when the layer
+    /// is built. A layer shares one fleet; a second mirror is ignored.
+    ///
+    /// ```
+    /// use tower_http_resilience::fleet::{FleetMirror, MemoryStore};
+    /// use tower_http_resilience::pacing::{PacingConfig, PacingLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// // Every replica of the fleet builds its layer the same way; together
+    /// // they send at most 600 requests a minute per key.
+    /// let mirror = FleetMirror::builder("gateway").memory(&MemoryStore::new()).unwrap();
+    /// let layer = PacingLayer::with_config(PacingConfig::new().rpm(600)).fleet(mirror);
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    #[cfg(feature = "fleet")]
+    pub fn fleet(self, mirror: crate::fleet::FleetMirror) -> Self {
+        let _ = self.registry.core().fleet.set(mirror);
+        self
+    }
+
     /// A handle on the layer's state.
     pub fn handle(&self) -> PacingHandle {
         PacingHandle::new(self.registry.clone())

@@ -124,6 +124,7 @@
 mod body;
 mod config;
 mod core;
+mod fleet;
 pub mod future;
 mod handle;
 mod key;

@@ -35,6 +35,7 @@ const MINUTE_NANOS: u64 = 60_000_000_000;
 pub(crate) struct Gcra {
     interval: u64,
     tolerance: u64,
+    rpm: u32,
 }
 
 impl Gcra {
@@ -42,8 +43,8 @@ impl Gcra {
     /// `rpm / 60` calls (1 to 10, never more than `rpm`), then one call
     /// every `60 s / (rpm - burst + 1)`, so that a burst and the steady
     /// pace after it never put more than `rpm` calls in a 60-second window.
-    pub(crate) fn per_minute(rpm: u32) -> Option<Gcra> {
-        let rpm = u64::from(rpm);
+    pub(crate) fn per_minute(per_minute: u32) -> Option<Gcra> {
+        let rpm = u64::from(per_minute);
         if rpm == 0 {
             return None;
         }
@@ -52,7 +53,14 @@ impl Gcra {
         Some(Gcra {
             interval,
             tolerance: (burst - 1) * interval,
+            rpm: per_minute,
         })
+    }
+
+    /// The requests per minute this GCRA keeps to.
+    #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
+    pub(crate) fn rpm(&self) -> u32 {
+        self.rpm
     }
 
     /// The instant (nanoseconds) at or after `now` at which a call

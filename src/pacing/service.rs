@@ -206,6 +206,11 @@ where
                 slot.count_held();
                 ResponseFuture::refused(refusal(&slot, cause, at, now))
             }
+            Admission::Ask(lease) => {
+                let service = self.inner.clone();
+                let req = Request::from_parts(parts, body);
+                ResponseFuture::asking(service, req, slot, rate, latest, lease)
+            }
         }
     }
 }

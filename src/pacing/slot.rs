@@ -6,13 +6,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::core::Core;
+use super::fleet::{FleetLink, Lease, Turn};
 use super::rate::{wait_until, Gcra};
 use super::state::{HoldCause, PacingAction, PacingEvent};
 use crate::metrics::HeldSeries;
 use crate::util::saturating_nanos;
 
 /// What a call may do now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Admission {
     /// Go out now.
     Go,
@@ -22,6 +23,9 @@ pub(crate) enum Admission {
     /// Not now and not within what the call can wait: the key takes calls
     /// again at `at`.
     Refuse { at: u64, cause: HoldCause },
+    /// Ask the fleet's store for a cell of the rate, then decide.
+    #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
+    Ask(Lease),
 }
 
 /// One key of a registry and its state. Times are nanoseconds on the
@@ -47,6 +51,8 @@ pub(crate) struct Slot {
     seq: u64,
     /// The calls held back or refused, as a metric.
     held: HeldSeries,
+    /// The key's link to the fleet, when the layer shares one.
+    fleet: Option<FleetLink>,
 }
 
 impl fmt::Debug for Slot {
@@ -61,6 +67,7 @@ impl Slot {
     pub(crate) fn new(core: Arc<Core>, fingerprint: u64, key: Arc<str>, seq: u64) -> Self {
         let now = core.now_nanos();
         Slot {
+            fleet: FleetLink::of(&core, &key),
             core,
             fingerprint,
             key,
@@ -89,11 +96,22 @@ impl Slot {
         self.seq
     }
 
-    /// The instant (nanoseconds) until which the key is held; 0 when it
-    /// never was or the hold was cleared. One atomic load.
+    /// The instant (nanoseconds) until which the key is held, here or by
+    /// the fleet; 0 when it never was or the hold was cleared. One atomic
+    /// load (two with a fleet).
     #[inline]
     pub(crate) fn held_until(&self) -> u64 {
-        self.held_until.load(Ordering::Acquire)
+        let own = self.held_until.load(Ordering::Acquire);
+        match &self.fleet {
+            Some(fleet) => own.max(fleet.held_until(&self.core)),
+            None => own,
+        }
+    }
+
+    /// Whether a call that waited for the rate asks again for its turn:
+    /// the fleet's rate keeps no turn for it.
+    pub(crate) fn asks_again(&self) -> bool {
+        self.fleet.as_ref().is_some_and(FleetLink::leases)
     }
 
     pub(crate) fn last_used_ms(&self) -> u64 {
@@ -115,6 +133,9 @@ impl Slot {
         }
         self.touch(now);
         self.tell(PacingAction::Learnt, HoldCause::Upstream, until, now);
+        if let Some(fleet) = &self.fleet {
+            fleet.publish(&self.core, &self.key, until);
+        }
         true
     }
 
@@ -139,7 +160,8 @@ impl Slot {
     ///
     /// A held key sends its waiting calls back at the end of the hold plus
     /// their place in the release window; a rate gives the next free slot
-    /// and takes it for the call (a refused call takes nothing).
+    /// and takes it for the call (a refused call takes nothing), or, with a
+    /// fleet, a cell of the fleet's rate.
     pub(crate) fn admit(&self, rate: Option<Gcra>, now: u64, latest: u64) -> Admission {
         self.touch(now);
         let held = self.held_until();
@@ -176,6 +198,33 @@ impl Slot {
         let Some(gcra) = rate else {
             return Admission::Go;
         };
+        match &self.fleet {
+            Some(fleet) => self.take_turn(fleet.rate(&self.key, gcra), gcra, now, latest),
+            None => self.own_rate(gcra, now, latest),
+        }
+    }
+
+    /// What the fleet's rate said, for a call at `now` that may wait until
+    /// `latest`; the store away, the key's own rate decides.
+    pub(crate) fn take_turn(&self, turn: Turn, gcra: Gcra, now: u64, latest: u64) -> Admission {
+        let wait = match turn {
+            Turn::Go => return Admission::Go,
+            Turn::Local => return self.own_rate(gcra, now, latest),
+            Turn::Ask(lease) => return Admission::Ask(lease),
+            Turn::Wait(wait) => wait,
+        };
+        let (at, cause) = (now.saturating_add(saturating_nanos(wait)), HoldCause::Rate);
+        if at <= latest {
+            Admission::Wait { at, cause }
+        } else {
+            Admission::Refuse { at, cause }
+        }
+    }
+
+    /// The key's own rate (without a fleet, or while the fleet's store is
+    /// away): the next free slot, taken for the call (a refused call takes
+    /// nothing).
+    pub(crate) fn own_rate(&self, gcra: Gcra, now: u64, latest: u64) -> Admission {
         let mut tat = self.tat.load(Ordering::Acquire);
         loop {
             let (at, next) = gcra.schedule(tat, now);

@@ -256,6 +256,28 @@ impl<K> ResilienceLayer<K> {
         self
     }
 
+    /// Shares the stack's state with the other replicas of a fleet through
+    /// `mirror`: the breakers' opens, closes and half-open probe (see
+    /// [`CircuitBreakerLayer::fleet`]). Off the hot path: a call reads the
+    /// mirror's entry kept beside its breaker and never waits for the
+    /// store.
+    ///
+    /// ```
+    /// use tower_http_resilience::fleet::{FleetMirror, MemoryStore};
+    /// use tower_http_resilience::ResilienceLayer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let mirror = FleetMirror::builder("gateway").memory(&MemoryStore::new()).unwrap();
+    /// let layer = ResilienceLayer::new().fleet(mirror);
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    #[cfg(feature = "fleet")]
+    pub fn fleet(mut self, mirror: crate::fleet::FleetMirror) -> Self {
+        self.breaker = self.breaker.fleet(mirror);
+        self
+    }
+
     /// The handle of the breakers: read each key's state and counts, watch
     /// transitions, force or reset breakers.
     ///

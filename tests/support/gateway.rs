@@ -177,6 +177,8 @@ pub fn example_binary() -> PathBuf {
                 ("tonic", cfg!(feature = "tonic")),
                 ("axum", cfg!(feature = "axum")),
                 ("metrics", cfg!(feature = "metrics")),
+                ("fleet", cfg!(feature = "fleet")),
+                ("redis", cfg!(feature = "redis")),
             ]
             .into_iter()
             .filter_map(|(f, on)| on.then_some(f))

@@ -16,6 +16,8 @@ mod notices;
 mod plan;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(all(feature = "fleet", feature = "pacing", feature = "retry"))]
+pub mod replicas;
 mod upstream;
 
 pub use fixtures::{cases, envelope, Case, Expect};

@@ -152,7 +152,12 @@ impl RedisBackend {
         })
     }
 
-    async fn close(&self, digest: Digest, token: u64) -> Result<Update, BackendError> {
+    async fn close(
+        &self,
+        digest: Digest,
+        token: u64,
+        holder: &str,
+    ) -> Result<Update, BackendError> {
         let mut con = self.manager.clone();
         let closed: u8 = self
             .scripts
@@ -163,6 +168,7 @@ impl RedisBackend {
             .arg(token)
             .arg(self.names.channel())
             .arg(format!("c {digest} {token}"))
+            .arg(holder)
             .invoke_async(&mut con)
             .await
             .map_err(|e| self.error(e))?;
@@ -269,12 +275,13 @@ impl RedisBackend {
 }
 
 impl Backend for RedisBackend {
-    fn push(&self, change: Change) -> BoxFuture<'_, Result<Update, BackendError>> {
+    fn push(&self, change: Change, holder: &str) -> BoxFuture<'_, Result<Update, BackendError>> {
+        let holder = holder.to_owned();
         Box::pin(async move {
             match change {
                 Change::Hold { digest, wait_ms } => self.extend(Kind::Hold, digest, wait_ms).await,
                 Change::Open { digest, open_ms } => self.extend(Kind::Open, digest, open_ms).await,
-                Change::Close { digest, token } => self.close(digest, token).await,
+                Change::Close { digest, token } => self.close(digest, token, &holder).await,
             }
         })
     }
