@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 #[cfg(feature = "circuit-breaker")]
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -21,6 +22,11 @@ const OWNED: u8 = 1;
 /// At least one outcome is pending.
 #[cfg(feature = "circuit-breaker")]
 const PENDING: u8 = 2;
+/// The request asks for a stream: the first-byte clock bounds its headers.
+const STREAMING: u8 = 4;
+/// The attempt under way is not the call's last chance: another target
+/// remains, so a layer inside should refuse rather than wait.
+const ANOTHER_TARGET: u8 = 8;
 
 /// Pending outcomes kept at once, one per layer (two nested breakers).
 #[cfg(feature = "circuit-breaker")]
@@ -36,11 +42,16 @@ struct Shared {
     base: Instant,
     /// The deadline, in nanoseconds after `base`; [`NONE`] when none.
     deadline: AtomicU64,
+    /// A streaming call's first-byte clock (nanoseconds; [`NONE`] when no
+    /// timeout published one), and the instant (after `base`) it runs out
+    /// for the call's first attempt.
+    first_byte: AtomicU64,
+    first_byte_by: AtomicU64,
     /// Attempts sent so far.
     attempts: AtomicU32,
     /// One more than the last attempt a timeout cut short (0: none was);
     /// attempt 0 is a call no attempt loop counts.
-    #[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
+    #[cfg(any(feature = "timeout", feature = "retry", feature = "circuit-breaker"))]
     cut: AtomicU32,
     /// The attempt loop and the attempts in flight that keep the call open.
     #[cfg(any(feature = "retry", feature = "circuit-breaker"))]
@@ -55,8 +66,10 @@ impl CallContext {
         CallContext(Arc::new(Shared {
             base,
             deadline: AtomicU64::new(NONE),
+            first_byte: AtomicU64::new(NONE),
+            first_byte_by: AtomicU64::new(NONE),
             attempts: AtomicU32::new(0),
-            #[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
+            #[cfg(any(feature = "timeout", feature = "retry", feature = "circuit-breaker"))]
             cut: AtomicU32::new(0),
             #[cfg(any(feature = "retry", feature = "circuit-breaker"))]
             holds: AtomicU32::new(0),
@@ -88,20 +101,82 @@ impl CallContext {
     }
 
     /// The deadline in force, if any layer set one.
+    ///
+    /// For a streaming call that no attempt loop owns, the first-byte clock
+    /// bounds the call too (its headers are due then); an attempt loop runs
+    /// that clock per attempt, and the call's deadline is its total.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        match self.0.deadline.load(Ordering::Acquire) {
-            NONE => None,
-            nanos => Some(self.0.base + std::time::Duration::from_nanos(nanos)),
+        let mut nanos = self.0.deadline.load(Ordering::Acquire);
+        if self.0.flags.load(Ordering::Acquire) & (OWNED | STREAMING) == STREAMING {
+            nanos = nanos.min(self.0.first_byte_by.load(Ordering::Acquire));
         }
+        self.at(nanos)
+    }
+
+    fn at(&self, nanos: u64) -> Option<Instant> {
+        (nanos != NONE).then(|| self.0.base + Duration::from_nanos(nanos))
+    }
+
+    fn nanos_after_base(&self, at: Instant) -> u64 {
+        saturating_nanos(at.saturating_duration_since(self.0.base)).min(NONE - 1)
+    }
+
+    /// A timeout publishes its first-byte clock `len`, which runs out at
+    /// `by` for the call's first attempt; `streaming` when the request
+    /// asks for a stream. The shortest clock published wins.
+    #[cfg(feature = "timeout")]
+    pub(crate) fn set_first_byte(&self, len: Duration, by: Instant, streaming: bool) {
+        let by = self.nanos_after_base(by);
+        self.0.first_byte_by.fetch_min(by, Ordering::AcqRel);
+        self.0
+            .first_byte
+            .fetch_min(saturating_nanos(len).min(NONE - 1), Ordering::AcqRel);
+        if streaming {
+            self.0.flags.fetch_or(STREAMING, Ordering::AcqRel);
+        }
+    }
+
+    /// The first-byte clock a timeout published, and the instant it runs
+    /// out for the first attempt.
+    #[cfg(feature = "retry")]
+    pub(crate) fn first_byte(&self) -> Option<(Duration, Instant)> {
+        let len = self.0.first_byte.load(Ordering::Acquire);
+        let by = self.0.first_byte_by.load(Ordering::Acquire);
+        Some((Duration::from_nanos(len), self.at(by)?)).filter(|_| len != NONE)
+    }
+
+    /// Whether the request asks for a stream (a timeout found out).
+    #[cfg(feature = "retry")]
+    pub(crate) fn is_streaming(&self) -> bool {
+        self.0.flags.load(Ordering::Acquire) & STREAMING != 0
+    }
+
+    /// The attempt loop says whether another target remains after the
+    /// attempt it is about to send.
+    #[cfg(feature = "fallback")]
+    pub(crate) fn set_another_target(&self, remains: bool) {
+        if remains {
+            self.0.flags.fetch_or(ANOTHER_TARGET, Ordering::AcqRel);
+        } else {
+            self.0.flags.fetch_and(!ANOTHER_TARGET, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether another target remains after the attempt under way: a layer
+    /// inside that would make it wait refuses it instead, and the loop
+    /// moves on.
+    #[cfg_attr(not(feature = "pacing"), allow(dead_code))]
+    pub(crate) fn another_target_remains(&self) -> bool {
+        self.0.flags.load(Ordering::Acquire) & ANOTHER_TARGET != 0
     }
 
     /// Sets the deadline to `at` unless an earlier one is in force; returns
     /// the one in force. A deadline before the context was made counts as
     /// that instant (both have passed).
     pub(crate) fn set_deadline_earliest(&self, at: Instant) -> Instant {
-        let nanos = saturating_nanos(at.saturating_duration_since(self.0.base)).min(NONE - 1);
+        let nanos = self.nanos_after_base(at);
         let before = self.0.deadline.fetch_min(nanos, Ordering::AcqRel);
-        self.0.base + std::time::Duration::from_nanos(before.min(nanos))
+        self.0.base + Duration::from_nanos(before.min(nanos))
     }
 
     /// Attempts sent so far (0 when no attempt loop counts them).
@@ -118,9 +193,20 @@ impl CallContext {
             .saturating_add(1)
     }
 
-    /// A timeout cut the call short: the attempt in flight (or the last
-    /// one) failed.
-    #[cfg(feature = "timeout")]
+    /// Sent nothing after all: the attempt last counted was refused by a
+    /// layer inside (an open breaker, pacing) before it left.
+    #[cfg(feature = "retry")]
+    pub(crate) fn uncount_attempt(&self) {
+        let _ = self
+            .0
+            .attempts
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// A timeout cut the call short, or the attempt loop gave up on the
+    /// attempt in flight as failed (a stream that stalled or opened with an
+    /// error): the attempt in flight (or the last one) failed.
+    #[cfg(any(feature = "timeout", feature = "retry"))]
     pub(crate) fn mark_cut(&self) {
         let current = self.attempts().saturating_add(1);
         self.0.cut.fetch_max(current, Ordering::AcqRel);

@@ -206,12 +206,17 @@ mod body;
 mod budget;
 mod buffer;
 mod call;
+mod decide;
 pub mod future;
+mod hold;
 mod layer;
 mod outcome;
 mod policy;
 mod replay;
 mod service;
+mod sse;
+mod state;
+mod step;
 
 pub use crate::call::Attempts;
 pub use backoff::{Backoff, Jitter};
@@ -221,6 +226,8 @@ pub use layer::{
     RetryLayer, DEFAULT_MAX_REPLAY_BODY, DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_AFTER,
 };
 pub use outcome::{Decision, Outcome};
+pub(crate) use policy::says_quota;
 pub use policy::{DefaultPolicy, RetryPolicy};
+pub(crate) use replay::Replay;
 pub use replay::ReplayBody;
 pub use service::Retry;
