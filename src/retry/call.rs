@@ -39,6 +39,8 @@ pub(crate) struct Call<B> {
     previous_delay: Duration,
     /// Retries made on the current target.
     retries: u32,
+    /// The loop made a retry or moved to another target.
+    tried_again: bool,
     /// When the attempt in flight was sent, if after the first (the first
     /// starts with the call).
     sent_at: Option<Instant>,
@@ -120,6 +122,7 @@ impl<B: Body> Call<B> {
             first_of_nested: nested,
             previous_delay: Duration::ZERO,
             retries: 0,
+            tried_again: false,
             sent_at: None,
             walk: Walk::new(targets),
         };
@@ -215,10 +218,12 @@ impl<B> Call<B> {
         }
     }
 
-    /// Whether the loop is nested in another (that one retries and tells
-    /// the caller).
-    pub(crate) fn is_nested(&self) -> bool {
-        self.nested
+    /// Whether the caller should be told not to retry a failure: the loop
+    /// retried the call or moved it to another target, or a retry was
+    /// refused by the budget or the deadline (`refusal`). A loop nested in
+    /// another leaves that to the outer one.
+    pub(crate) fn spent(&self, refusal: Option<Refusal>) -> bool {
+        !self.nested && (self.tried_again || refusal.is_some_and(Refusal::binds_the_caller))
     }
 
     /// Whether the deadline has passed: no target starts past it.
@@ -285,6 +290,7 @@ impl<B> Call<B> {
             return Err(Refusal::Budget);
         }
         self.retries += 1;
+        self.tried_again = true;
         Ok(delay)
     }
 
@@ -293,6 +299,7 @@ impl<B> Call<B> {
     /// not fit its model.
     pub(crate) fn advance(&mut self) -> Result<(), bool> {
         self.walk.advance(&self.head.extensions)?;
+        self.tried_again = true;
         self.retries = 0;
         self.previous_delay = Duration::ZERO;
         Ok(())

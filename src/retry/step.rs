@@ -168,8 +168,7 @@ where
         self.state.set(State::Done);
         let attempts = self.call.attempts();
         self.call.release();
-        let spent = !self.call.is_nested()
-            && (attempts.retries() > 0 || refusal.is_some_and(Refusal::binds_the_caller));
+        let spent = self.call.spent(refusal);
         let mut last = attempts.record(last);
         if let Some(served) = served {
             match &mut last {
