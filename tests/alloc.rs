@@ -124,5 +124,7 @@ fn the_preset_allocates_no_more_than_it_does_today() {
     }
     let t = Table::new(Mode::Dropped);
     let open = t.added("ours: preset, breaker open", support::preset_open(), false);
-    assert!(open <= 15.0, "{open}");
+    // Pacing between the loop and the breaker passes the rejection on as a
+    // boxed error (+1).
+    assert!(open <= 16.0, "{open}");
 }

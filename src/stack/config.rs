@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use crate::circuit_breaker::CircuitBreakerConfig;
 use crate::error::fmt_duration;
+use crate::pacing::PacingConfig;
 use crate::retry::{RetryBudget, RetryLayer};
 use crate::timeout::{AttemptTimeoutLayer, TimeoutLayer};
 
@@ -20,7 +21,7 @@ use crate::timeout::{AttemptTimeoutLayer, TimeoutLayer};
 /// | [`stream_first_byte_timeout`](Self::stream_first_byte_timeout) | 60 s | a model may think a long time before its first token |
 /// | [`stream_idle_timeout`](Self::stream_idle_timeout) | 60 s | longer than any pause between tokens or keep-alive comments |
 /// | [`stream_timeout`](Self::stream_timeout) | 300 s | a long streamed answer ends within five minutes |
-/// | [`max_retry_after`](Self::max_retry_after) | 60 s | a longer server-requested wait goes back to the caller instead of holding the call |
+/// | [`max_retry_after`](Self::max_retry_after) | 60 s | a longer server-requested wait (or pacing hold) goes back to the caller instead of holding the call |
 /// | [`breaker_min_calls`](Self::breaker_min_calls) | 10 | a ratio over fewer calls is noise |
 /// | [`breaker_failure_ratio`](Self::breaker_failure_ratio) | 0.5 | half the calls failing is the upstream, not bad luck |
 /// | [`breaker_window`](Self::breaker_window) | 30 s | sees a trend at a few calls per second, forgets an incident within a minute |
@@ -248,6 +249,11 @@ impl ResilienceConfig {
             .failure_ratio(self.breaker_failure_ratio)
             .window(self.breaker_window, buckets)
             .open_duration(self.breaker_open_duration, max_open, jitter)
+    }
+
+    /// Pacing's settings: the longest wait is the retry layer's.
+    pub(crate) fn pacing_config(&self) -> PacingConfig {
+        PacingConfig::new().max_retry_after(self.max_retry_after)
     }
 
     pub(crate) fn attempt_layer(&self) -> AttemptTimeoutLayer {
