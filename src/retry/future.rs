@@ -136,7 +136,13 @@ where
                     let held = ready!(poll_hold(hold, *by, this.sleep.as_mut(), cx));
                     let head = head.take().expect("the head is kept while holding");
                     match held {
-                        Ok(held) => judge.on_held(head, held),
+                        Ok(held) => {
+                            if matches!(held, Held::ErrorEvent(_)) {
+                                // The upstream failed the attempt.
+                                this.call.context().mark_cut();
+                            }
+                            judge.on_held(head, held)
+                        }
                         Err(len) => {
                             // The stream stalled: the attempt failed.
                             this.call.context().mark_cut();

@@ -52,6 +52,8 @@ where
     pub(super) fn follow(mut self, next: Next<ResBody, Req>) -> Option<Last<ResBody>> {
         match next {
             Next::Return(last) => {
+                // The earlier targets' failures are not the caller's.
+                *self.best = None;
                 let served = self.call.served();
                 Some(self.finish(last, None, served))
             }
