@@ -61,7 +61,12 @@ pub mod check;
 pub mod circuit_breaker;
 #[cfg(feature = "collect")]
 pub mod collect;
-#[cfg(any(feature = "normalize", feature = "timeout", feature = "check"))]
+#[cfg(any(
+    feature = "normalize",
+    feature = "timeout",
+    feature = "check",
+    feature = "retry"
+))]
 pub(crate) mod content_type;
 pub mod deadline;
 pub mod error;

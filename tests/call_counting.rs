@@ -253,7 +253,10 @@ async fn a_half_open_probe_is_judged_by_its_own_attempt() {
     let (outcome, attempts) = call(svc.clone()).await;
     let err = outcome.unwrap_err();
     assert_eq!(err.code(), "circuit_open");
-    assert!(!err.is_retryable(), "the stack tried again: x-should-retry: false");
+    assert!(
+        !err.is_retryable(),
+        "the stack tried again: x-should-retry: false"
+    );
     assert_eq!((attempts, upstream.calls()), (1, 1));
     assert_eq!(
         reasons.lock().unwrap()[1..],

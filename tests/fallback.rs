@@ -115,7 +115,10 @@ fn served<B>(res: &Response<B>) -> (String, u32) {
 
 fn failed(err: &ApiError) -> (String, u32) {
     let target = Served::of(err.extensions()).expect("a target failed");
-    (target.target().to_owned(), Attempts::of(err.extensions()).get())
+    (
+        target.target().to_owned(),
+        Attempts::of(err.extensions()).get(),
+    )
 }
 
 async fn text<B>(res: Response<B>) -> Bytes
@@ -159,7 +162,11 @@ async fn the_first_breaker_counts_one_failure_and_the_second_one_success() {
     assert_eq!(text(res).await, "{}");
     let a = breakers.snapshot("a:gpt-4o").unwrap();
     let b = breakers.snapshot("b:openai/gpt-4o").unwrap();
-    assert_eq!((a.calls(), a.failures()), (1, 1), "three attempts, one call");
+    assert_eq!(
+        (a.calls(), a.failures()),
+        (1, 1),
+        "three attempts, one call"
+    );
     assert_eq!((b.calls(), b.failures()), (1, 0));
 }
 
@@ -191,7 +198,10 @@ async fn a_target_that_cannot_serve_gets_exactly_one_attempt() {
         ("401", Plan::json(401, r#"{"error":{"message":"bad key"}}"#)),
         ("402", Plan::json(402, r#"{"error":{"message":"pay"}}"#)),
         ("403", Plan::json(403, r#"{"error":{"message":"no"}}"#)),
-        ("404", Plan::json(404, r#"{"error":{"code":"model_not_found"}}"#)),
+        (
+            "404",
+            Plan::json(404, r#"{"error":{"code":"model_not_found"}}"#),
+        ),
         ("quota", Plan::json(429, quota)),
         (
             "long hint",
@@ -235,7 +245,10 @@ async fn a_prompt_over_a_window_skips_that_target() {
     let mut req = post();
     req.extensions_mut().insert(PromptTokens::new(200_000, 0));
     let err = svc.oneshot(req).await.unwrap_err();
-    assert_eq!((err.status().as_u16(), err.code()), (400, "context_length_exceeded"));
+    assert_eq!(
+        (err.status().as_u16(), err.code()),
+        (400, "context_length_exceeded")
+    );
     assert_eq!((two.a.calls(), two.b.calls()), (0, 1));
 }
 
@@ -271,8 +284,14 @@ async fn pacing_held_on_the_first_target_sends_to_the_second_without_touching_th
 #[tokio::test(start_paused = true)]
 async fn an_invalid_request_goes_back_and_the_second_target_is_never_called() {
     for (status, body) in [
-        (400, r#"{"error":{"message":"temperature must be <= 2","param":"temperature"}}"#),
-        (422, r#"{"detail":[{"loc":["body","messages"],"msg":"field required"}]}"#),
+        (
+            400,
+            r#"{"error":{"message":"temperature must be <= 2","param":"temperature"}}"#,
+        ),
+        (
+            422,
+            r#"{"detail":[{"loc":["body","messages"],"msg":"field required"}]}"#,
+        ),
     ] {
         let two = Two {
             a: Upstream::always(Plan::json(status, body)),
@@ -341,7 +360,10 @@ async fn the_most_telling_failure_is_the_rate_limit_with_the_longest_wait() {
         .oneshot(post())
         .await
         .unwrap_err();
-    assert_eq!((err.status().as_u16(), err.code()), (429, "rate_limit_exceeded"));
+    assert_eq!(
+        (err.status().as_u16(), err.code()),
+        (429, "rate_limit_exceeded")
+    );
     assert_eq!(err.retry_after(), Some(Duration::from_secs(90)));
     assert!(!err.is_retryable());
     assert_eq!(failed(&err), ("a:gpt-4o".into(), 4));
@@ -477,7 +499,9 @@ async fn a_stream_that_fails_after_its_first_event_is_not_failed_over() {
         a: Upstream::always(Plan::sse(&["data: {\"n\":1}\n\n"]).then_reset()),
         b: b_stream(),
     };
-    let svc = preset(ResilienceConfig::default()).server().layer(two.clone());
+    let svc = preset(ResilienceConfig::default())
+        .server()
+        .layer(two.clone());
     let res = svc.oneshot(streaming()).await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(served(&res), ("a:gpt-4o".into(), 1));
@@ -514,7 +538,10 @@ async fn each_target_gets_its_base_credential_and_model() {
     assert_eq!(got.header("x-api-key"), None);
     let renamed = BODY.replacen("\"gpt-4o\"", "\"openai/gpt-4o\"", 1);
     assert_eq!(got.body, renamed);
-    assert_eq!(got.header("content-length"), Some(&*renamed.len().to_string()));
+    assert_eq!(
+        got.header("content-length"),
+        Some(&*renamed.len().to_string())
+    );
 }
 
 #[tokio::test(start_paused = true)]

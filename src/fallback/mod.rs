@@ -168,10 +168,14 @@ mod targets;
 mod telling;
 pub(crate) mod walk;
 
+#[cfg(feature = "fallback")]
 pub use layer::FallbackLayer;
 pub use served::Served;
+#[cfg(feature = "fallback")]
 pub use target::Target;
+#[cfg(feature = "fallback")]
+pub use targets::SelectTargets;
 pub(crate) use targets::Selector;
-pub use targets::{SelectTargets, Targets};
+pub use targets::Targets;
 pub(crate) use telling::tells_more;
 pub(crate) use walk::{NextBody, Walk};

@@ -97,7 +97,10 @@ mod tests {
         assert_eq!(verdict(400, None), Verdict::ReadBody);
         let long = r#"{"error":{"message":"too long","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
         assert_eq!(verdict(400, Some(long)), Verdict::CannotServe);
-        assert_eq!(verdict(400, Some(r#"{"error":{"message":"bad"}}"#)), Verdict::Invalid);
+        assert_eq!(
+            verdict(400, Some(r#"{"error":{"message":"bad"}}"#)),
+            Verdict::Invalid
+        );
         for s in [405, 413, 415, 422] {
             assert_eq!(verdict(s, None), Verdict::Invalid, "{s}");
         }

@@ -260,7 +260,11 @@ mod tests {
     #[test]
     fn a_target_rewrites_where_and_with_what() {
         let target = Target::new("b")
-            .base_uri("https://backup.example/openai/v1?api-version=1".parse().unwrap())
+            .base_uri(
+                "https://backup.example/openai/v1?api-version=1"
+                    .parse()
+                    .unwrap(),
+            )
             .bearer("sk-target")
             .unwrap()
             .header(

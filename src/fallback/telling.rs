@@ -103,7 +103,10 @@ mod tests {
         assert!(!tells_more(&status(429, Some("5")), &status(503, None)));
         // The longest retry-after among rate limits.
         assert!(tells_more(&status(429, Some("5")), &status(429, Some("9"))));
-        assert!(!tells_more(&status(429, Some("9")), &status(429, Some("5"))));
+        assert!(!tells_more(
+            &status(429, Some("9")),
+            &status(429, Some("5"))
+        ));
         // The shortest time left among open breakers.
         assert!(tells_more(&open(30), &open(10)));
         assert!(!tells_more(&open(10), &open(30)));

@@ -140,7 +140,9 @@ impl Walk {
             _ => {
                 let Some(whole) = replay.whole() else {
                     return match replay.replayable() {
-                        Some(true) => replay.next_body().map_or(NextBody::Gone, NextBody::ReadWhole),
+                        Some(true) => replay
+                            .next_body()
+                            .map_or(NextBody::Gone, NextBody::ReadWhole),
                         Some(false) => NextBody::TooLarge,
                         None => NextBody::Gone,
                     };

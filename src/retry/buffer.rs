@@ -161,7 +161,6 @@ impl<B> Buffer<B> {
     /// The caller's body whole, once it was read to its end without going
     /// over the cap or failing (trailers left out): the one chunk kept, or
     /// the chunks joined.
-    #[cfg(feature = "fallback")]
     pub(super) fn whole(&self) -> Option<Bytes> {
         if self.rest.is_some() || !self.replayable() {
             return None;

@@ -72,6 +72,9 @@ impl Refusal {
 }
 
 /// The request of the next attempt, or why there is none yet.
+// Made once per attempt and matched at once: boxing the request would cost
+// an allocation per attempt.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Prepared<B> {
     /// Send it.
     Send(Request<ReplayBody<B>>),
@@ -228,9 +231,7 @@ impl<B> Call<B> {
 
     /// Whether the deadline has passed: no target starts past it.
     pub(crate) fn past_deadline(&self) -> bool {
-        self.context
-            .deadline()
-            .is_some_and(|d| Instant::now() >= d)
+        self.context.deadline().is_some_and(|d| Instant::now() >= d)
     }
 
     /// The wait before the next attempt on the current target, or why the
@@ -310,7 +311,9 @@ impl<B> Call<B> {
     pub(crate) fn next_request<P>(&mut self, layer: &RetryLayer<P>) -> Prepared<B> {
         let mut head = self.head.clone();
         let body = if self.walk.is_plain() {
-            self.replay.next_body().map_or(NextBody::Gone, NextBody::Ready)
+            self.replay
+                .next_body()
+                .map_or(NextBody::Gone, NextBody::Ready)
         } else {
             if let Err(err) = self.walk.rewrite(&mut head) {
                 return Prepared::Refused(err);

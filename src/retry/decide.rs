@@ -2,11 +2,14 @@
 //! steps that decide it from the response, the error, the start of an error
 //! body or the start of a stream.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{response, Request, Response, StatusCode};
 use http_body::Body;
 
 use super::body::RetryBody;
+use super::call::Call;
 use super::hold::Held;
 use super::outcome::{Decision, Outcome};
 use super::policy::RetryPolicy;
@@ -48,6 +51,15 @@ pub(super) enum Next<B: Body, Req> {
     GiveUp(Option<Last<B>>),
 }
 
+/// How the attempt in flight ended.
+pub(super) enum Attempt<T> {
+    Answered(T),
+    Failed(ApiError),
+    /// A stream's headers did not come within its first-byte clock (this
+    /// long).
+    Stalled(Duration),
+}
+
 /// What a decision knows of the call besides the outcome.
 pub(super) struct Judge<'a, P> {
     pub(super) policy: &'a P,
@@ -60,6 +72,58 @@ pub(super) struct Judge<'a, P> {
 }
 
 impl<P: RetryPolicy> Judge<'_, P> {
+    /// The attempt in flight ended: answered, failed (an open breaker's or
+    /// pacing's refusal was not sent: it does not count), or stalled (the
+    /// upstream failed it).
+    pub(super) fn on_attempt<B: Body, Req>(
+        &self,
+        ended: Attempt<Response<B>>,
+        call: &Call<Req>,
+    ) -> Next<B, Req> {
+        match ended {
+            Attempt::Answered(res) => self.on_response(res),
+            Attempt::Failed(err) => {
+                if !was_sent(&err) {
+                    call.not_sent();
+                }
+                self.on_error(err)
+            }
+            Attempt::Stalled(len) => {
+                call.context().mark_cut();
+                self.on_error(stalled(true, len))
+            }
+        }
+    }
+
+    /// The start of a stream was held back: committed, or failed before
+    /// its commit point like any failed attempt (`Err`: nothing came
+    /// within its first-byte clock, this long). A stream that stalled or
+    /// opened with an error event failed its attempt: the layers inside
+    /// are told.
+    pub(super) fn on_hold<B, Req>(
+        &self,
+        head: response::Parts,
+        held: Result<Held<B>, Duration>,
+        call: &Call<Req>,
+    ) -> Next<B, Req>
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        match held {
+            Ok(held) => {
+                if matches!(held, Held::ErrorEvent(_)) {
+                    call.context().mark_cut();
+                }
+                self.on_held(head, held)
+            }
+            Err(len) => {
+                call.context().mark_cut();
+                self.on_error(stalled(false, len))
+            }
+        }
+    }
+
     /// An attempt failed without a response.
     pub(super) fn on_error<B: Body, Req>(&self, err: ApiError) -> Next<B, Req> {
         if self.has_next {
@@ -152,10 +216,8 @@ impl<P: RetryPolicy> Judge<'_, P> {
         }
     }
 
-    /// The start of a stream was held back: committed, or failed before
-    /// its commit point like any failed attempt. `first_byte` is the
-    /// clock that ran out, for a stream that stalled.
-    pub(super) fn on_held<B, Req>(&self, head: response::Parts, held: Held<B>) -> Next<B, Req>
+    /// What the start of a stream showed.
+    fn on_held<B, Req>(&self, head: response::Parts, held: Held<B>) -> Next<B, Req>
     where
         B: Body,
         B::Error: Into<BoxError>,
@@ -191,7 +253,7 @@ fn error_event(head: &response::Parts, data: &Bytes) -> ApiError {
 
 /// The failure of a stream that showed nothing within its first-byte
 /// clock `len`: before its headers (`headers`), or after them.
-pub(super) fn stalled(headers: bool, len: std::time::Duration) -> ApiError {
+fn stalled(headers: bool, len: Duration) -> ApiError {
     let phase = if headers {
         TimeoutPhase::Attempt
     } else {
@@ -202,7 +264,7 @@ pub(super) fn stalled(headers: bool, len: std::time::Duration) -> ApiError {
 
 /// Whether a failed attempt was sent at all: an open breaker and pacing
 /// refuse an attempt before it leaves.
-pub(super) fn was_sent(err: &ApiError) -> bool {
+fn was_sent(err: &ApiError) -> bool {
     #[cfg(feature = "pacing")]
     if err
         .extensions()

@@ -16,7 +16,7 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use super::call::{Call, Prepared};
-use super::decide::{stalled, was_sent, Judge, Last, Next};
+use super::decide::{Attempt, Judge, Last, Next};
 use super::hold::{Held, Hold};
 use super::layer::RetryLayer;
 use super::policy::RetryPolicy;
@@ -113,19 +113,8 @@ where
             };
             let next = match this.state.as_mut().project() {
                 StateProj::Called { future, by } => {
-                    match ready!(poll_attempt(future, *by, this.sleep.as_mut(), cx)) {
-                        Attempt::Answered(res) => judge.on_response(res),
-                        Attempt::Failed(err) => {
-                            if !was_sent(&err) {
-                                this.call.not_sent();
-                            }
-                            judge.on_error(err)
-                        }
-                        Attempt::Stalled(len) => {
-                            this.call.context().mark_cut();
-                            judge.on_error(stalled(true, len))
-                        }
-                    }
+                    let ended = ready!(poll_attempt(future, *by, this.sleep.as_mut(), cx));
+                    judge.on_attempt(ended, this.call)
                 }
                 StateProj::Peeking { head, peek } => {
                     let (peeked, in_time) = ready!(poll_peek(peek, this.sleep.as_mut(), cx));
@@ -135,20 +124,7 @@ where
                 StateProj::Holding { head, hold, by } => {
                     let held = ready!(poll_hold(hold, *by, this.sleep.as_mut(), cx));
                     let head = head.take().expect("the head is kept while holding");
-                    match held {
-                        Ok(held) => {
-                            if matches!(held, Held::ErrorEvent(_)) {
-                                // The upstream failed the attempt.
-                                this.call.context().mark_cut();
-                            }
-                            judge.on_held(head, held)
-                        }
-                        Err(len) => {
-                            // The stream stalled: the attempt failed.
-                            this.call.context().mark_cut();
-                            judge.on_error(stalled(false, len))
-                        }
-                    }
+                    judge.on_hold(head, held, this.call)
                 }
                 StateProj::Waiting { last } => {
                     if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
@@ -158,22 +134,18 @@ where
                     this.state.set(State::Ready { last });
                     continue;
                 }
-                StateProj::Ready { last } => {
-                    match ready!(this.service.poll_ready(cx)) {
-                        Ok(()) => next_attempt(this.call, this.layer, last),
-                        Err(e) => Next::Return(Err(ApiError::from_error(e.into()))),
+                StateProj::Ready { last } => match ready!(this.service.poll_ready(cx)) {
+                    Ok(()) => next_attempt(this.call, this.layer, last),
+                    Err(e) => Next::Return(Err(ApiError::from_error(e.into()))),
+                },
+                StateProj::Reading { body, last } => match ready!(read_whole(body, cx)) {
+                    Ok(()) => {
+                        let last = last.take();
+                        this.state.set(State::Ready { last });
+                        continue;
                     }
-                }
-                StateProj::Reading { body, last } => {
-                    match ready!(read_whole(body, cx)) {
-                        Ok(()) => {
-                            let last = last.take();
-                            this.state.set(State::Ready { last });
-                            continue;
-                        }
-                        Err(e) => Next::Return(Err(ApiError::from_error(e))),
-                    }
-                }
+                    Err(e) => Next::Return(Err(ApiError::from_error(e))),
+                },
                 StateProj::Refused { error } => {
                     Next::Return(Err(error.take().expect("refused once")))
                 }
@@ -192,15 +164,6 @@ where
             }
         }
     }
-}
-
-/// How the attempt in flight ended.
-enum Attempt<T> {
-    Answered(T),
-    Failed(ApiError),
-    /// A stream's headers did not come within its first-byte clock (this
-    /// long).
-    Stalled(Duration),
 }
 
 /// Polls the attempt in flight against a stream's first-byte clock.

@@ -113,7 +113,9 @@ mod tests {
     use http_body_util::{BodyExt, StreamBody};
     use std::convert::Infallible;
 
-    fn body(parts: Vec<Result<Frame<Bytes>, &'static str>>) -> impl Body<Data = Bytes, Error = &'static str> {
+    fn body(
+        parts: Vec<Result<Frame<Bytes>, &'static str>>,
+    ) -> impl Body<Data = Bytes, Error = &'static str> {
         StreamBody::new(futures_util::stream::iter(parts))
     }
 
@@ -132,18 +134,28 @@ mod tests {
     #[tokio::test]
     async fn the_first_event_commits_and_nothing_is_lost() {
         let held = hold(
-            body(vec![data(": ping\n\n"), data("data: {\"a\""), data(":1}\n\n"), data("data: 2\n\n")]),
+            body(vec![
+                data(": ping\n\n"),
+                data("data: {\"a\""),
+                data(":1}\n\n"),
+                data("data: 2\n\n"),
+            ]),
             true,
         )
         .await;
-        let Held::Committed(b) = held else { panic!("committed") };
+        let Held::Committed(b) = held else {
+            panic!("committed")
+        };
         let all = b.collect().await.unwrap().to_bytes();
         assert_eq!(all, ": ping\n\ndata: {\"a\":1}\n\ndata: 2\n\n");
     }
 
     #[tokio::test]
     async fn what_fails_before_the_first_event() {
-        assert!(matches!(hold(body(vec![data(": x\n\n")]), true).await, Held::Ended));
+        assert!(matches!(
+            hold(body(vec![data(": x\n\n")]), true).await,
+            Held::Ended
+        ));
         assert!(matches!(
             hold(body(vec![data("data: {\"error\":{}}\n\n")]), true).await,
             Held::ErrorEvent(b) if b == "{\"error\":{}}"
@@ -152,18 +164,24 @@ mod tests {
             hold(body(vec![data("data: x\n"), Err("reset")]), true).await,
             Held::Failed("reset")
         ));
-        let t: Vec<Result<Frame<Bytes>, &'static str>> = vec![Ok(Frame::trailers(http::HeaderMap::new()))];
+        let t: Vec<Result<Frame<Bytes>, &'static str>> =
+            vec![Ok(Frame::trailers(http::HeaderMap::new()))];
         assert!(matches!(hold(body(t), false).await, Held::Ended));
     }
 
     #[tokio::test]
     async fn another_stream_commits_at_its_first_byte_and_a_silent_one_at_the_limit() {
-        let Held::Committed(b) = hold(body(vec![data(""), data("{"), data("}")]), false).await else {
+        let Held::Committed(b) = hold(body(vec![data(""), data("{"), data("}")]), false).await
+        else {
             panic!("committed")
         };
         assert_eq!(b.collect().await.unwrap().to_bytes(), "{}");
-        let comments = vec![Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b':'; HOLD_LIMIT])))];
-        let Held::Committed(_) = hold(StreamBody::new(futures_util::stream::iter(comments)), true).await else {
+        let comments = vec![Ok::<_, Infallible>(Frame::data(Bytes::from(
+            vec![b':'; HOLD_LIMIT],
+        )))];
+        let Held::Committed(_) =
+            hold(StreamBody::new(futures_util::stream::iter(comments)), true).await
+        else {
             panic!("committed at the limit")
         };
     }

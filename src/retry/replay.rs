@@ -120,7 +120,6 @@ impl<B> ReplayBody<B> {
     }
 
     /// A body of `data`, whole: the caller's body rewritten for a target.
-    #[cfg(feature = "fallback")]
     pub(crate) fn rewritten(data: Bytes) -> Self {
         ReplayBody {
             kind: Kind::Rewritten { data: Some(data) },
@@ -166,7 +165,6 @@ impl<B> Replay<B> {
     /// The caller's body whole, once it was read to its end within the
     /// cap (its trailers left out); `None` while it is still to be read,
     /// held by an attempt, over the cap or failed.
-    #[cfg(feature = "fallback")]
     pub(crate) fn whole(&self) -> Option<Bytes> {
         match &self.shared {
             None => Some(Bytes::new()),

@@ -125,7 +125,13 @@ mod tests {
         // Split anywhere, any line end.
         assert_eq!(
             seen(&["da", "ta: {\"choices\"", ":[]}\r", "\n", "\r"]),
-            [Seen::Nothing, Seen::Nothing, Seen::Nothing, Seen::Nothing, Seen::Data]
+            [
+                Seen::Nothing,
+                Seen::Nothing,
+                Seen::Nothing,
+                Seen::Nothing,
+                Seen::Data
+            ]
         );
         assert_eq!(seen(&["data:\r\r"]), [Seen::Data]);
         assert_eq!(seen(&["id: 1\nretry: 10\n\n"]), [Seen::Nothing]);

@@ -42,4 +42,3 @@ pin_project! {
         Done,
     }
 }
-
