@@ -442,17 +442,20 @@ fn b_stream() -> Upstream {
     Upstream::always(Plan::sse(&B_STREAM))
 }
 
-async fn served_by_b(first: Plan, first_byte: Duration) {
+/// `first` from `a` fails the call's attempt there after `failed_after`;
+/// `b` answers a second later, past the first-byte clock of the call's
+/// start: each attempt has its own.
+async fn served_by_b(first: Plan, failed_after: Duration) {
     let two = Two {
         a: Upstream::always(first),
-        b: b_stream(),
+        b: Upstream::always(Plan::sse(&B_STREAM).after(Duration::from_secs(1))),
     };
     let config = ResilienceConfig::default().stream_first_byte_timeout(Duration::from_secs(5));
     let layer = preset(config).targets(Targets::from([a().retries(0), b()]));
     let breakers = layer.breaker_handle();
     let start = Instant::now();
     let res = layer.layer(two.clone()).oneshot(streaming()).await.unwrap();
-    assert_eq!(start.elapsed(), first_byte);
+    assert_eq!(start.elapsed(), failed_after + Duration::from_secs(1));
     assert_eq!(served(&res), ("b:openai/gpt-4o".into(), 2));
     assert_eq!(text(res).await, B_STREAM.concat(), "byte for byte");
     assert_eq!((two.a.calls(), two.b.calls()), (1, 1));

@@ -60,26 +60,28 @@ pub(super) enum Attempt<T> {
     Stalled(Duration),
 }
 
-/// What a decision knows of the call besides the outcome.
-pub(super) struct Judge<'a, P> {
+/// Decides what follows an attempt's outcome: the policy, and the call
+/// (which attempt it was, whether another target may serve the call,
+/// whether the request asked for a stream), read when an outcome needs it.
+pub(super) struct Judge<'a, P, Req> {
     pub(super) policy: &'a P,
-    /// The attempt's number.
-    pub(super) attempt: u32,
-    /// Whether another target may serve the call.
-    pub(super) has_next: bool,
-    /// Whether the request asked for a stream.
-    pub(super) streaming: bool,
+    pub(super) call: &'a Call<Req>,
 }
 
-impl<P: RetryPolicy> Judge<'_, P> {
+impl<P: RetryPolicy, Req> Judge<'_, P, Req> {
+    fn attempt(&self) -> u32 {
+        self.call.attempts().get()
+    }
+
+    fn has_next(&self) -> bool {
+        self.call.has_next()
+    }
+
     /// The attempt in flight ended: answered, failed (an open breaker's or
     /// pacing's refusal was not sent: it does not count), or stalled (the
     /// upstream failed it).
-    pub(super) fn on_attempt<B: Body, Req>(
-        &self,
-        ended: Attempt<Response<B>>,
-        call: &Call<Req>,
-    ) -> Next<B, Req> {
+    pub(super) fn on_attempt<B: Body>(&self, ended: Attempt<Response<B>>) -> Next<B, Req> {
+        let call = self.call;
         match ended {
             Attempt::Answered(res) => self.on_response(res),
             Attempt::Failed(err) => {
@@ -100,16 +102,16 @@ impl<P: RetryPolicy> Judge<'_, P> {
     /// within its first-byte clock, this long). A stream that stalled or
     /// opened with an error event failed its attempt: the layers inside
     /// are told.
-    pub(super) fn on_hold<B, Req>(
+    pub(super) fn on_hold<B>(
         &self,
         head: response::Parts,
         held: Result<Held<B>, Duration>,
-        call: &Call<Req>,
     ) -> Next<B, Req>
     where
         B: Body,
         B::Error: Into<BoxError>,
     {
+        let call = self.call;
         match held {
             Ok(held) => {
                 if matches!(held, Held::ErrorEvent(_)) {
@@ -125,8 +127,8 @@ impl<P: RetryPolicy> Judge<'_, P> {
     }
 
     /// An attempt failed without a response.
-    pub(super) fn on_error<B: Body, Req>(&self, err: ApiError) -> Next<B, Req> {
-        if self.has_next {
+    pub(super) fn on_error<B: Body>(&self, err: ApiError) -> Next<B, Req> {
+        if self.has_next() {
             match table::of_error(&err) {
                 Verdict::CannotServe => return Next::Move(Err(err)),
                 Verdict::Invalid => return Next::Return(Err(err)),
@@ -135,7 +137,7 @@ impl<P: RetryPolicy> Judge<'_, P> {
         }
         // A breaker's rejection would be rejected again.
         let retry = err.kind() != ErrorKind::CircuitOpen
-            && self.policy.decide(&Outcome::error(self.attempt, &err)) == Decision::Retry;
+            && self.policy.decide(&Outcome::error(self.attempt(), &err)) == Decision::Retry;
         if retry {
             let hints = err.hints();
             Next::Retry(Err(err), hints)
@@ -146,15 +148,15 @@ impl<P: RetryPolicy> Judge<'_, P> {
 
     /// An attempt got a response: a success is committed (a stream at its
     /// first event), an error response goes to the table and the policy.
-    pub(super) fn on_response<B: Body, Req>(&self, res: Response<B>) -> Next<B, Req> {
+    pub(super) fn on_response<B: Body>(&self, res: Response<B>) -> Next<B, Req> {
         if !is_candidate(&res) {
-            if let Some(events) = holds(&res, self.streaming) {
+            if let Some(events) = holds(&res, self.call.context().is_streaming()) {
                 let (head, body) = res.into_parts();
                 return Next::Hold(head, body, events);
             }
             return Next::Return(Ok(res.map(RetryBody::plain)));
         }
-        if self.has_next {
+        if self.has_next() {
             match table::of_response(res.status(), res.headers(), None) {
                 Verdict::CannotServe => return Next::Move(Ok(res.map(RetryBody::plain))),
                 Verdict::Invalid => return Next::Return(Ok(res.map(RetryBody::plain))),
@@ -165,7 +167,7 @@ impl<P: RetryPolicy> Judge<'_, P> {
                 Verdict::Policy => {}
             }
         }
-        let outcome = Outcome::response(self.attempt, res.status(), res.headers(), None);
+        let outcome = Outcome::response(self.attempt(), res.status(), res.headers(), None);
         match self.policy.decide(&outcome) {
             Decision::DoNotRetry => self.not_retried(Ok(res.map(RetryBody::plain))),
             Decision::Retry => {
@@ -182,13 +184,13 @@ impl<P: RetryPolicy> Judge<'_, P> {
     /// The start of an error body was read (or did not come in time): the
     /// table and the policy decide again, and the response keeps its whole
     /// body.
-    pub(super) fn on_peeked<B: Body, Req>(
+    pub(super) fn on_peeked<B: Body>(
         &self,
         head: response::Parts,
         peeked: Peeked<B>,
         in_time: bool,
     ) -> Next<B, Req> {
-        let verdict = match (self.has_next, in_time) {
+        let verdict = match (self.has_next(), in_time) {
             (true, true) => table::of_response(head.status, &head.headers, Some(&peeked.data)),
             // An error body that does not come in time is the caller's.
             (true, false) => Verdict::Invalid,
@@ -197,7 +199,7 @@ impl<P: RetryPolicy> Judge<'_, P> {
         let retry = verdict == Verdict::Policy
             && in_time
             && self.policy.decide(&Outcome::response(
-                self.attempt,
+                self.attempt(),
                 head.status,
                 &head.headers,
                 Some(&peeked.data),
@@ -217,7 +219,7 @@ impl<P: RetryPolicy> Judge<'_, P> {
     }
 
     /// What the start of a stream showed.
-    fn on_held<B, Req>(&self, head: response::Parts, held: Held<B>) -> Next<B, Req>
+    fn on_held<B>(&self, head: response::Parts, held: Held<B>) -> Next<B, Req>
     where
         B: Body,
         B::Error: Into<BoxError>,
@@ -236,8 +238,8 @@ impl<P: RetryPolicy> Judge<'_, P> {
 
     /// The policy does not retry a failure: it stays with the caller when
     /// it is the caller's (a client error), else the next target tries.
-    fn not_retried<B: Body, Req>(&self, last: Last<B>) -> Next<B, Req> {
-        if self.has_next && table::is_the_callers(&last) {
+    fn not_retried<B: Body>(&self, last: Last<B>) -> Next<B, Req> {
+        if self.has_next() && table::is_the_callers(&last) {
             Next::Return(last)
         } else {
             Next::Move(last)

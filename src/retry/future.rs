@@ -107,14 +107,12 @@ where
         loop {
             let judge = Judge {
                 policy: &this.layer.policy,
-                attempt: this.call.attempts().get(),
-                has_next: this.call.has_next(),
-                streaming: this.call.context().is_streaming(),
+                call: this.call,
             };
             let next = match this.state.as_mut().project() {
                 StateProj::Called { future, by } => {
                     let ended = ready!(poll_attempt(future, *by, this.sleep.as_mut(), cx));
-                    judge.on_attempt(ended, this.call)
+                    judge.on_attempt(ended)
                 }
                 StateProj::Peeking { head, peek } => {
                     let (peeked, in_time) = ready!(poll_peek(peek, this.sleep.as_mut(), cx));
@@ -124,7 +122,7 @@ where
                 StateProj::Holding { head, hold, by } => {
                     let held = ready!(poll_hold(hold, *by, this.sleep.as_mut(), cx));
                     let head = head.take().expect("the head is kept while holding");
-                    judge.on_hold(head, held, this.call)
+                    judge.on_hold(head, held)
                 }
                 StateProj::Waiting { last } => {
                     if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
