@@ -307,6 +307,8 @@ async fn the_breaker_opens_for_one_model_only() {
     let (parts, body) = support::send(chat(gw, "sim-down", false)).await;
     assert_eq!(parts.status, 503);
     assert_eq!(support::envelope(&body)["code"], "circuit_open");
+    assert_eq!(parts.headers["x-gateway-attempts"], "0", "nothing was sent");
+    assert_eq!(parts.headers["x-gateway-target"], "default:sim-down");
     let wait: u64 = parts.headers["retry-after"]
         .to_str()
         .unwrap()
@@ -441,7 +443,8 @@ fn the_flags_and_defaults_are_those_of_the_design() {
     };
     let a = run(&[]);
     assert_eq!(a.listen.to_string(), "127.0.0.1:8080");
-    assert!(a.upstream.is_none());
+    assert!(matches!(a.upstreams, args::Upstreams::Simulator));
+    assert!(a.checks, "checks are on by default");
     let s = Duration::from_secs;
     let design = ResilienceConfig::default()
         .max_retries(3)
@@ -486,7 +489,11 @@ fn the_flags_and_defaults_are_those_of_the_design() {
     ];
     let a = run(&flags);
     assert_eq!(a.listen.port(), 0);
-    assert_eq!(a.upstream.unwrap().to_string(), "https://api.example.com");
+    assert_eq!(a.upstreams.names(), ["default"]);
+    let args::Upstreams::Given(ups) = &a.upstreams else {
+        panic!("--upstream names one")
+    };
+    assert_eq!(ups[0].base.to_string(), "https://api.example.com");
     let expected = ResilienceConfig::default()
         .max_retries(5)
         .total_timeout(s(120))
@@ -532,6 +539,23 @@ async fn the_example_binary_prints_its_address_first() {
         .unwrap_or_else(|| panic!("{first}"));
     let addr: SocketAddr = addr.parse().unwrap();
     assert_ne!(addr.port(), 0);
+    // Two simulated providers, and the route that falls back, said.
+    let mut said = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        let done = line.starts_with("try: ");
+        said.push(line);
+        if done {
+            break;
+        }
+    }
+    for want in [
+        "upstream sim: http://127.0.0.1:",
+        "upstream sim-backup: http://127.0.0.1:",
+        "route: sim-down -> sim, sim-backup:gpt-4o-mini",
+        "route: * (every other model) -> sim, sim-backup",
+    ] {
+        assert!(said.iter().any(|l| l.starts_with(want)), "{want}: {said:?}");
+    }
 
     // The embedded simulator answers `sim-badkey` with Token360's 401.
     let (parts, body) = support::send(chat(addr, "sim-badkey", false)).await;

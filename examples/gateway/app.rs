@@ -2,8 +2,9 @@
 //! the end of its response body.
 //!
 //! ```text
-//! request ─ x-request-id ─ CONNECT? 405 ─ path joined onto the base (or 400)
-//!         ─ body read whole (413, 408, 503 overloaded) ─ Forward (the stack)
+//! request ─ x-request-id ─ CONNECT? 405 ─ a client key? (or 401)
+//!         ─ a safe path? (or 400) ─ body read whole (413, 408, 503 overloaded)
+//!         ─ Forward (target, checks, the stack)
 //! response ─ x-request-id ─ ResponseBody (log line at the end, shutdown cut)
 //! ```
 //!
@@ -15,29 +16,32 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, Full};
 use tokio::time::Instant;
 use tower::ServiceExt;
+use tower_http_resilience::check::CheckLayer;
 use tower_http_resilience::collect::{CollectBody, CollectBodyLayer};
-use tower_http_resilience::stack::ResilienceServerLayer;
-use tower_http_resilience::{ApiError, BaseUri, BoxError, ErrorKind};
+use tower_http_resilience::{ApiError, BoxError, ErrorKind};
 
+use crate::auth::ClientKeys;
 use crate::body::ResponseBody;
 use crate::client::UpstreamClient;
-use crate::forward::{BoxBody, CallInfo, Forward};
+use crate::forward::{render, BoxBody, CallInfo, Forward};
 use crate::headers::{request_id, X_REQUEST_ID};
 use crate::log::{Call, Log, PendingLine};
+use crate::routes::Routes;
 use crate::shutdown::Drain;
+use crate::stack::StackLayer;
 
 /// What the gateway is made of.
 pub struct Setup {
     /// The resilience stack every call goes through.
-    pub stack: ResilienceServerLayer,
+    pub stack: StackLayer,
     /// Where calls go.
-    pub base: BaseUri,
-    /// The upstream's name in `x-gateway-target` and the log (`default`
-    /// for `--upstream`).
-    pub upstream: String,
+    pub routes: Arc<Routes>,
+    /// The request checks, when on.
+    pub checks: Option<CheckLayer>,
+    /// The keys clients must send, when set.
+    pub client_keys: Option<ClientKeys>,
     pub client: UpstreamClient,
     /// The request-body limits, deadline and budget.
     pub bodies: CollectBodyLayer,
@@ -53,7 +57,8 @@ pub struct Gateway {
 }
 
 struct Shared {
-    base: BaseUri,
+    routes: Arc<Routes>,
+    client_keys: Option<ClientKeys>,
     collect: CollectBody<Forward>,
     log: Log,
     drain: Drain,
@@ -61,11 +66,16 @@ struct Shared {
 
 impl Gateway {
     pub fn new(setup: Setup) -> Self {
-        let stack = tower::Layer::layer(&setup.stack, setup.client);
-        let forward = Forward::new(stack, &setup.upstream);
+        let forward = Forward::new(
+            &setup.stack,
+            setup.client,
+            setup.checks.as_ref(),
+            setup.routes.clone(),
+        );
         Gateway {
             shared: Arc::new(Shared {
-                base: setup.base,
+                routes: setup.routes,
+                client_keys: setup.client_keys,
                 collect: tower::Layer::layer(&setup.bodies, forward),
                 log: setup.log,
                 drain: setup.drain,
@@ -93,14 +103,11 @@ impl Gateway {
             code: None,
             attempts: 0,
             streaming: false,
+            held_ms: None,
         };
         let res = match self.route(req).await {
             Ok(res) => res,
-            Err(err) => {
-                let mut res = err.to_response::<Full<Bytes>>();
-                res.extensions_mut().insert(err);
-                res.map(|b| b.map_err(|never| match never {}).boxed_unsync())
-            }
+            Err(err) => render(err),
         };
         let (mut parts, body) = res.into_parts();
         parts.headers.insert(X_REQUEST_ID, id);
@@ -110,7 +117,7 @@ impl Gateway {
     }
 
     /// The response, or the error the gateway answers itself.
-    async fn route<B>(&self, mut req: Request<B>) -> Result<Response<BoxBody>, ApiError>
+    async fn route<B>(&self, req: Request<B>) -> Result<Response<BoxBody>, ApiError>
     where
         B: Body + Send + 'static,
         B::Data: Into<Bytes>,
@@ -122,8 +129,14 @@ impl Gateway {
                 .with_code("method_not_allowed")
                 .with_message("CONNECT is not supported: the gateway is not a tunnel"));
         }
-        let uri = self.shared.base.join(req.uri())?;
-        *req.uri_mut() = uri;
+        if let Some(keys) = &self.shared.client_keys {
+            if !keys.admits(req.headers()) {
+                return Err(ClientKeys::refusal());
+            }
+        }
+        // Refused before the body is read; the path is joined onto the
+        // target's base later, with the same checks.
+        self.shared.routes.upstreams()[0].base.join(req.uri())?;
         self.shared.collect.clone().oneshot(req).await
     }
 }
@@ -140,6 +153,9 @@ fn outcome(mut call: Call, res: &http::response::Parts) -> Call {
         call.target.clone_from(&info.target);
         call.streaming = info.streaming;
         call.attempts = info.attempts;
+        call.held_ms = info
+            .held
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     }
     call
 }

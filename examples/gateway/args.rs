@@ -1,13 +1,22 @@
-//! The gateway's command line: flags, defaults, durations and sizes.
+//! The gateway's command line: flags, defaults, durations and sizes, and
+//! the config file's keys merged under them.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use tower_http_resilience::check::ContextWindow;
 use tower_http_resilience::collect::{DEFAULT_MAX_BUFFERED_BODIES, DEFAULT_MAX_REQUEST_BODY};
+use tower_http_resilience::pacing::PacingConfig;
 use tower_http_resilience::{BaseUri, ResilienceConfig};
 
+use crate::auth::ClientKeys;
+use crate::config::{ConfigFile, Env, Refusal};
 use crate::log::LogFormat;
+use crate::routes::{RouteSpec, SIMULATED};
 use crate::server::Limits;
+use crate::upstream::Upstream;
 
 pub const USAGE: &str = "\
 An OpenAI-compatible resilient gateway.
@@ -15,7 +24,16 @@ An OpenAI-compatible resilient gateway.
 usage: gateway [FLAGS]
 
   --listen ADDR                    where to listen; port 0 picks one     [127.0.0.1:8080]
-  --upstream URL                   a real OpenAI-compatible upstream      [embedded simulator]
+  --upstream URL                   a real OpenAI-compatible upstream,
+                                   named `default`                        [embedded simulator]
+  --config FILE                    a TOML file: [[upstream]], [[route]],
+                                   [[model]] tables, client_keys_env, and
+                                   any flag by its long name (`-` -> `_`);
+                                   flags given here win over it           [none]
+  --checks on|off                  answer invalid requests (bad JSON,
+                                   model, messages, roles, ranges) and
+                                   prompts over a [[model]] context window
+                                   with a 400 before any upstream call    [on]
   --max-retries N                  retries after the first attempt        [3]
   --timeout D                      non-streaming call, all attempts;
                                    also the time a request body has       [60s]
@@ -42,9 +60,11 @@ Durations: 250ms, 2s, 1.5s, 5m, 1h. Sizes: 512KiB, 32MiB, 1GiB, or bytes.
 RUST_LOG selects tracing output on stderr (default: warn).";
 
 /// The flags that take a value.
-const FLAGS: [&str; 20] = [
+const FLAGS: [&str; 22] = [
     "--listen",
     "--upstream",
+    "--config",
+    "--checks",
     "--max-retries",
     "--timeout",
     "--attempt-timeout",
@@ -76,13 +96,42 @@ pub enum Parsed {
     Version,
 }
 
+/// Where calls go.
+#[derive(Debug)]
+pub enum Upstreams {
+    /// The embedded simulator's two providers ([`SIMULATED`]).
+    Simulator,
+    /// `--upstream` (named `default`) or the config file's tables.
+    Given(Vec<Upstream>),
+}
+
+impl Upstreams {
+    /// The names, in order.
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Upstreams::Simulator => SIMULATED.to_vec(),
+            Upstreams::Given(ups) => ups.iter().map(|u| u.name.as_str()).collect(),
+        }
+    }
+}
+
 /// The gateway's settings.
 #[derive(Debug)]
 pub struct Args {
     pub listen: SocketAddr,
-    pub upstream: Option<BaseUri>,
+    pub upstreams: Upstreams,
+    /// The config file's routes (none: every model to every upstream).
+    pub routes: Vec<RouteSpec>,
+    /// The config file's `[[model]]` context windows.
+    pub windows: HashMap<String, ContextWindow>,
+    /// The keys clients must send (`client_keys_env`).
+    pub client_keys: Option<ClientKeys>,
+    /// `--checks`.
+    pub checks: bool,
     /// The stack's settings (`--timeout` included).
     pub config: ResilienceConfig,
+    /// Pacing's settings: `--max-retry-after` too.
+    pub pacing: PacingConfig,
     /// The time a request body has to arrive: `--timeout` too.
     pub body_timeout: Duration,
     pub limits: Limits,
@@ -97,7 +146,12 @@ impl Default for Args {
         let config = ResilienceConfig::default();
         Args {
             listen: "127.0.0.1:8080".parse().expect("a valid address"),
-            upstream: None,
+            upstreams: Upstreams::Simulator,
+            routes: Vec::new(),
+            windows: HashMap::new(),
+            client_keys: None,
+            checks: true,
+            pacing: PacingConfig::new(),
             body_timeout: Duration::from_secs(60),
             config,
             limits: Limits::default(),
@@ -109,10 +163,17 @@ impl Default for Args {
     }
 }
 
-/// Parses the arguments after the program name; `Err` is the message for
+/// Parses the arguments after the program name, reading the process's
+/// environment for the config file's variables; `Err` is the message for
 /// the user.
 pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
-    let mut out = Args::default();
+    parse_with(args, &|var| std::env::var(var).ok())
+}
+
+/// [`parse`], with the environment `env`.
+pub fn parse_with(args: impl IntoIterator<Item = String>, env: Env<'_>) -> Result<Parsed, String> {
+    let mut given: Vec<(String, String)> = Vec::new();
+    let mut file: Option<PathBuf> = None;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -133,14 +194,76 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
         let Some(value) = inline.or_else(|| args.next()) else {
             return Err(format!("{flag} needs a value; see --help"));
         };
-        set(&mut out, &flag, &value)?;
+        if flag == "--config" {
+            file = Some(value.into());
+        } else {
+            given.push((flag, value));
+        }
     }
+    let mut out = Args::default();
+    let file = match file {
+        Some(path) => {
+            let config = ConfigFile::load(&path)?;
+            let shown = path.display().to_string();
+            let refused = |r: Refusal| format!("{shown}: {}: {}", r.key, r.reason);
+            apply_file_flags(&mut out, &config).map_err(refused)?;
+            Some((config, shown))
+        }
+        None => None,
+    };
+    for (flag, value) in &given {
+        set(&mut out, flag, value).map_err(|reason| format!("{flag}: {reason}"))?;
+    }
+    if let Some((config, shown)) = file {
+        let refused = |r: Refusal| format!("{shown}: {}: {}", r.key, r.reason);
+        if !config.upstreams.is_empty() {
+            if matches!(out.upstreams, Upstreams::Given(_)) {
+                return Err(format!(
+                    "--upstream cannot be combined with the [[upstream]] tables of {shown}: \
+                     name the upstream in one place"
+                ));
+            }
+            out.upstreams = Upstreams::Given(config.upstreams(env).map_err(refused)?);
+        }
+        out.routes = config.routes(&out.upstreams.names()).map_err(refused)?;
+        out.windows = config.windows().map_err(refused)?;
+        out.client_keys = config.client_keys(env).map_err(refused)?;
+    }
+    out.config
+        .check()
+        .map_err(|e| format!("{e} (see --help)"))?;
     Ok(Parsed::Run(Box::new(out)))
 }
 
-/// Applies one flag of the listener, the upstream or the stack.
+/// Applies the file's top-level keys as the flags of the same name.
+fn apply_file_flags(out: &mut Args, config: &ConfigFile) -> Result<(), Refusal> {
+    for (key, value) in &config.flags {
+        let flag = format!("--{}", key.replace('_', "-"));
+        let reason = match key.as_str() {
+            "config" => Some("a config file cannot name another"),
+            _ if key.contains('-') || !FLAGS.contains(&flag.as_str()) => {
+                Some("unknown key (a flag by its long name with `_` for `-`, or a table)")
+            }
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            return Err(Refusal {
+                key: key.clone(),
+                reason: reason.to_owned(),
+            });
+        }
+        set(out, &flag, value).map_err(|reason| Refusal {
+            key: key.clone(),
+            reason,
+        })?;
+    }
+    Ok(())
+}
+
+/// Applies one flag of the listener, the upstream or the stack; `Err` is
+/// the reason the value is refused.
 fn set(out: &mut Args, flag: &str, value: &str) -> Result<(), String> {
-    let bad = |what: &str| format!("{flag}: `{value}` is not {what}");
+    let bad = |what: &str| format!("`{value}` is not {what}");
     let number = || value.parse::<u32>().map_err(|_| bad("a whole number"));
     let dur = || duration(value).ok_or_else(|| bad("a duration"));
     let c = std::mem::take(&mut out.config);
@@ -154,8 +277,13 @@ fn set(out: &mut Args, flag: &str, value: &str) -> Result<(), String> {
         "--upstream" => {
             let base = value
                 .parse::<BaseUri>()
-                .map_err(|e| format!("{flag}: {e}"))?;
-            out.upstream = Some(base);
+                .map_err(|e| format!("`{value}`: {e}"))?;
+            out.upstreams = Upstreams::Given(vec![Upstream {
+                name: "default".to_owned(),
+                base,
+                credential: None,
+                rpm: None,
+            }]);
             c
         }
         "--max-retries" => c.max_retries(number()?),
@@ -171,7 +299,11 @@ fn set(out: &mut Args, flag: &str, value: &str) -> Result<(), String> {
         "--stream-first-byte-timeout" => c.stream_first_byte_timeout(dur()?),
         "--stream-idle-timeout" => c.stream_idle_timeout(dur()?),
         "--stream-timeout" => c.stream_timeout(dur()?),
-        "--max-retry-after" => c.max_retry_after(dur()?),
+        "--max-retry-after" => {
+            let max = dur()?;
+            out.pacing = std::mem::take(&mut out.pacing).max_retry_after(max);
+            c.max_retry_after(max)
+        }
         "--breaker-window" => c.breaker_window(dur()?),
         "--breaker-open" => c.breaker_open_duration(dur()?),
         _ => {
@@ -184,7 +316,7 @@ fn set(out: &mut Args, flag: &str, value: &str) -> Result<(), String> {
 
 /// Applies one flag of the connection, body, shutdown and log settings.
 fn set_limit(out: &mut Args, flag: &str, value: &str) -> Result<(), String> {
-    let bad = |what: &str| format!("{flag}: `{value}` is not {what}");
+    let bad = |what: &str| format!("`{value}` is not {what}");
     let positive = || {
         duration(value)
             .filter(|d| !d.is_zero())
@@ -209,6 +341,13 @@ fn set_limit(out: &mut Args, flag: &str, value: &str) -> Result<(), String> {
         }
         "--shutdown-grace" => {
             out.shutdown_grace = duration(value).ok_or_else(|| bad("a duration"))?;
+        }
+        "--checks" => {
+            out.checks = match value {
+                "on" | "true" => true,
+                "off" | "false" => false,
+                _ => return Err(bad("`on` or `off`")),
+            };
         }
         "--log-format" => {
             out.log_format = match value {

@@ -17,6 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::Service;
+use tower_http_resilience::check::CheckBody;
 use tower_http_resilience::collect::CollectedBody;
 use tower_http_resilience::stack::StackBody;
 use tower_http_resilience::{ApiError, BoxError, ErrorKind};
@@ -25,11 +26,15 @@ use crate::headers::{is_encoded, is_event_stream};
 
 type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 
+/// A request body as the gateway forwards it: read whole, then checked
+/// (or passed as it is when the checks are off).
+pub type ForwardedBody = CheckBody<CollectedBody>;
+
 /// A client for `http://` and `https://` upstreams (webpki roots, HTTP/1
 /// and 2) that refuses compressed event streams.
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
-    client: Client<Https, StackBody<CollectedBody>>,
+    client: Client<Https, StackBody<ForwardedBody>>,
 }
 
 /// A client with the gateway's settings.
@@ -50,7 +55,7 @@ pub fn upstream_client() -> UpstreamClient {
 type ResponseFuture =
     Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send + 'static>>;
 
-impl Service<Request<StackBody<CollectedBody>>> for UpstreamClient {
+impl Service<Request<StackBody<ForwardedBody>>> for UpstreamClient {
     type Response = Response<Incoming>;
     type Error = BoxError;
     type Future = ResponseFuture;
@@ -59,7 +64,7 @@ impl Service<Request<StackBody<CollectedBody>>> for UpstreamClient {
         self.client.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, req: Request<StackBody<CollectedBody>>) -> Self::Future {
+    fn call(&mut self, req: Request<StackBody<ForwardedBody>>) -> Self::Future {
         let sent = self.client.call(req);
         Box::pin(async move {
             let res = sent.await?;

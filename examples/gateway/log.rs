@@ -4,7 +4,11 @@
 //! Text lines carry the fields positionally, then as `key=value`; JSON lines
 //! are one object each, with the field names `ts`, `request_id`, `method`,
 //! `path`, `model`, `target`, `status`, `code`, `attempts`, `streaming`,
-//! `latency_ms`; notices are `{"ts","msg"}`. No value from a client reaches
+//! `latency_ms`, and `held_ms`: how long pacing held the call back (the
+//! time it waited before it was sent, or, for a call answered 429
+//! `rate_limit_exceeded` without being sent, the wait it was refused;
+//! `null`, `-` in text, when it was not held); notices are
+//! `{"ts","msg"}`. No value from a client reaches
 //! a line unescaped: in text, every byte that is not printable ASCII (a
 //! space, a newline, an ANSI escape) is written as `\xNN` or `\u{…}`.
 
@@ -112,6 +116,8 @@ pub struct Call {
     pub code: Option<String>,
     pub attempts: u32,
     pub streaming: bool,
+    /// How long pacing held the call back, in milliseconds.
+    pub held_ms: Option<u64>,
 }
 
 /// A call's line, written once: when the body ended ([`finish`]), or, if
@@ -179,6 +185,7 @@ fn render(format: LogFormat, c: &Call, latency: Duration) -> String {
             "attempts": c.attempts,
             "streaming": c.streaming,
             "latency_ms": ms,
+            "held_ms": c.held_ms,
         })
         .to_string(),
         LogFormat::Text => {
@@ -195,6 +202,10 @@ fn render(format: LogFormat, c: &Call, latency: Duration) -> String {
                 ("attempts", &c.attempts.to_string()),
                 ("streaming", if c.streaming { "true" } else { "false" }),
                 ("latency_ms", &ms.to_string()),
+                (
+                    "held_ms",
+                    &c.held_ms.map_or("-".to_owned(), |h| h.to_string()),
+                ),
             ];
             for (key, value) in fields {
                 let _ = write!(line, " {key}=");
@@ -252,6 +263,7 @@ mod tests {
             code: None,
             attempts: 2,
             streaming: true,
+            held_ms: None,
         }
     }
 
@@ -264,7 +276,7 @@ mod tests {
         assert_eq!(
             rest,
             "req_1 POST /v1/chat/completions model=evil\\x0amodel\\x1b[31m\\x20red \
-             target=default:evil status=200 code=- attempts=2 streaming=true latency_ms=1234"
+             target=default:evil status=200 code=- attempts=2 streaming=true latency_ms=1234 held_ms=-"
         );
     }
 
@@ -287,6 +299,7 @@ mod tests {
             "attempts",
             "streaming",
             "latency_ms",
+            "held_ms",
         ];
         want.sort_unstable();
         assert_eq!(keys, want);

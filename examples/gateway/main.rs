@@ -1,44 +1,59 @@
-//! An OpenAI-compatible resilient gateway: every request is forwarded to the
-//! upstream through the standard stack (normalize → total timeout → retry →
-//! circuit breaker → attempt timeout), with breakers keyed by the request's
-//! `model`, SSE streamed through chunk by chunk, and every failure answered
-//! as the canonical error envelope. It is safe in front of clients it does
-//! not control: connections, headers, bodies and memory are bounded, paths
-//! cannot leave the upstream's prefix, and SIGTERM lets calls finish.
+//! An OpenAI-compatible resilient gateway: every request is checked, routed
+//! to its target (an upstream and a model) and forwarded through the
+//! standard stack (normalize → total timeout → retry → pacing → circuit
+//! breaker → attempt timeout), with breakers keyed by target, SSE streamed
+//! through chunk by chunk, and every failure answered as the canonical
+//! error envelope. It is safe in front of clients it does not control:
+//! connections, headers, bodies and memory are bounded, paths cannot leave
+//! the upstream's prefix, upstream keys never reach a client, and SIGTERM
+//! lets calls finish.
 //!
 //! ```text
-//! cargo run --release --example gateway                    # with the embedded simulated upstream
+//! cargo run --release --example gateway                    # with the embedded simulated upstreams
 //! cargo run --release --example gateway -- --upstream https://api.openai.com
+//! cargo run --release --example gateway -- --config gateway.toml
 //! cargo run --release --example gateway -- --help
 //! ```
 //!
-//! Without `--upstream`, an embedded upstream starts that fails the way real
-//! providers do; the model you ask for picks how (see `sim.rs`): `gpt-4o-mini`
-//! gets the daily mix, `sim-down` a dead upstream (its breaker opens while
-//! other models keep working), `sim-stall` a stream that stalls, `sim-quota`,
-//! `sim-overloaded`, `sim-slow`, `sim-reset`, `sim-badkey` one failure each.
+//! Without `--upstream` or `[[upstream]]` tables, two embedded providers
+//! start (`sim`, `sim-backup`) that fail the way real providers do; the
+//! model you ask for picks how (see `sim.rs`): `gpt-4o-mini` gets the daily
+//! mix, `sim-down` a dead upstream (its breaker opens while other models
+//! keep working; its route names `sim-backup` next), `sim-stall` a stream
+//! that stalls, `sim-quota`, `sim-overloaded`, `sim-slow`, `sim-reset`,
+//! `sim-badkey` one failure each.
 
 mod app;
 mod args;
+mod auth;
 mod body;
 mod client;
+mod config;
 mod conn;
 mod forward;
 mod headers;
 mod log;
+mod routes;
 mod server;
 mod shutdown;
 mod sim;
+mod stack;
+mod target;
+mod upstream;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use tower_http_resilience::check::CheckLayer;
 use tower_http_resilience::circuit_breaker::CircuitBreakerHandle;
 use tower_http_resilience::collect::CollectBodyLayer;
-use tower_http_resilience::BaseUri;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
-use crate::args::{Args, Parsed};
+use crate::args::{Args, Parsed, Upstreams};
 use crate::log::Log;
+use crate::routes::{RouteSpec, Routes, SIMULATED};
+use crate::stack::StackLayer;
+use crate::upstream::Upstream;
 
 /// The rest of the command line the gateway suggests to try it.
 const TRY: &str = r#"-H 'content-type: application/json' -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'"#;
@@ -72,13 +87,6 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> ExitCode {
-    let layer = match args.config.clone().build() {
-        Ok(layer) => layer,
-        Err(err) => {
-            eprintln!("gateway: {err}");
-            return ExitCode::from(2);
-        }
-    };
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(err) => {
@@ -92,23 +100,45 @@ async fn run(args: Args) -> ExitCode {
     println!("listening on http://{addr}");
 
     let log = Log::stdout(args.log_format);
-    let (base, upstream) = match args.upstream {
-        Some(base) => {
-            log.notice(format_args!("upstream: {base}"));
-            (base, "default")
+    let (upstreams, routes) = match args.upstreams {
+        Upstreams::Given(upstreams) => (upstreams, args.routes),
+        Upstreams::Simulator => {
+            let routes = if args.routes.is_empty() {
+                demo_routes()
+            } else {
+                args.routes
+            };
+            (start_simulators(&log).await, routes)
         }
-        None => (start_simulator(&log).await, "sim"),
     };
-    watch_breakers(&layer.breaker_handle(), &log);
+    let upstreams: Vec<Arc<Upstream>> = upstreams.into_iter().map(Arc::new).collect();
+    let routes = Arc::new(Routes::new(upstreams, &routes, args.windows));
+    tell_routes(&routes, &log);
+    let secrets = routes
+        .upstreams()
+        .iter()
+        .filter_map(|u| u.credential.as_ref().map(|c| c.key()))
+        .chain(args.client_keys.iter().flat_map(|k| k.iter()));
+    let stack = StackLayer::new(&args.config, args.pacing, secrets);
+    watch_breakers(&stack.breaker_handle(), &log);
+    let checks = args.checks.then(|| {
+        routes
+            .windows()
+            .iter()
+            .fold(CheckLayer::new(), |checks, (model, window)| {
+                checks.context_window(model.clone(), *window)
+            })
+    });
     log.notice(format_args!(
         "try: curl -s http://{addr}/v1/chat/completions {TRY}"
     ));
 
     let drain = shutdown::Drain::default();
     let gateway = app::Gateway::new(app::Setup {
-        stack: layer.server(),
-        base,
-        upstream: upstream.to_owned(),
+        stack,
+        routes,
+        checks,
+        client_keys: args.client_keys,
         client: client::upstream_client(),
         bodies: CollectBodyLayer::new()
             .max_request_body(args.max_request_body)
@@ -128,6 +158,22 @@ async fn run(args: Args) -> ExitCode {
         log.notice("stopped: the calls still running were ended");
     }
     ExitCode::SUCCESS
+}
+
+/// Tells where calls go: each upstream, then each route.
+fn tell_routes(routes: &Routes, log: &Log) {
+    for u in routes.upstreams() {
+        let key = if u.credential.is_some() {
+            ", its own key"
+        } else {
+            ", the client's key"
+        };
+        let rpm = u.rpm.map(|r| format!(", {r} rpm")).unwrap_or_default();
+        log.notice(format_args!("upstream {}: {}{key}{rpm}", u.name, u.base));
+    }
+    for line in routes.describe() {
+        log.notice(line);
+    }
 }
 
 /// Tells of every breaker transition.
@@ -152,18 +198,38 @@ fn watch_breakers(handle: &CircuitBreakerHandle, log: &Log) {
     });
 }
 
-/// Starts the embedded simulator on a loopback port; returns its base.
-async fn start_simulator(log: &Log) -> BaseUri {
-    let sim = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a loopback port for the simulator");
-    let sim_addr = sim.local_addr().expect("a bound listener has an address");
-    tokio::spawn(async move { axum::serve(sim, sim::router()).await });
-    log.notice(format_args!(
-        "upstream: embedded simulator at http://{sim_addr} \
-         (models: gpt-4o-mini, sim-down, sim-stall, sim-slow, sim-reset, sim-quota, sim-overloaded, sim-badkey)"
-    ));
-    format!("http://{sim_addr}")
-        .parse()
-        .expect("a loopback URL is a base")
+/// The simulator's route: `sim-down` (dead on `sim`) falls back to
+/// `sim-backup` as `gpt-4o-mini`.
+fn demo_routes() -> Vec<RouteSpec> {
+    vec![RouteSpec {
+        model: "sim-down".to_owned(),
+        targets: vec![(0, None), (1, Some("gpt-4o-mini".to_owned()))],
+        retries: None,
+    }]
+}
+
+/// Starts the embedded simulated providers on loopback ports.
+async fn start_simulators(log: &Log) -> Vec<Upstream> {
+    let mut upstreams = Vec::with_capacity(SIMULATED.len());
+    for name in SIMULATED {
+        let sim = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port for the simulator");
+        let sim_addr = sim.local_addr().expect("a bound listener has an address");
+        tokio::spawn(async move { axum::serve(sim, sim::router(name)).await });
+        upstreams.push(Upstream {
+            name: name.to_owned(),
+            base: format!("http://{sim_addr}")
+                .parse()
+                .expect("a loopback URL is a base"),
+            credential: None,
+            rpm: None,
+        });
+    }
+    log.notice(
+        "embedded simulated providers (models: gpt-4o-mini, sim-down, sim-stall, sim-slow, \
+         sim-reset, sim-quota, sim-overloaded, sim-badkey); sim-down is dead on sim and \
+         routed to sim-backup next",
+    );
+    upstreams
 }

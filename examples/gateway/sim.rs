@@ -17,6 +17,11 @@
 //!
 //! `"stream": true` in the body (or `Accept: text/event-stream`) answers with
 //! Server-Sent Events: a `chat.completion.chunk` every 20 ms, then `[DONE]`.
+//!
+//! The gateway starts two of them, the providers `sim` and `sim-backup`
+//! (each answer's `system_fingerprint` says which), with a route that
+//! sends `sim-down` to `sim` first and to `sim-backup` as `gpt-4o-mini`
+//! next: a dead model, answered by its backup once calls fall back.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,13 +40,15 @@ use http_body::Frame;
 
 #[derive(Default)]
 struct Sim {
+    /// The provider's name, in every answer.
+    provider: &'static str,
     requests: AtomicU64,
     /// Requests left in the current burst of 503s.
     burst: AtomicU64,
 }
 
-/// The simulated upstream's routes.
-pub fn router() -> Router {
+/// The routes of the simulated provider `provider`.
+pub fn router(provider: &'static str) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/models", get(models))
@@ -51,7 +58,10 @@ pub fn router() -> Router {
                 r#"{"error":{"message":"Unknown request URL","type":"invalid_request_error","param":null,"code":"unknown_url"}}"#,
             )
         })
-        .with_state(Arc::new(Sim::default()))
+        .with_state(Arc::new(Sim {
+            provider,
+            ..Sim::default()
+        }))
 }
 
 async fn models() -> impl IntoResponse {
@@ -131,14 +141,15 @@ async fn chat(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> R
             .get("accept")
             .is_some_and(|a| a.as_bytes().starts_with(b"text/event-stream"));
 
+    let reply = |stream, failure| answer(sim.provider, &model, stream, failure);
     match sim.pick(&model) {
-        Outcome::Ok => answer(&model, stream, None),
+        Outcome::Ok => reply(stream, None),
         Outcome::Slow => {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            answer(&model, stream, None)
+            reply(stream, None)
         }
-        Outcome::Stall => answer(&model, true, Some(Failure::Stall)),
-        Outcome::Reset => answer(&model, stream, Some(Failure::Reset)),
+        Outcome::Stall => reply(true, Some(Failure::Stall)),
+        Outcome::Reset => reply(stream, Some(Failure::Reset)),
         Outcome::RateLimited => {
             let mut res = error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -205,7 +216,28 @@ enum Failure {
 
 static IDS: AtomicU64 = AtomicU64::new(1);
 
-fn answer(model: &str, stream: bool, failure: Option<Failure>) -> Response {
+/// A JSON answer; with `reset`, the headers promise more than is sent: the
+/// connection breaks mid-body.
+fn whole(body: String, reset: bool) -> Response {
+    let mut res = if reset {
+        let half = Bytes::copy_from_slice(&body.as_bytes()[..body.len() / 2]);
+        let frames = futures_util::stream::iter([
+            Ok::<_, std::io::Error>(Frame::data(half)),
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "reset",
+            )),
+        ]);
+        Response::new(Body::new(http_body_util::StreamBody::new(frames)))
+    } else {
+        Response::new(Body::from(body))
+    };
+    res.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    res
+}
+
+fn answer(provider: &str, model: &str, stream: bool, failure: Option<Failure>) -> Response {
     let id = format!("chatcmpl-sim-{}", IDS.fetch_add(1, Ordering::Relaxed));
     let words = [
         "Resilience",
@@ -220,40 +252,26 @@ fn answer(model: &str, stream: bool, failure: Option<Failure>) -> Response {
         let content: String = words.concat();
         let body = serde_json::json!({
             "id": id, "object": "chat.completion", "created": 1_767_225_600u64, "model": model,
+            "system_fingerprint": provider,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 9, "completion_tokens": 7, "total_tokens": 16}
         })
         .to_string();
-        if matches!(failure, Some(Failure::Reset)) {
-            // Headers promise more than is sent: the connection breaks mid-body.
-            let half = Bytes::copy_from_slice(&body.as_bytes()[..body.len() / 2]);
-            let frames = futures_util::stream::iter([
-                Ok::<_, std::io::Error>(Frame::data(half)),
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionReset,
-                    "reset",
-                )),
-            ]);
-            let mut res = Response::new(Body::new(http_body_util::StreamBody::new(frames)));
-            res.headers_mut()
-                .insert("content-type", "application/json".parse().unwrap());
-            return res;
-        }
-        let mut res = Response::new(Body::from(body));
-        res.headers_mut()
-            .insert("content-type", "application/json".parse().unwrap());
-        return res;
+        return whole(body, matches!(failure, Some(Failure::Reset)));
     }
 
     let model = model.to_owned();
+    let provider = provider.to_owned();
     let chunks = futures_util::stream::iter(0..words.len() + 1).then(move |i| {
         let id = id.clone();
         let model = model.clone();
+        let provider = provider.clone();
         async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
             let data = if i < words.len() {
                 let chunk = serde_json::json!({
                     "id": id, "object": "chat.completion.chunk", "created": 1_767_225_600u64, "model": model,
+                    "system_fingerprint": provider,
                     "choices": [{"index": 0, "delta": {"content": words[i]}, "finish_reason": null}]
                 });
                 format!("data: {chunk}\n\n")

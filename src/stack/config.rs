@@ -140,8 +140,21 @@ impl ResilienceConfig {
     }
 
     /// Checks that the settings fit together; the error names the first
-    /// that does not (see [`build`](Self::build)).
-    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+    /// that does not (see [`build`](Self::build) for the checks).
+    ///
+    /// For a stack assembled from the layers one by one
+    /// ([`timeout_layer`](Self::timeout_layer) and the others), which
+    /// [`build`](Self::build) does not check.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_http_resilience::stack::ResilienceConfig;
+    ///
+    /// assert!(ResilienceConfig::default().check().is_ok());
+    /// let err = ResilienceConfig::default().stream_timeout(Duration::ZERO).check().unwrap_err();
+    /// assert_eq!(err.setting(), "stream_timeout");
+    /// ```
+    pub fn check(&self) -> Result<(), ConfigError> {
         for (setting, d) in [
             ("total_timeout", self.total_timeout),
             ("attempt_timeout", self.attempt_timeout),
@@ -220,7 +233,38 @@ impl ResilienceConfig {
         Ok(())
     }
 
-    pub(crate) fn timeout_layer(&self) -> TimeoutLayer {
+    /// The total timeout layer of the stack: `total_timeout` and the three
+    /// streaming clocks.
+    ///
+    /// With [`retry_layer`](Self::retry_layer),
+    /// [`breaker_config`](Self::breaker_config) and
+    /// [`attempt_layer`](Self::attempt_layer), the parts of the stack for
+    /// one assembled by hand, with a layer of its own between two of them
+    /// ([`check`](Self::check) the config first):
+    ///
+    /// ```
+    /// use tower::ServiceBuilder;
+    /// use tower_http_resilience::circuit_breaker::CircuitBreakerLayer;
+    /// use tower_http_resilience::stack::{ResilienceConfig, StackBody};
+    /// use tower_http_resilience::NormalizeLayer;
+    ///
+    /// let config = ResilienceConfig::default();
+    /// config.check().unwrap();
+    /// let upstream = tower::service_fn(|_req: http::Request<StackBody<String>>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// });
+    /// let gateway = ServiceBuilder::new()
+    ///     .layer(NormalizeLayer::new())
+    ///     .layer(config.timeout_layer())
+    ///     .layer(config.retry_layer())
+    ///     // a layer of one's own between the retry and the breaker
+    ///     .layer(tower::util::MapRequestLayer::new(|req: http::Request<StackBody<String>>| req))
+    ///     .layer(CircuitBreakerLayer::with_config(config.breaker_config()))
+    ///     .layer(config.attempt_layer())
+    ///     .service(upstream);
+    /// # let _ = gateway;
+    /// ```
+    pub fn timeout_layer(&self) -> TimeoutLayer {
         TimeoutLayer::new()
             .total_timeout(self.total_timeout)
             .stream_first_byte_timeout(self.stream_first_byte_timeout)
@@ -228,16 +272,20 @@ impl ResilienceConfig {
             .stream_timeout(self.stream_timeout)
     }
 
-    pub(crate) fn retry_layer(&self) -> RetryLayer {
+    /// The retry layer of the stack: `max_retries`, `max_retry_after` and
+    /// the stack's budget (a new one at each call: layers made by two calls
+    /// share no budget). See [`timeout_layer`](Self::timeout_layer).
+    pub fn retry_layer(&self) -> RetryLayer {
         RetryLayer::new()
             .max_retries(self.max_retries)
             .max_retry_after(self.max_retry_after)
             .budget(RetryBudget::new(Duration::from_secs(10), 10, 1.0))
     }
 
-    /// The breaker's settings: these four, the breaker's defaults for the
-    /// rest (buckets, longest open time, jitter, …).
-    pub(crate) fn breaker_config(&self) -> CircuitBreakerConfig {
+    /// The breaker's settings: the four `breaker_*` settings, the breaker's
+    /// defaults for the rest (buckets, longest open time, jitter, …). See
+    /// [`timeout_layer`](Self::timeout_layer).
+    pub fn breaker_config(&self) -> CircuitBreakerConfig {
         let defaults = CircuitBreakerConfig::default();
         let (buckets, max_open, jitter) = (
             defaults.buckets,
@@ -251,12 +299,16 @@ impl ResilienceConfig {
             .open_duration(self.breaker_open_duration, max_open, jitter)
     }
 
-    /// Pacing's settings: the longest wait is the retry layer's.
-    pub(crate) fn pacing_config(&self) -> PacingConfig {
+    /// The pacing settings of the stack: the longest wait it holds a call
+    /// is `max_retry_after`, as the retry layer's; the rest are pacing's
+    /// defaults. See [`timeout_layer`](Self::timeout_layer).
+    pub fn pacing_config(&self) -> PacingConfig {
         PacingConfig::new().max_retry_after(self.max_retry_after)
     }
 
-    pub(crate) fn attempt_layer(&self) -> AttemptTimeoutLayer {
+    /// The attempt timeout layer of the stack: `attempt_timeout`. See
+    /// [`timeout_layer`](Self::timeout_layer).
+    pub fn attempt_layer(&self) -> AttemptTimeoutLayer {
         AttemptTimeoutLayer::new(self.attempt_timeout)
     }
 }

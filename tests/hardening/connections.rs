@@ -19,7 +19,9 @@ use crate::support;
 async fn normal_call(gw: SocketAddr) -> StatusCode {
     let req = http::Request::post(format!("http://{gw}/v1/chat/completions"))
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(br#"{"model":"m"}"#)))
+        .body(Full::new(Bytes::from_static(
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+        )))
         .unwrap();
     let (parts, _) = bounded(support::send(req)).await;
     parts.status

@@ -2,15 +2,10 @@
 //! read back as it came (one response: by its length, its chunks, or to the
 //! end of the connection).
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// The longest a test waits on a socket, in real time, before it fails.
-const BOUND: Duration = Duration::from_secs(60);
 
 /// One response, or what came before the connection closed.
 #[derive(Debug, Default)]
@@ -35,19 +30,7 @@ impl Raw {
     }
 }
 
-/// `f`, or a panic after [`BOUND`] of real time: a test that waits on a
-/// socket fails instead of hanging (the paused clock cannot bound it).
-pub async fn bounded<F: Future>(f: F) -> F::Output {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        std::thread::sleep(BOUND);
-        let _ = tx.send(());
-    });
-    tokio::select! {
-        out = f => out,
-        _ = rx => panic!("no answer within {BOUND:?} of real time"),
-    }
-}
+pub use crate::gateway_harness::bounded;
 
 /// A complete request with `connection: close`.
 pub fn get(path: &str) -> String {

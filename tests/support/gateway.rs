@@ -1,21 +1,27 @@
 //! The gateway example in-process, for the tests that include its modules
-//! at their crate root (`app`, `args`, `body`, `client`, `conn`, `forward`,
-//! `headers`, `log`, `server`, `shutdown`), and the example binary itself.
+//! at their crate root (`support/gateway_modules.rs`), and the example
+//! binary itself.
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use tower_http_resilience::check::CheckLayer;
 use tower_http_resilience::collect::CollectBodyLayer;
+use tower_http_resilience::pacing::PacingHandle;
 use tower_http_resilience::retry::{Backoff, Jitter};
 use tower_http_resilience::ResilienceConfig;
 
 use crate::app::{Gateway, Setup};
+use crate::args::{Args, Parsed, Upstreams};
 use crate::log::{Log, LogFormat};
+use crate::routes::Routes;
 use crate::server::Limits;
 use crate::shutdown::Drain;
+use crate::stack::StackLayer;
 
 /// How to start the gateway.
 pub struct Options {
@@ -23,19 +29,31 @@ pub struct Options {
     pub limits: Limits,
     pub bodies: CollectBodyLayer,
     pub format: LogFormat,
-    /// `--upstream`, with any prefix and query.
-    pub upstream: String,
+    /// What the command line and the config file made: upstreams, routes,
+    /// models, client keys, checks, pacing (its `config` is `config`).
+    pub args: Args,
 }
 
 impl Options {
-    /// The gateway's defaults in front of `upstream` (a base URL).
+    /// The gateway's defaults in front of `upstream` (a base URL, as
+    /// `--upstream`).
     pub fn new(upstream: impl Into<String>) -> Self {
+        Options::from_args(&["--upstream", &upstream.into()], &|_| None)
+    }
+
+    /// The gateway of the command line `flags` (a `--config` file
+    /// included), with the environment `env`.
+    pub fn from_args(flags: &[&str], env: &dyn Fn(&str) -> Option<String>) -> Self {
+        let args = match crate::args::parse_with(flags.iter().map(|f| f.to_string()), env) {
+            Ok(Parsed::Run(args)) => *args,
+            other => panic!("{flags:?}: {other:?}"),
+        };
         Options {
-            config: ResilienceConfig::default(),
+            config: args.config.clone(),
             limits: Limits::default(),
             bodies: CollectBodyLayer::new(),
             format: LogFormat::Text,
-            upstream: upstream.into(),
+            args,
         }
     }
 }
@@ -47,6 +65,8 @@ pub struct Running {
     pub lines: mpsc::UnboundedReceiver<String>,
     /// Its body budget (`buffered_bodies()`).
     pub bodies: CollectBodyLayer,
+    /// What its pacing holds.
+    pub pacing: PacingHandle,
     pub drain: Drain,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -62,16 +82,39 @@ impl Running {
 
 /// Starts the gateway on 127.0.0.1, retries waiting no time.
 pub async fn start(options: Options) -> Running {
-    let layer = options.config.build().unwrap().map_retry(|r| {
+    let args = options.args;
+    options.config.check().unwrap();
+    let Upstreams::Given(upstreams) = args.upstreams else {
+        panic!("the tests name their upstreams")
+    };
+    let routes = Arc::new(Routes::new(
+        upstreams.into_iter().map(Arc::new).collect(),
+        &args.routes,
+        args.windows,
+    ));
+    let secrets = routes
+        .upstreams()
+        .iter()
+        .filter_map(|u| u.credential.as_ref().map(|c| c.key()))
+        .chain(args.client_keys.iter().flat_map(|k| k.iter()));
+    let stack = StackLayer::new(&options.config, args.pacing, secrets).map_retry(|r| {
         r.backoff(Backoff::constant(Duration::ZERO))
             .jitter(Jitter::none())
+    });
+    let pacing = stack.pacing_handle();
+    let checks = args.checks.then(|| {
+        routes
+            .windows()
+            .iter()
+            .fold(CheckLayer::new(), |c, (m, w)| c.context_window(m.clone(), *w))
     });
     let (log, lines) = Log::channel(options.format);
     let drain = Drain::default();
     let gateway = Gateway::new(Setup {
-        stack: layer.server(),
-        base: options.upstream.parse().unwrap(),
-        upstream: "default".to_owned(),
+        stack,
+        routes,
+        checks,
+        client_keys: args.client_keys,
         client: crate::client::upstream_client(),
         bodies: options.bodies.clone(),
         log,
@@ -94,8 +137,24 @@ pub async fn start(options: Options) -> Running {
         addr,
         lines,
         bodies: options.bodies,
+        pacing,
         drain,
         stop: Some(stop),
+    }
+}
+
+/// `f`, or a panic after a minute of real time: a test that waits on a
+/// socket fails instead of hanging (a paused clock cannot bound it).
+pub async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+    const BOUND: Duration = Duration::from_secs(60);
+    let (tx, rx) = oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        std::thread::sleep(BOUND);
+        let _ = tx.send(());
+    });
+    tokio::select! {
+        out = f => out,
+        _ = rx => panic!("no answer within {BOUND:?} of real time"),
     }
 }
 

@@ -8,12 +8,18 @@ mod app;
 #[path = "../../examples/gateway/args.rs"]
 #[allow(dead_code)]
 mod args;
+#[path = "../../examples/gateway/auth.rs"]
+#[allow(dead_code)]
+mod auth;
 #[path = "../../examples/gateway/body.rs"]
 #[allow(dead_code)]
 mod body;
 #[path = "../../examples/gateway/client.rs"]
 #[allow(dead_code)]
 mod client;
+#[path = "../../examples/gateway/config.rs"]
+#[allow(dead_code)]
+mod config;
 #[path = "../../examples/gateway/conn.rs"]
 #[allow(dead_code)]
 mod conn;
@@ -26,11 +32,23 @@ mod headers;
 #[path = "../../examples/gateway/log.rs"]
 #[allow(dead_code)]
 mod log;
+#[path = "../../examples/gateway/routes.rs"]
+#[allow(dead_code)]
+mod routes;
 #[path = "../../examples/gateway/server.rs"]
 #[allow(dead_code)]
 mod server;
 #[path = "../../examples/gateway/shutdown.rs"]
 #[allow(dead_code)]
 mod shutdown;
+#[path = "../../examples/gateway/stack.rs"]
+#[allow(dead_code)]
+mod stack;
+#[path = "../../examples/gateway/target.rs"]
+#[allow(dead_code)]
+mod target;
+#[path = "../../examples/gateway/upstream.rs"]
+#[allow(dead_code)]
+mod upstream;
 #[path = "gateway.rs"]
 mod gateway_harness;
