@@ -226,6 +226,7 @@ fn overhead(c: &mut Criterion, bench: &mut Bench<'_>) {
             support::breaker(up),
             true,
         );
+        bench.run(&mut g, mode, "ours: PacingLayer", support::pacing(up), true);
         // The preset.
         bench.run(
             &mut g,

@@ -366,6 +366,12 @@ pub fn breaker(up: Upstream) -> tower_http_resilience::CircuitBreaker<Upstream> 
     CircuitBreakerLayer::new().layer(up)
 }
 
+/// `PacingLayer` alone, default settings: the request's key (host, a
+/// hash of its credential) is never held.
+pub fn pacing(up: Upstream) -> impl Service<Req, Response = Response<impl Body>> {
+    PacingLayer::new().layer(up)
+}
+
 /// The preset, client flavour, default settings: `ResilienceLayer::new()`
 /// (normalize → total timeout → retry, one target → pacing → breaker keyed
 /// by model, host or global → attempt timeout). The request has no model

@@ -128,11 +128,8 @@ impl CallContext {
     /// asks for a stream. The shortest clock published wins.
     #[cfg(feature = "timeout")]
     pub(crate) fn set_first_byte(&self, len: Duration, by: Instant, streaming: bool) {
-        let by = self.nanos_after_base(by);
-        self.0.first_byte_by.fetch_min(by, Ordering::AcqRel);
-        self.0
-            .first_byte
-            .fetch_min(saturating_nanos(len).min(NONE - 1), Ordering::AcqRel);
+        store_min(&self.0.first_byte_by, self.nanos_after_base(by));
+        store_min(&self.0.first_byte, saturating_nanos(len).min(NONE - 1));
         if streaming {
             self.0.flags.fetch_or(STREAMING, Ordering::AcqRel);
         }
@@ -157,6 +154,9 @@ impl CallContext {
     /// attempt it is about to send.
     #[cfg(feature = "retry")]
     pub(crate) fn set_another_target(&self, remains: bool) {
+        if remains == self.another_target_remains() {
+            return;
+        }
         if remains {
             self.0.flags.fetch_or(ANOTHER_TARGET, Ordering::AcqRel);
         } else {
@@ -327,6 +327,20 @@ impl CallContext {
     #[cfg(feature = "circuit-breaker")]
     fn lock(&self) -> MutexGuard<'_, [Option<Pending>; SLOTS]> {
         self.0.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Lowers `slot` to `value` if that is smaller. The first value published
+/// is a plain store (the common case: one timeout per call); the layers
+/// of one call publish one after the other, in its task.
+#[cfg(feature = "timeout")]
+fn store_min(slot: &AtomicU64, value: u64) {
+    match slot.load(Ordering::Acquire) {
+        NONE => slot.store(value, Ordering::Release),
+        current if value < current => {
+            slot.fetch_min(value, Ordering::AcqRel);
+        }
+        _ => {}
     }
 }
 

@@ -153,7 +153,11 @@ async fn a_stream_s_first_byte_clock_bounds_it_until_a_loop_owns_it() {
     ctx.set_deadline_earliest(now + s(300));
     ctx.set_first_byte(s(60), now + s(60), true);
     assert!(ctx.is_streaming());
-    assert_eq!(ctx.deadline(), Some(now + s(60)), "its headers are due then");
+    assert_eq!(
+        ctx.deadline(),
+        Some(now + s(60)),
+        "its headers are due then"
+    );
     assert_eq!(ctx.first_byte(), Some((s(60), now + s(60))));
     ctx.own();
     assert_eq!(

@@ -198,8 +198,10 @@ impl Target {
     /// target's model.
     pub(crate) fn fits(&self, extensions: &http::Extensions) -> bool {
         #[cfg(feature = "check")]
-        if let (Some(window), Some(tokens)) = (self.window, extensions.get::<PromptTokens>()) {
-            return tokens.fits(window);
+        if let Some(window) = self.window {
+            return extensions
+                .get::<PromptTokens>()
+                .is_none_or(|tokens| tokens.fits(window));
         }
         let _ = extensions;
         true

@@ -18,8 +18,9 @@ use crate::{ApiError, ErrorKind};
 pub(crate) struct Walk {
     targets: Targets,
     index: usize,
-    /// The body renamed for target `.0`, kept for its retries.
-    renamed: Option<(usize, Bytes)>,
+    /// The body renamed for target `.0`, kept for its retries (boxed: a
+    /// call without a renaming target keeps a pointer).
+    renamed: Option<Box<(usize, Bytes)>>,
 }
 
 /// The body of the next attempt on the current target.
@@ -135,7 +136,7 @@ impl Walk {
         let Some(model) = self.target().and_then(Target::renamed_model) else {
             return replay.next_body().map_or(NextBody::Gone, NextBody::Ready);
         };
-        let renamed = match &self.renamed {
+        let renamed = match self.renamed.as_deref() {
             Some((i, renamed)) if *i == self.index => renamed.clone(),
             _ => {
                 let Some(whole) = replay.whole() else {
@@ -148,7 +149,7 @@ impl Walk {
                     };
                 };
                 let renamed = rename_model(&whole, model).unwrap_or(whole);
-                self.renamed = Some((self.index, renamed.clone()));
+                self.renamed = Some(Box::new((self.index, renamed.clone())));
                 renamed
             }
         };

@@ -74,7 +74,10 @@ where
                     by,
                 }
             }
-            Prepared::ReadWhole(body) => State::Reading { body, last: None },
+            Prepared::ReadWhole(body) => State::Reading {
+                body: Box::new(body),
+                last: None,
+            },
             Prepared::Refused(err) => State::Refused { error: Some(err) },
             Prepared::Gone => unreachable!("the first attempt of a call has the caller's body"),
         };

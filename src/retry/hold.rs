@@ -21,8 +21,9 @@ pub(crate) const HOLD_LIMIT: usize = 64 * 1024;
 pub(crate) struct Hold<B> {
     body: Option<Pin<Box<B>>>,
     gathered: Gathered,
-    /// `None`: the first byte commits.
-    events: Option<FirstEvent>,
+    /// `None`: the first byte commits (boxed: the state of the loop's
+    /// future stays small).
+    events: Option<Box<FirstEvent>>,
 }
 
 /// How the start of a stream ended.
@@ -44,7 +45,7 @@ impl<B: Body> Hold<B> {
         Hold {
             body: Some(Box::pin(body)),
             gathered: Gathered::default(),
-            events: events.then(FirstEvent::default),
+            events: events.then(Box::default),
         }
     }
 

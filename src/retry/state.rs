@@ -34,8 +34,8 @@ pin_project! {
         // Waiting for the inner service to be ready for the next attempt.
         Ready { last: Option<Last<ResBody>> },
         // Reading the caller's body whole before a target that renames the
-        // model.
-        Reading { body: ReplayBody<Req>, last: Option<Last<ResBody>> },
+        // model (rare: boxed, to keep the state small).
+        Reading { body: Box<ReplayBody<Req>>, last: Option<Last<ResBody>> },
         // The call is answered without an attempt (no target can serve
         // it, or its path is refused).
         Refused { error: Option<ApiError> },

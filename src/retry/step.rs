@@ -25,8 +25,8 @@ use crate::util::{arm, instant_after, saturating_millis};
 use crate::{ApiError, ErrorKind};
 
 /// The most telling failure of the targets a call left behind, and the
-/// target it came from.
-pub(super) type Best<B> = Option<(Last<B>, Option<Served>)>;
+/// target it came from (boxed: only a call that moved on has one).
+pub(super) type Best<B> = Option<Box<(Last<B>, Option<Served>)>>;
 
 /// The parts of the loop's future a step's decision changes.
 pub(super) struct Step<'a, S, Req, P, ResBody>
@@ -80,6 +80,7 @@ where
                 None
             }
             Next::ReadWhole(body, last) => {
+                let body = Box::new(body);
                 self.state.set(State::Reading { body, last });
                 None
             }
@@ -120,12 +121,15 @@ where
     /// earlier targets', and the next target that can serve the call is
     /// tried at once, unless the deadline has passed.
     fn move_on(mut self, last: Last<ResBody>, refusal: Option<Refusal>) -> Option<Last<ResBody>> {
-        let served = self.call.served();
-        tracing::debug!(reason = %reason(&last), "this target cannot serve the call");
-        keep_if_telling(self.best, last, served);
         if self.call.past_deadline() {
-            return Some(self.give_up(None, Some(Refusal::Deadline)));
+            return Some(self.give_up(Some(last), Some(Refusal::Deadline)));
         }
+        if !self.call.has_next() {
+            return Some(self.give_up(Some(last), refusal));
+        }
+        tracing::debug!(reason = %reason(&last), "this target cannot serve the call");
+        let served = self.call.served();
+        keep_if_telling(self.best, last, served);
         if self.call.advance().is_err() {
             return Some(self.give_up(None, refusal));
         }
@@ -141,14 +145,16 @@ where
     /// No other attempt will be made: the caller gets the most telling of
     /// `last` and the earlier targets' failures.
     fn give_up(&mut self, last: Option<Last<ResBody>>, refusal: Option<Refusal>) -> Last<ResBody> {
-        if let Some(last) = last {
-            let served = self.call.served();
-            keep_if_telling(self.best, last, served);
-        }
-        let (last, served) = self.best.take().unwrap_or_else(|| {
-            let err = ApiError::new(ErrorKind::Upstream).with_message("the call could not be sent");
-            (Err(err), None)
-        });
+        let (last, served) = match (self.best.take(), last) {
+            (Some(best), Some(last)) if !tells_more(&best.0, &last) => *best,
+            (_, Some(last)) => (last, self.call.served()),
+            (Some(best), None) => *best,
+            (None, None) => {
+                let err =
+                    ApiError::new(ErrorKind::Upstream).with_message("the call could not be sent");
+                (Err(err), None)
+            }
+        };
         self.finish(last, refusal, served)
     }
 
@@ -192,12 +198,12 @@ where
 /// Keeps `last` (from the target `served`) as the call's most telling
 /// failure if it tells more than the one kept.
 fn keep_if_telling<B: Body>(best: &mut Best<B>, last: Last<B>, served: Option<Served>) {
-    let replace = match best {
+    let replace = match best.as_deref() {
         None => true,
         Some((kept, _)) => tells_more(kept, &last),
     };
     if replace {
-        *best = Some((last, served));
+        *best = Some(Box::new((last, served)));
     }
 }
 
