@@ -49,7 +49,10 @@ impl Service<Request<StackBody<Full<Bytes>>>> for Providers {
             self.primary_calls.fetch_add(1, Ordering::Relaxed);
         }
         let scenario = req.headers()["x-scenario"].to_str().unwrap().to_owned();
-        let credential = req.headers()["authorization"].to_str().unwrap().to_owned();
+        let key = match req.headers()["authorization"].to_str().unwrap() {
+            "Bearer sk-backup-key" => "backup's",
+            _ => "the caller's",
+        };
         Box::pin(async move {
             let body = req.into_body().collect().await.unwrap().to_bytes();
             tokio::time::sleep(Duration::from_millis(30)).await;
@@ -73,9 +76,7 @@ impl Service<Request<StackBody<Full<Bytes>>>> for Providers {
                     let body = String::from_utf8_lossy(&body);
                     json(
                         200,
-                        &format!(
-                            r#"{{"from":"{who}","credential":"{credential}","request":{body}}}"#
-                        ),
+                        &format!(r#"{{"from":"{who}","key":"{key}","request":{body}}}"#),
                     )
                 }
             };
@@ -147,9 +148,10 @@ async fn main() {
                 let served = Served::of(res.extensions()).unwrap().target().to_owned();
                 let attempts = Attempts::of(res.extensions()).get();
                 let body = res.into_body().collect().await.unwrap().to_bytes();
+                let body = String::from_utf8_lossy(&body);
                 println!(
                     "  {served}, {attempts} attempt(s): {}",
-                    String::from_utf8_lossy(&body).trim_end()
+                    body.replace('\n', "\\n")
                 );
             }
             Err(err) => print_error(&err),

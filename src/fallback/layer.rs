@@ -17,7 +17,7 @@ use crate::retry::{DefaultPolicy, Retry, RetryLayer};
 /// that does not set its own. See the [module docs](super) for what moves
 /// a call on.
 ///
-/// The targets come from a [`SelectTargets`]: a [`Targets`] list for every
+/// The targets come from a [`SelectTargets`]: a [`Targets`](super::Targets) list for every
 /// call, or a closure that picks them from the request.
 ///
 /// ```
