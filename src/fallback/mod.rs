@@ -35,7 +35,7 @@
 //! | success (2xx, or a stream whose first event is data) | done |
 //! | a failure the retry policy retries (5xx but 501, 529, timeouts, connection errors, 429 with a hint ≤ `max_retry_after`, a stream that ends, fails, stalls or opens with an error event before its first data event) | again on the same target after the backoff, while the target's retries last; then the next target at once |
 //! | the target cannot serve this call: an open breaker; pacing that would hold it beyond what the call can wait; 401, 402, 403; 404; 429 `insufficient_quota`; 429 with a hint > `max_retry_after`; 400 `context_length_exceeded`; a prompt over the target model's context window | the next target at once: no backoff, no budget spent |
-//! | an invalid request (400 but context length, 405, 413, 415, 422, any other 4xx) or anything after the commit point | done: the caller gets it |
+//! | an invalid request (400 but context length, 405, 413, 415, 422, any other 4xx the policy does not retry) or anything after the commit point | done: the caller gets it |
 //!
 //! A failure the policy does not retry but that is the target's (a 501, a
 //! 5xx whose server said `x-should-retry: false`) moves on too. The start of
