@@ -10,6 +10,7 @@
 //! | [`base_uri`] | [`BaseUri`]: an upstream's base URI and the path-safe join of a caller's path onto it (prefix and query kept, `..` and encoded separators refused) |
 //! | [`deadline`] | [`Deadline`](deadline::Deadline): the one deadline of a call, shared through request extensions |
 //! | [`hint`] | [`ServerHints`](hint::ServerHints): `retry-after`, `retry-after-ms`, `x-should-retry`, rate-limit resets, gRPC pushback |
+//! | `metrics` (feature `metrics`) | the series every layer records through the `metrics` facade (calls, breaker states, timeouts, held calls), their names and labels |
 //! | [`key`] | [`ExtractKey`](key::ExtractKey): which breaker or pacing state a request belongs to (host, header, model, credential) |
 //! | [`pacing`] | [`PacingLayer`]: never send what the upstream said it will refuse; holds learnt from 429 hints and `x-ratelimit-remaining-*: 0`, a configured rate per key |
 //! | [`retry`] | [`RetryLayer`]: backoff with jitter, server hints, one deadline, a shared budget, request bodies replayed without `Clone`; a stream commits at its first event |
@@ -82,6 +83,11 @@ pub mod hint;
 pub(crate) mod json;
 #[cfg(any(feature = "circuit-breaker", feature = "pacing", feature = "retry"))]
 pub mod key;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+#[path = "metrics/off.rs"]
+pub(crate) mod metrics;
 #[cfg(feature = "normalize")]
 pub mod normalize;
 #[cfg(feature = "pacing")]

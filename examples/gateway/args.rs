@@ -24,6 +24,7 @@ An OpenAI-compatible resilient gateway.
 usage: gateway [FLAGS]
 
   --listen ADDR                    where to listen; port 0 picks one     [127.0.0.1:8080]
+  --admin-listen ADDR              serve /healthz, /metrics, /breakers   [off]
   --upstream URL                   a real OpenAI-compatible upstream,
                                    named `default`                        [embedded simulator]
   --config FILE                    a TOML file: [[upstream]], [[route]],
@@ -60,8 +61,9 @@ Durations: 250ms, 2s, 1.5s, 5m, 1h. Sizes: 512KiB, 32MiB, 1GiB, or bytes.
 RUST_LOG selects tracing output on stderr (default: warn).";
 
 /// The flags that take a value.
-const FLAGS: [&str; 22] = [
+const FLAGS: [&str; 23] = [
     "--listen",
+    "--admin-listen",
     "--upstream",
     "--config",
     "--checks",
@@ -119,6 +121,8 @@ impl Upstreams {
 #[derive(Debug)]
 pub struct Args {
     pub listen: SocketAddr,
+    /// Where the admin endpoints are served, if anywhere.
+    pub admin_listen: Option<SocketAddr>,
     pub upstreams: Upstreams,
     /// The config file's routes (none: every model to every upstream).
     pub routes: Vec<RouteSpec>,
@@ -146,6 +150,7 @@ impl Default for Args {
         let config = ResilienceConfig::default();
         Args {
             listen: "127.0.0.1:8080".parse().expect("a valid address"),
+            admin_listen: None,
             upstreams: Upstreams::Simulator,
             routes: Vec::new(),
             windows: HashMap::new(),
@@ -272,6 +277,13 @@ fn set(out: &mut Args, flag: &str, value: &str) -> Result<(), String> {
             out.listen = value
                 .parse()
                 .map_err(|_| bad("an address like 127.0.0.1:8080"))?;
+            c
+        }
+        "--admin-listen" => {
+            let addr = value
+                .parse()
+                .map_err(|_| bad("an address like 127.0.0.1:9090"))?;
+            out.admin_listen = Some(addr);
             c
         }
         "--upstream" => {

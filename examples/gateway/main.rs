@@ -23,6 +23,7 @@
 //! that stalls, `sim-quota`, `sim-overloaded`, `sim-slow`, `sim-reset`,
 //! `sim-badkey` one failure each.
 
+mod admin;
 mod app;
 mod args;
 mod auth;
@@ -45,7 +46,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use tower_http_resilience::check::CheckLayer;
-use tower_http_resilience::circuit_breaker::CircuitBreakerHandle;
+use tower_http_resilience::circuit_breaker::{CircuitBreakerHandle, KeyDisplay};
 use tower_http_resilience::collect::CollectBodyLayer;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
@@ -98,6 +99,23 @@ async fn run(args: Args) -> ExitCode {
         .local_addr()
         .expect("a bound listener has an address");
     println!("listening on http://{addr}");
+    // The admin listener is bound now (its line is the second on stdout)
+    // and served once the stack it reports on exists.
+    let admin = match args.admin_listen {
+        Some(admin) => {
+            let Some(listener) = bind_admin(admin).await else {
+                return ExitCode::from(1);
+            };
+            println!(
+                "admin on http://{}",
+                listener
+                    .local_addr()
+                    .expect("a bound listener has an address")
+            );
+            Some(listener)
+        }
+        None => None,
+    };
 
     let log = Log::stdout(args.log_format);
     let (upstreams, routes) = match args.upstreams {
@@ -119,8 +137,15 @@ async fn run(args: Args) -> ExitCode {
         .iter()
         .filter_map(|u| u.credential.as_ref().map(|c| c.key()))
         .chain(args.client_keys.iter().flat_map(|k| k.iter()));
-    let stack = StackLayer::new(&args.config, args.pacing, secrets);
+    // Breakers are keyed by target (upstream and model): names, never a
+    // credential, so events and metrics show them plain.
+    let config = args.config.clone().breaker_key_display(KeyDisplay::Plain);
+    let stack = StackLayer::new(&config, args.pacing, secrets);
     watch_breakers(&stack.breaker_handle(), &log);
+    if let Some(listener) = admin {
+        let admin = admin::Admin::new(admin::install_recorder(), stack.breaker_handle());
+        tokio::spawn(admin::serve(listener, admin, args.limits));
+    }
     let checks = args.checks.then(|| {
         routes
             .windows()
@@ -158,6 +183,18 @@ async fn run(args: Args) -> ExitCode {
         log.notice("stopped: the calls still running were ended");
     }
     ExitCode::SUCCESS
+}
+
+/// Binds the admin listener; `None` (said on stderr) when the address
+/// cannot be had.
+async fn bind_admin(addr: std::net::SocketAddr) -> Option<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => Some(listener),
+        Err(err) => {
+            eprintln!("gateway: cannot listen on {addr} (--admin-listen): {err}");
+            None
+        }
+    }
 }
 
 /// Tells where calls go: each upstream, then each route.

@@ -13,6 +13,7 @@ use super::core::Core;
 use super::state::{BreakerSnapshot, CircuitState, Transition, TransitionReason};
 use super::ticket::Ticket;
 use crate::call::Settle;
+use crate::metrics::BreakerSeries;
 use crate::util::{saturating_millis, truncate};
 
 /// The longest key kept as is; longer keys are kept as their first
@@ -32,6 +33,8 @@ pub(crate) struct Entry {
     /// `last_used` times, oldest first.
     seq: u64,
     breaker: Breaker,
+    /// The breaker's state and transitions, as metrics.
+    series: BreakerSeries,
 }
 
 impl fmt::Debug for Entry {
@@ -53,6 +56,7 @@ impl Entry {
             hash,
             last_used: AtomicU64::new(now / 1_000_000),
             seq,
+            series: BreakerSeries::new(),
         }
     }
 
@@ -201,6 +205,8 @@ impl Entry {
                 to
             );
         }
+        self.series
+            .transition(to, || self.label(), || self.breaker.state());
         let listeners = self.core.listeners();
         if listeners.is_empty() {
             return;
@@ -215,6 +221,33 @@ impl Entry {
         for listener in listeners {
             listener(&transition);
         }
+    }
+}
+
+impl Entry {
+    /// The registry forgot the key: its state gauge goes to 0.
+    pub(crate) fn forget(&self) {
+        self.series.forget();
+    }
+
+    /// The key as its metrics show it: as the layer shows keys in events
+    /// (`None`: not shown), whole when it is shown plain.
+    #[cfg(feature = "metrics")]
+    fn label(&self) -> Option<::metrics::SharedString> {
+        use super::config::KeyDisplay;
+        match self.core.config.key_display {
+            KeyDisplay::Plain => Some(::metrics::SharedString::from_shared(self.key.clone())),
+            KeyDisplay::Hashed => {
+                let shown = DisplayKey(&self.key, KeyDisplay::Hashed).to_string();
+                Some(shown.into())
+            }
+            KeyDisplay::Redacted => None,
+        }
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    fn label(&self) -> Option<std::convert::Infallible> {
+        None
     }
 }
 

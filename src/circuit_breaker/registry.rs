@@ -177,6 +177,9 @@ impl Registry {
                 let idle = now_ms.saturating_sub(b.last_used_ms()) >= idle_ms
                     && Arc::strong_count(b) == 1
                     && !b.is_open_after(now);
+                if idle {
+                    b.forget();
+                }
                 removed += usize::from(idle);
                 !idle
             });
@@ -207,7 +210,13 @@ impl Registry {
         }
         for &(_, _, _, hash, ptr) in &candidates[..count] {
             if let Some(v) = map.get_mut(&hash) {
-                v.retain(|b| !std::ptr::eq(Arc::as_ptr(b), ptr));
+                v.retain(|b| {
+                    let evicted = std::ptr::eq(Arc::as_ptr(b), ptr);
+                    if evicted {
+                        b.forget();
+                    }
+                    !evicted
+                });
                 if v.is_empty() {
                     map.remove(&hash);
                 }
@@ -223,6 +232,7 @@ impl Registry {
         let v = map.get_mut(&hash)?;
         let at = v.iter().position(|b| b.is_key(key, hash))?;
         let b = v.swap_remove(at);
+        b.forget();
         if v.is_empty() {
             map.remove(&hash);
         }
@@ -234,7 +244,7 @@ impl Registry {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let mut map = shard.write();
-            out.extend(map.drain().flat_map(|(_, v)| v));
+            out.extend(map.drain().flat_map(|(_, v)| v).inspect(|b| b.forget()));
             shard.len.store(0, Ordering::Relaxed);
         }
         self.removals.fetch_add(1, Ordering::AcqRel);

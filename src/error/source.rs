@@ -67,6 +67,20 @@ impl ApiError {
         }
     }
 
+    /// What [`from_error`](Self::from_error) would make of `err`, read
+    /// through a reference (the error itself is not kept as the source).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn of_chain(err: &(dyn StdError + 'static)) -> ApiError {
+        let mut cur = Some(err);
+        while let Some(e) = cur {
+            match map_one(e) {
+                Some(Mapped::Api(api) | Mapped::New(api)) => return api,
+                None => cur = e.source(),
+            }
+        }
+        ApiError::new(ErrorKind::Internal)
+    }
+
     /// Whether `err` or anything in its source chain is an `ApiError` or an
     /// error this crate maps to a kind other than
     /// [`ErrorKind::Internal`].

@@ -8,6 +8,7 @@ use pin_project_lite::pin_project;
 
 use super::secrets::Secrets;
 use crate::error::grpc;
+use crate::metrics::CallMeter;
 use crate::{ApiError, BoxError};
 
 /// How a failure in the middle of a body is answered.
@@ -39,23 +40,42 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<B> {
-        Inner { #[pin] body: B, mode: Mode, done: bool, secrets: Secrets },
+        Inner {
+            #[pin]
+            body: B,
+            mode: Mode,
+            done: bool,
+            secrets: Secrets,
+            // Recorded when the body ends (`None`: recorded).
+            meter: Option<CallMeter>,
+        },
         Full { data: Option<Bytes> },
     }
 }
 
-impl<B> NormalizeBody<B> {
-    pub(crate) fn inner(body: B, mode: Mode, secrets: Secrets) -> Self {
+impl<B: Body> NormalizeBody<B> {
+    pub(crate) fn inner(body: B, mode: Mode, secrets: Secrets, meter: Option<CallMeter>) -> Self {
+        // A body already at its end is not polled: the call is over.
+        let meter = match meter {
+            Some(meter) if body.is_end_stream() => {
+                meter.success();
+                None
+            }
+            meter => meter,
+        };
         NormalizeBody {
             kind: Kind::Inner {
                 body,
                 mode,
                 done: false,
                 secrets,
+                meter,
             },
         }
     }
+}
 
+impl<B> NormalizeBody<B> {
     pub(crate) fn full(data: Bytes) -> Self {
         NormalizeBody {
             kind: Kind::Full {
@@ -95,34 +115,54 @@ where
         match self.project().kind.project() {
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             KindProj::Inner {
-                body,
+                mut body,
                 mode,
                 done,
                 secrets,
+                meter,
             } => {
                 if *done {
                     return Poll::Ready(None);
                 }
-                let err = match body.poll_frame(cx) {
+                let err = match body.as_mut().poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         let frame = match frame.into_trailers() {
-                            Ok(trailers) => Frame::trailers(scrub_trailers(trailers, secrets)),
+                            Ok(trailers) => {
+                                if let Some(meter) = meter.take() {
+                                    meter.trailers(&trailers);
+                                }
+                                Frame::trailers(scrub_trailers(trailers, secrets))
+                            }
                             Err(frame) => frame.map_data(Into::into),
                         };
+                        if body.is_end_stream() {
+                            if let Some(meter) = meter.take() {
+                                meter.success();
+                            }
+                        }
                         return Poll::Ready(Some(Ok(frame)));
                     }
                     Poll::Ready(Some(Err(e))) => e.into(),
                     Poll::Ready(None) => {
                         *done = true;
+                        if let Some(meter) = meter.take() {
+                            meter.success();
+                        }
                         return Poll::Ready(None);
                     }
                     Poll::Pending => return Poll::Pending,
                 };
                 if *mode == Mode::Plain {
+                    if let Some(meter) = meter.take() {
+                        meter.body_error(&*err);
+                    }
                     return Poll::Ready(Some(Err(err)));
                 }
                 *done = true;
                 let mut api = ApiError::from_error(err);
+                if let Some(meter) = meter.take() {
+                    meter.error(&api);
+                }
                 api.redact(secrets);
                 tracing::warn!(
                     status = api.status().as_u16(),

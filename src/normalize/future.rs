@@ -14,6 +14,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 
 use super::body::{Mode, NormalizeBody};
+use super::client_body::NormalizeClientBody;
 use super::rewrite::{
     ensure_request_id, from_inner_error, from_panic, overrule_should_retry, render, rewrite,
     scrub_rendered, set_client_request_id, Call,
@@ -24,7 +25,8 @@ use crate::call::{is_retried_out, retried_out};
 use crate::content_type::is_event_stream;
 use crate::error::redact::redact_body;
 use crate::error::render::{is_error_status, is_rendered};
-use crate::{ApiError, BoxError};
+use crate::metrics::CallMeter;
+use crate::{ApiError, BoxError, ErrorKind};
 
 pin_project! {
     /// Response future of [`Normalize`](super::Normalize).
@@ -32,6 +34,9 @@ pin_project! {
         #[pin]
         state: State<F, B>,
         call: Call,
+        // Recorded when the call's outcome is known (the end of a passed
+        // body, for a success).
+        meter: Option<CallMeter>,
     }
 }
 
@@ -51,6 +56,7 @@ impl<F: Future, B> ResponseFuture<F, B> {
                 future: AssertUnwindSafe(future).catch_unwind(),
             },
             call,
+            meter: Some(CallMeter::start()),
         }
     }
 }
@@ -60,6 +66,7 @@ impl<F, B> ResponseFuture<F, B> {
         ResponseFuture {
             state: State::Failed { error: Some(error) },
             call,
+            meter: Some(CallMeter::start()),
         }
     }
 }
@@ -92,7 +99,11 @@ struct ToRead<B> {
 /// with its body untouched and its headers without the call's secrets; an
 /// error response this crate rendered passes too when there are no secrets
 /// (key shapes are gone already); any other error response is read.
-fn on_response<B>(mut res: Response<B>, call: &mut Call) -> Next<B> {
+fn on_response<B: Body>(
+    mut res: Response<B>,
+    call: &mut Call,
+    meter: &mut Option<CallMeter>,
+) -> Next<B> {
     let error = is_error_status(res.status());
     let rendered = error && is_rendered(&res);
     if rendered {
@@ -117,7 +128,22 @@ fn on_response<B>(mut res: Response<B>, call: &mut Call) -> Next<B> {
         Mode::Plain
     };
     let secrets = call.secrets.clone();
-    Next::Pass(res.map(|b| NormalizeBody::inner(b, mode, secrets)))
+    let meter = if error {
+        // An error this crate rendered, passed whole.
+        answered(take(meter), &res);
+        None
+    } else {
+        meter.take()
+    };
+    Next::Pass(res.map(|b| NormalizeBody::inner(b, mode, secrets, meter)))
+}
+
+/// Records the call answered with the error response `res`.
+pub(crate) fn answered<B>(meter: CallMeter, res: &Response<B>) {
+    match res.extensions().get::<ApiError>() {
+        Some(err) => meter.error(err),
+        None => meter.error(&ApiError::new(ErrorKind::from_status(res.status()))),
+    }
 }
 
 impl<F, B, E> Future for ResponseFuture<F, B>
@@ -136,7 +162,7 @@ where
             let call = this.call;
             let next = match this.state.project() {
                 StateProj::Call { future } => match ready!(future.poll(cx)) {
-                    Ok(Ok(res)) => match on_response(res, call) {
+                    Ok(Ok(res)) => match on_response(res, call, this.meter) {
                         Next::Pass(res) => return Poll::Ready(Ok(res)),
                         Next::Read(read) => State::Read {
                             peek: Peek::new(read.body, call.body_cap),
@@ -166,16 +192,24 @@ where
                     } else {
                         rewrite(parts, peeked.data, complete, call)
                     };
+                    answered(take(this.meter), &res);
                     return Poll::Ready(Ok(res));
                 }
                 StateProj::Failed { error } => {
                     let err = error.take().expect("polled after completion");
-                    return Poll::Ready(Ok(render(err, call)));
+                    let res = render(err, call);
+                    answered(take(this.meter), &res);
+                    return Poll::Ready(Ok(res));
                 }
             };
             self.as_mut().project().state.set(next);
         }
     }
+}
+
+/// The call's meter, taken once: the future answers once.
+fn take(meter: &mut Option<CallMeter>) -> CallMeter {
+    meter.take().expect("polled after completion")
 }
 
 pin_project! {
@@ -186,6 +220,7 @@ pin_project! {
         request_id: Option<HeaderValue>,
         body_cap: usize,
         secrets: Secrets,
+        meter: Option<CallMeter>,
     }
 }
 
@@ -209,6 +244,7 @@ impl<F, B> ClientResponseFuture<F, B> {
             request_id,
             body_cap,
             secrets,
+            meter: Some(CallMeter::start()),
         }
     }
 }
@@ -225,40 +261,69 @@ where
     E: Into<BoxError>,
     B: Body,
 {
-    type Output = Result<Response<B>, ApiError>;
+    type Output = Result<Response<NormalizeClientBody<B>>, ApiError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.as_mut().project();
+        let result =
+            ready!(this
+                .state
+                .poll_client(cx, this.request_id, *this.body_cap, this.secrets));
+        let meter = take(this.meter);
+        Poll::Ready(match result {
+            Ok(res) => Ok(res.map(|body| NormalizeClientBody::new(body, meter))),
+            Err(err) => {
+                meter.error(&err);
+                Err(err)
+            }
+        })
+    }
+}
+
+impl<F, B, E> ClientState<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+    B: Body,
+{
+    /// The upstream's success, or its failure as an `ApiError`.
+    fn poll_client(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        request_id: &mut Option<HeaderValue>,
+        body_cap: usize,
+        secrets: &Secrets,
+    ) -> Poll<Result<Response<B>, ApiError>> {
         loop {
-            let this = self.as_mut().project();
-            let next = match this.state.project() {
+            let next = match self.as_mut().project() {
                 ClientStateProj::Call { future } => match ready!(future.poll(cx)) {
                     Ok(res) if is_error_status(res.status()) => {
                         let (parts, body) = res.into_parts();
                         ClientState::Read {
-                            peek: Peek::new(body, *this.body_cap),
+                            peek: Peek::new(body, body_cap),
                             parts: Some(parts),
                         }
                     }
                     Ok(mut res) => {
                         // A gRPC trailers-only error arrives as HTTP 200.
                         if let Some(mut err) = ApiError::from_grpc_headers(res.headers()) {
-                            set_client_request_id(&mut err, res.headers(), this.request_id.take());
-                            err.redact(this.secrets);
+                            set_client_request_id(&mut err, res.headers(), request_id.take());
+                            err.redact(secrets);
                             let extensions = res.into_parts().0.extensions;
                             return Poll::Ready(Err(with_extensions(err, extensions)));
                         }
-                        this.secrets.scrub_headers(res.headers_mut(), false);
-                        this.secrets.scrub_reason(res.extensions_mut(), false);
+                        secrets.scrub_headers(res.headers_mut(), false);
+                        secrets.scrub_reason(res.extensions_mut(), false);
                         return Poll::Ready(Ok(res));
                     }
                     Err(err) => {
                         let mut err = ApiError::from_error(err.into());
-                        if let Some(id) = this.request_id.take() {
+                        if let Some(id) = request_id.take() {
                             if let Ok(id) = id.to_str() {
                                 err.set_request_id_if_absent(|| Some(id.to_owned()));
                             }
                         }
-                        err.redact(this.secrets);
+                        err.redact(secrets);
                         return Poll::Ready(Err(err));
                     }
                 },
@@ -267,11 +332,10 @@ where
                     let mut parts = parts.take().expect("polled after completion");
                     let complete = matches!(peeked.end, PeekEnd::Finished(_));
                     drop(peeked.end);
-                    let data =
-                        redact_body(&peeked.data, this.secrets, complete).unwrap_or(peeked.data);
-                    this.secrets.scrub_headers(&mut parts.headers, true);
-                    this.secrets.scrub_reason(&mut parts.extensions, true);
-                    let prefix = &data[..data.len().min(*this.body_cap)];
+                    let data = redact_body(&peeked.data, secrets, complete).unwrap_or(peeked.data);
+                    secrets.scrub_headers(&mut parts.headers, true);
+                    secrets.scrub_reason(&mut parts.extensions, true);
+                    let prefix = &data[..data.len().min(body_cap)];
                     let mut err =
                         ApiError::from_grpc_headers(&parts.headers).unwrap_or_else(|| {
                             ApiError::from_upstream_prefix(
@@ -281,14 +345,14 @@ where
                                 complete,
                             )
                         });
-                    set_client_request_id(&mut err, &parts.headers, this.request_id.take());
-                    err.redact(this.secrets);
+                    set_client_request_id(&mut err, &parts.headers, request_id.take());
+                    err.redact(secrets);
                     // What layers below attached to the response (the retry
                     // layer's attempt count) stays with the error.
                     return Poll::Ready(Err(with_extensions(err, parts.extensions)));
                 }
             };
-            self.as_mut().project().state.set(next);
+            self.set(next);
         }
     }
 }

@@ -111,7 +111,8 @@
 //! server hints, the upstream's request id and the start of its body; a
 //! transport error is mapped by its source chain (a refused connection is 502
 //! `connection_error`). Successful responses pass through with their bodies
-//! untouched. The error keeps the extensions of the response it was read
+//! untouched ([`NormalizeClientBody`] watches for their end, when the call
+//! is over). The error keeps the extensions of the response it was read
 //! from (the retry layer's [`Attempts`](crate::retry::Attempts), say).
 //!
 //! # Example
@@ -143,6 +144,7 @@
 //! ```
 
 mod body;
+mod client_body;
 pub mod future;
 mod layer;
 mod rewrite;
@@ -150,5 +152,6 @@ mod secrets;
 mod service;
 
 pub use body::NormalizeBody;
+pub use client_body::NormalizeClientBody;
 pub use layer::{NormalizeClientLayer, NormalizeLayer};
 pub use service::{Normalize, NormalizeClient};

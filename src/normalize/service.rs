@@ -8,6 +8,7 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::body::NormalizeBody;
+use super::client_body::NormalizeClientBody;
 use super::future::{ClientResponseFuture, ResponseFuture};
 use super::rewrite::{from_inner_error, from_panic, Call};
 use super::secrets::{Configured, Secrets};
@@ -148,7 +149,7 @@ where
     S::Error: Into<BoxError>,
     ResB: Body,
 {
-    type Response = Response<ResB>;
+    type Response = Response<NormalizeClientBody<ResB>>;
     type Error = ApiError;
     type Future = ClientResponseFuture<S::Future, ResB>;
 

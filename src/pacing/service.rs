@@ -200,6 +200,7 @@ where
         match slot.admit(rate, now, latest) {
             Admission::Go => self.send(Request::from_parts(parts, body), Some(slot)),
             Admission::Wait { at, cause } => {
+                slot.count_held();
                 slot.tell(PacingAction::Waited, cause, at, now);
                 // The inner service's readiness is kept for the next call.
                 let service = self.inner.clone();
@@ -207,6 +208,7 @@ where
                 ResponseFuture::held(service, req, slot, rate, latest, at, cause)
             }
             Admission::Refuse { at, cause } => {
+                slot.count_held();
                 ResponseFuture::refused(refusal(&slot, cause, at, now))
             }
         }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::core::Core;
 use super::rate::{wait_until, Gcra};
 use super::state::{HoldCause, PacingAction, PacingEvent};
+use crate::metrics::HeldSeries;
 use crate::util::saturating_nanos;
 
 /// What a call may do now.
@@ -44,6 +45,8 @@ pub(crate) struct Slot {
     /// Order of creation in its registry (breaks ties between equal
     /// `last_used` times, oldest first).
     seq: u64,
+    /// The calls held back or refused, as a metric.
+    held: HeldSeries,
 }
 
 impl fmt::Debug for Slot {
@@ -66,6 +69,7 @@ impl Slot {
             turns: AtomicU64::new(0),
             last_used: AtomicU64::new(now / 1_000_000),
             seq,
+            held: HeldSeries::new(),
         }
     }
 
@@ -112,6 +116,11 @@ impl Slot {
         self.touch(now);
         self.tell(PacingAction::Learnt, HoldCause::Upstream, until, now);
         true
+    }
+
+    /// Counts a call held back or refused, once per call.
+    pub(crate) fn count_held(&self) {
+        self.held.held(&self.key);
     }
 
     /// Tells the callbacks what happened at `now` to a call (or a hold)

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::circuit_breaker::CircuitBreakerConfig;
+use crate::circuit_breaker::{CircuitBreakerConfig, KeyDisplay};
 use crate::error::fmt_duration;
 use crate::pacing::PacingConfig;
 use crate::retry::{RetryBudget, RetryLayer};
@@ -26,6 +26,7 @@ use crate::timeout::{AttemptTimeoutLayer, TimeoutLayer};
 /// | [`breaker_failure_ratio`](Self::breaker_failure_ratio) | 0.5 | half the calls failing is the upstream, not bad luck |
 /// | [`breaker_window`](Self::breaker_window) | 30 s | sees a trend at a few calls per second, forgets an incident within a minute |
 /// | [`breaker_open_duration`](Self::breaker_open_duration) | 30 s | time for an upstream to recover; doubles on repeated trips (up to 5 min) |
+/// | [`breaker_key_display`](Self::breaker_key_display) | hashed | how events and metrics show a breaker's key: a key may be a credential |
 ///
 /// The stack's retry budget allows one retry per call of the last 10 s on
 /// average, plus 10 a second (a plain [`RetryLayer`] keeps Finagle's 20 %):
@@ -67,6 +68,7 @@ pub struct ResilienceConfig {
     pub(crate) breaker_failure_ratio: f64,
     pub(crate) breaker_window: Duration,
     pub(crate) breaker_open_duration: Duration,
+    pub(crate) breaker_key_display: KeyDisplay,
 }
 
 impl Default for ResilienceConfig {
@@ -85,6 +87,7 @@ impl Default for ResilienceConfig {
             breaker_failure_ratio: breaker.failure_ratio,
             breaker_window: breaker.window,
             breaker_open_duration: breaker.open_duration,
+            breaker_key_display: breaker.key_display,
         }
     }
 }
@@ -137,6 +140,23 @@ impl ResilienceConfig {
         breaker_window: Duration = Duration::from_secs(60);
         /// Sets how long a breaker stays open after its first trip.
         breaker_open_duration: Duration = Duration::from_secs(10);
+    }
+
+    /// Sets how `tracing` events and metrics show the breakers' keys
+    /// ([`KeyDisplay`]): keys the caller chose that are safe to show (model
+    /// names, hosts) can be shown plain.
+    ///
+    /// ```
+    /// use tower_http_resilience::circuit_breaker::KeyDisplay;
+    /// use tower_http_resilience::stack::ResilienceConfig;
+    ///
+    /// // Breakers keyed by model name.
+    /// let layer = ResilienceConfig::default().breaker_key_display(KeyDisplay::Plain).build();
+    /// assert!(layer.is_ok());
+    /// ```
+    pub fn breaker_key_display(mut self, display: KeyDisplay) -> Self {
+        self.breaker_key_display = display;
+        self
     }
 
     /// Checks that the settings fit together; the error names the first
@@ -282,9 +302,9 @@ impl ResilienceConfig {
             .budget(RetryBudget::new(Duration::from_secs(10), 10, 1.0))
     }
 
-    /// The breaker's settings: the four `breaker_*` settings, the breaker's
-    /// defaults for the rest (buckets, longest open time, jitter, …). See
-    /// [`timeout_layer`](Self::timeout_layer).
+    /// The breaker's settings: the four `breaker_*` settings and the key
+    /// display, the breaker's defaults for the rest (buckets, longest open
+    /// time, jitter, …). See [`timeout_layer`](Self::timeout_layer).
     pub fn breaker_config(&self) -> CircuitBreakerConfig {
         let defaults = CircuitBreakerConfig::default();
         let (buckets, max_open, jitter) = (
@@ -297,6 +317,7 @@ impl ResilienceConfig {
             .failure_ratio(self.breaker_failure_ratio)
             .window(self.breaker_window, buckets)
             .open_duration(self.breaker_open_duration, max_open, jitter)
+            .key_display(self.breaker_key_display)
     }
 
     /// The pacing settings of the stack: the longest wait it holds a call

@@ -142,6 +142,7 @@ where
                 }
                 let err = ApiError::timeout(phase, len);
                 tracing::debug!(phase = phase.as_str(), after = ?len, "response body timed out");
+                crate::metrics::timed_out(phase);
                 return Poll::Ready(Some(Err(Box::new(err))));
             }
             // The timer fired early: activity moved the deadline since it

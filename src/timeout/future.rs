@@ -166,6 +166,7 @@ where
         let (at, phase, len) = this.clocks.headers_expiry(in_loop);
         ready!(arm(this.sleep.as_mut(), at).poll(cx));
         tracing::debug!(phase = phase.as_str(), after = ?len, "no response headers in time");
+        crate::metrics::timed_out(phase);
         let err = ApiError::timeout(phase, len);
         match this.state.project() {
             StateProj::Calling {
@@ -241,6 +242,7 @@ where
         }
         ready!(arm(this.sleep, *this.deadline).poll(cx));
         tracing::debug!(after = ?this.timeout, "attempt timed out before its headers");
+        crate::metrics::timed_out(TimeoutPhase::Attempt);
         Poll::Ready(Err(ApiError::timeout(TimeoutPhase::Attempt, *this.timeout)))
     }
 }

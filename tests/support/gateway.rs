@@ -176,6 +176,7 @@ pub fn example_binary() -> PathBuf {
                 ("hyper-util", cfg!(feature = "hyper-util")),
                 ("tonic", cfg!(feature = "tonic")),
                 ("axum", cfg!(feature = "axum")),
+                ("metrics", cfg!(feature = "metrics")),
             ]
             .into_iter()
             .filter_map(|(f, on)| on.then_some(f))

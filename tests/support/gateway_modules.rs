@@ -2,6 +2,9 @@
 // this file (`include!`): their own `crate::` paths need them there. Parts
 // only main.rs uses are dead code to a test.
 
+#[path = "../../examples/gateway/admin.rs"]
+#[allow(dead_code)]
+mod admin;
 #[path = "../../examples/gateway/app.rs"]
 #[allow(dead_code)]
 mod app;
