@@ -3,8 +3,9 @@
 //! runtime, with an upstream that answers at once.
 //!
 //! Three modes: the response dropped, its body read to the end, and an
-//! upstream that is pending once before answering. Then the failure paths:
-//! a 503 from the upstream, and an open breaker rejecting.
+//! upstream that is pending once before answering. The preset also with a
+//! fallback route of two targets, the first healthy. Then the failure
+//! paths: a 503 from the upstream, and an open breaker rejecting.
 //!
 //! `cargo bench --bench overhead` prints criterion's report for every
 //! variant, then one Markdown table: the median time per request and the
@@ -225,6 +226,7 @@ fn overhead(c: &mut Criterion, bench: &mut Bench<'_>) {
             support::breaker(up),
             true,
         );
+        bench.run(&mut g, mode, "ours: PacingLayer", support::pacing(up), true);
         // The preset.
         bench.run(
             &mut g,
@@ -238,6 +240,20 @@ fn overhead(c: &mut Criterion, bench: &mut Bench<'_>) {
             mode,
             "ours: the same stack by hand, global breaker",
             support::hand_built(up),
+            true,
+        );
+        bench.run(
+            &mut g,
+            mode,
+            "ours: preset, 2 targets, first healthy (named only)",
+            support::preset_two_targets(up, false),
+            true,
+        );
+        bench.run(
+            &mut g,
+            mode,
+            "ours: preset, 2 targets, first healthy (base URI, key, credential)",
+            support::preset_two_targets(up, true),
             true,
         );
         // Failure paths.

@@ -56,6 +56,45 @@ impl<B: Body> fmt::Debug for Peeked<B> {
     }
 }
 
+/// The bytes read from the start of a body, in one piece when asked. The
+/// first chunk is kept as it is, so a body of one frame is not copied.
+#[derive(Default)]
+pub(crate) struct Gathered {
+    first: Option<Bytes>,
+    rest: BytesMut,
+}
+
+impl Gathered {
+    /// Adds the next chunk read.
+    pub(crate) fn push(&mut self, chunk: Bytes) {
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(chunk);
+        } else {
+            self.rest.extend_from_slice(&chunk);
+        }
+    }
+
+    /// The bytes gathered so far.
+    pub(crate) fn len(&self) -> usize {
+        self.first.as_ref().map_or(0, Bytes::len) + self.rest.len()
+    }
+
+    /// Everything gathered, in one piece; leaves nothing behind.
+    pub(crate) fn take(&mut self) -> Bytes {
+        match self.first.take() {
+            Some(first) if self.rest.is_empty() => first,
+            Some(first) => {
+                let mut all = BytesMut::with_capacity(first.len() + self.rest.len());
+                all.extend_from_slice(&first);
+                all.extend_from_slice(&self.rest);
+                self.rest.clear();
+                all.freeze()
+            }
+            None => std::mem::take(&mut self.rest).freeze(),
+        }
+    }
+}
+
 pin_project! {
     /// Reads a body until it ends or `cap` bytes have been read.
     ///
@@ -64,9 +103,7 @@ pin_project! {
     pub(crate) struct Peek<B> {
         body: Option<Pin<Box<B>>>,
         cap: usize,
-        buf: BytesMut,
-        // The first chunk is kept as is, so a body of one frame is not copied.
-        first: Option<Bytes>,
+        gathered: Gathered,
     }
 }
 
@@ -76,29 +113,18 @@ impl<B> Peek<B> {
         Peek {
             body: Some(Box::pin(body)),
             cap,
-            buf: BytesMut::new(),
-            first: None,
+            gathered: Gathered::default(),
         }
     }
 }
 
 impl<B> Peek<B> {
     fn take_data(self: Pin<&mut Self>) -> Bytes {
-        let this = self.project();
-        match this.first.take() {
-            Some(first) if this.buf.is_empty() => first,
-            Some(first) => {
-                let mut all = BytesMut::with_capacity(first.len() + this.buf.len());
-                all.extend_from_slice(&first);
-                all.extend_from_slice(this.buf);
-                all.freeze()
-            }
-            None => std::mem::take(this.buf).freeze(),
-        }
+        self.project().gathered.take()
     }
 
     fn len(&self) -> usize {
-        self.first.as_ref().map_or(0, Bytes::len) + self.buf.len()
+        self.gathered.len()
     }
 }
 
@@ -144,12 +170,7 @@ impl<B: Body> Future for Peek<B> {
             let end = match ready!(body.as_mut().poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(mut data) => {
-                        let chunk = data.copy_to_bytes(data.remaining());
-                        if this.first.is_none() && this.buf.is_empty() {
-                            *this.first = Some(chunk);
-                        } else {
-                            this.buf.extend_from_slice(&chunk);
-                        }
+                        this.gathered.push(data.copy_to_bytes(data.remaining()));
                         continue;
                     }
                     Err(frame) => PeekEnd::Finished(frame.into_trailers().ok()),

@@ -13,7 +13,8 @@
 //! | `metrics` (feature `metrics`) | the series every layer records through the `metrics` facade (calls, breaker states, timeouts, held calls), their names and labels |
 //! | [`key`] | [`ExtractKey`](key::ExtractKey): which breaker or pacing state a request belongs to (host, header, model, credential) |
 //! | [`pacing`] | [`PacingLayer`]: never send what the upstream said it will refuse; holds learnt from 429 hints and `x-ratelimit-remaining-*: 0`, a configured rate per key |
-//! | [`retry`] | [`RetryLayer`]: backoff with jitter, server hints, one deadline, a shared budget, request bodies replayed without `Clone` |
+//! | [`retry`] | [`RetryLayer`]: backoff with jitter, server hints, one deadline, a shared budget, request bodies replayed without `Clone`; a stream commits at its first event |
+//! | [`fallback`] | [`FallbackLayer`]: the same attempt loop over an ordered list of targets (base URI, credential, the JSON body's `model`, breaker key), moving on at once when a target cannot serve |
 //! | [`collect`] | [`CollectBodyLayer`]: request bodies read whole before the call, under a size limit, a deadline and a memory budget shared by every call |
 //! | [`circuit_breaker`] | [`CircuitBreakerLayer`]: breakers per key (host, model, header) over a rolling window, with slow-call detection, bounded half-open probes and a lock-free hot path; streams are judged when they end |
 //! | [`normalize`] | [`NormalizeLayer`] for servers (every failure leaves as the envelope) and [`NormalizeClientLayer`] for clients (every failure arrives as an [`ApiError`]) |
@@ -61,14 +62,26 @@ pub mod check;
 pub mod circuit_breaker;
 #[cfg(feature = "collect")]
 pub mod collect;
-#[cfg(any(feature = "normalize", feature = "timeout", feature = "check"))]
+#[cfg(any(
+    feature = "normalize",
+    feature = "timeout",
+    feature = "check",
+    feature = "retry"
+))]
 pub(crate) mod content_type;
 pub mod deadline;
 pub mod error;
+#[cfg(feature = "fallback")]
+pub mod fallback;
+// The attempt loop walks targets whether or not they are offered.
+#[cfg(all(feature = "retry", not(feature = "fallback")))]
+pub(crate) mod fallback;
 #[cfg(feature = "fleet")]
 pub mod fleet;
 pub mod hint;
-#[cfg(any(feature = "circuit-breaker", feature = "pacing"))]
+#[cfg(any(feature = "timeout", feature = "retry"))]
+pub(crate) mod json;
+#[cfg(any(feature = "circuit-breaker", feature = "pacing", feature = "retry"))]
 pub mod key;
 #[cfg(feature = "metrics")]
 pub mod metrics;
@@ -96,6 +109,8 @@ pub use check::{Check, CheckLayer};
 pub use circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
 #[cfg(feature = "collect")]
 pub use collect::CollectBodyLayer;
+#[cfg(feature = "fallback")]
+pub use fallback::FallbackLayer;
 #[cfg(feature = "fleet")]
 pub use fleet::FleetMirror;
 #[cfg(feature = "normalize")]

@@ -112,6 +112,15 @@ fn the_preset_allocates_no_more_than_it_does_today() {
         // Target: at most 3. Not met yet (timeout 5, the call's context
         // included, + retry 6): regression guard at the current count.
         assert!(added <= 11.0, "{added}");
+        // A fallback route whose first target answers: the route's `Arc`
+        // is shared, the answer says which target served (`Served`: the
+        // response's extension map, its entry).
+        let two = t.added(
+            "ours: preset, 2 targets, first healthy",
+            support::preset_two_targets(up, false),
+            true,
+        );
+        assert!(two <= added + 3.0, "{two}");
         let failing = t.added(
             "ours: preset, upstream 503",
             support::preset_failing(mode),
@@ -124,5 +133,7 @@ fn the_preset_allocates_no_more_than_it_does_today() {
     }
     let t = Table::new(Mode::Dropped);
     let open = t.added("ours: preset, breaker open", support::preset_open(), false);
-    assert!(open <= 15.0, "{open}");
+    // Pacing between the loop and the breaker passes the rejection on as a
+    // boxed error (+1).
+    assert!(open <= 16.0, "{open}");
 }

@@ -245,14 +245,19 @@ async fn a_half_open_probe_is_judged_by_its_own_attempt() {
     handle.on_transition(move |t| seen.lock().unwrap().push((t.to(), t.reason())));
 
     // A failing probe opens the breaker again at once: the call's next
-    // attempt is rejected.
+    // attempt is rejected, and not counted (it was not sent).
     let upstream = Upstream::always(Plan::status(200)).first([Plan::json(503, DOWN)]);
     let svc = layer.layer(upstream.clone());
     handle.force_open(KEY, Duration::from_secs(30));
     advance(Duration::from_secs(30)).await;
     let (outcome, attempts) = call(svc.clone()).await;
-    assert_eq!(outcome.unwrap_err().code(), "circuit_open");
-    assert_eq!((attempts, upstream.calls()), (2, 1));
+    let err = outcome.unwrap_err();
+    assert_eq!(err.code(), "circuit_open");
+    assert!(
+        !err.is_retryable(),
+        "the stack tried again: x-should-retry: false"
+    );
+    assert_eq!((attempts, upstream.calls()), (1, 1));
     assert_eq!(
         reasons.lock().unwrap()[1..],
         [

@@ -103,8 +103,14 @@ async fn thousands_of_requests_against_a_chaotic_upstream() {
             let codes = codes.clone();
             async move {
                 let streaming = i % 5 == 0;
+                // A client of its own (its own pacing key): the upstream's
+                // random holds are about the call that got them, not the
+                // next callers (a real upstream that says "come back in
+                // two minutes" refuses everybody with that key, and the
+                // stack's pacing then fails them all fast).
                 let mut req = Request::post("http://upstream.test/v1/chat/completions")
-                    .header("content-type", "application/json");
+                    .header("content-type", "application/json")
+                    .header("authorization", format!("Bearer client-{i}"));
                 if streaming {
                     req = req.header("accept", "text/event-stream");
                 }

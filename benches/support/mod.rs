@@ -18,6 +18,8 @@ use http::{header, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+use tower_http_resilience::fallback::{Target, Targets};
+use tower_http_resilience::pacing::PacingLayer;
 use tower_http_resilience::stack::{ResilienceConfig, ResilienceLayer};
 use tower_http_resilience::timeout::AttemptTimeoutLayer;
 use tower_http_resilience::{CircuitBreakerLayer, NormalizeClientLayer, RetryLayer, TimeoutLayer};
@@ -364,10 +366,16 @@ pub fn breaker(up: Upstream) -> tower_http_resilience::CircuitBreaker<Upstream> 
     CircuitBreakerLayer::new().layer(up)
 }
 
+/// `PacingLayer` alone, default settings: the request's key (host, a
+/// hash of its credential) is never held.
+pub fn pacing(up: Upstream) -> impl Service<Req, Response = Response<impl Body>> {
+    PacingLayer::new().layer(up)
+}
+
 /// The preset, client flavour, default settings: `ResilienceLayer::new()`
-/// (normalize → total timeout → retry → breaker keyed by model, host or
-/// global → attempt timeout). The request has no model extension, so its
-/// breaker is the host's.
+/// (normalize → total timeout → retry, one target → pacing → breaker keyed
+/// by model, host or global → attempt timeout). The request has no model
+/// extension, so its breaker is the host's.
 pub fn preset(up: Upstream) -> impl Service<Req, Response = Response<impl Body>> {
     ResilienceLayer::new().layer(up)
 }
@@ -378,9 +386,36 @@ pub fn hand_built(up: Upstream) -> impl Service<Req, Response = Response<impl Bo
         .layer(NormalizeClientLayer::new())
         .layer(TimeoutLayer::new())
         .layer(RetryLayer::new())
+        .layer(PacingLayer::new())
         .layer(CircuitBreakerLayer::new())
         .layer(AttemptTimeoutLayer::new(Duration::from_secs(30)))
         .service(up)
+}
+
+/// The preset with two targets, the first healthy: a fallback route. The
+/// first target is named only (`rewrites: false`), or, like a gateway's,
+/// sets its base URI, breaker key and credential (`rewrites: true`); the
+/// second is never used.
+pub fn preset_two_targets(
+    up: Upstream,
+    rewrites: bool,
+) -> impl Service<Req, Response = Response<impl Body>> {
+    let first = if rewrites {
+        Target::new("primary:gpt-4o-mini")
+            .base_uri("http://api.example.test".parse().unwrap())
+            .key("primary:gpt-4o-mini")
+            .bearer("sk-bench-primary-000000000000")
+            .unwrap()
+    } else {
+        Target::new("primary")
+    };
+    let backup = Target::new("backup:gpt-4o-mini")
+        .base_uri("http://backup.example.test/v1".parse().unwrap())
+        .key("backup:gpt-4o-mini")
+        .model("gpt-4o-mini");
+    ResilienceLayer::new()
+        .targets(Targets::from([first, backup]))
+        .layer(up)
 }
 
 /// The preset answering 503 from the upstream: its breaker is set never to

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 #[cfg(feature = "circuit-breaker")]
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -21,6 +22,11 @@ const OWNED: u8 = 1;
 /// At least one outcome is pending.
 #[cfg(feature = "circuit-breaker")]
 const PENDING: u8 = 2;
+/// The request asks for a stream: the first-byte clock bounds its headers.
+const STREAMING: u8 = 4;
+/// The attempt under way is not the call's last chance: another target
+/// remains, so a layer inside should refuse rather than wait.
+const ANOTHER_TARGET: u8 = 8;
 
 /// Pending outcomes kept at once, one per layer (two nested breakers).
 #[cfg(feature = "circuit-breaker")]
@@ -36,11 +42,17 @@ struct Shared {
     base: Instant,
     /// The deadline, in nanoseconds after `base`; [`NONE`] when none.
     deadline: AtomicU64,
+    /// A streaming call's first-byte clock (nanoseconds; [`NONE`] when no
+    /// timeout published one), and the instant (after `base`) it runs out
+    /// for the call's first attempt.
+    #[cfg(any(feature = "timeout", feature = "retry"))]
+    first_byte: AtomicU64,
+    first_byte_by: AtomicU64,
     /// Attempts sent so far.
     attempts: AtomicU32,
     /// One more than the last attempt a timeout cut short (0: none was);
     /// attempt 0 is a call no attempt loop counts.
-    #[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
+    #[cfg(any(feature = "timeout", feature = "retry", feature = "circuit-breaker"))]
     cut: AtomicU32,
     /// The attempt loop and the attempts in flight that keep the call open.
     #[cfg(any(feature = "retry", feature = "circuit-breaker"))]
@@ -55,8 +67,11 @@ impl CallContext {
         CallContext(Arc::new(Shared {
             base,
             deadline: AtomicU64::new(NONE),
+            #[cfg(any(feature = "timeout", feature = "retry"))]
+            first_byte: AtomicU64::new(NONE),
+            first_byte_by: AtomicU64::new(NONE),
             attempts: AtomicU32::new(0),
-            #[cfg(any(feature = "timeout", feature = "circuit-breaker"))]
+            #[cfg(any(feature = "timeout", feature = "retry", feature = "circuit-breaker"))]
             cut: AtomicU32::new(0),
             #[cfg(any(feature = "retry", feature = "circuit-breaker"))]
             holds: AtomicU32::new(0),
@@ -88,20 +103,82 @@ impl CallContext {
     }
 
     /// The deadline in force, if any layer set one.
+    ///
+    /// For a streaming call that no attempt loop owns, the first-byte clock
+    /// bounds the call too (its headers are due then); an attempt loop runs
+    /// that clock per attempt, and the call's deadline is its total.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        match self.0.deadline.load(Ordering::Acquire) {
-            NONE => None,
-            nanos => Some(self.0.base + std::time::Duration::from_nanos(nanos)),
+        let mut nanos = self.0.deadline.load(Ordering::Acquire);
+        if self.0.flags.load(Ordering::Acquire) & (OWNED | STREAMING) == STREAMING {
+            nanos = nanos.min(self.0.first_byte_by.load(Ordering::Acquire));
         }
+        self.at(nanos)
+    }
+
+    fn at(&self, nanos: u64) -> Option<Instant> {
+        (nanos != NONE).then(|| self.0.base + Duration::from_nanos(nanos))
+    }
+
+    fn nanos_after_base(&self, at: Instant) -> u64 {
+        saturating_nanos(at.saturating_duration_since(self.0.base)).min(NONE - 1)
+    }
+
+    /// A timeout publishes its first-byte clock `len`, which runs out at
+    /// `by` for the call's first attempt; `streaming` when the request
+    /// asks for a stream. The shortest clock published wins.
+    #[cfg(feature = "timeout")]
+    pub(crate) fn set_first_byte(&self, len: Duration, by: Instant, streaming: bool) {
+        store_min(&self.0.first_byte_by, self.nanos_after_base(by));
+        store_min(&self.0.first_byte, saturating_nanos(len).min(NONE - 1));
+        if streaming {
+            self.0.flags.fetch_or(STREAMING, Ordering::AcqRel);
+        }
+    }
+
+    /// The first-byte clock a timeout published, and the instant it runs
+    /// out for the first attempt.
+    #[cfg(feature = "retry")]
+    pub(crate) fn first_byte(&self) -> Option<(Duration, Instant)> {
+        let len = self.0.first_byte.load(Ordering::Acquire);
+        let by = self.0.first_byte_by.load(Ordering::Acquire);
+        Some((Duration::from_nanos(len), self.at(by)?)).filter(|_| len != NONE)
+    }
+
+    /// Whether the request asks for a stream (a timeout found out).
+    #[cfg(feature = "retry")]
+    pub(crate) fn is_streaming(&self) -> bool {
+        self.0.flags.load(Ordering::Acquire) & STREAMING != 0
+    }
+
+    /// The attempt loop says whether another target remains after the
+    /// attempt it is about to send.
+    #[cfg(feature = "retry")]
+    pub(crate) fn set_another_target(&self, remains: bool) {
+        if remains == self.another_target_remains() {
+            return;
+        }
+        if remains {
+            self.0.flags.fetch_or(ANOTHER_TARGET, Ordering::AcqRel);
+        } else {
+            self.0.flags.fetch_and(!ANOTHER_TARGET, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether another target remains after the attempt under way: a layer
+    /// inside that would make it wait refuses it instead, and the loop
+    /// moves on.
+    #[cfg_attr(not(feature = "pacing"), allow(dead_code))]
+    pub(crate) fn another_target_remains(&self) -> bool {
+        self.0.flags.load(Ordering::Acquire) & ANOTHER_TARGET != 0
     }
 
     /// Sets the deadline to `at` unless an earlier one is in force; returns
     /// the one in force. A deadline before the context was made counts as
     /// that instant (both have passed).
     pub(crate) fn set_deadline_earliest(&self, at: Instant) -> Instant {
-        let nanos = saturating_nanos(at.saturating_duration_since(self.0.base)).min(NONE - 1);
+        let nanos = self.nanos_after_base(at);
         let before = self.0.deadline.fetch_min(nanos, Ordering::AcqRel);
-        self.0.base + std::time::Duration::from_nanos(before.min(nanos))
+        self.0.base + Duration::from_nanos(before.min(nanos))
     }
 
     /// Attempts sent so far (0 when no attempt loop counts them).
@@ -118,9 +195,20 @@ impl CallContext {
             .saturating_add(1)
     }
 
-    /// A timeout cut the call short: the attempt in flight (or the last
-    /// one) failed.
-    #[cfg(feature = "timeout")]
+    /// Sent nothing after all: the attempt last counted was refused by a
+    /// layer inside (an open breaker, pacing) before it left.
+    #[cfg(feature = "retry")]
+    pub(crate) fn uncount_attempt(&self) {
+        let _ = self
+            .0
+            .attempts
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// A timeout cut the call short, or the attempt loop gave up on the
+    /// attempt in flight as failed (a stream that stalled or opened with an
+    /// error): the attempt in flight (or the last one) failed.
+    #[cfg(any(feature = "timeout", feature = "retry"))]
     pub(crate) fn mark_cut(&self) {
         let current = self.attempts().saturating_add(1);
         self.0.cut.fetch_max(current, Ordering::AcqRel);
@@ -242,6 +330,20 @@ impl CallContext {
     }
 }
 
+/// Lowers `slot` to `value` if that is smaller. The first value published
+/// is a plain store (the common case: one timeout per call); the layers
+/// of one call publish one after the other, in its task.
+#[cfg(feature = "timeout")]
+fn store_min(slot: &AtomicU64, value: u64) {
+    match slot.load(Ordering::Acquire) {
+        NONE => slot.store(value, Ordering::Release),
+        current if value < current => {
+            slot.fetch_min(value, Ordering::AcqRel);
+        }
+        _ => {}
+    }
+}
+
 impl fmt::Debug for CallContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallContext")
@@ -253,148 +355,5 @@ impl fmt::Debug for CallContext {
 }
 
 #[cfg(all(test, feature = "full"))]
-mod tests {
-    use std::sync::atomic::AtomicU64;
-    use std::time::Duration;
-
-    use super::*;
-    use crate::call::Settle;
-
-    /// Records what it settles: the sum and the count of the outcomes.
-    struct Recorder {
-        layer: usize,
-        sum: AtomicU64,
-        count: AtomicU64,
-    }
-
-    impl Recorder {
-        fn new(layer: usize) -> Arc<Self> {
-            Arc::new(Recorder {
-                layer,
-                sum: AtomicU64::new(0),
-                count: AtomicU64::new(0),
-            })
-        }
-
-        fn seen(&self) -> (u64, u64) {
-            (
-                self.count.load(Ordering::SeqCst),
-                self.sum.load(Ordering::SeqCst),
-            )
-        }
-    }
-
-    impl Settle for Recorder {
-        fn settle(&self, outcome: u64) {
-            self.sum.fetch_add(outcome, Ordering::SeqCst);
-            self.count.fetch_add(1, Ordering::SeqCst);
-        }
-
-        fn layer(&self) -> usize {
-            self.layer
-        }
-    }
-
-    fn pending(r: &Arc<Recorder>, outcome: u64) -> Pending {
-        Pending::new(r.clone(), outcome)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_earliest_deadline_wins() {
-        let mut ext = http::Extensions::new();
-        let ctx = CallContext::get_or_insert(&mut ext).clone();
-        assert_eq!(ctx.deadline(), None);
-        let now = Instant::now();
-        let in_force = ctx.set_deadline_earliest(now + Duration::from_secs(60));
-        assert_eq!(in_force, now + Duration::from_secs(60));
-        let in_force = ctx.set_deadline_earliest(now + Duration::from_secs(30));
-        assert_eq!(in_force, now + Duration::from_secs(30));
-        let in_force = ctx.set_deadline_earliest(now + Duration::from_secs(90));
-        assert_eq!(in_force, now + Duration::from_secs(30));
-        assert_eq!(
-            CallContext::get(&ext).unwrap().deadline(),
-            Some(now + Duration::from_secs(30))
-        );
-        // A deadline already passed stays passed.
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let past = ctx.set_deadline_earliest(now - Duration::from_secs(5));
-        assert!(past <= Instant::now());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_latest_outcome_of_a_breaker_is_settled_once_when_the_call_ends() {
-        let ctx = CallContext::new(Instant::now());
-        let a = Recorder::new(1);
-        ctx.own();
-        // Three attempts on one breaker: only the last counts.
-        for outcome in [10, 20, 30] {
-            ctx.hold();
-            ctx.leave(pending(&a, outcome));
-            assert_eq!(a.seen(), (0, 0), "pending while the loop holds the call");
-        }
-        ctx.release();
-        assert_eq!(a.seen(), (1, 30));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_final_attempt_records_at_once_after_the_loop_ended() {
-        let ctx = CallContext::new(Instant::now());
-        let a = Recorder::new(1);
-        ctx.own();
-        ctx.hold();
-        ctx.leave(pending(&a, 1));
-        ctx.hold();
-        // The loop returns the response; its body is still being read.
-        ctx.release();
-        assert_eq!(a.seen(), (0, 0));
-        ctx.leave(pending(&a, 5));
-        assert_eq!(a.seen(), (1, 5), "the earlier outcome was superseded");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn another_breaker_of_the_same_layer_settles_the_previous_at_once() {
-        let ctx = CallContext::new(Instant::now());
-        let (a, b) = (Recorder::new(1), Recorder::new(1));
-        let other_layer = Recorder::new(2);
-        ctx.own();
-        ctx.hold();
-        ctx.leave(pending(&a, 3));
-        ctx.hold();
-        ctx.leave(pending(&other_layer, 7));
-        ctx.hold();
-        ctx.leave(pending(&b, 4));
-        assert_eq!(a.seen(), (1, 3), "moved to another key: settled at once");
-        assert_eq!(b.seen(), (0, 0));
-        ctx.release();
-        assert_eq!(b.seen(), (1, 4));
-        assert_eq!(other_layer.seen(), (1, 7));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn more_layers_than_slots_settle_the_oldest() {
-        let ctx = CallContext::new(Instant::now());
-        let rs: Vec<_> = (0..3).map(Recorder::new).collect();
-        ctx.own();
-        for r in &rs {
-            ctx.hold();
-            ctx.leave(pending(r, 1));
-        }
-        assert_eq!(rs[0].seen(), (1, 1));
-        assert_eq!(rs[1].seen(), (0, 0));
-        ctx.release();
-        assert!(rs.iter().all(|r| r.seen() == (1, 1)));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_cut_applies_to_the_attempt_in_flight_and_earlier_ones() {
-        let ctx = CallContext::new(Instant::now());
-        assert!(!ctx.is_cut(0));
-        ctx.count_attempt();
-        ctx.mark_cut();
-        assert!(ctx.is_cut(1));
-        ctx.count_attempt();
-        assert!(!ctx.is_cut(2), "a later attempt was not cut");
-        ctx.mark_cut();
-        assert!(ctx.is_cut(2));
-    }
-}
+#[path = "context_tests.rs"]
+mod tests;

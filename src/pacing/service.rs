@@ -14,6 +14,7 @@ use super::rate::rate_of;
 use super::registry::Registry;
 use super::slot::{Admission, Slot};
 use super::state::{PacingAction, RefuseIfHeld};
+use crate::call::CallContext;
 use crate::deadline::Deadline;
 use crate::key::ExtractKey;
 use crate::util::saturating_nanos;
@@ -118,14 +119,18 @@ impl<S, K> Pacing<S, K> {
 
 /// The latest instant (nanoseconds) a call that arrived at `now` may be
 /// sent: within `max_retry_after`, before its deadline, and now at the
-/// latest when the request says not to wait.
+/// latest when the request says not to wait ([`RefuseIfHeld`], or an
+/// attempt loop with another target left for the call).
 fn latest(registry: &Registry, parts: &Parts, now: u64) -> u64 {
-    if parts.extensions.get::<RefuseIfHeld>().is_some() {
+    let call = CallContext::get(&parts.extensions);
+    if parts.extensions.get::<RefuseIfHeld>().is_some()
+        || call.is_some_and(CallContext::another_target_remains)
+    {
         return now;
     }
     let core = registry.core();
     let latest = now.saturating_add(saturating_nanos(core.config.max_retry_after));
-    match Deadline::get(&parts.extensions) {
+    match call.and_then(CallContext::deadline).map(Deadline::at) {
         // A call that would leave at its deadline has no time left.
         Some(deadline) => latest.min(core.nanos_at(deadline.instant()).saturating_sub(1)),
         None => latest,

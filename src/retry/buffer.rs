@@ -158,6 +158,27 @@ impl<B> Buffer<B> {
         hint_plus(rest, buffered)
     }
 
+    /// The caller's body whole, once it was read to its end without going
+    /// over the cap or failing (trailers left out): the one chunk kept, or
+    /// the chunks joined.
+    pub(super) fn whole(&self) -> Option<Bytes> {
+        if self.rest.is_some() || !self.replayable() {
+            return None;
+        }
+        match (&self.chunks.first, self.chunks.rest.is_empty()) {
+            (None, _) => Some(Bytes::new()),
+            (Some(first), true) => Some(first.clone()),
+            (Some(first), false) => {
+                let mut all = Vec::with_capacity(self.len);
+                all.extend_from_slice(first);
+                for chunk in &self.chunks.rest {
+                    all.extend_from_slice(chunk);
+                }
+                Some(all.into())
+            }
+        }
+    }
+
     /// Bytes kept, for `Debug`.
     pub(super) fn kept(&self) -> usize {
         self.len

@@ -9,6 +9,7 @@ use http::HeaderName;
 use super::backoff::{Backoff, Jitter};
 use super::budget::RetryBudget;
 use super::policy::DefaultPolicy;
+use crate::fallback::Selector;
 
 /// The retries after the first attempt by default: 3, so four attempts ride
 /// out a short outage.
@@ -67,6 +68,9 @@ pub struct RetryLayer<P = DefaultPolicy> {
     pub(crate) attempt_header: Option<HeaderName>,
     pub(crate) policy: P,
     pub(crate) budget: Arc<RetryBudget>,
+    /// The targets of each call (none: the one target the call was sent
+    /// to, rewritten in nothing).
+    pub(crate) targets: Option<Selector>,
 }
 
 impl RetryLayer {
@@ -84,6 +88,7 @@ impl RetryLayer {
             attempt_header: None,
             policy: DefaultPolicy::new(),
             budget: Arc::new(RetryBudget::default()),
+            targets: None,
         }
     }
 }
@@ -111,7 +116,14 @@ impl<P> RetryLayer<P> {
             attempt_header: self.attempt_header,
             policy,
             budget: self.budget,
+            targets: self.targets,
         }
+    }
+
+    /// Walks the targets `targets` chooses for each call.
+    pub(crate) fn targets(mut self, targets: Selector) -> Self {
+        self.targets = Some(targets);
+        self
     }
 
     /// Sets how many times a call is retried after its first attempt

@@ -16,15 +16,24 @@
 //! says:
 //!
 //! - **The commit point.** A response with a status below 400 is handed
-//!   back as it is: once a success's headers are on their way, the call is
-//!   never sent again, and a streaming response is never re-requested.
-//!   (A gRPC trailers-only error, status 200 with `grpc-status` in the
+//!   back as it is: once a success reaches the caller, the call is never
+//!   sent again. An ordinary response commits at its headers; a stream at
+//!   its first event: an event stream (`text/event-stream`) is held back
+//!   until its first complete event with data, another stream the request
+//!   asked for (see [`timeout`](crate::timeout)) until its first byte — at
+//!   most 64 KiB, and at most the first-byte clock of an outer
+//!   [`TimeoutLayer`](crate::TimeoutLayer), counted from the attempt's
+//!   start. Before that, a stream that ends, fails, stalls or opens with an
+//!   error event (`data: {"error": …}`) is a failed attempt, shown to the
+//!   policy like an error; after it, the stream is the caller's, byte for
+//!   byte. (A gRPC trailers-only error, status 200 with `grpc-status` in the
 //!   headers, is shown to the policy; a gRPC status in trailers comes after
 //!   the commit point.)
 //! - **An open breaker.** A rejection of kind
-//!   [`CircuitOpen`](crate::ErrorKind::CircuitOpen) is returned at once: the
-//!   same breaker would reject the retry, so it is neither retried nor
-//!   charged to the budget.
+//!   [`CircuitOpen`](crate::ErrorKind::CircuitOpen) is not retried: the
+//!   same breaker would reject the retry, so it is returned at once (or the
+//!   call's next target is tried), and charged neither to the budget nor,
+//!   never sent, to the attempts.
 //!
 //! # When, and whether, the next attempt goes out
 //!
@@ -55,8 +64,9 @@
 //!
 //! # What the caller is told
 //!
-//! A failure that leaves after the layer retried the call at least once, or
-//! whose retry the budget or the deadline refused, tells its caller not to
+//! A failure that leaves after the layer retried the call (or moved it to
+//! another target) at least once, or whose retry the budget or the deadline
+//! refused, tells its caller not to
 //! retry it again: a caller that retries too (the official OpenAI SDKs retry
 //! twice by default) would multiply the attempts the upstream sees and the
 //! time the call takes. Such an error's
@@ -74,6 +84,16 @@
 //! of the response when it took more than one ([`Attempts::of`] reads an
 //! unmarked response as one attempt). Dropping the response future stops
 //! the call: no further attempt is sent.
+//!
+//! # Targets
+//!
+//! The loop walks the call's targets: by default one, the inner service as
+//! the request reaches it. A [`FallbackLayer`](crate::fallback::FallbackLayer)
+//! is this loop with a list of targets (another upstream, credential or
+//! model each): a target that cannot serve the call is left at once, and
+//! `max_retries` is the retries on each. A retry layer inside another
+//! attempt loop makes no retries of its own, so stacking the two does not
+//! multiply attempts. See [`fallback`](crate::fallback).
 //!
 //! # One call, many attempts
 //!
@@ -206,12 +226,17 @@ mod body;
 mod budget;
 mod buffer;
 mod call;
+mod decide;
 pub mod future;
+mod hold;
 mod layer;
 mod outcome;
 mod policy;
 mod replay;
 mod service;
+mod sse;
+mod state;
+mod step;
 
 pub use crate::call::Attempts;
 pub use backoff::{Backoff, Jitter};
@@ -221,6 +246,8 @@ pub use layer::{
     RetryLayer, DEFAULT_MAX_REPLAY_BODY, DEFAULT_MAX_RETRIES, DEFAULT_MAX_RETRY_AFTER,
 };
 pub use outcome::{Decision, Outcome};
+pub(crate) use policy::says_quota;
 pub use policy::{DefaultPolicy, RetryPolicy};
+pub(crate) use replay::Replay;
 pub use replay::ReplayBody;
 pub use service::Retry;

@@ -195,21 +195,21 @@ impl RetryPolicy for DefaultPolicy {
         if status == StatusCode::TOO_MANY_REQUESTS {
             return match body {
                 None => Decision::ReadBody,
-                Some(body) => {
-                    let kind = ApiError::from_upstream(status, headers, body).kind();
-                    // A long body is cut at the peek limit and may not parse:
-                    // its code still says quota.
-                    let quota = kind == ErrorKind::QuotaExhausted
-                        || body.windows(QUOTA.len()).any(|w| w == QUOTA);
-                    yes_if(!quota)
-                }
+                Some(body) => yes_if(!says_quota(headers, body)),
             };
         }
         Decision::Retry
     }
 }
 
-const QUOTA: &[u8] = b"insufficient_quota";
+/// Whether the start of a 429's body says the quota is exhausted (a long
+/// body is cut at the peek limit and may not parse: its code still says
+/// quota).
+pub(crate) fn says_quota(headers: &http::HeaderMap, body: &[u8]) -> bool {
+    const QUOTA: &[u8] = b"insufficient_quota";
+    let kind = ApiError::from_upstream(StatusCode::TOO_MANY_REQUESTS, headers, body).kind();
+    kind == ErrorKind::QuotaExhausted || body.windows(QUOTA.len()).any(|w| w == QUOTA)
+}
 
 fn yes_if(retry: bool) -> Decision {
     if retry {

@@ -57,12 +57,23 @@ use crate::BoxError;
 /// # }
 /// ```
 pub struct ReplayBody<B> {
-    /// The shared buffer, while this body holds it.
-    buffer: Option<Buffer<B>>,
-    /// Where the buffer goes back when this body is dropped; `None` for an
-    /// empty body.
-    shared: Option<Arc<Shared<B>>>,
-    cursor: Cursor,
+    kind: Kind<B>,
+}
+
+enum Kind<B> {
+    /// An empty body.
+    Empty,
+    /// The caller's body, through the buffer the attempts of the call share.
+    Replayed {
+        /// The shared buffer, while this body holds it.
+        buffer: Option<Buffer<B>>,
+        /// Where the buffer goes back when this body is dropped.
+        shared: Arc<Shared<B>>,
+        cursor: Cursor,
+    },
+    /// The caller's body rewritten whole for one target (its `model`
+    /// renamed): one chunk, then the end.
+    Rewritten { data: Option<Bytes> },
 }
 
 /// The buffer of a call, between the bodies of its attempts.
@@ -85,11 +96,7 @@ impl<B: Body> ReplayBody<B> {
         let shared = Arc::new(Shared {
             buffer: Mutex::new(None),
         });
-        let body = ReplayBody {
-            buffer: Some(Buffer::new(body, cap)),
-            shared: Some(shared.clone()),
-            cursor: Cursor::default(),
-        };
+        let body = ReplayBody::replayed(Some(Buffer::new(body, cap)), shared.clone());
         let replay = Replay {
             shared: Some(shared),
         };
@@ -99,17 +106,33 @@ impl<B: Body> ReplayBody<B> {
 
 impl<B> ReplayBody<B> {
     fn empty() -> Self {
+        ReplayBody { kind: Kind::Empty }
+    }
+
+    fn replayed(buffer: Option<Buffer<B>>, shared: Arc<Shared<B>>) -> Self {
         ReplayBody {
-            buffer: None,
-            shared: None,
-            cursor: Cursor::default(),
+            kind: Kind::Replayed {
+                buffer,
+                shared,
+                cursor: Cursor::default(),
+            },
+        }
+    }
+
+    /// A body of `data`, whole: the caller's body rewritten for a target.
+    pub(crate) fn rewritten(data: Bytes) -> Self {
+        ReplayBody {
+            kind: Kind::Rewritten { data: Some(data) },
         }
     }
 
     /// Whether this attempt's body is over the cap (and the call will not be
     /// retried).
     pub fn is_capped(&self) -> bool {
-        self.buffer.as_ref().is_some_and(Buffer::is_capped)
+        match &self.kind {
+            Kind::Replayed { buffer, .. } => buffer.as_ref().is_some_and(Buffer::is_capped),
+            Kind::Empty | Kind::Rewritten { .. } => false,
+        }
     }
 }
 
@@ -136,11 +159,17 @@ impl<B> Replay<B> {
         }
         let buffer = slot.take();
         drop(slot);
-        Some(ReplayBody {
-            buffer,
-            shared: Some(shared.clone()),
-            cursor: Cursor::default(),
-        })
+        Some(ReplayBody::replayed(buffer, shared.clone()))
+    }
+
+    /// The caller's body whole, once it was read to its end within the
+    /// cap (its trailers left out); `None` while it is still to be read,
+    /// held by an attempt, over the cap or failed.
+    pub(crate) fn whole(&self) -> Option<Bytes> {
+        match &self.shared {
+            None => Some(Bytes::new()),
+            Some(shared) => shared.lock().as_ref()?.whole(),
+        }
     }
 }
 
@@ -152,8 +181,10 @@ impl<B> Shared<B> {
 
 impl<B> Drop for ReplayBody<B> {
     fn drop(&mut self) {
-        if let (Some(buffer), Some(shared)) = (self.buffer.take(), &self.shared) {
-            *shared.lock() = Some(buffer);
+        if let Kind::Replayed { buffer, shared, .. } = &mut self.kind {
+            if let Some(buffer) = buffer.take() {
+                *shared.lock() = Some(buffer);
+            }
         }
     }
 }
@@ -170,28 +201,44 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        let Some(buffer) = this.buffer.as_mut() else {
-            // An empty body.
-            return Poll::Ready(None);
-        };
-        // First what earlier attempts read, then the rest.
-        match buffer.next_kept(&mut this.cursor) {
-            Some(frame) => Poll::Ready(Some(Ok(frame))),
-            None => buffer.poll_rest(&mut this.cursor, cx),
+        match &mut self.get_mut().kind {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Rewritten { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            // An empty body, or one whose buffer was released.
+            Kind::Replayed { buffer: None, .. } => Poll::Ready(None),
+            Kind::Replayed {
+                buffer: Some(buffer),
+                cursor,
+                ..
+            } => {
+                // First what earlier attempts read, then the rest.
+                match buffer.next_kept(cursor) {
+                    Some(frame) => Poll::Ready(Some(Ok(frame))),
+                    None => buffer.poll_rest(cursor, cx),
+                }
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.buffer
-            .as_ref()
-            .is_none_or(|b| b.is_end_stream(&self.cursor))
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Rewritten { data } => data.is_none(),
+            Kind::Replayed { buffer, cursor, .. } => {
+                buffer.as_ref().is_none_or(|b| b.is_end_stream(cursor))
+            }
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.buffer {
-            Some(b) => b.size_hint(&self.cursor),
-            None => SizeHint::with_exact(0),
+        match &self.kind {
+            Kind::Replayed {
+                buffer: Some(b),
+                cursor,
+                ..
+            } => b.size_hint(cursor),
+            Kind::Rewritten { data: Some(d) } => SizeHint::with_exact(d.len() as u64),
+            _ => SizeHint::with_exact(0),
         }
     }
 }
@@ -199,14 +246,19 @@ where
 impl<B> fmt::Debug for ReplayBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ReplayBody");
-        match &self.buffer {
-            Some(b) => d
+        match &self.kind {
+            Kind::Replayed {
+                buffer: Some(b),
+                cursor,
+                ..
+            } => d
                 .field("buffered", &b.kept())
-                .field("cursor", &self.cursor)
+                .field("cursor", cursor)
                 .field("capped", &b.is_capped())
                 .field("streaming", &b.streaming()),
-            None if self.shared.is_none() => d.field("empty", &true),
-            None => d.field("released", &true),
+            Kind::Empty => d.field("empty", &true),
+            Kind::Replayed { buffer: None, .. } => d.field("released", &true),
+            Kind::Rewritten { data } => d.field("rewritten", &data.as_ref().map(Bytes::len)),
         };
         d.finish()
     }

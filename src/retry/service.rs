@@ -83,8 +83,10 @@ where
     S: Service<Request<ReplayBody<B>>, Response = Response<ResBody>> + Clone,
     S::Error: Into<BoxError>,
     B: Body,
+    B::Error: Into<BoxError>,
     ResBody: Body,
     ResBody::Data: Into<Bytes>,
+    ResBody::Error: Into<BoxError>,
     P: RetryPolicy,
 {
     type Response = Response<RetryBody<ResBody>>;
@@ -101,10 +103,9 @@ where
         // The service that was made ready is the one called; later attempts
         // wait for it to be ready again.
         let clone = self.inner.clone();
-        let mut service = std::mem::replace(&mut self.inner, clone);
-        let (call, req) = Call::start(req, &self.layer);
-        let future = service.call(req);
-        ResponseFuture::new(future, service, self.layer.clone(), call)
+        let service = std::mem::replace(&mut self.inner, clone);
+        let (call, first) = Call::start(req, &self.layer);
+        ResponseFuture::new(first, service, self.layer.clone(), call)
     }
 }
 

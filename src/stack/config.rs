@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use crate::circuit_breaker::{CircuitBreakerConfig, KeyDisplay};
 use crate::error::fmt_duration;
+use crate::pacing::PacingConfig;
 use crate::retry::{RetryBudget, RetryLayer};
 use crate::timeout::{AttemptTimeoutLayer, TimeoutLayer};
 
@@ -20,7 +21,7 @@ use crate::timeout::{AttemptTimeoutLayer, TimeoutLayer};
 /// | [`stream_first_byte_timeout`](Self::stream_first_byte_timeout) | 60 s | a model may think a long time before its first token |
 /// | [`stream_idle_timeout`](Self::stream_idle_timeout) | 60 s | longer than any pause between tokens or keep-alive comments |
 /// | [`stream_timeout`](Self::stream_timeout) | 300 s | a long streamed answer ends within five minutes |
-/// | [`max_retry_after`](Self::max_retry_after) | 60 s | a longer server-requested wait goes back to the caller instead of holding the call |
+/// | [`max_retry_after`](Self::max_retry_after) | 60 s | a longer server-requested wait (or pacing hold) goes back to the caller instead of holding the call |
 /// | [`breaker_min_calls`](Self::breaker_min_calls) | 10 | a ratio over fewer calls is noise |
 /// | [`breaker_failure_ratio`](Self::breaker_failure_ratio) | 0.5 | half the calls failing is the upstream, not bad luck |
 /// | [`breaker_window`](Self::breaker_window) | 30 s | sees a trend at a few calls per second, forgets an incident within a minute |
@@ -317,6 +318,13 @@ impl ResilienceConfig {
             .window(self.breaker_window, buckets)
             .open_duration(self.breaker_open_duration, max_open, jitter)
             .key_display(self.breaker_key_display)
+    }
+
+    /// The pacing settings of the stack: the longest wait it holds a call
+    /// is `max_retry_after`, as the retry layer's; the rest are pacing's
+    /// defaults. See [`timeout_layer`](Self::timeout_layer).
+    pub fn pacing_config(&self) -> PacingConfig {
+        PacingConfig::new().max_retry_after(self.max_retry_after)
     }
 
     /// The attempt timeout layer of the stack: `attempt_timeout`. See

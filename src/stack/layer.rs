@@ -6,7 +6,9 @@ use crate::circuit_breaker::{
     ByAuthority, ByExtension, CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer,
     DefaultClassifier, ExtractKeyExt, GlobalKey,
 };
+use crate::fallback::{SelectTargets, Selector};
 use crate::normalize::{Normalize, NormalizeClient, NormalizeClientLayer, NormalizeLayer};
+use crate::pacing::{Pacing, PacingHandle, PacingLayer};
 use crate::retry::{Retry, RetryBudget, RetryLayer};
 use crate::timeout::{AttemptTimeout, AttemptTimeoutLayer, Timeout, TimeoutLayer};
 
@@ -41,7 +43,8 @@ use crate::timeout::{AttemptTimeout, AttemptTimeoutLayer, Timeout, TimeoutLayer}
 pub type DefaultKey = Or<Or<ByExtension, ByAuthority>, GlobalKey>;
 
 /// The layers between normalization and the inner service:
-/// total timeout → retry → circuit breaker → attempt timeout.
+/// total timeout → retry (the attempt loop, with its targets) → pacing →
+/// circuit breaker → attempt timeout.
 ///
 /// ```
 /// use tower_http_resilience::stack::{Resilient, ServerStack};
@@ -53,7 +56,7 @@ pub type DefaultKey = Or<Or<ByExtension, ByAuthority>, GlobalKey>;
 /// }
 /// ```
 pub type Resilient<S, K = DefaultKey> =
-    Timeout<Retry<CircuitBreaker<AttemptTimeout<S>, K, DefaultClassifier>>>;
+    Timeout<Retry<Pacing<CircuitBreaker<AttemptTimeout<S>, K, DefaultClassifier>>>>;
 
 /// The client stack a [`ResilienceLayer`] builds around a service `S`.
 ///
@@ -104,15 +107,20 @@ pub type ClientStack<S, K = DefaultKey> = NormalizeClient<Resilient<S, K>>;
 pub type ServerStack<S, K = DefaultKey> = Normalize<Resilient<S, K>>;
 
 /// The standard client stack, in the recommended order:
-/// client normalization → total timeout → retry → circuit breaker → attempt
-/// timeout → the service.
+/// client normalization → total timeout → retry (the attempt loop, walking
+/// the call's targets) → pacing → circuit breaker → attempt timeout → the
+/// service.
 ///
 /// Built from a [`ResilienceConfig`] (checked when built). Its error type is
-/// [`ApiError`](crate::ApiError). The breaker state and the retry budget
-/// live in this layer: every service it builds, and every clone of them,
-/// shares them (one `Arc` each). Breakers are keyed by [`DefaultKey`] (the
-/// caller's [`BreakerKey`](crate::circuit_breaker::BreakerKey), else the
-/// host); [`key`](Self::key) chooses another key.
+/// [`ApiError`](crate::ApiError). The breaker state, the pacing state and
+/// the retry budget live in this layer: every service it builds, and every
+/// clone of them, shares them (one `Arc` each). Breakers are keyed by
+/// [`DefaultKey`] (the caller's
+/// [`BreakerKey`](crate::circuit_breaker::BreakerKey), else the host);
+/// [`key`](Self::key) chooses another key. Pacing is keyed by
+/// [`ByCredential`](crate::pacing::ByCredential) (host, credential and
+/// breaker key). A call has one target, the service, unless
+/// [`targets`](Self::targets) gives it a list to fall back along.
 ///
 /// The inner service receives `Request<`[`StackBody<B>`](super::StackBody)`>`:
 /// a hyper-util client is built for that body type.
@@ -139,6 +147,7 @@ pub type ServerStack<S, K = DefaultKey> = Normalize<Resilient<S, K>>;
 pub struct ResilienceLayer<K = DefaultKey> {
     timeout: TimeoutLayer,
     retry: RetryLayer,
+    pacing: PacingLayer,
     breaker: CircuitBreakerLayer<K>,
     attempt: AttemptTimeoutLayer,
 }
@@ -187,6 +196,7 @@ impl ResilienceLayer {
         ResilienceLayer {
             timeout: config.timeout_layer(),
             retry: config.retry_layer(),
+            pacing: PacingLayer::with_config(config.pacing_config()),
             breaker: CircuitBreakerLayer::with_config(config.breaker_config())
                 .key(ByExtension.or(ByAuthority).or(GlobalKey)),
             attempt: config.attempt_layer(),
@@ -218,6 +228,7 @@ impl<K> ResilienceLayer<K> {
         ResilienceLayer {
             timeout: self.timeout,
             retry: self.retry,
+            pacing: self.pacing,
             breaker: self.breaker.key(key),
             attempt: self.attempt,
         }
@@ -274,8 +285,44 @@ impl<K> ResilienceLayer<K> {
     /// ```
     #[cfg(feature = "fleet")]
     pub fn fleet(mut self, mirror: crate::fleet::FleetMirror) -> Self {
+        self.pacing = self.pacing.fleet(mirror.clone());
         self.breaker = self.breaker.fleet(mirror);
         self
+    }
+
+    /// Walks the targets `targets` chooses for each call (the default: one
+    /// target, the service, rewritten in nothing): retried on a target
+    /// while its retries last, moved to the next at once when it cannot
+    /// serve the call. Each target's key keys its breaker and pacing. See
+    /// [`fallback`](crate::fallback).
+    ///
+    /// ```
+    /// use tower_http_resilience::fallback::{Target, Targets};
+    /// use tower_http_resilience::ResilienceLayer;
+    ///
+    /// let targets: Targets = [
+    ///     Target::new("openai:gpt-4o").base_uri("https://api.openai.com".parse().unwrap()).key("openai:gpt-4o"),
+    ///     Target::new("backup:gpt-4o").base_uri("http://127.0.0.1:9000/v1".parse().unwrap()).key("backup:gpt-4o"),
+    /// ]
+    /// .into();
+    /// let layer = ResilienceLayer::new().targets(targets);
+    /// # let _ = layer;
+    /// ```
+    pub fn targets(mut self, targets: impl SelectTargets) -> Self {
+        self.retry = self.retry.targets(Selector::new(targets));
+        self
+    }
+
+    /// The handle of pacing: what is held back, per key.
+    ///
+    /// ```
+    /// use tower_http_resilience::ResilienceLayer;
+    ///
+    /// let layer = ResilienceLayer::new();
+    /// assert!(layer.pacing_handle().holds().is_empty());
+    /// ```
+    pub fn pacing_handle(&self) -> PacingHandle {
+        self.pacing.handle()
     }
 
     /// The handle of the breakers: read each key's state and counts, watch
@@ -329,6 +376,7 @@ impl<K> ResilienceLayer<K> {
     {
         let service = self.attempt.layer(service);
         let service = self.breaker.layer(service);
+        let service = self.pacing.layer(service);
         let service = self.retry.layer(service);
         self.timeout.layer(service)
     }
@@ -343,7 +391,8 @@ impl<S, K: Clone> Layer<S> for ResilienceLayer<K> {
 }
 
 /// The standard stack for a server (a gateway, say): server normalization →
-/// total timeout → retry → circuit breaker → attempt timeout → the service.
+/// total timeout → retry → pacing → circuit breaker → attempt timeout → the
+/// service.
 ///
 /// Made by [`ResilienceLayer::server`]. The wrapped service never fails: every
 /// failure becomes the canonical envelope, a gRPC status for gRPC callers, or

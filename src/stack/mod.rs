@@ -2,8 +2,8 @@
 //! from one checked config.
 //!
 //! ```text
-//! client:  NormalizeClient → total timeout → retry → circuit breaker → attempt timeout → client
-//! server:  Normalize       → total timeout → retry → circuit breaker → attempt timeout → service
+//! client:  NormalizeClient → total timeout → retry → pacing → circuit breaker → attempt timeout → client
+//! server:  Normalize       → total timeout → retry → pacing → circuit breaker → attempt timeout → service
 //! ```
 //!
 //! The order is the one the .NET standard resilience pipeline uses too: the
@@ -11,7 +11,11 @@
 //! retry layer reads and never sleeps past), the attempt timeout inside the
 //! breaker (a hung attempt counts against the upstream and is retried). The
 //! breaker sits inside the retry, so a breaker rejection is seen by the retry
-//! layer, which neither retries it nor spends budget on it.
+//! layer, which neither retries it nor spends budget on it. Pacing sits
+//! between them: each attempt is paced, and a held call takes no breaker
+//! admission. The retry layer is the attempt loop: with
+//! [`ResilienceLayer::targets`] it walks a list of targets (see
+//! [`fallback`](crate::fallback)); by default a call has one.
 //!
 //! [`ResilienceConfig`] holds the settings with the gateway's defaults and
 //! checks them when it builds the layer ([`ConfigError`] names the setting

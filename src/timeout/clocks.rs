@@ -88,8 +88,12 @@ impl CallClocks {
     }
 
     /// When the response headers are due, and the error if they are late.
-    pub(crate) fn headers_expiry(&self) -> (Instant, TimeoutPhase, Duration) {
-        let streaming = if self.first_byte < self.stream {
+    ///
+    /// `in_loop`: an attempt loop inside owns the call and runs a stream's
+    /// first-byte clock per attempt; the headers of the call are then due
+    /// by the stream's total.
+    pub(crate) fn headers_expiry(&self, in_loop: bool) -> (Instant, TimeoutPhase, Duration) {
+        let streaming = if self.first_byte < self.stream && !in_loop {
             (TimeoutPhase::Attempt, self.first_byte)
         } else {
             (TimeoutPhase::Total, self.stream)
@@ -137,8 +141,14 @@ impl CallClocks {
         if layer.publish_deadline {
             let ctx = CallContext::get_or_insert_at(req.extensions_mut(), self.start);
             if !ctx.is_owned() {
-                let (at, _, _) = self.headers_expiry();
+                // The call's bound; a stream's first-byte clock beside it,
+                // for an attempt loop inside to run per attempt (the
+                // context bounds a stream no loop owns by it).
+                let (at, _, _) = self.headers_expiry(true);
                 ctx.set_deadline_earliest(at);
+                let first_byte = Duration::from_nanos(self.first_byte);
+                let streaming = self.detected == Detected::Streaming;
+                ctx.set_first_byte(first_byte, instant_after(self.start, first_byte), streaming);
             }
             call = Some(ctx.clone());
         }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use http::header::ACCEPT;
 use http::{HeaderMap, HeaderValue};
 
+use crate::json::{key_is, members};
+
 /// The `grpc-timeout` request header.
 pub(crate) const GRPC_TIMEOUT: &str = "grpc-timeout";
 
@@ -69,134 +71,16 @@ fn holds_quoted_stream(json: &[u8]) -> bool {
     false
 }
 
-/// The full scan behind [`stream_requested`].
+/// The full scan behind [`stream_requested`]: the last top-level
+/// `stream` key seen decides.
 fn scan_for_stream(json: &[u8]) -> bool {
-    let mut s = Scanner { b: json, i: 0 };
-    s.ws();
-    if !s.eat(b'{') {
-        return false;
-    }
     let mut found = false;
-    loop {
-        s.ws();
-        let key_start = s.i;
-        if s.peek() != Some(b'"') || !s.string() {
-            return found;
-        }
-        let is_stream = key_is_stream(&json[key_start..s.i]);
-        s.ws();
-        if !s.eat(b':') {
-            return found;
-        }
-        s.ws();
-        let value_start = s.i;
-        let complete = s.value();
-        if is_stream {
-            found = &json[value_start..s.i] == b"true";
-        }
-        if !complete {
-            return found;
-        }
-        s.ws();
-        if !s.eat(b',') {
-            return found;
+    for m in members(json) {
+        if key_is(&json[m.key], "stream") {
+            found = &json[m.value] == b"true";
         }
     }
-}
-
-/// Whether a JSON string token (quotes included) is `"stream"`.
-fn key_is_stream(token: &[u8]) -> bool {
-    if token == b"\"stream\"" {
-        return true;
-    }
-    // Only a short key with an escape can still spell `stream`.
-    token.contains(&b'\\')
-        && token.len() <= 64
-        && serde_json::from_slice::<String>(token).is_ok_and(|k| k == "stream")
-}
-
-struct Scanner<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl Scanner<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
-    }
-
-    fn eat(&mut self, c: u8) -> bool {
-        if self.peek() == Some(c) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.i += 1;
-        }
-    }
-
-    /// Skips a string starting at its opening quote; `false` when it is cut.
-    fn string(&mut self) -> bool {
-        self.i += 1;
-        while let Some(c) = self.peek() {
-            self.i += 1;
-            match c {
-                b'"' => return true,
-                b'\\' => self.i += 1,
-                _ => {}
-            }
-        }
-        self.i = self.b.len();
-        false
-    }
-
-    /// Skips one value; `false` when the input ends inside it (a literal
-    /// or number that reaches the end counts as complete as far as it goes,
-    /// so `{"stream":true` cut right after `true` is still seen).
-    fn value(&mut self) -> bool {
-        match self.peek() {
-            None => false,
-            Some(b'"') => self.string(),
-            Some(b'{' | b'[') => {
-                let mut depth = 0usize;
-                while let Some(c) = self.peek() {
-                    match c {
-                        b'"' => {
-                            if !self.string() {
-                                return false;
-                            }
-                            continue;
-                        }
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                self.i += 1;
-                                return true;
-                            }
-                        }
-                        _ => {}
-                    }
-                    self.i += 1;
-                }
-                false
-            }
-            Some(_) => {
-                while let Some(c) = self.peek() {
-                    if matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
-                        break;
-                    }
-                    self.i += 1;
-                }
-                true
-            }
-        }
-    }
+    found
 }
 
 /// Tracks SSE lines across data frames to tell frames that hold only comment

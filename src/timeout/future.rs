@@ -159,7 +159,11 @@ where
 
         // The call waits: run the headers clock (the profile may have been
         // settled by a peek since the timer was armed).
-        let (at, phase, len) = this.clocks.headers_expiry();
+        let in_loop = matches!(
+            this.state.as_mut().project(),
+            StateProj::Calling { call: Some(call), .. } if call.is_owned()
+        );
+        let (at, phase, len) = this.clocks.headers_expiry(in_loop);
         ready!(arm(this.sleep.as_mut(), at).poll(cx));
         tracing::debug!(phase = phase.as_str(), after = ?len, "no response headers in time");
         crate::metrics::timed_out(phase);

@@ -69,7 +69,12 @@
 //! [`Attempts`](crate::retry::Attempts) a retry layer inside had sent (and,
 //! when it had retried, tells the caller not to retry again). Inside a retry
 //! layer, a `TimeoutLayer` bounds each attempt and leaves the call's
-//! deadline to the layers outside. A gRPC request
+//! deadline to the layers outside. Around a retry layer (the attempt loop),
+//! a stream's first-byte clock runs per attempt: the loop holds each
+//! attempt's stream back until its first event and gives up on it when the
+//! clock runs out (counted from the attempt's start), so that another
+//! attempt or target can still answer; the call's headers are then due by
+//! the stream timeout, which bounds the whole chain. A gRPC request
 //! can carry the call's limit in `grpc-timeout`
 //! ([`TimeoutLayer::set_grpc_timeout`]).
 //!

@@ -244,7 +244,8 @@ async fn an_open_breaker_spends_no_budget_and_is_not_retried() {
     let err = client.oneshot(post("{}")).await.unwrap_err();
     assert_eq!((err.kind(), upstream.calls()), (ErrorKind::CircuitOpen, 1));
 
-    // A 503, then the breaker opens: the rejection is the last outcome.
+    // A 503, then the breaker opens: the rejection is the last outcome; a
+    // rejection was not sent, so it is not an attempt.
     let upstream = Upstream::script([
         status(503),
         Plan::fail(|| ApiError::circuit_open(Duration::from_secs(5)).into()),
@@ -253,8 +254,9 @@ async fn an_open_breaker_spends_no_budget_and_is_not_retried() {
     let err = client.oneshot(post("{}")).await.unwrap_err();
     assert_eq!(
         (err.code(), err_attempts(&err), upstream.calls()),
-        ("circuit_open", 2, 2)
+        ("circuit_open", 1, 2)
     );
+    assert!(!err.is_retryable(), "retried: x-should-retry: false");
 }
 
 #[tokio::test(start_paused = true)]
