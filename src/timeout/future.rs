@@ -33,8 +33,8 @@ pub(crate) struct Peeking<S, B> {
 }
 
 impl<S, B> Peeking<S, B> {
-    /// The start of the body is read: settles the profile, tells the
-    /// request, and calls the inner service with the whole body.
+    /// The start of the body is read: calls the inner service with the
+    /// whole body.
     fn call(self, peeked: Peeked<B>, clocks: &mut CallClocks) -> (S::Future, Option<CallContext>)
     where
         S: Service<Request<RequestBody<B>>>,
@@ -46,17 +46,33 @@ impl<S, B> Peeking<S, B> {
             layer,
             ..
         } = self;
-        // The last frame read may go past the limit: look no further.
-        let seen = &peeked.data[..peeked.data.len().min(layer.peek_limit)];
-        clocks.detected = if stream_requested(seen) {
-            Detected::Streaming
-        } else {
-            Detected::Undecided
-        };
-        let mut req = Request::from_parts(parts, RequestBody::peeked(peeked.into_body()));
-        let call = clocks.publish(&mut req, &layer);
-        (service.call(req), call)
+        call_peeked(&mut service, parts, peeked, &layer, clocks)
     }
+}
+
+/// The start of the body is read: settles the profile, tells the request,
+/// and calls `service` (ready) with the whole body.
+pub(crate) fn call_peeked<S, B>(
+    service: &mut S,
+    parts: request::Parts,
+    peeked: Peeked<B>,
+    layer: &TimeoutLayer,
+    clocks: &mut CallClocks,
+) -> (S::Future, Option<CallContext>)
+where
+    S: Service<Request<RequestBody<B>>>,
+    B: Body,
+{
+    // The last frame read may go past the limit: look no further.
+    let seen = &peeked.data[..peeked.data.len().min(layer.peek_limit)];
+    clocks.detected = if stream_requested(seen) {
+        Detected::Streaming
+    } else {
+        Detected::Undecided
+    };
+    let mut req = Request::from_parts(parts, RequestBody::peeked(peeked.into_body()));
+    let call = clocks.publish(&mut req, layer);
+    (service.call(req), call)
 }
 
 pin_project! {

@@ -1,7 +1,9 @@
 //! [`Timeout`] and [`AttemptTimeout`]: the timeout services, and the
 //! layers that make them.
 
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +14,7 @@ use tower_service::Service;
 
 use super::body::{RequestBody, TimeoutBody};
 use super::clocks::{CallClocks, Detected};
-use super::future::{AttemptFuture, Peeking, ResponseFuture};
+use super::future::{call_peeked, AttemptFuture, Peeking, ResponseFuture};
 use super::layer::{AttemptTimeoutLayer, TimeoutLayer};
 use super::profile::TimeoutOverride;
 use crate::body::Peek;
@@ -106,13 +108,24 @@ where
         let clocks = CallClocks::new(&self.layer, over, detected);
 
         if detected == Detected::Peeking {
+            let (parts, body) = req.into_parts();
+            let mut peek = Peek::new(body, self.layer.peek_limit);
+            // A body whose start is there already (a `Full` body) is read
+            // now, and the inner service called at once; the real waker is
+            // registered when the future polls a body that was not ready.
+            let mut now = Context::from_waker(Waker::noop());
+            if let Poll::Ready(peeked) = Pin::new(&mut peek).poll(&mut now) {
+                let mut clocks = clocks;
+                let (future, call) =
+                    call_peeked(&mut self.inner, parts, peeked, &self.layer, &mut clocks);
+                return ResponseFuture::calling(future, clocks, call);
+            }
             // The call happens after the peek: the ready service goes with
             // the future, a clone stays.
             let clone = self.inner.clone();
             let service = std::mem::replace(&mut self.inner, clone);
-            let (parts, body) = req.into_parts();
             let peeking = Peeking {
-                peek: Peek::new(body, self.layer.peek_limit),
+                peek,
                 service,
                 parts,
                 layer: self.layer,
