@@ -48,6 +48,10 @@ struct Shared {
     #[cfg(any(feature = "timeout", feature = "retry"))]
     first_byte: AtomicU64,
     first_byte_by: AtomicU64,
+    /// When the attempt in flight was sent, in nanoseconds after `base`
+    /// (0: when the context was made).
+    #[cfg(any(feature = "retry", feature = "timeout"))]
+    sent: AtomicU64,
     /// Attempts sent so far.
     attempts: AtomicU32,
     /// One more than the last attempt a timeout cut short (0: none was);
@@ -70,6 +74,8 @@ impl CallContext {
             #[cfg(any(feature = "timeout", feature = "retry"))]
             first_byte: AtomicU64::new(NONE),
             first_byte_by: AtomicU64::new(NONE),
+            #[cfg(any(feature = "retry", feature = "timeout"))]
+            sent: AtomicU64::new(0),
             attempts: AtomicU32::new(0),
             #[cfg(any(feature = "timeout", feature = "retry", feature = "circuit-breaker"))]
             cut: AtomicU32::new(0),
@@ -94,7 +100,7 @@ impl CallContext {
 
     /// [`get_or_insert`](Self::get_or_insert) for a caller that has just
     /// read the clock: `now`.
-    #[cfg(feature = "timeout")]
+    #[cfg(any(feature = "timeout", feature = "retry"))]
     pub(crate) fn get_or_insert_at(
         extensions: &mut http::Extensions,
         now: Instant,
@@ -179,6 +185,23 @@ impl CallContext {
         let nanos = self.nanos_after_base(at);
         let before = self.0.deadline.fetch_min(nanos, Ordering::AcqRel);
         self.0.base + Duration::from_nanos(before.min(nanos))
+    }
+
+    /// The layer that sends an attempt (the attempt loop, or a total
+    /// timeout) says when, so that the layers inside need not read the
+    /// clock again.
+    #[cfg(any(feature = "retry", feature = "timeout"))]
+    pub(crate) fn set_sent(&self, at: Instant) {
+        self.0
+            .sent
+            .store(self.nanos_after_base(at), Ordering::Release);
+    }
+
+    /// When the attempt in flight was sent (when the context was made,
+    /// unless a layer said otherwise).
+    #[cfg(feature = "timeout")]
+    pub(crate) fn sent(&self) -> Instant {
+        self.0.base + Duration::from_nanos(self.0.sent.load(Ordering::Acquire))
     }
 
     /// Attempts sent so far (0 when no attempt loop counts them).

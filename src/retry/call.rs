@@ -92,11 +92,15 @@ impl<B: Body> Call<B> {
     /// (made here when no outer layer made one), settles its deadline,
     /// chooses its targets, and prepares the first attempt.
     pub(crate) fn start<P>(req: Request<B>, layer: &RetryLayer<P>) -> (Self, Prepared<B>) {
-        layer.budget.deposit();
+        // One clock read for the call's start: the budget, the deadline,
+        // and the first attempt's send time the layers inside read.
+        let now = Instant::now();
+        layer.budget.deposit_at(now);
         let (mut parts, body) = req.into_parts();
-        let context = CallContext::get_or_insert(&mut parts.extensions).clone();
+        let context = CallContext::get_or_insert_at(&mut parts.extensions, now).clone();
+        context.set_sent(now);
         if let Some(timeout) = layer.deadline {
-            context.set_deadline_earliest(instant_after(Instant::now(), timeout));
+            context.set_deadline_earliest(instant_after(now, timeout));
         }
         let nested = context.is_owned();
         context.own();
@@ -329,7 +333,9 @@ impl<B> Call<B> {
         if self.restore_context {
             head.extensions.insert(self.context.clone());
         }
-        self.sent_at = Some(Instant::now());
+        let now = Instant::now();
+        self.sent_at = Some(now);
+        self.context.set_sent(now);
         self.count(&mut head, layer);
         Prepared::Send(Request::from_parts(head, body))
     }

@@ -46,18 +46,20 @@ impl<S, B> Peeking<S, B> {
             layer,
             ..
         } = self;
-        call_peeked(&mut service, parts, peeked, &layer, clocks)
+        // Sent now, after the body's start was read.
+        call_peeked(&mut service, parts, peeked, &layer, clocks, Instant::now())
     }
 }
 
 /// The start of the body is read: settles the profile, tells the request,
-/// and calls `service` (ready) with the whole body.
+/// and calls `service` (ready) with the whole body, at `sent`.
 pub(crate) fn call_peeked<S, B>(
     service: &mut S,
     parts: request::Parts,
     peeked: Peeked<B>,
     layer: &TimeoutLayer,
     clocks: &mut CallClocks,
+    sent: Instant,
 ) -> (S::Future, Option<CallContext>)
 where
     S: Service<Request<RequestBody<B>>>,
@@ -71,7 +73,7 @@ where
         Detected::Undecided
     };
     let mut req = Request::from_parts(parts, RequestBody::peeked(peeked.into_body()));
-    let call = clocks.publish(&mut req, layer);
+    let call = clocks.publish(&mut req, layer, sent);
     (service.call(req), call)
 }
 
@@ -225,11 +227,12 @@ pin_project! {
 }
 
 impl<F> AttemptFuture<F> {
-    pub(crate) fn new(future: F, timeout: Duration) -> Self {
+    /// The future of an attempt sent at `sent`.
+    pub(crate) fn new(future: F, sent: Instant, timeout: Duration) -> Self {
         AttemptFuture {
             future,
             sleep: None,
-            deadline: instant_after(Instant::now(), timeout),
+            deadline: instant_after(sent, timeout),
             timeout,
         }
     }

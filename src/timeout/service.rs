@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
+use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -18,6 +19,7 @@ use super::future::{call_peeked, AttemptFuture, Peeking, ResponseFuture};
 use super::layer::{AttemptTimeoutLayer, TimeoutLayer};
 use super::profile::TimeoutOverride;
 use crate::body::Peek;
+use crate::call::CallContext;
 use crate::{ApiError, BoxError};
 
 /// Streaming-aware timeouts over headers and body; made by
@@ -116,8 +118,15 @@ where
             let mut now = Context::from_waker(Waker::noop());
             if let Poll::Ready(peeked) = Pin::new(&mut peek).poll(&mut now) {
                 let mut clocks = clocks;
-                let (future, call) =
-                    call_peeked(&mut self.inner, parts, peeked, &self.layer, &mut clocks);
+                let sent = clocks.start();
+                let (future, call) = call_peeked(
+                    &mut self.inner,
+                    parts,
+                    peeked,
+                    &self.layer,
+                    &mut clocks,
+                    sent,
+                );
                 return ResponseFuture::calling(future, clocks, call);
             }
             // The call happens after the peek: the ready service goes with
@@ -134,7 +143,7 @@ where
         }
 
         let mut req = req.map(RequestBody::new);
-        let call = clocks.publish(&mut req, &self.layer);
+        let call = clocks.publish(&mut req, &self.layer, clocks.start());
         ResponseFuture::calling(self.inner.call(req), clocks, call)
     }
 }
@@ -212,11 +221,17 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let timeout = req
-            .extensions()
+        let ext = req.extensions();
+        let timeout = ext
             .get::<TimeoutOverride>()
             .and_then(|o| o.attempt)
             .unwrap_or(self.timeout);
-        AttemptFuture::new(self.inner.call(req), timeout)
+        // The layer that sent the attempt (the attempt loop, the total
+        // timeout) read the clock already.
+        let sent = match CallContext::get(ext) {
+            Some(call) => call.sent(),
+            None => Instant::now(),
+        };
+        AttemptFuture::new(self.inner.call(req), sent, timeout)
     }
 }
