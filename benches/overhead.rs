@@ -208,13 +208,7 @@ fn overhead(c: &mut Criterion, bench: &mut Bench<'_>) {
             support::tr_time_limiter(up),
             true,
         );
-        bench.run(
-            &mut g,
-            mode,
-            TR_STACK,
-            support::tr_stack(up),
-            true,
-        );
+        bench.run(&mut g, mode, TR_STACK, support::tr_stack(up), true);
         // Ours, alone.
         bench.run(
             &mut g,
@@ -247,13 +241,7 @@ fn overhead(c: &mut Criterion, bench: &mut Bench<'_>) {
         );
         bench.run(&mut g, mode, "ours: PacingLayer", support::pacing(up), true);
         // The preset.
-        bench.run(
-            &mut g,
-            mode,
-            PRESET,
-            support::preset(up),
-            true,
-        );
+        bench.run(&mut g, mode, PRESET, support::preset(up), true);
         bench.run(
             &mut g,
             mode,
