@@ -1,10 +1,14 @@
 //! [`CallContext`]: the state every layer of one call shares.
 
 use std::fmt;
+#[cfg(feature = "timeout")]
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 #[cfg(feature = "circuit-breaker")]
 use std::sync::{Mutex, MutexGuard};
+#[cfg(feature = "timeout")]
+use std::task::Waker;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -52,6 +56,13 @@ struct Shared {
     /// (0: when the context was made).
     #[cfg(any(feature = "retry", feature = "timeout"))]
     sent: AtomicU64,
+    /// The task (its waker's data and vtable) polling the total timeout,
+    /// and the earliest timer a layer inside armed for that task during
+    /// the poll under way (nanoseconds after `base`; [`NONE`] when none).
+    #[cfg(feature = "timeout")]
+    poller: [AtomicUsize; 2],
+    #[cfg(feature = "timeout")]
+    timer_inside: AtomicU64,
     /// Attempts sent so far.
     attempts: AtomicU32,
     /// One more than the last attempt a timeout cut short (0: none was);
@@ -76,6 +87,10 @@ impl CallContext {
             first_byte_by: AtomicU64::new(NONE),
             #[cfg(any(feature = "retry", feature = "timeout"))]
             sent: AtomicU64::new(0),
+            #[cfg(feature = "timeout")]
+            poller: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            #[cfg(feature = "timeout")]
+            timer_inside: AtomicU64::new(NONE),
             attempts: AtomicU32::new(0),
             #[cfg(any(feature = "timeout", feature = "retry", feature = "circuit-breaker"))]
             cut: AtomicU32::new(0),
@@ -202,6 +217,43 @@ impl CallContext {
     #[cfg(feature = "timeout")]
     pub(crate) fn sent(&self) -> Instant {
         self.0.base + Duration::from_nanos(self.0.sent.load(Ordering::Acquire))
+    }
+
+    /// The total timeout is about to poll the layers inside for the task of
+    /// `waker`: the timers they arm for it during this poll are noted.
+    #[cfg(feature = "timeout")]
+    pub(crate) fn watch_timers(&self, waker: &Waker) {
+        let [data, vtable] = task_of(waker);
+        self.0.poller[0].store(data, Ordering::Relaxed);
+        self.0.poller[1].store(vtable, Ordering::Relaxed);
+        self.0.timer_inside.store(NONE, Ordering::Relaxed);
+    }
+
+    /// A layer inside armed a timer at `at` that wakes the task of `waker`:
+    /// noted when that task is the one polling the total timeout.
+    #[cfg(feature = "timeout")]
+    pub(crate) fn timer_armed(&self, waker: &Waker, at: Instant) {
+        let [data, vtable] = task_of(waker);
+        if self.0.poller[0].load(Ordering::Relaxed) == data
+            && self.0.poller[1].load(Ordering::Relaxed) == vtable
+        {
+            let nanos = self.nanos_after_base(at);
+            self.0.timer_inside.fetch_min(nanos, Ordering::Relaxed);
+        }
+    }
+
+    /// A timer noted with [`timer_armed`](Self::timer_armed) was dropped:
+    /// the total timeout arms its own on its next wait.
+    #[cfg(feature = "timeout")]
+    pub(crate) fn timer_dropped(&self) {
+        self.0.timer_inside.store(NONE, Ordering::Relaxed);
+    }
+
+    /// The earliest timer a layer inside armed during the poll under way
+    /// for the task polling the total timeout: that task wakes by then.
+    #[cfg(feature = "timeout")]
+    pub(crate) fn timer_inside(&self) -> Option<Instant> {
+        self.at(self.0.timer_inside.load(Ordering::Relaxed))
     }
 
     /// Attempts sent so far (0 when no attempt loop counts them).
@@ -365,6 +417,15 @@ fn store_min(slot: &AtomicU64, value: u64) {
         }
         _ => {}
     }
+}
+
+/// Who a waker wakes: its data and vtable, as numbers.
+#[cfg(feature = "timeout")]
+fn task_of(waker: &Waker) -> [usize; 2] {
+    [
+        waker.data() as usize,
+        std::ptr::from_ref(waker.vtable()) as usize,
+    ]
 }
 
 impl fmt::Debug for CallContext {

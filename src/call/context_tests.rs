@@ -194,3 +194,31 @@ async fn attempts_not_sent_and_targets_left() {
     ctx.set_another_target(false);
     assert!(!ctx.another_target_remains());
 }
+
+/// A waker of its own task: wakes nothing, but is not `Waker::noop()`.
+struct Other;
+
+impl std::task::Wake for Other {
+    fn wake(self: Arc<Self>) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_timers_armed_for_the_polling_task_are_noted() {
+    let mut ext = http::Extensions::new();
+    let ctx = CallContext::get_or_insert(&mut ext).clone();
+    let polling = Waker::noop();
+    let other = Waker::from(Arc::new(Other));
+    let at = Instant::now() + Duration::from_secs(2);
+
+    ctx.watch_timers(polling);
+    ctx.timer_armed(&other, at);
+    assert_eq!(ctx.timer_inside(), None, "another task's timer");
+    ctx.timer_armed(polling, at + Duration::from_secs(1));
+    ctx.timer_armed(polling, at);
+    assert_eq!(ctx.timer_inside(), Some(at), "the earliest");
+    ctx.timer_dropped();
+    assert_eq!(ctx.timer_inside(), None);
+    ctx.timer_armed(polling, at);
+    ctx.watch_timers(polling);
+    assert_eq!(ctx.timer_inside(), None, "each poll starts afresh");
+}

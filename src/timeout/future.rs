@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -153,7 +153,7 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Calling { future, call } => match future.poll(cx) {
+                StateProj::Calling { future, call } => match poll_watched(future, call, cx) {
                     Poll::Ready(Ok(res)) => {
                         let (parts, body) = res.into_parts();
                         let clocks = this.clocks.body_clocks(&parts.headers);
@@ -182,6 +182,12 @@ where
             StateProj::Calling { call: Some(call), .. } if call.is_owned()
         );
         let (at, phase, len) = this.clocks.headers_expiry(in_loop);
+        if this.sleep.is_none() && woken_inside(this.state.as_mut(), at) {
+            // A timer inside (the attempt's) wakes this task no later than
+            // this one would: this one is armed when the next poll finds
+            // none.
+            return Poll::Pending;
+        }
         ready!(arm(this.sleep.as_mut(), at).poll(cx));
         tracing::debug!(phase = phase.as_str(), after = ?len, "no response headers in time");
         crate::metrics::timed_out(phase);
@@ -192,6 +198,30 @@ where
             } => Poll::Ready(Err(cut_short(call, err))),
             _ => Poll::Ready(Err(err)),
         }
+    }
+}
+
+/// Polls the inner future, noting the timers the layers inside arm for
+/// this task.
+fn poll_watched<F: Future>(
+    future: Pin<&mut F>,
+    call: &Option<CallContext>,
+    cx: &mut Context<'_>,
+) -> Poll<F::Output> {
+    if let Some(call) = call {
+        call.watch_timers(cx.waker());
+    }
+    future.poll(cx)
+}
+
+/// Whether a layer inside armed, during the poll just made, a timer that
+/// wakes this task by `at`.
+fn woken_inside<F, S, B>(state: Pin<&mut State<F, S, B>>, at: Instant) -> bool {
+    match state.project() {
+        StateProj::Calling {
+            call: Some(call), ..
+        } => call.timer_inside().is_some_and(|inside| inside <= at),
+        _ => false,
     }
 }
 
@@ -223,17 +253,50 @@ pin_project! {
         sleep: Option<Sleep>,
         deadline: Instant,
         timeout: Duration,
+        // Tells a total timeout outside when this timer fires first.
+        note: TimerNote,
+    }
+}
+
+/// What an attempt's timer tells the call's context: the instant it fires
+/// for the task polling the total timeout outside (which then need not arm
+/// its own), forgotten when the attempt ends.
+struct TimerNote {
+    call: Option<CallContext>,
+    noted: bool,
+}
+
+impl TimerNote {
+    fn note(&mut self, waker: &Waker, at: Instant) {
+        if let Some(call) = &self.call {
+            call.timer_armed(waker, at);
+            self.noted = true;
+        }
+    }
+}
+
+impl Drop for TimerNote {
+    fn drop(&mut self) {
+        if let (Some(call), true) = (&self.call, self.noted) {
+            call.timer_dropped();
+        }
     }
 }
 
 impl<F> AttemptFuture<F> {
-    /// The future of an attempt sent at `sent`.
-    pub(crate) fn new(future: F, sent: Instant, timeout: Duration) -> Self {
+    /// The future of an attempt sent at `sent`, of the call of `call`.
+    pub(crate) fn new(
+        future: F,
+        sent: Instant,
+        timeout: Duration,
+        call: Option<CallContext>,
+    ) -> Self {
         AttemptFuture {
             future,
             sleep: None,
             deadline: instant_after(sent, timeout),
             timeout,
+            note: TimerNote { call, noted: false },
         }
     }
 }
@@ -259,7 +322,10 @@ where
         if let Poll::Ready(result) = this.future.poll(cx) {
             return Poll::Ready(result.map_err(|e| ApiError::from_error(e.into())));
         }
-        ready!(arm(this.sleep, *this.deadline).poll(cx));
+        if arm(this.sleep, *this.deadline).poll(cx).is_pending() {
+            this.note.note(cx.waker(), *this.deadline);
+            return Poll::Pending;
+        }
         tracing::debug!(after = ?this.timeout, "attempt timed out before its headers");
         crate::metrics::timed_out(TimeoutPhase::Attempt);
         Poll::Ready(Err(ApiError::timeout(TimeoutPhase::Attempt, *this.timeout)))

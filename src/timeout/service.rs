@@ -228,10 +228,11 @@ where
             .unwrap_or(self.timeout);
         // The layer that sent the attempt (the attempt loop, the total
         // timeout) read the clock already.
-        let sent = match CallContext::get(ext) {
+        let call = CallContext::get(ext).cloned();
+        let sent = match &call {
             Some(call) => call.sent(),
             None => Instant::now(),
         };
-        AttemptFuture::new(self.inner.call(req), sent, timeout)
+        AttemptFuture::new(self.inner.call(req), sent, timeout, call)
     }
 }
