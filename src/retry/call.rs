@@ -91,7 +91,10 @@ impl<B: Body> Call<B> {
     /// Starts a call: records it in the budget, takes hold of its context
     /// (made here when no outer layer made one), settles its deadline,
     /// chooses its targets, and prepares the first attempt.
-    pub(crate) fn start<P>(req: Request<B>, layer: &RetryLayer<P>) -> (Self, Prepared<B>) {
+    pub(crate) fn start<P>(req: Request<B>, layer: &RetryLayer<P>) -> (Self, Prepared<B>)
+    where
+        B::Error: Into<crate::BoxError>,
+    {
         // One clock read for the call's start: the budget, the deadline,
         // and the first attempt's send time the layers inside read.
         let now = Instant::now();
