@@ -1,14 +1,14 @@
 //! [`CallContext`]: the state every layer of one call shares.
 
 use std::fmt;
+#[cfg(any(feature = "retry", feature = "timeout"))]
+use std::sync::atomic::AtomicBool;
 #[cfg(feature = "timeout")]
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 #[cfg(feature = "circuit-breaker")]
 use std::sync::{Mutex, MutexGuard};
-#[cfg(feature = "timeout")]
-use std::task::Waker;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -52,10 +52,13 @@ struct Shared {
     #[cfg(any(feature = "timeout", feature = "retry"))]
     first_byte: AtomicU64,
     first_byte_by: AtomicU64,
-    /// When the attempt in flight was sent, in nanoseconds after `base`
-    /// (0: when the context was made).
+    /// When a layer outside sends the call (or an attempt), in nanoseconds
+    /// after `base`, and whether it is doing so now (see
+    /// [`CallContext::send`]).
     #[cfg(any(feature = "retry", feature = "timeout"))]
     sent: AtomicU64,
+    #[cfg(any(feature = "retry", feature = "timeout"))]
+    sending: AtomicBool,
     /// The task (its waker's data and vtable) polling the total timeout,
     /// and the earliest timer a layer inside armed for that task during
     /// the poll under way (nanoseconds after `base`; [`NONE`] when none).
@@ -87,6 +90,8 @@ impl CallContext {
             first_byte_by: AtomicU64::new(NONE),
             #[cfg(any(feature = "retry", feature = "timeout"))]
             sent: AtomicU64::new(0),
+            #[cfg(any(feature = "retry", feature = "timeout"))]
+            sending: AtomicBool::new(false),
             #[cfg(feature = "timeout")]
             poller: [AtomicUsize::new(0), AtomicUsize::new(0)],
             #[cfg(feature = "timeout")]
@@ -202,41 +207,52 @@ impl CallContext {
         self.0.base + Duration::from_nanos(before.min(nanos))
     }
 
-    /// The layer that sends an attempt (the attempt loop, or a total
-    /// timeout) says when, so that the layers inside need not read the
-    /// clock again.
+    /// Calls `call`, which sends the call (or one attempt) to the layers
+    /// inside at `at`: while it runs, they learn the instant from
+    /// [`sending`](Self::sending) instead of reading the clock.
     #[cfg(any(feature = "retry", feature = "timeout"))]
-    pub(crate) fn set_sent(&self, at: Instant) {
-        self.0
+    pub(crate) fn send<F>(&self, at: Instant, call: impl FnOnce() -> F) -> F {
+        let shared = &self.0;
+        let before = (
+            shared.sent.load(Ordering::Relaxed),
+            shared.sending.load(Ordering::Relaxed),
+        );
+        shared
             .sent
-            .store(self.nanos_after_base(at), Ordering::Release);
+            .store(self.nanos_after_base(at), Ordering::Relaxed);
+        shared.sending.store(true, Ordering::Relaxed);
+        let future = call();
+        shared.sent.store(before.0, Ordering::Relaxed);
+        shared.sending.store(before.1, Ordering::Relaxed);
+        future
     }
 
-    /// When the attempt in flight was sent (when the context was made,
-    /// unless a layer said otherwise).
-    #[cfg(feature = "timeout")]
-    pub(crate) fn sent(&self) -> Instant {
-        self.0.base + Duration::from_nanos(self.0.sent.load(Ordering::Acquire))
+    /// When a layer outside is sending the call (or an attempt), while it
+    /// does so ([`send`](Self::send)); `None` otherwise.
+    #[cfg(any(feature = "retry", feature = "timeout"))]
+    pub(crate) fn sending(&self) -> Option<Instant> {
+        let shared = &self.0;
+        shared
+            .sending
+            .load(Ordering::Relaxed)
+            .then(|| shared.base + Duration::from_nanos(shared.sent.load(Ordering::Relaxed)))
     }
 
-    /// The total timeout is about to poll the layers inside for the task of
-    /// `waker`: the timers they arm for it during this poll are noted.
+    /// The total timeout is about to poll the layers inside for `task` (a
+    /// waker's data and vtable): the timers they arm for it are noted.
     #[cfg(feature = "timeout")]
-    pub(crate) fn watch_timers(&self, waker: &Waker) {
-        let [data, vtable] = task_of(waker);
-        self.0.poller[0].store(data, Ordering::Relaxed);
-        self.0.poller[1].store(vtable, Ordering::Relaxed);
+    pub(crate) fn watch_timers(&self, task: [usize; 2]) {
+        self.0.poller[0].store(task[0], Ordering::Relaxed);
+        self.0.poller[1].store(task[1], Ordering::Relaxed);
         self.0.timer_inside.store(NONE, Ordering::Relaxed);
     }
 
-    /// A layer inside armed a timer at `at` that wakes the task of `waker`:
-    /// noted when that task is the one polling the total timeout.
+    /// A layer inside armed a timer at `at` that wakes `task`: noted when
+    /// that task is the one polling the total timeout.
     #[cfg(feature = "timeout")]
-    pub(crate) fn timer_armed(&self, waker: &Waker, at: Instant) {
-        let [data, vtable] = task_of(waker);
-        if self.0.poller[0].load(Ordering::Relaxed) == data
-            && self.0.poller[1].load(Ordering::Relaxed) == vtable
-        {
+    pub(crate) fn timer_armed(&self, task: [usize; 2], at: Instant) {
+        let poller = [0, 1].map(|i| self.0.poller[i].load(Ordering::Relaxed));
+        if poller == task {
             let nanos = self.nanos_after_base(at);
             self.0.timer_inside.fetch_min(nanos, Ordering::Relaxed);
         }
@@ -405,9 +421,8 @@ impl CallContext {
     }
 }
 
-/// Lowers `slot` to `value` if that is smaller. The first value published
-/// is a plain store (the common case: one timeout per call); the layers
-/// of one call publish one after the other, in its task.
+/// Lowers `slot` to `value` if that is smaller; the first value published
+/// (one timeout per call, the common case) is a plain store.
 #[cfg(feature = "timeout")]
 fn store_min(slot: &AtomicU64, value: u64) {
     match slot.load(Ordering::Acquire) {
@@ -417,15 +432,6 @@ fn store_min(slot: &AtomicU64, value: u64) {
         }
         _ => {}
     }
-}
-
-/// Who a waker wakes: its data and vtable, as numbers.
-#[cfg(feature = "timeout")]
-fn task_of(waker: &Waker) -> [usize; 2] {
-    [
-        waker.data() as usize,
-        std::ptr::from_ref(waker.vtable()) as usize,
-    ]
 }
 
 impl fmt::Debug for CallContext {

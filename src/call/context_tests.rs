@@ -206,12 +206,13 @@ impl std::task::Wake for Other {
 async fn only_timers_armed_for_the_polling_task_are_noted() {
     let mut ext = http::Extensions::new();
     let ctx = CallContext::get_or_insert(&mut ext).clone();
-    let polling = Waker::noop();
-    let other = Waker::from(Arc::new(Other));
+    let task = |w: &std::task::Waker| [w.data() as usize, std::ptr::from_ref(w.vtable()) as usize];
+    let polling = task(std::task::Waker::noop());
+    let other = task(&std::task::Waker::from(Arc::new(Other)));
     let at = Instant::now() + Duration::from_secs(2);
 
     ctx.watch_timers(polling);
-    ctx.timer_armed(&other, at);
+    ctx.timer_armed(other, at);
     assert_eq!(ctx.timer_inside(), None, "another task's timer");
     ctx.timer_armed(polling, at + Duration::from_secs(1));
     ctx.timer_armed(polling, at);
@@ -221,4 +222,23 @@ async fn only_timers_armed_for_the_polling_task_are_noted() {
     ctx.timer_armed(polling, at);
     ctx.watch_timers(polling);
     assert_eq!(ctx.timer_inside(), None, "each poll starts afresh");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_send_instant_is_told_only_while_sending() {
+    let mut ext = http::Extensions::new();
+    let ctx = CallContext::get_or_insert(&mut ext).clone();
+    let at = Instant::now() + Duration::from_secs(1);
+    let later = at + Duration::from_secs(1);
+    assert_eq!(ctx.sending(), None);
+    let seen = ctx.send(at, || {
+        let inner = ctx.send(later, || ctx.sending());
+        (ctx.sending(), inner)
+    });
+    assert_eq!(
+        seen,
+        (Some(at), Some(later)),
+        "the outer's again after the inner's"
+    );
+    assert_eq!(ctx.sending(), None, "not after the send");
 }

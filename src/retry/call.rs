@@ -41,6 +41,8 @@ pub(crate) struct Call<B> {
     retries: u32,
     /// The loop made a retry or moved to another target.
     tried_again: bool,
+    /// When the call started.
+    started: Instant,
     /// When the attempt in flight was sent, if after the first (the first
     /// starts with the call).
     sent_at: Option<Instant>,
@@ -95,13 +97,14 @@ impl<B: Body> Call<B> {
     where
         B::Error: Into<crate::BoxError>,
     {
-        // One clock read for the call's start: the budget, the deadline,
-        // and the first attempt's send time the layers inside read.
-        let now = Instant::now();
-        layer.budget.deposit_at(now);
+        // One clock read for the call's start (none when a timeout outside
+        // is sending the call): the budget, the deadline, and the first
+        // attempt's send time the layers inside read.
         let (mut parts, body) = req.into_parts();
+        let sending = CallContext::get(&parts.extensions).and_then(CallContext::sending);
+        let now = sending.unwrap_or_else(Instant::now);
+        layer.budget.deposit_at(now);
         let context = CallContext::get_or_insert_at(&mut parts.extensions, now).clone();
-        context.set_sent(now);
         if let Some(timeout) = layer.deadline {
             context.set_deadline_earliest(instant_after(now, timeout));
         }
@@ -133,6 +136,7 @@ impl<B: Body> Call<B> {
             previous_delay: Duration::ZERO,
             retries: 0,
             tried_again: false,
+            started: now,
             sent_at: None,
             walk: Walk::new(targets),
         };
@@ -157,6 +161,16 @@ impl<B: Body> Call<B> {
 }
 
 impl<B> Call<B> {
+    /// Sends the attempt prepared last (`req`) on `service`: the layers
+    /// inside learn when it was sent from the call's context.
+    pub(crate) fn send<S, R>(&self, service: &mut S, req: R) -> S::Future
+    where
+        S: tower_service::Service<R>,
+    {
+        let at = self.sent_at.unwrap_or(self.started);
+        self.context.send(at, || service.call(req))
+    }
+
     /// The attempts sent so far.
     pub(crate) fn attempts(&self) -> Attempts {
         Attempts(self.context.attempts().max(1))
@@ -336,9 +350,7 @@ impl<B> Call<B> {
         if self.restore_context {
             head.extensions.insert(self.context.clone());
         }
-        let now = Instant::now();
-        self.sent_at = Some(now);
-        self.context.set_sent(now);
+        self.sent_at = Some(Instant::now());
         self.count(&mut head, layer);
         Prepared::Send(Request::from_parts(head, body))
     }

@@ -137,19 +137,14 @@ impl CallClocks {
     /// Inside an attempt loop (a retry layer outside this one owns the
     /// call), the timeout bounds one attempt: the call's deadline is left
     /// to the layers outside.
-    ///
-    /// `sent`: when the inner service is called (the call's start, unless
-    /// the request body was read first), for the layers inside.
     pub(crate) fn publish<B>(
         &self,
         req: &mut Request<B>,
         layer: &TimeoutLayer,
-        sent: Instant,
     ) -> Option<CallContext> {
         let mut call = None;
         if layer.publish_deadline {
             let ctx = CallContext::get_or_insert_at(req.extensions_mut(), self.start);
-            ctx.set_sent(sent);
             if !ctx.is_owned() {
                 // The call's bound; a stream's first-byte clock beside it,
                 // for an attempt loop inside to run per attempt (the

@@ -73,8 +73,8 @@ where
         Detected::Undecided
     };
     let mut req = Request::from_parts(parts, RequestBody::peeked(peeked.into_body()));
-    let call = clocks.publish(&mut req, layer, sent);
-    (service.call(req), call)
+    let call = clocks.publish(&mut req, layer);
+    (send(service, req, call.as_ref(), sent), call)
 }
 
 pin_project! {
@@ -201,6 +201,20 @@ where
     }
 }
 
+/// Calls `service` with `req`, sent at `at`: the layers inside learn the
+/// instant from the call's context, if there is one.
+pub(crate) fn send<S: Service<R>, R>(
+    service: &mut S,
+    req: R,
+    call: Option<&CallContext>,
+    at: Instant,
+) -> S::Future {
+    match call {
+        Some(call) => call.send(at, || service.call(req)),
+        None => service.call(req),
+    }
+}
+
 /// Polls the inner future, noting the timers the layers inside arm for
 /// this task.
 fn poll_watched<F: Future>(
@@ -209,9 +223,17 @@ fn poll_watched<F: Future>(
     cx: &mut Context<'_>,
 ) -> Poll<F::Output> {
     if let Some(call) = call {
-        call.watch_timers(cx.waker());
+        call.watch_timers(task_of(cx.waker()));
     }
     future.poll(cx)
+}
+
+/// Who a waker wakes: its data and vtable, as numbers.
+fn task_of(waker: &Waker) -> [usize; 2] {
+    [
+        waker.data() as usize,
+        std::ptr::from_ref(waker.vtable()) as usize,
+    ]
 }
 
 /// Whether a layer inside armed, during the poll just made, a timer that
@@ -269,7 +291,7 @@ struct TimerNote {
 impl TimerNote {
     fn note(&mut self, waker: &Waker, at: Instant) {
         if let Some(call) = &self.call {
-            call.timer_armed(waker, at);
+            call.timer_armed(task_of(waker), at);
             self.noted = true;
         }
     }

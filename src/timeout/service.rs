@@ -15,7 +15,7 @@ use tower_service::Service;
 
 use super::body::{RequestBody, TimeoutBody};
 use super::clocks::{CallClocks, Detected};
-use super::future::{call_peeked, AttemptFuture, Peeking, ResponseFuture};
+use super::future::{call_peeked, send, AttemptFuture, Peeking, ResponseFuture};
 use super::layer::{AttemptTimeoutLayer, TimeoutLayer};
 use super::profile::TimeoutOverride;
 use crate::body::Peek;
@@ -143,8 +143,9 @@ where
         }
 
         let mut req = req.map(RequestBody::new);
-        let call = clocks.publish(&mut req, &self.layer, clocks.start());
-        ResponseFuture::calling(self.inner.call(req), clocks, call)
+        let call = clocks.publish(&mut req, &self.layer);
+        let future = send(&mut self.inner, req, call.as_ref(), clocks.start());
+        ResponseFuture::calling(future, clocks, call)
     }
 }
 
@@ -229,10 +230,8 @@ where
         // The layer that sent the attempt (the attempt loop, the total
         // timeout) read the clock already.
         let call = CallContext::get(ext).cloned();
-        let sent = match &call {
-            Some(call) => call.sent(),
-            None => Instant::now(),
-        };
+        let sent = call.as_ref().and_then(CallContext::sending);
+        let sent = sent.unwrap_or_else(Instant::now);
         AttemptFuture::new(self.inner.call(req), sent, timeout, call)
     }
 }
