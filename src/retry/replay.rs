@@ -67,8 +67,9 @@ enum Kind<B> {
     Empty,
     /// The caller's body, through the buffer the attempts of the call share.
     Replayed {
-        /// The shared buffer, while this body holds it.
-        buffer: Option<Buffer<B>>,
+        /// The shared buffer, while this body holds it (boxed: a request
+        /// body moves through every layer, and few bodies need a buffer).
+        buffer: Option<Box<Buffer<B>>>,
         /// Where the buffer goes back when this body is dropped.
         shared: Arc<Shared<B>>,
         cursor: Cursor,
@@ -84,7 +85,7 @@ enum Kind<B> {
 
 /// The buffer of a call, between the bodies of its attempts.
 pub(crate) struct Shared<B> {
-    buffer: Mutex<Option<Buffer<B>>>,
+    buffer: Mutex<Option<Box<Buffer<B>>>>,
 }
 
 /// The retry future's handle on the body of a call.
@@ -134,7 +135,7 @@ impl<B: Body> ReplayBody<B> {
         let shared = Arc::new(Shared {
             buffer: Mutex::new(None),
         });
-        let body = ReplayBody::replayed(Some(buffer), shared.clone());
+        let body = ReplayBody::replayed(Some(Box::new(buffer)), shared.clone());
         (body, Replay::of(Kept::Shared(shared)))
     }
 }
@@ -144,7 +145,7 @@ impl<B> ReplayBody<B> {
         ReplayBody { kind: Kind::Empty }
     }
 
-    fn replayed(buffer: Option<Buffer<B>>, shared: Arc<Shared<B>>) -> Self {
+    fn replayed(buffer: Option<Box<Buffer<B>>>, shared: Arc<Shared<B>>) -> Self {
         ReplayBody {
             kind: Kind::Replayed {
                 buffer,
@@ -165,7 +166,7 @@ impl<B> ReplayBody<B> {
     /// retried).
     pub fn is_capped(&self) -> bool {
         match &self.kind {
-            Kind::Replayed { buffer, .. } => buffer.as_ref().is_some_and(Buffer::is_capped),
+            Kind::Replayed { buffer, .. } => buffer.as_deref().is_some_and(Buffer::is_capped),
             Kind::Empty | Kind::Rewritten { .. } | Kind::Failed { .. } => false,
         }
     }
@@ -183,7 +184,7 @@ impl<B> Replay<B> {
         match &self.kept {
             Kept::Nothing | Kept::Whole(_) => Some(true),
             Kept::Failed => Some(false),
-            Kept::Shared(shared) => shared.lock().as_ref().map(Buffer::replayable),
+            Kept::Shared(shared) => shared.lock().as_deref().map(Buffer::replayable),
         }
     }
 
@@ -219,7 +220,7 @@ impl<B> Replay<B> {
 }
 
 impl<B> Shared<B> {
-    fn lock(&self) -> MutexGuard<'_, Option<Buffer<B>>> {
+    fn lock(&self) -> MutexGuard<'_, Option<Box<Buffer<B>>>> {
         self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
