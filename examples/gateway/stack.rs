@@ -1,29 +1,41 @@
-//! The gateway's resilience stack: the crate's standard stack with pacing
-//! between the retry and the breaker, and the configured keys masked.
+//! The gateway's resilience stack: the crate's standard stack with the
+//! fallback across a call's targets in the retry layer's place, pacing
+//! between it and the breaker, and the configured keys masked.
 //!
 //! ```text
-//! normalize (upstream and client keys as secrets) → total timeout → retry
+//! normalize (upstream and client keys as secrets) → total timeout
+//!   → fallback (the attempt loop over the call's targets)
 //!   → [reaches pacing] → pacing → circuit breaker → [sent] → attempt
 //!   timeout → the upstream client
 //! ```
 //!
-//! Pacing sits inside the retry, so every attempt is paced (a retry after
-//! a 429 waits for its key like any call), and outside the breaker, so a
-//! held call takes no breaker admission. Two marks tell the gateway what
-//! the stack did with a call ([`Trace`]): the attempts sent (not those
-//! pacing refused or an open breaker rejected) and how long pacing held it.
+//! One stack serves every route: the call's targets travel in the
+//! request's extensions ([`Targets`], put there by the forwarder), and
+//! each target's name is its breaker key, so breakers and pacing are
+//! shared by every call that goes to the same upstream and model.
+//!
+//! Pacing sits inside the attempt loop, so every attempt is paced (a
+//! retry after a 429 waits for its key like any call; with another target
+//! left, a held key sends the call on at once), and outside the breaker,
+//! so a held call takes no breaker admission. The [`Trace`] tells the
+//! gateway what the outcome's extensions cannot: the attempts actually
+//! sent (none when every target's breaker was open or pacing refused the
+//! call; the library's count is at least one), the target a call the
+//! total timeout cut short was on, and how long pacing held it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use http::request::Parts;
 use http::Request;
 use tokio::time::Instant;
 use tower::util::{MapRequest, MapRequestLayer};
 use tower::Layer;
 use tower_http_resilience::circuit_breaker::{
-    ByAuthority, ByExtension, CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer,
-    ExtractKeyExt, GlobalKey,
+    BreakerKey, ByAuthority, ByExtension, CircuitBreaker, CircuitBreakerHandle,
+    CircuitBreakerLayer, ExtractKeyExt, GlobalKey,
 };
+use tower_http_resilience::fallback::{FallbackLayer, Targets};
 use tower_http_resilience::pacing::{
     ByCredential, Pacing, PacingConfig, PacingHandle, PacingLayer,
 };
@@ -87,21 +99,10 @@ impl StackLayer {
         }
     }
 
-    /// Adjusts the retry layer (backoff, jitter, …).
-    #[allow(dead_code)] // the tests' choice
+    /// Adjusts the attempt loop (backoff, jitter, replay limit, …).
     pub fn map_retry(mut self, f: impl FnOnce(RetryLayer) -> RetryLayer) -> Self {
         self.retry = f(self.retry);
         self
-    }
-
-    /// The same stack with `retries` retries on a target (`None`: as
-    /// configured): the same budget, breakers and pacing.
-    pub fn with_retries(&self, retries: Option<u32>) -> Self {
-        let mut layer = self.clone();
-        if let Some(retries) = retries {
-            layer.retry = layer.retry.max_retries(retries);
-        }
-        layer
     }
 
     /// The same stack, its breakers and pacing shared with the other
@@ -137,40 +138,71 @@ impl Layer<UpstreamClient> for StackLayer {
         let service = self.breaker.layer(service);
         let service = self.pacing.layer(service);
         let service = MapRequestLayer::new(mark_reached).layer(service);
-        let service = self.retry.layer(service);
+        let fallback = FallbackLayer::new(targets_of as fn(&Parts) -> Targets);
+        let service = fallback.retry(self.retry.clone()).layer(service);
         let service = self.timeout.layer(service);
         self.normalize.layer(service)
     }
+}
+
+/// The targets of a call: those the forwarder put in its extensions.
+fn targets_of(parts: &Parts) -> Targets {
+    parts
+        .extensions
+        .get::<Targets>()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// What the stack did with a call, over all its attempts: put in the
 /// request's extensions before the call (every attempt shares it).
 #[derive(Debug, Default)]
 pub struct Trace {
-    /// When the attempt under way reached pacing, the attempts sent, and
-    /// the time pacing held them back.
-    state: Mutex<(Option<Instant>, u32, Duration)>,
+    state: Mutex<Traced>,
+}
+
+#[derive(Debug, Default)]
+struct Traced {
+    /// When the attempt under way reached pacing.
+    reached: Option<Instant>,
+    /// The target (its breaker key) of the last attempt that reached
+    /// pacing.
+    target: Option<BreakerKey>,
+    /// The attempts sent to the upstreams.
+    sent: u32,
+    /// The time pacing held the call's attempts back.
+    held: Duration,
 }
 
 impl Trace {
-    /// The attempts sent to the upstream.
+    /// The target of the last attempt that reached pacing, if one did.
+    pub fn target(&self) -> Option<String> {
+        self.lock().target.as_ref().map(|k| k.as_str().to_owned())
+    }
+
+    /// The attempts sent to the upstreams, on every target.
     pub fn sent(&self) -> u32 {
-        self.lock().1
+        self.lock().sent
     }
 
     /// The time pacing held the call back.
     pub fn held(&self) -> Duration {
-        self.lock().2
+        self.lock().held
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<Instant>, u32, Duration)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Traced> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// An attempt reaches pacing.
     fn mark_reached<B>(req: Request<B>) -> Request<B> {
         if let Some(trace) = req.extensions().get::<Arc<Trace>>() {
-            trace.lock().0 = Some(Instant::now());
+            let mut state = trace.lock();
+            state.reached = Some(Instant::now());
+            let key = req.extensions().get::<BreakerKey>();
+            if state.target.as_ref() != key {
+                state.target = key.cloned();
+            }
         }
         req
     }
@@ -179,9 +211,9 @@ impl Trace {
     fn mark_sent<B>(req: Request<B>) -> Request<B> {
         if let Some(trace) = req.extensions().get::<Arc<Trace>>() {
             let mut state = trace.lock();
-            state.1 += 1;
-            if let Some(reached) = state.0.take() {
-                state.2 += reached.elapsed();
+            state.sent += 1;
+            if let Some(reached) = state.reached.take() {
+                state.held += reached.elapsed();
             }
         }
         req
@@ -193,21 +225,24 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn the_trace_counts_what_was_sent_and_how_long_it_was_held() {
+    async fn the_trace_counts_what_was_sent_on_which_target_and_how_long_it_was_held() {
         let trace = Arc::new(Trace::default());
-        let attempt = || {
+        let attempt = |key: &'static str| {
             let mut req = Request::new(());
             req.extensions_mut().insert(trace.clone());
+            req.extensions_mut().insert(BreakerKey::new(key));
             req
         };
-        let req = Trace::mark_reached(attempt());
+        assert_eq!(trace.target(), None);
+        let req = Trace::mark_reached(attempt("a:m"));
         tokio::time::advance(Duration::from_millis(1500)).await;
         Trace::mark_sent(req);
         // Refused by pacing or the breaker: not sent, not held.
-        let _ = Trace::mark_reached(attempt());
-        let req = Trace::mark_reached(attempt());
+        let _ = Trace::mark_reached(attempt("a:m"));
+        let req = Trace::mark_reached(attempt("b:m"));
         tokio::time::advance(Duration::from_millis(500)).await;
         Trace::mark_sent(req);
+        assert_eq!(trace.target().as_deref(), Some("b:m"));
         assert_eq!(
             (trace.sent(), trace.held()),
             (2, Duration::from_millis(2000))
