@@ -140,7 +140,7 @@ impl Forward {
         // Until the checks' refusal, what the stack did: the attempts sent
         // (not those pacing refused or an open breaker rejected).
         let (target, attempts) = if reached {
-            (served(&parts.extensions, &trace, &targets), trace.sent())
+            (served(&parts.extensions, &targets), trace.sent())
         } else {
             (first(&targets), 0)
         };
@@ -166,13 +166,13 @@ impl Forward {
 
 /// The target a call that went through the stack answered from or was
 /// tried on last: the [`Served`] in the response's extensions
-/// (`extensions`) or in those of its error; for a call the total timeout
-/// cut short, which has none, the target the trace saw last.
-fn served(extensions: &http::Extensions, trace: &Trace, targets: &Targets) -> String {
+/// (`extensions`) or in those of its error (the first target when neither
+/// has one).
+fn served(extensions: &http::Extensions, targets: &Targets) -> String {
     let error = extensions.get::<ApiError>().map(ApiError::extensions);
     match Served::of(extensions).or_else(|| error.and_then(Served::of)) {
         Some(served) => served.target().to_owned(),
-        None => trace.target().unwrap_or_else(|| first(targets)),
+        None => first(targets),
     }
 }
 

@@ -20,8 +20,8 @@
 //! so a held call takes no breaker admission. The [`Trace`] tells the
 //! gateway what the outcome's extensions cannot: the attempts actually
 //! sent (none when every target's breaker was open or pacing refused the
-//! call; the library's count is at least one), the target a call the
-//! total timeout cut short was on, and how long pacing held it.
+//! call, where the library's count says one) and how long pacing held
+//! the call.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,8 +32,8 @@ use tokio::time::Instant;
 use tower::util::{MapRequest, MapRequestLayer};
 use tower::Layer;
 use tower_http_resilience::circuit_breaker::{
-    BreakerKey, ByAuthority, ByExtension, CircuitBreaker, CircuitBreakerHandle,
-    CircuitBreakerLayer, ExtractKeyExt, GlobalKey,
+    ByAuthority, ByExtension, CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer,
+    ExtractKeyExt, GlobalKey,
 };
 use tower_http_resilience::fallback::{FallbackLayer, Targets};
 use tower_http_resilience::pacing::{
@@ -158,51 +158,30 @@ fn targets_of(parts: &Parts) -> Targets {
 /// request's extensions before the call (every attempt shares it).
 #[derive(Debug, Default)]
 pub struct Trace {
-    state: Mutex<Traced>,
-}
-
-#[derive(Debug, Default)]
-struct Traced {
-    /// When the attempt under way reached pacing.
-    reached: Option<Instant>,
-    /// The target (its breaker key) of the last attempt that reached
-    /// pacing.
-    target: Option<BreakerKey>,
-    /// The attempts sent to the upstreams.
-    sent: u32,
-    /// The time pacing held the call's attempts back.
-    held: Duration,
+    /// When the attempt under way reached pacing, the attempts sent, and
+    /// the time pacing held them back.
+    state: Mutex<(Option<Instant>, u32, Duration)>,
 }
 
 impl Trace {
-    /// The target of the last attempt that reached pacing, if one did.
-    pub fn target(&self) -> Option<String> {
-        self.lock().target.as_ref().map(|k| k.as_str().to_owned())
-    }
-
-    /// The attempts sent to the upstreams, on every target.
+    /// The attempts sent to the upstream.
     pub fn sent(&self) -> u32 {
-        self.lock().sent
+        self.lock().1
     }
 
     /// The time pacing held the call back.
     pub fn held(&self) -> Duration {
-        self.lock().held
+        self.lock().2
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Traced> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<Instant>, u32, Duration)> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// An attempt reaches pacing.
     fn mark_reached<B>(req: Request<B>) -> Request<B> {
         if let Some(trace) = req.extensions().get::<Arc<Trace>>() {
-            let mut state = trace.lock();
-            state.reached = Some(Instant::now());
-            let key = req.extensions().get::<BreakerKey>();
-            if state.target.as_ref() != key {
-                state.target = key.cloned();
-            }
+            trace.lock().0 = Some(Instant::now());
         }
         req
     }
@@ -211,9 +190,9 @@ impl Trace {
     fn mark_sent<B>(req: Request<B>) -> Request<B> {
         if let Some(trace) = req.extensions().get::<Arc<Trace>>() {
             let mut state = trace.lock();
-            state.sent += 1;
-            if let Some(reached) = state.reached.take() {
-                state.held += reached.elapsed();
+            state.1 += 1;
+            if let Some(reached) = state.0.take() {
+                state.2 += reached.elapsed();
             }
         }
         req
@@ -225,24 +204,21 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn the_trace_counts_what_was_sent_on_which_target_and_how_long_it_was_held() {
+    async fn the_trace_counts_what_was_sent_and_how_long_it_was_held() {
         let trace = Arc::new(Trace::default());
-        let attempt = |key: &'static str| {
+        let attempt = || {
             let mut req = Request::new(());
             req.extensions_mut().insert(trace.clone());
-            req.extensions_mut().insert(BreakerKey::new(key));
             req
         };
-        assert_eq!(trace.target(), None);
-        let req = Trace::mark_reached(attempt("a:m"));
+        let req = Trace::mark_reached(attempt());
         tokio::time::advance(Duration::from_millis(1500)).await;
         Trace::mark_sent(req);
         // Refused by pacing or the breaker: not sent, not held.
-        let _ = Trace::mark_reached(attempt("a:m"));
-        let req = Trace::mark_reached(attempt("b:m"));
+        let _ = Trace::mark_reached(attempt());
+        let req = Trace::mark_reached(attempt());
         tokio::time::advance(Duration::from_millis(500)).await;
         Trace::mark_sent(req);
-        assert_eq!(trace.target().as_deref(), Some("b:m"));
         assert_eq!(
             (trace.sent(), trace.held()),
             (2, Duration::from_millis(2000))
