@@ -56,7 +56,10 @@ impl Two {
              [[route]]\nmodel = \"wrong\"\ntargets = [\"a:invalid\", \"b\"]\n\
              [[route]]\nmodel = \"streamy\"\ntargets = [\"a:sse-error\", \"b\"]\nretries = 1\n\
              [[route]]\nmodel = \"dead\"\ntargets = [\"a:down\", \"b:down\"]\n\
-             [[route]]\nmodel = \"slow\"\ntargets = [\"a:down\", \"b:hang\"]\n",
+             [[route]]\nmodel = \"slow\"\ntargets = [\"a:down\", \"b:hang\"]\n\
+             [[route]]\nmodel = \"long\"\ntargets = [\"a:small\", \"b\"]\n\
+             [[route]]\nmodel = \"longer\"\ntargets = [\"a:small\", \"b:small\"]\n\
+             [[model]]\nname = \"small\"\ncontext_window = 1000\n",
             a.addr, b.addr
         );
         let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("gw-fb-{name}.toml"));
@@ -74,6 +77,18 @@ impl Two {
     /// Sends a chat completion for `model` with the client's credentials.
     async fn chat(&self, model: &str, stream: bool) -> (http::response::Parts, Bytes) {
         bounded(support::send(chat(self.gw.addr, model, stream))).await
+    }
+
+    /// Sends a chat completion for `model` whose prompt is `content`.
+    async fn say(&self, model: &str, content: &str) -> (http::response::Parts, Bytes) {
+        let body = format!(
+            r#"{{"model":"{model}","messages":[{{"role":"user","content":"{content}"}}]}}"#
+        );
+        let req = Request::post(format!("http://{}/v1/chat/completions", self.gw.addr))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        bounded(support::send(req)).await
     }
 
     /// The log lines of calls written so far.
@@ -246,6 +261,61 @@ async fn a_total_timeout_names_the_target_it_cut() {
     assert_eq!(support::envelope(&body)["code"], "timeout");
     assert_eq!(told(&parts), ("b:hang", "4"));
     assert_eq!((two.a.calls(), two.b.calls()), (3, 1));
+}
+
+/// A ~6 KB prompt does not fit `small`'s 1 000 tokens: with another target
+/// left, `a:small` is skipped (never called); with none that fits, the
+/// call is answered 400 `context_length_exceeded`, nothing sent.
+#[tokio::test(start_paused = true)]
+async fn a_prompt_over_a_targets_window_skips_it() {
+    let _hold = support::hold_clock();
+    let two = Two::start("window").await;
+    let long = "The quick brown fox jumps over the lazy dog. ".repeat(135);
+    let (parts, body) = two.say("long", &long).await;
+    assert_eq!(parts.status, 200, "{body:?}");
+    assert_eq!(told(&parts), ("b:long", "1"));
+    assert_eq!((two.a.calls(), two.b.calls()), (0, 1));
+
+    let (parts, body) = two.say("longer", &long).await;
+    assert_eq!(parts.status, 400);
+    let err = support::envelope(&body);
+    assert_eq!(
+        (&err["code"], &err["param"]),
+        (&"context_length_exceeded".into(), &"messages".into())
+    );
+    assert_eq!(told(&parts).1, "0");
+    assert_eq!((two.a.calls(), two.b.calls()), (0, 1));
+
+    // A short prompt fits: `a:small` serves.
+    let (parts, _) = two.say("long", "hi").await;
+    assert_eq!(told(&parts), ("a:small", "1"));
+}
+
+/// `a` takes one call a second (`rpm = 60`): a second call at once is not
+/// held for `a`'s turn while `b` is left, it goes to `b` at once.
+#[tokio::test(start_paused = true)]
+async fn a_held_upstream_sends_the_call_to_the_next_target() {
+    let _hold = support::hold_clock();
+    let (a, b) = (Recording::spawn("a"), Recording::spawn("b"));
+    let text = format!(
+        "[[upstream]]\nname = \"a\"\nurl = \"http://{}\"\nrpm = 60\n\
+         [[upstream]]\nname = \"b\"\nurl = \"http://{}\"\n\
+         [[route]]\nmodel = \"m\"\ntargets = [\"a\", \"b\"]\n",
+        a.addr, b.addr
+    );
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gw-fb-rpm.toml");
+    std::fs::write(&path, text).unwrap();
+    let gw = start(Options::from_args(
+        &["--config", path.to_str().unwrap()],
+        &|_| None,
+    ))
+    .await;
+    let (parts, _) = bounded(support::send(chat(gw.addr, "m", false))).await;
+    assert_eq!(told(&parts), ("a:m", "1"));
+    let (parts, _) = bounded(support::send(chat(gw.addr, "m", false))).await;
+    assert_eq!(parts.status, 200);
+    assert_eq!(told(&parts), ("b:m", "1"), "not held for a's turn");
+    assert_eq!((a.calls(), b.calls()), (1, 1));
 }
 
 /// The embedded demo (no upstream given): `sim-down` is dead on `sim`, and
