@@ -436,3 +436,42 @@ fn the_example_file_is_the_readmes_and_it_is_read_as_it_says() {
         ]
     );
 }
+
+/// The README's Fallback file is read as it says: two targets for
+/// `gpt-4o-mini`, one retry on each, the model renamed at the first `:`
+/// only, the window on the second.
+#[test]
+fn the_readmes_fallback_file_is_read_as_it_says() {
+    let readme = include_str!("../README.md");
+    let section = &readme[readme.find("## Fallback").expect("a Fallback section")..];
+    let start = section.find("```toml\n").expect("a TOML block") + "```toml\n".len();
+    let text = &section[start..start + section[start..].find("```").unwrap()];
+    let path = config_file("readme-fallback", text);
+    let vars = [("OPENAI_API_KEY", "sk-openai-0123456789")];
+    let Ok(args::Parsed::Run(a)) = parse(&["--config", path.to_str().unwrap()], &vars) else {
+        panic!("the README's fallback file is read")
+    };
+    let args::Upstreams::Given(upstreams) = a.upstreams else {
+        panic!("two upstreams")
+    };
+    let routes = routes::Routes::new(
+        upstreams.into_iter().map(std::sync::Arc::new).collect(),
+        &a.routes,
+        a.windows,
+    );
+    let targets = routes.targets_for(Some("gpt-4o-mini"));
+    let names: Vec<&str> = targets.iter().map(|t| t.name()).collect();
+    assert_eq!(names, ["openai:gpt-4o-mini", "ollama:llama3.1:8b"]);
+    let shown: Vec<String> = targets.iter().map(|t| format!("{t:?}")).collect();
+    assert!(
+        shown.iter().all(|t| t.contains("retries: Some(1)")),
+        "{shown:?}"
+    );
+    assert!(shown[0].contains("authorization"), "{shown:?}");
+    assert!(!shown[1].contains("authorization"), "{shown:?}");
+    assert!(
+        shown[1].contains("model: Some(\"llama3.1:8b\")"),
+        "{shown:?}"
+    );
+    assert!(shown[1].contains("tokens: 8192"), "{shown:?}");
+}
