@@ -30,7 +30,9 @@ use tower_http_resilience::timeout::Profile;
 use tower_http_resilience::{ApiError, BoxError};
 
 use crate::client::UpstreamClient;
-use crate::headers::{drop_hop_by_hop, is_event_stream, X_GATEWAY_ATTEMPTS, X_GATEWAY_TARGET};
+use crate::headers::{
+    drop_hop_by_hop, is_event_stream, model_name, X_GATEWAY_ATTEMPTS, X_GATEWAY_TARGET,
+};
 use crate::log::escape;
 use crate::routes::Routes;
 use crate::stack::{Stack, StackLayer, Trace};
@@ -110,6 +112,8 @@ impl Forward {
     async fn forward(self, req: Request<CollectedBody>) -> Response<BoxBody> {
         let (mut parts, body) = req.into_parts();
         let (model, stream) = inspect(&parts.headers, body.bytes());
+        // A credential in the model name never becomes a name of ours.
+        let model = model.map(|m| model_name(m, &parts.headers));
         // Every target of the call, in order, for the stack's fallback.
         let targets = self.routes.targets_for(model.as_deref());
 

@@ -14,6 +14,7 @@ use super::call::{Call, Refusal};
 use super::decide::{is_candidate, Last, Next};
 use super::hold::Hold;
 use super::layer::RetryLayer;
+use super::outcome::Outcome;
 use super::replay::ReplayBody;
 use super::state::State;
 use crate::body::Peek;
@@ -21,6 +22,7 @@ use crate::call::{retried_out, RetriedOut};
 use crate::error::grpc;
 use crate::fallback::{tells_more, Served};
 use crate::hint::ServerHints;
+use crate::metrics::FallbackSeries;
 use crate::util::{arm, instant_after, saturating_millis};
 use crate::{ApiError, ErrorKind};
 
@@ -99,6 +101,7 @@ where
             Err(refusal) if self.call.has_next() => return self.move_on(last, Some(refusal)),
             Err(refusal) => return Some(self.give_up(Some(last), Some(refusal))),
         };
+        count_retry(&last, self.call.attempts().get());
         tracing::info!(
             attempt = self.call.attempts().get() + 1,
             delay_ms = saturating_millis(delay),
@@ -127,9 +130,13 @@ where
             return Some(self.give_up(Some(last), refusal));
         }
         tracing::debug!(reason = %reason(&last), "this target cannot serve the call");
+        let from = self.call.served().map(|s| s.target().to_owned());
         keep_if_telling(self.best, last);
         if self.call.advance().is_err() {
             return Some(self.give_up(None, refusal));
+        }
+        if let (Some(from), Some(to)) = (from, self.call.served()) {
+            FallbackSeries::new(from, to.target().to_owned()).record();
         }
         tracing::info!(
             attempt = self.call.attempts().get() + 1,
@@ -185,6 +192,16 @@ where
             last => last,
         }
     }
+}
+
+/// Counts the retry of `last`, the outcome of attempt `attempt`, by its
+/// reason (`resilience_retries_total`).
+fn count_retry<B: Body>(last: &Last<B>, attempt: u32) {
+    let outcome = match last {
+        Ok(res) => Outcome::response(attempt, res.status(), res.headers(), None),
+        Err(err) => Outcome::error(attempt, err),
+    };
+    crate::metrics::retried(&outcome);
 }
 
 /// Keeps `last` as the call's most telling failure if it tells more than
