@@ -194,6 +194,7 @@ async fn the_binary_serves_admin_on_its_own_address_only() {
         r#"resilience_breaker_state{key="sim:sim-down"} 1"#,
         r#"resilience_breaker_transitions_total{key="sim:sim-down",to="open"} 1"#,
         r#"resilience_calls_total{outcome="success",code="none"} 2"#,
+        r#"resilience_fallbacks_total{from="sim:sim-down",to="sim-backup:gpt-4o-mini"} 2"#,
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
     }
