@@ -366,7 +366,8 @@ async fn the_most_telling_failure_is_the_rate_limit_with_the_longest_wait() {
     );
     assert_eq!(err.retry_after(), Some(Duration::from_secs(90)));
     assert!(!err.is_retryable());
-    assert_eq!(failed(&err), ("a:gpt-4o".into(), 4));
+    // The failure is `a`'s; the call ended on `b`, tried last.
+    assert_eq!(failed(&err), ("b:openai/gpt-4o".into(), 4));
 }
 
 #[tokio::test(start_paused = true)]
