@@ -145,6 +145,7 @@
 
 mod body;
 mod client_body;
+mod events;
 pub mod future;
 mod layer;
 mod rewrite;
