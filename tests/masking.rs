@@ -494,6 +494,7 @@ proptest! {
 }
 
 mod masking {
+    mod events;
     mod origins;
     mod wire;
 }
