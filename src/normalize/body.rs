@@ -32,6 +32,10 @@ pin_project! {
     /// last event, `data: {"error":{…}}`, instead of a reset; a gRPC response
     /// ends with trailers that carry the `grpc-status`. Other bodies pass the
     /// error on.
+    ///
+    /// The error events of a Server-Sent-Events response of a call with
+    /// secrets lose them (and the shapes of keys) on the way; every other
+    /// event passes byte for byte.
     pub struct NormalizeBody<B> {
         #[pin]
         kind: Kind<B>,
