@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Prints ns per frame: the time to drain the body, less the bare drain,
-//! divided by the number of frames.
+//! divided by the number of frames. The normalization is measured twice:
+//! called without a credential (the stream passes unread) and with a bearer
+//! credential (every event is read, error events masked).
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -20,7 +22,7 @@ use http::{Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full, StreamBody};
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_http_resilience::{ResilienceLayer, TimeoutLayer};
+use tower_http_resilience::{NormalizeLayer, ResilienceLayer, TimeoutLayer};
 
 const FRAMES: usize = 1000;
 const EVENT: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\"token\"}}]}\n\n";
@@ -51,24 +53,32 @@ fn upstream<B>(
     })
 }
 
-fn request() -> Request<Full<Bytes>> {
-    Request::post("http://api.example.test/v1/chat/completions")
-        .header("accept", "text/event-stream")
-        .body(Full::new(Bytes::from_static(
-            b"{\"model\":\"m\",\"stream\":true}",
-        )))
-        .unwrap()
+/// A streaming request, with a bearer credential when `bearer`: then the
+/// normalization reads the stream event by event for error events to mask.
+fn request(bearer: bool) -> Request<Full<Bytes>> {
+    let mut req = Request::post("http://api.example.test/v1/chat/completions")
+        .header("accept", "text/event-stream");
+    if bearer {
+        req = req.header(
+            "authorization",
+            "Bearer sk-proj-Q1w2E3r4T5y6U7i8O9p0A1s2D3f4",
+        );
+    }
+    req.body(Full::new(Bytes::from_static(
+        b"{\"model\":\"m\",\"stream\":true}",
+    )))
+    .unwrap()
 }
 
 /// Calls once and drains the body frame by frame; returns the frame count.
-async fn drain<S, ResB>(svc: S) -> usize
+async fn drain<S, ResB>(svc: S, bearer: bool) -> usize
 where
     S: Service<Request<Full<Bytes>>, Response = Response<ResB>>,
     S::Error: std::fmt::Debug,
     ResB: Body,
     ResB::Error: std::fmt::Debug,
 {
-    let res = svc.oneshot(request()).await.unwrap();
+    let res = svc.oneshot(request(bearer)).await.unwrap();
     let mut body = std::pin::pin!(res.into_body());
     let mut n = 0;
     while let Some(frame) = body.frame().await {
@@ -110,27 +120,40 @@ fn main() {
         medians.push((name, times[times.len() / 2]));
     };
 
-    run("bare", &mut g, &mut || rt.block_on(drain(upstream())));
+    run("bare", &mut g, &mut || {
+        rt.block_on(drain(upstream(), false))
+    });
     run("tower-http ResponseBodyTimeoutLayer", &mut g, &mut || {
         let svc = ServiceBuilder::new()
             .layer(tower_http::timeout::ResponseBodyTimeoutLayer::new(
                 Duration::from_secs(60),
             ))
             .service(upstream());
-        rt.block_on(drain(svc))
+        rt.block_on(drain(svc, false))
     });
     run("ours: TimeoutLayer (streaming clocks)", &mut g, &mut || {
         let svc = ServiceBuilder::new()
             .layer(TimeoutLayer::new())
             .service(upstream());
-        rt.block_on(drain(svc))
+        rt.block_on(drain(svc, false))
     });
     run("ours: preset ResilienceLayer::new()", &mut g, &mut || {
         let svc = ServiceBuilder::new()
             .layer(ResilienceLayer::new())
             .service(upstream());
-        rt.block_on(drain(svc))
+        rt.block_on(drain(svc, false))
     });
+    for (name, bearer) in [
+        ("ours: NormalizeLayer", false),
+        ("ours: NormalizeLayer, bearer credential", true),
+    ] {
+        run(name, &mut g, &mut || {
+            let svc = ServiceBuilder::new()
+                .layer(NormalizeLayer::new())
+                .service(upstream());
+            rt.block_on(drain(svc, bearer))
+        });
+    }
     g.finish();
 
     let bare = medians[0].1;

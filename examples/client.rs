@@ -32,7 +32,9 @@ async fn main() {
         Err(_) => {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
-            tokio::spawn(async move { axum::serve(listener, sim::router("sim")).await });
+            tokio::spawn(async move {
+                axum::serve(listener, sim::router("sim", sim::Mix::Daily)).await
+            });
             println!("calling the embedded simulator at http://{addr}");
             (format!("http://{addr}"), String::new())
         }

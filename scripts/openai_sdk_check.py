@@ -1,6 +1,8 @@
 """Points the official OpenAI Python SDK at a running gateway and checks that
-each simulated failure raises the SDK's exception class for it, and that the
-SDK, at its default `max_retries`, never multiplies the gateway's retries.
+each simulated failure raises the SDK's exception class for it, that the
+SDK, at its default `max_retries`, never multiplies the gateway's retries,
+and that a dead model falls back to its backup (the embedded demo's route
+`sim-down` -> `sim`, `sim-backup:gpt-4o-mini`): the SDK sees a 200.
 
     cargo run --release --example gateway &        # embedded simulator
     pip install openai
@@ -107,15 +109,42 @@ for model, expected, code in cases:
         print(f"{model}: {type(e).__name__} {e.status_code} code={got_code} request_id={e.request_id}"
               f" {'ok' if ok else 'WRONG, expected ' + expected.__name__ + ' ' + code}")
 
-# The breaker: a dead model opens after min_calls failures, then answers 503 circuit_open at once.
+# The breaker: a dead model with no other target opens after min_calls
+# failures, then answers 503 circuit_open at once.
 for _ in range(12):
     try:
-        client.chat.completions.create(model="sim-down", messages=messages)
+        client.chat.completions.create(model="sim-down-alone", messages=messages)
     except openai.APIStatusError as e:
         last = e
-print(f"sim-down after 12 calls: {type(last).__name__} {last.status_code} code={last.body.get('code')}"
+print(f"sim-down-alone after 12 calls: {type(last).__name__} {last.status_code} code={last.body.get('code')}"
       f" retry-after={last.response.headers.get('retry-after')}")
 failed += not (isinstance(last, openai.InternalServerError) and last.body.get("code") == "circuit_open")
+
+# Fallback: `sim-down` is dead on `sim`; its route sends it on to the steady
+# `sim-backup` as `gpt-4o-mini`. The SDK gets a 200, plain and streamed, and
+# the headers name the target that answered.
+for stream in (False, True):
+    try:
+        raw = client.chat.completions.with_raw_response.create(
+            model="sim-down", messages=messages, stream=stream
+        )
+        target = raw.headers.get("x-gateway-target")
+        attempts = raw.headers.get("x-gateway-attempts")
+        answer = raw.parse()
+        if stream:
+            chunks = [c for c in answer if c.choices]
+            fingerprint = chunks[0].system_fingerprint if chunks else None
+            text = "".join(c.choices[0].delta.content or "" for c in chunks)
+        else:
+            fingerprint = answer.system_fingerprint
+            text = answer.choices[0].message.content
+        ok = raw.status_code == 200 and target == "sim-backup:gpt-4o-mini" and fingerprint == "sim-backup" and text
+        print(f"sim-down{' stream' if stream else ''}: {raw.status_code} x-gateway-target: {target}"
+              f" x-gateway-attempts: {attempts} from {fingerprint}: {text!r} {'ok' if ok else 'WRONG'}")
+    except openai.APIError as e:
+        ok = False
+        print(f"sim-down{' stream' if stream else ''}: {type(e).__name__}: {e.message} WRONG")
+    failed += not ok
 
 # A healthy model still works, streaming included. The simulator's daily mix
 # fails a few calls on purpose, some after their headers (a reset mid-body),

@@ -1,6 +1,7 @@
 //! A bounded walk over the top-level members of a JSON object, for the
 //! layers that look at one key of a request body without parsing it: the
-//! timeout (`"stream": true`) and the fallback (`"model"` renamed).
+//! timeout (`"stream": true`), the fallback (`"model"` renamed) and the
+//! readers of event streams (an error envelope in an event's data).
 //!
 //! The input may be cut anywhere (the start of a body, read up to a cap):
 //! the walk yields the members it can see and stops at the first byte that
@@ -42,6 +43,14 @@ pub(crate) fn key_is(token: &[u8], name: &str) -> bool {
     token.contains(&b'\\')
         && token.len() <= 8 * name.len() + 2
         && serde_json::from_slice::<String>(token).is_ok_and(|k| k == name)
+}
+
+/// Whether `data` is an error envelope: a JSON object with a top-level
+/// `error` member (`{"error":{…}}`, or Anthropic's
+/// `{"type":"error","error":{…}}`), leading white space allowed.
+pub(crate) fn is_error_envelope(data: &[u8]) -> bool {
+    let data = data.trim_ascii_start();
+    members(data).any(|m| key_is(&data[m.key], "error"))
 }
 
 /// The iterator [`members`] returns.
@@ -198,6 +207,18 @@ mod tests {
             vec![(r#""a""#, "1", true), (r#""b""#, r#""x"#, false)]
         );
         assert_eq!(keys_and_values(r#"{"a" 1}"#), vec![]);
+    }
+
+    #[test]
+    fn error_envelopes() {
+        assert!(is_error_envelope(br#" {"error":{"message":"m"}}"#));
+        assert!(is_error_envelope(br#"{"type":"error","error":{}}"#));
+        assert!(is_error_envelope(br#"{"\u0065rror":1}"#));
+        assert!(!is_error_envelope(
+            br#"{"choices":[{"delta":{"content":"error"}}]}"#
+        ));
+        assert!(!is_error_envelope(br#"{"message":{"error":1}}"#));
+        assert!(!is_error_envelope(b"[DONE]"));
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub(crate) mod fallback;
 #[cfg(feature = "fleet")]
 pub mod fleet;
 pub mod hint;
-#[cfg(any(feature = "timeout", feature = "retry"))]
+#[cfg(any(feature = "timeout", feature = "retry", feature = "normalize"))]
 pub(crate) mod json;
 #[cfg(any(feature = "circuit-breaker", feature = "pacing", feature = "retry"))]
 pub mod key;

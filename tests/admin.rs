@@ -167,9 +167,12 @@ fn chat(addr: SocketAddr, model: &str) -> Request<Full<Bytes>> {
 async fn the_binary_serves_admin_on_its_own_address_only() {
     let mut gw = binary(&["--breaker-min-calls", "2", "--max-retries", "0"]).await;
     assert_ne!(gw.main, gw.admin);
+    // `sim-down` is dead on `sim`: its backup answers, and `sim`'s breaker
+    // for it opens.
     for _ in 0..2 {
         let (parts, _) = support::send(chat(gw.main, "sim-down")).await;
-        assert_eq!(parts.status, 503);
+        assert_eq!(parts.status, 200);
+        assert_eq!(parts.headers["x-gateway-target"], "sim-backup:gpt-4o-mini");
     }
     let (parts, body) = support::send(get(gw.admin, "/breakers")).await;
     assert_eq!(parts.status, 200);
@@ -190,7 +193,8 @@ async fn the_binary_serves_admin_on_its_own_address_only() {
     for line in [
         r#"resilience_breaker_state{key="sim:sim-down"} 1"#,
         r#"resilience_breaker_transitions_total{key="sim:sim-down",to="open"} 1"#,
-        r#"resilience_calls_total{outcome="error",code="service_unavailable"} 2"#,
+        r#"resilience_calls_total{outcome="success",code="none"} 2"#,
+        r#"resilience_fallbacks_total{from="sim:sim-down",to="sim-backup:gpt-4o-mini"} 2"#,
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
     }

@@ -376,6 +376,23 @@ async fn client_keys_refuse_a_missing_or_wrong_key_without_an_upstream_call() {
     assert!(lines.iter().all(|l| !l.contains("gw-key")), "{lines:?}");
 }
 
+/// The routing table of the upstreams, routes and models `a` read.
+fn routes_of(a: args::Args) -> routes::Routes {
+    let args::Upstreams::Given(upstreams) = a.upstreams else {
+        panic!("upstreams")
+    };
+    let upstreams = upstreams.into_iter().map(std::sync::Arc::new).collect();
+    routes::Routes::new(upstreams, &a.routes, a.windows)
+}
+
+/// The names of `model`'s targets, and what each does as its `Debug`
+/// shows it (never a credential).
+fn targets_of(routes: &routes::Routes, model: &str) -> (Vec<String>, Vec<String>) {
+    let targets = routes.targets_for(Some(model));
+    let names = targets.iter().map(|t| t.name().to_owned()).collect();
+    (names, targets.iter().map(|t| format!("{t:?}")).collect())
+}
+
 /// The README's two-provider file is the example's, and it is read as it
 /// says.
 #[test]
@@ -397,25 +414,24 @@ fn the_example_file_is_the_readmes_and_it_is_read_as_it_says() {
         "max_retries from the file"
     );
     assert!(a.client_keys.is_some() && a.checks);
-    let args::Upstreams::Given(upstreams) = a.upstreams else {
-        panic!("two upstreams")
-    };
-    assert_eq!(upstreams[0].rpm, Some(500));
-    let routes = routes::Routes::new(
-        upstreams.into_iter().map(std::sync::Arc::new).collect(),
-        &a.routes,
-        a.windows,
-    );
-    let targets = routes.targets_for(Some("gpt-4o"));
-    let names: Vec<&str> = targets.iter().map(|t| &*t.name).collect();
+    let routes = routes_of(*a);
+    assert_eq!(routes.upstreams()[0].rpm, Some(500));
+    let (names, shown) = targets_of(&routes, "gpt-4o");
     assert_eq!(names, ["openai:gpt-4o", "openrouter:openai/gpt-4o"]);
-    assert_eq!((targets[0].retries, targets[1].retries), (Some(1), Some(1)));
-    assert_eq!(targets[0].context_window.map(|w| w.tokens()), Some(128_000));
-    assert_eq!(targets[1].rename.as_deref(), Some("openai/gpt-4o"));
+    assert!(
+        shown.iter().all(|t| t.contains("retries: Some(1)")),
+        "{shown:?}"
+    );
+    assert!(shown[0].contains("tokens: 128000"), "{shown:?}");
+    assert!(
+        shown[1].contains("model: Some(\"openai/gpt-4o\")"),
+        "{shown:?}"
+    );
+    assert!(shown.iter().all(|t| !t.contains("sk-")), "{shown:?}");
     let other: Vec<_> = routes
         .targets_for(Some("o3"))
         .iter()
-        .map(|t| t.name.to_string())
+        .map(|t| t.name().to_owned())
         .collect();
     assert_eq!(other, ["openai:o3"]);
     let shown = routes.describe();
@@ -426,4 +442,33 @@ fn the_example_file_is_the_readmes_and_it_is_read_as_it_says() {
             "route: * (every other model) -> openai"
         ]
     );
+}
+
+/// The README's Fallback file is read as it says: two targets for
+/// `gpt-4o-mini`, one retry on each, the model renamed at the first `:`
+/// only, the window on the second.
+#[test]
+fn the_readmes_fallback_file_is_read_as_it_says() {
+    let readme = include_str!("../README.md");
+    let section = &readme[readme.find("## Fallback").expect("a Fallback section")..];
+    let start = section.find("```toml\n").expect("a TOML block") + "```toml\n".len();
+    let text = &section[start..start + section[start..].find("```").unwrap()];
+    let path = config_file("readme-fallback", text);
+    let vars = [("OPENAI_API_KEY", "sk-openai-0123456789")];
+    let Ok(args::Parsed::Run(a)) = parse(&["--config", path.to_str().unwrap()], &vars) else {
+        panic!("the README's fallback file is read")
+    };
+    let (names, shown) = targets_of(&routes_of(*a), "gpt-4o-mini");
+    assert_eq!(names, ["openai:gpt-4o-mini", "ollama:llama3.1:8b"]);
+    assert!(
+        shown.iter().all(|t| t.contains("retries: Some(1)")),
+        "{shown:?}"
+    );
+    assert!(shown[0].contains("authorization"), "{shown:?}");
+    assert!(!shown[1].contains("authorization"), "{shown:?}");
+    assert!(
+        shown[1].contains("model: Some(\"llama3.1:8b\")"),
+        "{shown:?}"
+    );
+    assert!(shown[1].contains("tokens: 8192"), "{shown:?}");
 }

@@ -235,3 +235,28 @@ async fn a_stream_is_logged_when_it_ends_whole_or_cut_by_the_idle_clock() {
     );
     assert!(v["latency_ms"].as_u64().unwrap() >= 20_000, "{v}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_credential_sent_as_the_model_is_neither_logged_nor_sent_back_in_a_header() {
+    let _hold = support::hold_clock();
+    let key = "sk-proj-abcDEF1234567890xyz";
+    let upstream = Upstream::script([Plan::json(200, "{}"), Plan::status(404)]);
+    let mut gw = start(ResilienceConfig::default(), &upstream).await;
+    for (model, status) in [(key.to_owned(), 200), (format!("api_key={key}"), 404)] {
+        let mut req = chat(gw.addr, &model, "req-key", false);
+        let bearer = format!("Bearer {key}").parse().unwrap();
+        req.headers_mut().insert("authorization", bearer);
+        let (parts, body) = support::send(req).await;
+        assert_eq!(parts.status, status);
+        for (name, value) in &parts.headers {
+            let value = value.to_str().unwrap();
+            assert!(!value.contains("abcDEF"), "{name}: {value}");
+        }
+        assert!(!String::from_utf8_lossy(&body).contains("abcDEF"));
+        let logged = line(&mut gw);
+        assert!(!logged.to_string().contains("abcDEF"), "{logged}");
+        assert_eq!(logged["model"], "[redacted]");
+    }
+    // The upstream got the body as the client wrote it.
+    assert_eq!(upstream.received()[0].json()["model"], key);
+}

@@ -115,7 +115,9 @@ async fn run(seed: u64) -> (usize, usize, usize) {
             seen.fetch_add(1, Ordering::SeqCst);
         }
     });
-    let gateway = layer.server().layer(Simulator(sim::router("sim")));
+    let gateway = layer
+        .server()
+        .layer(Simulator(sim::router("sim", sim::Mix::Daily)));
 
     let mut clients = tokio::task::JoinSet::new();
     for client in 0..CLIENTS {

@@ -275,6 +275,10 @@ fn echo(how: &str, vals: &[String]) -> AxumResponse {
                 .unwrap()
         }
         "success-body" => respond(200, "application/octet-stream", success_body(vals)),
+        "sse-late" => {
+            let frames = sse_late(vals).into_iter().map(Ok::<_, Infallible>);
+            respond(200, "text/event-stream", Body::from_stream(futures_util::stream::iter(frames)))
+        }
         other => panic!("no echo {other}"),
     }
 }
@@ -285,6 +289,34 @@ fn success_body(vals: &[String]) -> Vec<u8> {
     body.extend_from_slice(vals.join(",").as_bytes());
     body.extend_from_slice(b"\"}\x00");
     body
+}
+
+/// The data events a streaming success starts with: passed byte for byte,
+/// the word `error` in one of them included.
+const DATA_EVENTS: &str = concat!(
+    "data: {\"choices\":[{\"delta\":{\"content\":\"an error\"}}]}\n\n",
+    ": keep-alive\r\n\r\n",
+    "id: 2\ndata: {\"choices\":[{\"delta\":{\"content\":\"sk-not-masked-here\"}}]}\n\n",
+);
+
+/// A 200 event stream that fails late: data events, then two error events
+/// with the credentials in them (the second in Anthropic's form with JSON
+/// escapes, split across frames), then `[DONE]`.
+fn sse_late(vals: &[String]) -> Vec<Bytes> {
+    let first = format!(
+        "event: error\ndata: {}\n\n",
+        envelope(&format!("Incorrect API key provided: {}", vals.join(", ")))
+    );
+    let escaped = serde_json::json!({"type": "error", "error": {"type": "authentication_error", "message": format!("bad key {}", vals.join(" "))}})
+        .to_string()
+        .replace('/', "\\/")
+        .replace('-', "\\u002d");
+    let second = format!("event: error\r\ndata: {escaped}\r\n\r\n");
+    let (a, b) = second.split_at(second.len() / 2);
+    [DATA_EVENTS, &first, a, b, "data: [DONE]\n\n"]
+        .into_iter()
+        .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+        .collect()
 }
 
 fn upstream() -> Router {
@@ -462,6 +494,7 @@ proptest! {
 }
 
 mod masking {
+    mod events;
     mod origins;
     mod wire;
 }

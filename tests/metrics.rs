@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use support::prometheus::{calls, recorder, series, value, PrometheusHandle};
 use support::{Plan, Upstream};
 use tower::{Layer, Service, ServiceExt};
 use tower_http_resilience::circuit_breaker::{
@@ -25,54 +25,6 @@ use tower_http_resilience::{
 };
 
 const SEC: Duration = Duration::from_secs(1);
-
-/// A Prometheus recorder of this test alone.
-fn recorder() -> (PrometheusRecorder, PrometheusHandle) {
-    let recorder = PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    (recorder, handle)
-}
-
-/// The value of the series `name{labels}` (labels in any order) in the
-/// exported text, if it is there.
-fn value(handle: &PrometheusHandle, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let text = handle.render();
-    let mut want: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-    want.sort();
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (series_name, mut have) = match series.split_once('{') {
-                Some((n, rest)) => (
-                    n,
-                    rest.trim_end_matches('}')
-                        .split(',')
-                        .map(str::to_owned)
-                        .collect::<Vec<_>>(),
-                ),
-                None => (series, Vec::new()),
-            };
-            have.sort();
-            (series_name == name && have == want).then(|| value.parse().unwrap())
-        })
-}
-
-/// The calls counted with this outcome and code.
-fn calls(handle: &PrometheusHandle, outcome: &str, code: &str) -> Option<f64> {
-    let labels = [("outcome", outcome), ("code", code)];
-    value(handle, "resilience_calls_total", &labels)
-}
-
-/// The lines of the series `name` (every label set).
-fn series(handle: &PrometheusHandle, name: &str) -> Vec<String> {
-    handle
-        .render()
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .map(str::to_owned)
-        .collect()
-}
 
 fn request(model: &'static str) -> Request<Full<Bytes>> {
     let mut req = Request::post("http://api.example.com/v1/chat/completions")

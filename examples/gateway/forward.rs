@@ -1,14 +1,13 @@
 //! [`Forward`]: one call sent to an upstream through the resilience stack.
 //!
 //! It receives the request whole (its body read by the collect layer),
-//! reads the JSON body's `model` and `stream`, resolves the model's
-//! targets ([`Routes::targets_for`]) and makes the request one for the
-//! first (URI base, credential, model: [`RouteTarget::apply`]), drops
-//! hop-by-hop headers both ways, asks for an identity encoding, runs the
-//! checks, and tells the gateway what it did ([`CallInfo`],
-//! `x-gateway-target`, `x-gateway-attempts`).
-//!
-//! [`RouteTarget::apply`]: crate::target::RouteTarget::apply
+//! reads the JSON body's `model` and `stream`, puts the model's targets
+//! ([`Routes::targets_for`]) in the request's extensions for the stack's
+//! fallback, drops hop-by-hop headers both ways, asks for an identity
+//! encoding, runs the checks, and tells the gateway what happened
+//! ([`CallInfo`], `x-gateway-target`, `x-gateway-attempts`): the target
+//! that answered or was tried last ([`Served`]) and the attempts sent on
+//! every target.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -25,12 +24,15 @@ use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceExt};
 use tower_http_resilience::check::{Check, CheckBody, CheckLayer};
 use tower_http_resilience::collect::CollectedBody;
+use tower_http_resilience::fallback::{Served, Targets};
 use tower_http_resilience::pacing::PacingRefusal;
 use tower_http_resilience::timeout::Profile;
 use tower_http_resilience::{ApiError, BoxError};
 
 use crate::client::UpstreamClient;
-use crate::headers::{drop_hop_by_hop, is_event_stream, X_GATEWAY_ATTEMPTS, X_GATEWAY_TARGET};
+use crate::headers::{
+    drop_hop_by_hop, is_event_stream, model_name, X_GATEWAY_ATTEMPTS, X_GATEWAY_TARGET,
+};
 use crate::log::escape;
 use crate::routes::Routes;
 use crate::stack::{Stack, StackLayer, Trace};
@@ -58,13 +60,11 @@ pub struct CallInfo {
     pub held: Option<Duration>,
 }
 
-/// Sends each call to its target through the stack, behind the checks
+/// Sends each call to its targets through the stack, behind the checks
 /// when they are on.
 #[derive(Clone)]
 pub struct Forward {
-    /// A stack for each number of retries a target may have (all sharing
-    /// one budget, the breakers and pacing).
-    inners: Arc<[(Option<u32>, Inner)]>,
+    inner: Inner,
     routes: Arc<Routes>,
 }
 
@@ -81,29 +81,12 @@ impl Forward {
         checks: Option<&CheckLayer>,
         routes: Arc<Routes>,
     ) -> Self {
-        let inners = routes
-            .retries()
-            .into_iter()
-            .map(|retries| {
-                let stack = stack.with_retries(retries).layer(client.clone());
-                let inner = match checks {
-                    Some(checks) => Inner::Checked(checks.layer(stack)),
-                    None => Inner::Unchecked(stack),
-                };
-                (retries, inner)
-            })
-            .collect();
-        Forward { inners, routes }
-    }
-
-    /// The stack for a target with `retries` retries.
-    fn inner(&self, retries: Option<u32>) -> Inner {
-        let (_, inner) = self
-            .inners
-            .iter()
-            .find(|(r, _)| *r == retries)
-            .expect("a stack for every target's retries");
-        inner.clone()
+        let stack = stack.layer(client);
+        let inner = match checks {
+            Some(checks) => Inner::Checked(checks.layer(stack)),
+            None => Inner::Unchecked(stack),
+        };
+        Forward { inner, routes }
     }
 }
 
@@ -129,9 +112,10 @@ impl Forward {
     async fn forward(self, req: Request<CollectedBody>) -> Response<BoxBody> {
         let (mut parts, body) = req.into_parts();
         let (model, stream) = inspect(&parts.headers, body.bytes());
-        // Every target of the call, in order; the first is tried.
+        // A credential in the model name never becomes a name of ours.
+        let model = model.map(|m| model_name(m, &parts.headers));
+        // Every target of the call, in order, for the stack's fallback.
         let targets = self.routes.targets_for(model.as_deref());
-        let target = &targets[0];
 
         let headers = &mut parts.headers;
         drop_hop_by_hop(headers);
@@ -148,26 +132,24 @@ impl Forward {
         }
         let trace = Arc::new(Trace::default());
         parts.extensions.insert(trace.clone());
+        parts.extensions.insert(targets.clone());
 
-        let (res, reached) = match target.apply(&mut parts, body) {
-            Ok(body) => {
-                let inner = self.inner(target.retries);
-                inner.send(Request::from_parts(parts, body)).await
-            }
-            Err(err) => (render(err), false),
-        };
+        let (res, reached) = self.inner.send(Request::from_parts(parts, body)).await;
         let (mut parts, body) = res.into_parts();
         drop_hop_by_hop(&mut parts.headers);
-        let refused = parts
-            .extensions
-            .get::<ApiError>()
+        let error = parts.extensions.get::<ApiError>();
+        let refused = error
             .and_then(|e| e.extensions().get::<PacingRefusal>())
             .map(PacingRefusal::wait);
-        // Until the checks' refusal, the stack's trace: attempts sent, not
-        // those pacing refused or an open breaker rejected.
-        let attempts = if reached { trace.sent() } else { 0 };
+        // Until the checks' refusal, what the stack did: the attempts sent
+        // (not those pacing refused or an open breaker rejected).
+        let (target, attempts) = if reached {
+            (served(&parts.extensions, &targets), trace.sent())
+        } else {
+            (first(&targets), 0)
+        };
         let mut shown = String::new();
-        escape(&target.name, &mut shown);
+        escape(&target, &mut shown);
         let shown = HeaderValue::try_from(shown).expect("escaped text is a header value");
         parts.headers.insert(X_GATEWAY_TARGET, shown);
         parts
@@ -177,13 +159,34 @@ impl Forward {
         let streaming = stream || is_event_stream(&parts.headers);
         parts.extensions.insert(CallInfo {
             model,
-            target: target.name.to_string(),
+            target,
             streaming,
             attempts,
             held,
         });
         Response::from_parts(parts, body)
     }
+}
+
+/// The target a call that went through the stack answered from or was
+/// tried on last: the [`Served`] in the response's extensions
+/// (`extensions`) or in those of its error (the first target when neither
+/// has one).
+fn served(extensions: &http::Extensions, targets: &Targets) -> String {
+    let error = extensions.get::<ApiError>().map(ApiError::extensions);
+    match Served::of(extensions).or_else(|| error.and_then(Served::of)) {
+        Some(served) => served.target().to_owned(),
+        None => first(targets),
+    }
+}
+
+/// The name of a call's first target.
+fn first(targets: &Targets) -> String {
+    targets
+        .iter()
+        .next()
+        .map(|t| t.name().to_owned())
+        .unwrap_or_default()
 }
 
 impl Inner {

@@ -43,6 +43,43 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
         })
 }
 
+/// What a model name becomes in the gateway's own names (the log line,
+/// `x-gateway-target`, a breaker key, a metric label): `[redacted]` when
+/// it holds one of the request's credentials (a token of 8 or more
+/// characters of its `authorization`, `x-api-key` or `api-key`, any case)
+/// or is shaped like a key (`sk-…`, `sk_…`, `AIza…`, a JWT); else itself.
+/// The body sent upstream keeps the name as the client wrote it.
+pub fn model_name(model: String, headers: &HeaderMap) -> String {
+    let lower = model.to_ascii_lowercase();
+    let shaped = ["sk-", "sk_", "aiza", "eyj"]
+        .iter()
+        .any(|p| lower.starts_with(p) && model.len() >= 20);
+    let holds_credential = CREDENTIALS
+        .iter()
+        .flat_map(|name| headers.get_all(name))
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(|c: char| !is_token_char(c)))
+        .filter(|token| token.len() >= 8)
+        .any(|token| lower.contains(&token.to_ascii_lowercase()));
+    if shaped || holds_credential {
+        "[redacted]".to_owned()
+    } else {
+        model
+    }
+}
+
+/// The request headers that carry a credential.
+const CREDENTIALS: [HeaderName; 3] = [
+    header::AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("api-key"),
+];
+
+/// A character of a credential token: letters, digits and `-._~+/=`.
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~+/=".contains(c)
+}
+
 /// Drops the hop-by-hop headers, and every header `Connection` names.
 pub fn drop_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
@@ -105,6 +142,31 @@ mod tests {
         let mut left: Vec<_> = h.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, ["authorization", "content-type"]);
+    }
+
+    #[test]
+    fn model_names_holding_a_credential_are_not_used_as_names() {
+        let h = map(&[("authorization", "Bearer sk-proj-abcDEF1234567890xyz")]);
+        for model in [
+            "sk-proj-abcDEF1234567890xyz",
+            "api_key=SK-PROJ-ABCDEF1234567890XYZ",
+            "Bearer%20sk-proj-abcDEF1234567890xyz",
+        ] {
+            assert_eq!(model_name(model.into(), &h), "[redacted]", "{model}");
+        }
+        let other = map(&[("x-api-key", "0123456789abcdef")]);
+        assert_eq!(
+            model_name("m-0123456789abcdef".into(), &other),
+            "[redacted]"
+        );
+        assert_eq!(
+            model_name("sk-0000000000000000000000".into(), &map(&[])),
+            "[redacted]"
+        );
+        // Ordinary names, and short credential words, stay.
+        assert_eq!(model_name("gpt-4o-mini".into(), &h), "gpt-4o-mini");
+        let short = map(&[("authorization", "Bearer gpt")]);
+        assert_eq!(model_name("gpt-4o".into(), &short), "gpt-4o");
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! An OpenAI-compatible resilient gateway: every request is checked, routed
-//! to its target (an upstream and a model) and forwarded through the
-//! standard stack (normalize → total timeout → retry → pacing → circuit
-//! breaker → attempt timeout), with breakers keyed by target, SSE streamed
-//! through chunk by chunk, and every failure answered as the canonical
-//! error envelope. It is safe in front of clients it does not control:
-//! connections, headers, bodies and memory are bounded, paths cannot leave
-//! the upstream's prefix, upstream keys never reach a client, and SIGTERM
-//! lets calls finish.
+//! to its targets (upstreams and models, tried in order) and forwarded
+//! through the standard stack (normalize → total timeout → fallback over
+//! the targets → pacing → circuit breaker → attempt timeout), with
+//! breakers keyed by target, SSE streamed through chunk by chunk, and
+//! every failure answered as the canonical error envelope. It is safe in
+//! front of clients it does not control: connections, headers, bodies and
+//! memory are bounded, paths cannot leave the upstream's prefix, upstream
+//! keys never reach a client, and SIGTERM lets calls finish.
 //!
 //! ```text
 //! cargo run --release --example gateway                    # with the embedded simulated upstreams
@@ -16,12 +16,13 @@
 //! ```
 //!
 //! Without `--upstream` or `[[upstream]]` tables, two embedded providers
-//! start (`sim`, `sim-backup`) that fail the way real providers do; the
-//! model you ask for picks how (see `sim.rs`): `gpt-4o-mini` gets the daily
-//! mix, `sim-down` a dead upstream (its breaker opens while other models
-//! keep working; its route names `sim-backup` next), `sim-stall` a stream
-//! that stalls, `sim-quota`, `sim-overloaded`, `sim-slow`, `sim-reset`,
-//! `sim-badkey` one failure each.
+//! start (`sim`, `sim-backup`; see `demo.rs`) that fail the way real
+//! providers do; the model asked for picks how (see `sim.rs`):
+//! `gpt-4o-mini` gets the daily mix, `sim-down` a dead upstream (its
+//! breaker opens while other models keep working; its route falls back to
+//! `sim-backup`, which answers), `sim-stall` a stream that stalls,
+//! `sim-quota`, `sim-overloaded`, `sim-slow`, `sim-reset`, `sim-badkey` one
+//! failure each.
 
 mod admin;
 mod app;
@@ -31,6 +32,7 @@ mod body;
 mod client;
 mod config;
 mod conn;
+mod demo;
 mod fleet;
 mod forward;
 mod headers;
@@ -40,20 +42,18 @@ mod server;
 mod shutdown;
 mod sim;
 mod stack;
-mod target;
 mod upstream;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use tower_http_resilience::check::CheckLayer;
 use tower_http_resilience::circuit_breaker::{CircuitBreakerHandle, KeyDisplay};
 use tower_http_resilience::collect::CollectBodyLayer;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
 use crate::args::{Args, Parsed, Upstreams};
 use crate::log::Log;
-use crate::routes::{RouteSpec, Routes, SIMULATED};
+use crate::routes::Routes;
 use crate::stack::StackLayer;
 use crate::upstream::Upstream;
 
@@ -135,14 +135,7 @@ async fn run(args: Args) -> ExitCode {
     let log = Log::stdout(args.log_format);
     let (upstreams, routes) = match args.upstreams {
         Upstreams::Given(upstreams) => (upstreams, args.routes),
-        Upstreams::Simulator => {
-            let routes = if args.routes.is_empty() {
-                demo_routes()
-            } else {
-                args.routes
-            };
-            (start_simulators(&log).await, routes)
-        }
+        Upstreams::Simulator => (demo::start(&log).await, demo::routes(args.routes)),
     };
     let upstreams: Vec<Arc<Upstream>> = upstreams.into_iter().map(Arc::new).collect();
     let routes = Arc::new(Routes::new(upstreams, &routes, args.windows));
@@ -155,20 +148,17 @@ async fn run(args: Args) -> ExitCode {
     // Breakers are keyed by target (upstream and model): names, never a
     // credential, so events and metrics show them plain.
     let config = args.config.clone().breaker_key_display(KeyDisplay::Plain);
-    let stack = fleet::join(StackLayer::new(&config, args.pacing, secrets), mirror);
+    // The body is held whole already: every body accepted can be sent
+    // again (retries) and renamed (fallback).
+    let stack = StackLayer::new(&config, args.pacing, secrets)
+        .map_retry(|r| r.max_replay_body(args.max_request_body));
+    let stack = fleet::join(stack, mirror);
     watch_breakers(&stack.breaker_handle(), &log);
     if let Some(listener) = admin {
         let admin = admin::Admin::new(admin::install_recorder(), stack.breaker_handle());
         tokio::spawn(admin::serve(listener, admin, args.limits));
     }
-    let checks = args.checks.then(|| {
-        routes
-            .windows()
-            .iter()
-            .fold(CheckLayer::new(), |checks, (model, window)| {
-                checks.context_window(model.clone(), *window)
-            })
-    });
+    let checks = args.checks.then(|| routes.checks());
     log.notice(format_args!(
         "try: curl -s http://{addr}/v1/chat/completions {TRY}"
     ));
@@ -248,40 +238,4 @@ fn watch_breakers(handle: &CircuitBreakerHandle, log: &Log) {
             t.reason(),
         ));
     });
-}
-
-/// The simulator's route: `sim-down` (dead on `sim`) falls back to
-/// `sim-backup` as `gpt-4o-mini`.
-fn demo_routes() -> Vec<RouteSpec> {
-    vec![RouteSpec {
-        model: "sim-down".to_owned(),
-        targets: vec![(0, None), (1, Some("gpt-4o-mini".to_owned()))],
-        retries: None,
-    }]
-}
-
-/// Starts the embedded simulated providers on loopback ports.
-async fn start_simulators(log: &Log) -> Vec<Upstream> {
-    let mut upstreams = Vec::with_capacity(SIMULATED.len());
-    for name in SIMULATED {
-        let sim = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a loopback port for the simulator");
-        let sim_addr = sim.local_addr().expect("a bound listener has an address");
-        tokio::spawn(async move { axum::serve(sim, sim::router(name)).await });
-        upstreams.push(Upstream {
-            name: name.to_owned(),
-            base: format!("http://{sim_addr}")
-                .parse()
-                .expect("a loopback URL is a base"),
-            credential: None,
-            rpm: None,
-        });
-    }
-    log.notice(
-        "embedded simulated providers (models: gpt-4o-mini, sim-down, sim-stall, sim-slow, \
-         sim-reset, sim-quota, sim-overloaded, sim-badkey); sim-down is dead on sim and \
-         routed to sim-backup next",
-    );
-    upstreams
 }

@@ -13,15 +13,15 @@
 //! | `slow` | waits 5 s before the response headers |
 //! | `reset` | sends the headers and part of the body, then resets |
 //! | `badkey` | 401 whose `code` is the status as a string (`"401"`) and whose `type` says what happened |
-//! | anything else | mostly fine, with the daily mix of real providers: 429 with `retry-after-ms` or `x-ratelimit-reset-requests`, bursts of 503, a 500, a 502 HTML page, a reset |
+//! | anything else | with [`Mix::Daily`], mostly fine, with the daily mix of real providers: 429 with `retry-after-ms` or `x-ratelimit-reset-requests`, bursts of 503, a 500, a 502 HTML page, a reset; with [`Mix::Steady`], fine |
 //!
 //! `"stream": true` in the body (or `Accept: text/event-stream`) answers with
 //! Server-Sent Events: a `chat.completion.chunk` every 20 ms, then `[DONE]`.
 //!
-//! The gateway starts two of them, the providers `sim` and `sim-backup`
-//! (each answer's `system_fingerprint` says which), with a route that
-//! sends `sim-down` to `sim` first and to `sim-backup` as `gpt-4o-mini`
-//! next: a dead model, answered by its backup once calls fall back.
+//! The gateway starts two of them, the providers `sim` (the daily mix) and
+//! `sim-backup` (steady), each answer's `system_fingerprint` saying which,
+//! with a route that sends `sim-down` to `sim` first and to `sim-backup`
+//! as `gpt-4o-mini` next: a dead model, answered by its backup.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,17 +38,29 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body::Frame;
 
+/// How a simulated provider answers the models that name no failure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mix {
+    /// The daily mix of real providers: mostly fine, some 429s, bursts of
+    /// 503, a 500, a 502 HTML page, a 529, a reset.
+    #[default]
+    Daily,
+    /// Always fine: a healthy backup.
+    Steady,
+}
+
 #[derive(Default)]
 struct Sim {
     /// The provider's name, in every answer.
     provider: &'static str,
+    mix: Mix,
     requests: AtomicU64,
     /// Requests left in the current burst of 503s.
     burst: AtomicU64,
 }
 
-/// The routes of the simulated provider `provider`.
-pub fn router(provider: &'static str) -> Router {
+/// The routes of the simulated provider `provider`, answering with `mix`.
+pub fn router(provider: &'static str, mix: Mix) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/models", get(models))
@@ -60,6 +72,7 @@ pub fn router(provider: &'static str) -> Router {
         })
         .with_state(Arc::new(Sim {
             provider,
+            mix,
             ..Sim::default()
         }))
 }
@@ -101,6 +114,9 @@ impl Sim {
             if model.contains(needle) {
                 return outcome;
             }
+        }
+        if self.mix == Mix::Steady {
+            return Outcome::Ok;
         }
         // Bursts: once a 503 starts, the next few requests get one too.
         if self

@@ -1,21 +1,32 @@
-//! The gateway's resilience stack: the crate's standard stack with pacing
-//! between the retry and the breaker, and the configured keys masked.
+//! The gateway's resilience stack: the crate's standard stack with the
+//! fallback across a call's targets in the retry layer's place, pacing
+//! between it and the breaker, and the configured keys masked.
 //!
 //! ```text
-//! normalize (upstream and client keys as secrets) → total timeout → retry
+//! normalize (upstream and client keys as secrets) → total timeout
+//!   → fallback (the attempt loop over the call's targets)
 //!   → [reaches pacing] → pacing → circuit breaker → [sent] → attempt
 //!   timeout → the upstream client
 //! ```
 //!
-//! Pacing sits inside the retry, so every attempt is paced (a retry after
-//! a 429 waits for its key like any call), and outside the breaker, so a
-//! held call takes no breaker admission. Two marks tell the gateway what
-//! the stack did with a call ([`Trace`]): the attempts sent (not those
-//! pacing refused or an open breaker rejected) and how long pacing held it.
+//! One stack serves every route: the call's targets travel in the
+//! request's extensions ([`Targets`], put there by the forwarder), and
+//! each target's name is its breaker key, so breakers and pacing are
+//! shared by every call that goes to the same upstream and model.
+//!
+//! Pacing sits inside the attempt loop, so every attempt is paced (a
+//! retry after a 429 waits for its key like any call; with another target
+//! left, a held key sends the call on at once), and outside the breaker,
+//! so a held call takes no breaker admission. The [`Trace`] tells the
+//! gateway what the outcome's extensions cannot: the attempts actually
+//! sent (none when every target's breaker was open or pacing refused the
+//! call, where the library's count says one) and how long pacing held
+//! the call.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use http::request::Parts;
 use http::Request;
 use tokio::time::Instant;
 use tower::util::{MapRequest, MapRequestLayer};
@@ -24,6 +35,7 @@ use tower_http_resilience::circuit_breaker::{
     ByAuthority, ByExtension, CircuitBreaker, CircuitBreakerHandle, CircuitBreakerLayer,
     ExtractKeyExt, GlobalKey,
 };
+use tower_http_resilience::fallback::{FallbackLayer, Targets};
 use tower_http_resilience::pacing::{
     ByCredential, Pacing, PacingConfig, PacingHandle, PacingLayer,
 };
@@ -87,21 +99,10 @@ impl StackLayer {
         }
     }
 
-    /// Adjusts the retry layer (backoff, jitter, …).
-    #[allow(dead_code)] // the tests' choice
+    /// Adjusts the attempt loop (backoff, jitter, replay limit, …).
     pub fn map_retry(mut self, f: impl FnOnce(RetryLayer) -> RetryLayer) -> Self {
         self.retry = f(self.retry);
         self
-    }
-
-    /// The same stack with `retries` retries on a target (`None`: as
-    /// configured): the same budget, breakers and pacing.
-    pub fn with_retries(&self, retries: Option<u32>) -> Self {
-        let mut layer = self.clone();
-        if let Some(retries) = retries {
-            layer.retry = layer.retry.max_retries(retries);
-        }
-        layer
     }
 
     /// The same stack, its breakers and pacing shared with the other
@@ -137,10 +138,20 @@ impl Layer<UpstreamClient> for StackLayer {
         let service = self.breaker.layer(service);
         let service = self.pacing.layer(service);
         let service = MapRequestLayer::new(mark_reached).layer(service);
-        let service = self.retry.layer(service);
+        let fallback = FallbackLayer::new(targets_of as fn(&Parts) -> Targets);
+        let service = fallback.retry(self.retry.clone()).layer(service);
         let service = self.timeout.layer(service);
         self.normalize.layer(service)
     }
+}
+
+/// The targets of a call: those the forwarder put in its extensions.
+fn targets_of(parts: &Parts) -> Targets {
+    parts
+        .extensions
+        .get::<Targets>()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// What the stack did with a call, over all its attempts: put in the

@@ -31,6 +31,10 @@ const STREAMING: u8 = 4;
 /// The attempt under way is not the call's last chance: another target
 /// remains, so a layer inside should refuse rather than wait.
 const ANOTHER_TARGET: u8 = 8;
+/// A second attempt loop runs inside the one that owns the call: the inner
+/// one counts the attempts it sends in the metrics.
+#[cfg(feature = "retry")]
+const INNER_LOOP: u8 = 16;
 
 /// Pending outcomes kept at once, one per layer (two nested breakers).
 #[cfg(feature = "circuit-breaker")]
@@ -319,11 +323,21 @@ impl CallContext {
     }
 
     /// An attempt loop takes the call: it holds it open until
-    /// [`release`](Self::release).
+    /// [`release`](Self::release). A loop that finds the call owned marks
+    /// it as run by an inner loop too.
     #[cfg(feature = "retry")]
     pub(crate) fn own(&self) {
-        self.0.flags.fetch_or(OWNED, Ordering::AcqRel);
+        let before = self.0.flags.fetch_or(OWNED, Ordering::AcqRel);
+        if before & OWNED != 0 {
+            self.0.flags.fetch_or(INNER_LOOP, Ordering::AcqRel);
+        }
         self.hold();
+    }
+
+    /// Whether a loop inside the owning one runs the call's attempts.
+    #[cfg(feature = "retry")]
+    pub(crate) fn has_inner_loop(&self) -> bool {
+        self.0.flags.load(Ordering::Acquire) & INNER_LOOP != 0
     }
 
     /// An attempt in flight holds the call open until it is

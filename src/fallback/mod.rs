@@ -78,9 +78,9 @@
 //! # What the outcome says
 //!
 //! The response, or the [`ApiError`](crate::ApiError), carries in its
-//! extensions the target it came from ([`Served`]: name and index) and the
-//! attempts made on all targets
-//! ([`Attempts`](crate::retry::Attempts)).
+//! extensions the target that answered or, for a failure, the last target
+//! tried ([`Served`]: name and index), and the attempts made on all
+//! targets ([`Attempts`](crate::retry::Attempts)).
 //!
 //! # Where it goes, and the retry layer
 //!

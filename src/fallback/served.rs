@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-/// Which target a call's outcome came from: the target that answered, or,
-/// for a failure, the target whose failure the caller gets (the last one
-/// tried, unless an earlier one failed more tellingly: see the
+/// Which target a call ended on: the target that answered or, for a
+/// failure, the last target tried (the failure the caller gets may be an
+/// earlier target's, when it tells more: see the
 /// [module docs](super#when-every-target-failed)).
 ///
 /// The attempt loop puts it in the extensions of every response and every

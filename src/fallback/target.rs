@@ -12,6 +12,7 @@ use crate::base_uri::{BaseUri, UnsafePath};
 #[cfg(feature = "check")]
 use crate::check::{ContextWindow, PromptTokens};
 use crate::key::BreakerKey;
+use crate::metrics::AttemptSeries;
 
 /// The request headers that carry a client's credential: a target with its
 /// own credential removes them all.
@@ -72,13 +73,17 @@ pub struct Target {
     retries: Option<u32>,
     #[cfg(feature = "check")]
     window: Option<ContextWindow>,
+    /// `resilience_attempts_total` for this target, labelled once.
+    series: AttemptSeries,
 }
 
 impl Target {
     /// A target named `name` that rewrites nothing.
     pub fn new(name: impl Into<Arc<str>>) -> Self {
+        let name: Arc<str> = name.into();
         Target {
-            name: name.into(),
+            series: AttemptSeries::new(name.clone()),
+            name,
             base: None,
             remove: Vec::new(),
             set: Vec::new(),
@@ -187,6 +192,11 @@ impl Target {
     /// The model the body is renamed to, if any.
     pub(crate) fn renamed_model(&self) -> Option<&str> {
         self.model.as_deref()
+    }
+
+    /// Where this target's attempts are counted.
+    pub(crate) fn series(&self) -> &AttemptSeries {
+        &self.series
     }
 
     /// The retries on this target, if it sets them.

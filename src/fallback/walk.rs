@@ -10,6 +10,7 @@ use super::rename::rename_model;
 use super::served::Served;
 use super::target::Target;
 use super::targets::Targets;
+use crate::metrics::AttemptSeries;
 use crate::retry::{Replay, ReplayBody};
 use crate::{ApiError, ErrorKind};
 
@@ -109,6 +110,15 @@ impl Walk {
     pub(crate) fn served(&self) -> Option<Served> {
         let target = self.target()?;
         Some(Served::new(target.shared_name().clone(), self.index))
+    }
+
+    /// Where the current target's attempts are counted (the default
+    /// target's: `target="default"`).
+    pub(crate) fn series(&self) -> &AttemptSeries {
+        match self.target() {
+            Some(target) => target.series(),
+            None => crate::metrics::default_attempts(),
+        }
     }
 
     /// Whether the current target renames the model (its body is needed

@@ -1,9 +1,10 @@
 //! The attempt loop's series: `resilience_attempts_total`,
 //! `resilience_retries_total` and `resilience_fallbacks_total`.
 //!
-//! The loop makes an [`AttemptSeries`] per target and a [`FallbackSeries`]
-//! per pair of targets once (their names are label values), and records
-//! through them without building a label per call.
+//! Each target makes its [`AttemptSeries`] once (its name is a label
+//! value), and the loop records through it without building a label per
+//! attempt; a move to another target (rare: after a failure) builds its
+//! [`FallbackSeries`] when it happens.
 // The attempt loop records through these.
 #![allow(dead_code)]
 
@@ -69,6 +70,14 @@ impl AttemptSeries {
     pub(crate) fn record(&self, result: AttemptResult) {
         count(&self.0[result as usize]);
     }
+}
+
+/// The series of the default target (a loop without targets):
+/// `target="default"`.
+pub(crate) fn default_attempts() -> &'static AttemptSeries {
+    static DEFAULT: std::sync::LazyLock<AttemptSeries> =
+        std::sync::LazyLock::new(|| AttemptSeries::new("default"));
+    &DEFAULT
 }
 
 #[cfg(feature = "retry")]

@@ -17,7 +17,7 @@
 //! | `resilience_breaker_transitions_total` | counter | `key`, `to` | the same | every transition |
 //! | `resilience_timeouts_total` | counter | `phase` | [`TimeoutLayer`](crate::TimeoutLayer), [`AttemptTimeoutLayer`](crate::AttemptTimeoutLayer) | every clock that runs out |
 //! | `resilience_held_total` | counter | `key` | [`PacingLayer`](crate::PacingLayer) | every call held back (it waited) or refused without being sent |
-//! | `resilience_attempts_total` | counter | `target`, `result` | the attempt loop | every attempt of a call, on every target |
+//! | `resilience_attempts_total` | counter | `target`, `result` | the attempt loop ([`RetryLayer`](crate::RetryLayer), [`FallbackLayer`](crate::FallbackLayer)) | every attempt of a call, on every target, when its result is known (a stream at its commit point); in a loop nested in another, by the inner one only |
 //! | `resilience_retries_total` | counter | `reason` | the attempt loop | every retry, by what the attempt before it ended with |
 //! | `resilience_fallbacks_total` | counter | `from`, `to` | the attempt loop | every move from one target to the next |
 //!
@@ -32,7 +32,7 @@
 //! | `phase` | `attempt`, `first_byte`, `idle`, `total` |
 //! | `to` | `closed`, `open`, `half-open` |
 //! | `key` | a breaker's key as its [`KeyDisplay`](crate::circuit_breaker::KeyDisplay) shows it (hashed by default, since a key may be a credential; no `key` series for `Redacted`); a pacing key's name (a credential in it is hashed) |
-//! | `target`, `from`, `to` (fallbacks) | the names of the targets |
+//! | `target`, `from`, `to` (fallbacks) | the names of the targets; `default` for a loop without targets |
 //!
 //! Every label value comes from a bounded set: codes from the crate's list,
 //! keys from the registries, which hold at most `max_keys` keys each.
@@ -52,7 +52,9 @@
 //!
 //! Label values are never built per call: the series of static labels are
 //! static keys; a breaker's and a pacing key's series are built once, when
-//! first recorded, and kept with the key. A call costs two reads of a cheap
+//! first recorded, and kept with the key; a target's attempt series when
+//! the target is made. A move to another target (after a failure) builds
+//! its label pair then. A call costs two reads of a cheap
 //! clock of its own ([`quanta`](https://docs.rs/quanta): the CPU's
 //! time-stamp counter where it is stable; tokio's paused clock does not move
 //! it) and one look-up of the recorder; with a no-op recorder the preset
@@ -105,7 +107,7 @@ mod timeouts;
 #[cfg(feature = "retry")]
 pub(crate) use attempts::retried;
 #[allow(unused_imports)]
-pub(crate) use attempts::{AttemptResult, AttemptSeries, FallbackSeries};
+pub(crate) use attempts::{default_attempts, AttemptResult, AttemptSeries, FallbackSeries};
 #[cfg(feature = "circuit-breaker")]
 pub(crate) use breaker::BreakerSeries;
 #[allow(unused_imports)]

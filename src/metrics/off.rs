@@ -89,6 +89,12 @@ impl AttemptSeries {
     pub(crate) fn record(&self, _result: AttemptResult) {}
 }
 
+/// The default target's attempts: none.
+#[inline(always)]
+pub(crate) fn default_attempts() -> &'static AttemptSeries {
+    &AttemptSeries
+}
+
 #[cfg(feature = "retry")]
 #[inline(always)]
 pub(crate) fn retried(_outcome: &crate::retry::Outcome<'_>) {}

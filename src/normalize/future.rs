@@ -13,7 +13,7 @@ use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use super::body::{Mode, NormalizeBody};
+use super::body::{reads_events, Mode, NormalizeBody};
 use super::client_body::NormalizeClientBody;
 use super::rewrite::{
     ensure_request_id, from_inner_error, from_panic, overrule_should_retry, render, rewrite,
@@ -127,6 +127,10 @@ fn on_response<B: Body>(
     } else {
         Mode::Plain
     };
+    if reads_events(mode, &call.secrets) {
+        // A masked event may change length.
+        res.headers_mut().remove(http::header::CONTENT_LENGTH);
+    }
     let secrets = call.secrets.clone();
     let meter = if error {
         // An error this crate rendered, passed whole.

@@ -16,6 +16,7 @@
 //! | an error response that already is the envelope | passed through, [credentials removed](#what-is-masked) |
 //! | an error response this crate rendered (a handler returning [`ApiError`](crate::ApiError), say) | passed through; read whole only when the call has secrets to remove |
 //! | a success response | passed through unbuffered, its body untouched; its headers lose the call's secrets |
+//! | an error event (`data: {"error":…}`) inside a successful Server-Sent-Events body, when the call has secrets | passed on without them and without key shapes ([see below](#what-is-masked)); the other events byte for byte |
 //! | a Server-Sent-Events body that fails after it started | one last event `data: {"error":{…}}`, then the end of the stream |
 //! | any failure of a gRPC request (`content-type: application/grpc` or `application/grpc+…`, in any case) | a trailers-only response with `grpc-status`/`grpc-message`; a stream that fails ends with those in its trailers |
 //!
@@ -45,11 +46,13 @@
 //!   upstream key the service adds). Values shorter than 8 bytes are left
 //!   alone: they would mask ordinary words. Matching ignores ASCII case.
 //! - **where**: every error response body (a rewritten one, a canonical
-//!   envelope passed through, one this crate rendered), the last SSE event
-//!   of a stream that fails, `grpc-message` in headers and trailers, the
-//!   headers of every response (success and error), and an HTTP/1 reason
-//!   phrase kept from the upstream (dropped when it holds one). On the client
-//!   side, every field of the [`ApiError`](crate::ApiError): message, code,
+//!   envelope passed through, one this crate rendered), every SSE error
+//!   event within a successful event stream (an event whose data is
+//!   `{"error": …}`, written by the upstream after data events, say), the
+//!   last SSE event of a stream that fails, `grpc-message` in headers and
+//!   trailers, the headers of every response (success and error), and an
+//!   HTTP/1 reason phrase kept from the upstream (dropped when it holds
+//!   one). On the client side, every field of the [`ApiError`](crate::ApiError): message, code,
 //!   param, request id, upstream body and source.
 //! - **in which form**: as written, whatever surrounds it (after `=`, `:`, a
 //!   comma, a quote, a newline, inside a JSON string), in any ASCII case,
@@ -57,13 +60,21 @@
 //!   percent-encoded (`%2F`). A JSON body stays valid JSON: only the insides
 //!   of its strings change.
 //! - **key shapes**: on top of exact values, error text (bodies, messages,
-//!   error headers, failed gRPC trailers) loses anything shaped like a key:
+//!   error headers, error events, failed gRPC trailers) loses anything shaped like a key:
 //!   `sk-…`/`sk_…` (10 characters or more), `AIza…`, JSON Web Tokens
 //!   (`eyJ….….…`) and the token after `Bearer`.
 //! - **what is not touched**: success bodies pass byte for byte, streamed as
-//!   they come. An error body longer than the reading cap is answered from
-//!   its status and never sent on; the start kept on the error loses its
-//!   last bytes that could begin a credential.
+//!   they come; in an event stream, every event that is not an error event
+//!   (the data events, comments) passes byte for byte. An event stream of a
+//!   call with secrets is read event by event: the start of an event whose
+//!   end has not arrived is held back, up to 64 KiB (past that, the event
+//!   passes as it is), its `content-length` is dropped and its size is no
+//!   longer known ahead; a stream that fails drops its unfinished event
+//!   before the last error event. A call with no secrets (no credential
+//!   headers, no configured secret) passes its stream unread. An error body
+//!   longer than the reading cap is answered from its status and never sent
+//!   on; the start kept on the error loses its last bytes that could begin
+//!   a credential.
 //!
 //! Credentials are kept as fingerprints (a length, the first four bytes and
 //! a 64-bit hash), not as copies: taking them allocates nothing, and a
@@ -145,6 +156,7 @@
 
 mod body;
 mod client_body;
+mod events;
 pub mod future;
 mod layer;
 mod rewrite;

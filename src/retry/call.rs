@@ -12,6 +12,7 @@ use super::replay::{Replay, ReplayBody};
 use crate::call::{Attempts, CallContext};
 use crate::fallback::{walk, NextBody, Served, Targets, Walk};
 use crate::hint::ServerHints;
+use crate::metrics::AttemptSeries;
 use crate::util::{instant_after, saturating_millis};
 use crate::ApiError;
 
@@ -184,6 +185,16 @@ impl<B> Call<B> {
     /// Which target the outcome comes from (none for the default target).
     pub(crate) fn served(&self) -> Option<Served> {
         self.walk.served()
+    }
+
+    /// Whether a loop outside owns the call.
+    pub(crate) fn is_nested(&self) -> bool {
+        self.nested
+    }
+
+    /// Where the current target's attempts are counted.
+    pub(crate) fn series(&self) -> &AttemptSeries {
+        self.walk.series()
     }
 
     /// Whether another target may serve the call after the current one.

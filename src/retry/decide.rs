@@ -19,6 +19,7 @@ use crate::content_type::{response_kind, ResponseKind};
 use crate::error::grpc;
 use crate::fallback::table::{self, Verdict};
 use crate::hint::ServerHints;
+use crate::metrics::AttemptResult;
 use crate::{ApiError, BoxError, ErrorKind, TimeoutPhase};
 
 /// What one attempt ended with, as the caller would get it.
@@ -77,6 +78,15 @@ impl<P: RetryPolicy, Req> Judge<'_, P, Req> {
         self.call.has_next()
     }
 
+    /// Counts the attempt in flight on its target
+    /// (`resilience_attempts_total`; a loop with another inside leaves it
+    /// to the inner one, which sends them).
+    fn count(&self, result: AttemptResult) {
+        if self.call.is_nested() || !self.call.context().has_inner_loop() {
+            self.call.series().record(result);
+        }
+    }
+
     /// The attempt in flight ended: answered, failed (an open breaker's or
     /// pacing's refusal was not sent: it does not count), or stalled (the
     /// upstream failed it).
@@ -85,12 +95,16 @@ impl<P: RetryPolicy, Req> Judge<'_, P, Req> {
         match ended {
             Attempt::Answered(res) => self.on_response(res),
             Attempt::Failed(err) => {
-                if !was_sent(&err) {
+                if was_sent(&err) {
+                    self.count(AttemptResult::Failure);
+                } else {
+                    self.count(AttemptResult::NotSent);
                     call.not_sent();
                 }
                 self.on_error(err)
             }
             Attempt::Stalled(len) => {
+                self.count(AttemptResult::Failure);
                 call.context().mark_cut();
                 self.on_error(stalled(true, len))
             }
@@ -114,12 +128,18 @@ impl<P: RetryPolicy, Req> Judge<'_, P, Req> {
         let call = self.call;
         match held {
             Ok(held) => {
-                if matches!(held, Held::ErrorEvent(_)) {
-                    call.context().mark_cut();
+                match held {
+                    Held::Committed(_) => self.count(AttemptResult::Success),
+                    Held::ErrorEvent(_) => {
+                        self.count(AttemptResult::Failure);
+                        call.context().mark_cut();
+                    }
+                    Held::Ended | Held::Failed(_) => self.count(AttemptResult::Failure),
                 }
                 self.on_held(head, held)
             }
             Err(len) => {
+                self.count(AttemptResult::Failure);
                 call.context().mark_cut();
                 self.on_error(stalled(false, len))
             }
@@ -154,8 +174,10 @@ impl<P: RetryPolicy, Req> Judge<'_, P, Req> {
                 let (head, body) = res.into_parts();
                 return Next::Hold(head, body, events);
             }
+            self.count(AttemptResult::Success);
             return Next::Return(Ok(res.map(RetryBody::plain)));
         }
+        self.count(AttemptResult::Failure);
         if self.has_next() {
             match table::of_response(res.status(), res.headers(), None) {
                 Verdict::CannotServe => return Next::Move(Ok(res.map(RetryBody::plain))),

@@ -1,7 +1,7 @@
 //! [`FirstEvent`]: reads the start of a server-sent event stream until its
 //! first event that carries data, and tells whether that event is an error.
 
-use crate::json::{key_is, members};
+use crate::json::is_error_envelope;
 
 /// The first complete SSE event with a `data` field, fed piece by piece.
 ///
@@ -70,7 +70,7 @@ impl FirstEvent {
         let line = std::mem::take(&mut self.line);
         if line.is_empty() {
             return match self.data.take() {
-                Some(data) if is_error(&data) => {
+                Some(data) if is_error_envelope(&data) => {
                     self.data = Some(data);
                     Seen::Error
                 }
@@ -96,14 +96,6 @@ impl FirstEvent {
         }
         Seen::Nothing
     }
-}
-
-/// Whether an event's data is an error envelope: a JSON object with a
-/// top-level `error` member (`{"error":{…}}`, or Anthropic's
-/// `{"type":"error","error":{…}}`).
-fn is_error(data: &[u8]) -> bool {
-    let data = data.trim_ascii_start();
-    members(data).any(|m| key_is(&data[m.key], "error"))
 }
 
 #[cfg(test)]

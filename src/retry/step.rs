@@ -14,6 +14,7 @@ use super::call::{Call, Refusal};
 use super::decide::{is_candidate, Last, Next};
 use super::hold::Hold;
 use super::layer::RetryLayer;
+use super::outcome::Outcome;
 use super::replay::ReplayBody;
 use super::state::State;
 use crate::body::Peek;
@@ -21,12 +22,13 @@ use crate::call::{retried_out, RetriedOut};
 use crate::error::grpc;
 use crate::fallback::{tells_more, Served};
 use crate::hint::ServerHints;
+use crate::metrics::FallbackSeries;
 use crate::util::{arm, instant_after, saturating_millis};
 use crate::{ApiError, ErrorKind};
 
-/// The most telling failure of the targets a call left behind, and the
-/// target it came from (boxed: only a call that moved on has one).
-pub(super) type Best<B> = Option<Box<(Last<B>, Option<Served>)>>;
+/// The most telling failure of the targets a call left behind (boxed: only
+/// a call that moved on has one).
+pub(super) type Best<B> = Option<Box<Last<B>>>;
 
 /// The parts of the loop's future a step's decision changes.
 pub(super) struct Step<'a, S, Req, P, ResBody>
@@ -54,8 +56,7 @@ where
             Next::Return(last) => {
                 // The earlier targets' failures are not the caller's.
                 *self.best = None;
-                let served = self.call.served();
-                Some(self.finish(last, None, served))
+                Some(self.finish(last, None))
             }
             Next::ReadBody(head, body) => {
                 arm(self.sleep, self.call.peek_until(self.layer));
@@ -100,6 +101,7 @@ where
             Err(refusal) if self.call.has_next() => return self.move_on(last, Some(refusal)),
             Err(refusal) => return Some(self.give_up(Some(last), Some(refusal))),
         };
+        count_retry(&last, self.call.attempts().get());
         tracing::info!(
             attempt = self.call.attempts().get() + 1,
             delay_ms = saturating_millis(delay),
@@ -128,10 +130,13 @@ where
             return Some(self.give_up(Some(last), refusal));
         }
         tracing::debug!(reason = %reason(&last), "this target cannot serve the call");
-        let served = self.call.served();
-        keep_if_telling(self.best, last, served);
+        let from = self.call.served().map(|s| s.target().to_owned());
+        keep_if_telling(self.best, last);
         if self.call.advance().is_err() {
             return Some(self.give_up(None, refusal));
+        }
+        if let (Some(from), Some(to)) = (from, self.call.served()) {
+            FallbackSeries::new(from, to.target().to_owned()).record();
         }
         tracing::info!(
             attempt = self.call.attempts().get() + 1,
@@ -145,21 +150,19 @@ where
     /// No other attempt will be made: the caller gets the most telling of
     /// `last` and the earlier targets' failures.
     fn give_up(&mut self, last: Option<Last<ResBody>>, refusal: Option<Refusal>) -> Last<ResBody> {
-        let (last, served) = match (self.best.take(), last) {
-            (Some(best), Some(last)) if !tells_more(&best.0, &last) => *best,
-            (_, Some(last)) => (last, self.call.served()),
+        let last = match (self.best.take(), last) {
+            (Some(best), Some(last)) if !tells_more(&best, &last) => *best,
+            (_, Some(last)) => last,
             (Some(best), None) => *best,
             (None, None) => {
-                let err =
-                    ApiError::new(ErrorKind::Upstream).with_message("the call could not be sent");
-                (Err(err), None)
+                Err(ApiError::new(ErrorKind::Upstream).with_message("the call could not be sent"))
             }
         };
-        self.finish(last, refusal, served)
+        self.finish(last, refusal)
     }
 
-    /// Hands `last` (from the target `served`) to the caller (a retry for
-    /// it was refused, if `refusal` says why) with the attempts made, and
+    /// Hands `last` to the caller (a retry for it was refused, if `refusal`
+    /// says why) with the attempts made and the target tried last, and
     /// lets go of the call.
     ///
     /// A failure that leaves after the stack retried the call or moved it
@@ -167,14 +170,10 @@ where
     /// retry, is marked: its caller is told not to retry it again, which
     /// would multiply the attempts. A loop nested in another leaves that to
     /// the outer one.
-    fn finish(
-        &mut self,
-        last: Last<ResBody>,
-        refusal: Option<Refusal>,
-        served: Option<Served>,
-    ) -> Last<ResBody> {
+    fn finish(&mut self, last: Last<ResBody>, refusal: Option<Refusal>) -> Last<ResBody> {
         self.state.set(State::Done);
         let attempts = self.call.attempts();
+        let served = self.call.served();
         self.call.release();
         let spent = self.call.spent(refusal);
         let mut last = attempts.record(last);
@@ -195,15 +194,25 @@ where
     }
 }
 
-/// Keeps `last` (from the target `served`) as the call's most telling
-/// failure if it tells more than the one kept.
-fn keep_if_telling<B: Body>(best: &mut Best<B>, last: Last<B>, served: Option<Served>) {
+/// Counts the retry of `last`, the outcome of attempt `attempt`, by its
+/// reason (`resilience_retries_total`).
+fn count_retry<B: Body>(last: &Last<B>, attempt: u32) {
+    let outcome = match last {
+        Ok(res) => Outcome::response(attempt, res.status(), res.headers(), None),
+        Err(err) => Outcome::error(attempt, err),
+    };
+    crate::metrics::retried(&outcome);
+}
+
+/// Keeps `last` as the call's most telling failure if it tells more than
+/// the one kept.
+fn keep_if_telling<B: Body>(best: &mut Best<B>, last: Last<B>) {
     let replace = match best.as_deref() {
         None => true,
-        Some((kept, _)) => tells_more(kept, &last),
+        Some(kept) => tells_more(kept, &last),
     };
     if replace {
-        *best = Some(Box::new((last, served)));
+        *best = Some(Box::new(last));
     }
 }
 

@@ -67,3 +67,46 @@ async fn success_bodies_pass_byte_for_byte() {
         assert_eq!(&body[..], &want[..], "{}", credential.0);
     }
 }
+
+#[tokio::test]
+async fn error_events_late_in_a_success_stream_are_masked() {
+    let up = serve(upstream()).await;
+    let gw = gateway(up).await;
+    for credential in CREDENTIALS {
+        let what = credential.0;
+        let (parts, body) = support::send(request(gw, "sse-late", credential)).await;
+        assert_eq!(parts.status, 200, "{what}");
+        assert_clean_head(what, &parts, &[credential.1, UPSTREAM_KEY]);
+        assert_clean(what, &body, &[credential.1, UPSTREAM_KEY]);
+        let text = std::str::from_utf8(&body).unwrap();
+        assert!(
+            text.starts_with(DATA_EVENTS),
+            "{what}: data events untouched"
+        );
+        assert!(text.ends_with("data: [DONE]\n\n"), "{what}");
+        let errors: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|d| d.contains("\"error\""))
+            .map(|d| serde_json::from_str(d).expect("an error event stays JSON"))
+            .collect();
+        assert_eq!(errors.len(), 2, "{what}");
+        // A bearer credential keeps its scheme word.
+        let sent = match credential.1.strip_prefix("Bearer ") {
+            Some(_) => format!("Bearer {REDACTED}"),
+            None => REDACTED.to_owned(),
+        };
+        assert_eq!(
+            errors[0]["error"]["message"],
+            format!("Incorrect API key provided: {sent}, {REDACTED}"),
+            "{what}"
+        );
+        assert_eq!(errors[0]["error"]["code"], "invalid_api_key");
+        assert_eq!(errors[1]["type"], "error");
+        assert_eq!(
+            errors[1]["error"]["message"],
+            format!("bad key {sent} {REDACTED}"),
+            "{what}"
+        );
+    }
+}

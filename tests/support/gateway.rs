@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tower_http_resilience::check::CheckLayer;
 use tower_http_resilience::collect::CollectBodyLayer;
 use tower_http_resilience::pacing::PacingHandle;
 use tower_http_resilience::retry::{Backoff, Jitter};
@@ -84,12 +83,18 @@ impl Running {
 pub async fn start(options: Options) -> Running {
     let args = options.args;
     options.config.check().unwrap();
-    let Upstreams::Given(upstreams) = args.upstreams else {
-        panic!("the tests name their upstreams")
+    let (log, lines) = Log::channel(options.format);
+    let (upstreams, routes) = match args.upstreams {
+        Upstreams::Given(upstreams) => (upstreams, args.routes),
+        // The embedded demo, on the test's runtime.
+        Upstreams::Simulator => (
+            crate::demo::start(&log).await,
+            crate::demo::routes(args.routes),
+        ),
     };
     let routes = Arc::new(Routes::new(
         upstreams.into_iter().map(Arc::new).collect(),
-        &args.routes,
+        &routes,
         args.windows,
     ));
     let secrets = routes
@@ -100,15 +105,10 @@ pub async fn start(options: Options) -> Running {
     let stack = StackLayer::new(&options.config, args.pacing, secrets).map_retry(|r| {
         r.backoff(Backoff::constant(Duration::ZERO))
             .jitter(Jitter::none())
+            .max_replay_body(args.max_request_body)
     });
     let pacing = stack.pacing_handle();
-    let checks = args.checks.then(|| {
-        routes
-            .windows()
-            .iter()
-            .fold(CheckLayer::new(), |c, (m, w)| c.context_window(m.clone(), *w))
-    });
-    let (log, lines) = Log::channel(options.format);
+    let checks = args.checks.then(|| routes.checks());
     let drain = Drain::default();
     let gateway = Gateway::new(Setup {
         stack,

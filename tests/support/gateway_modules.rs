@@ -26,6 +26,9 @@ mod config;
 #[path = "../../examples/gateway/conn.rs"]
 #[allow(dead_code)]
 mod conn;
+#[path = "../../examples/gateway/demo.rs"]
+#[allow(dead_code)]
+mod demo;
 #[path = "../../examples/gateway/forward.rs"]
 #[allow(dead_code)]
 mod forward;
@@ -44,12 +47,12 @@ mod server;
 #[path = "../../examples/gateway/shutdown.rs"]
 #[allow(dead_code)]
 mod shutdown;
+#[path = "../../examples/gateway/sim.rs"]
+#[allow(dead_code)]
+mod sim;
 #[path = "../../examples/gateway/stack.rs"]
 #[allow(dead_code)]
 mod stack;
-#[path = "../../examples/gateway/target.rs"]
-#[allow(dead_code)]
-mod target;
 #[path = "../../examples/gateway/upstream.rs"]
 #[allow(dead_code)]
 mod upstream;

@@ -4,6 +4,13 @@
 //! | `model` | answer |
 //! |---|---|
 //! | `echo-key` | 401 whose body and `x-echo` header repeat the `authorization` it got |
+//! | `down` | 503 `service_unavailable` |
+//! | `gone` | 404 `model_not_found` |
+//! | `badkey` | 401 `invalid_api_key` |
+//! | `invalid` | 400 `invalid_value` |
+//! | `sse-error` | 200 event stream whose first event is an error |
+//! | `hang` | never answers |
+//! | anything else, `"stream": true` | 200 event stream: `data: {"upstream": NAME, "model": MODEL}`, then `data: [DONE]` |
 //! | anything else | 200 `{"upstream": NAME, "model": MODEL}` |
 #![allow(dead_code)]
 
@@ -75,9 +82,9 @@ async fn answer(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             .get(name)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
-    let model = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["model"].as_str().map(str::to_owned));
+    let json = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default();
+    let model = json["model"].as_str().map(str::to_owned);
+    let stream = json["stream"].as_bool() == Some(true);
     let seen = Seen {
         path_and_query: parts
             .uri
@@ -95,16 +102,56 @@ async fn answer(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             .collect(),
     };
     shared.seen.lock().unwrap().push(seen.clone());
-    let mut res = Response::builder().header("content-type", "application/json");
-    let body = if model.as_deref() == Some("echo-key") {
-        let auth = seen.authorization.unwrap_or_default();
-        res = res.status(401).header("x-echo", auth.clone());
-        serde_json::json!({"error": {
-            "message": format!("Incorrect API key provided: {auth}"),
-            "type": "invalid_request_error", "param": null, "code": "invalid_api_key"
-        }})
-    } else {
-        serde_json::json!({"upstream": shared.name, "model": model})
+    let failure = |status: u16, kind: &str, code: &str| {
+        let body = serde_json::json!({"error": {
+            "message": format!("{} says {code}", shared.name),
+            "type": kind, "param": null, "code": code
+        }});
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
     };
-    res.body(Body::from(body.to_string())).unwrap()
+    let events = |text: String| {
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from(text))
+            .unwrap()
+    };
+    match model.as_deref() {
+        Some("echo-key") => {
+            let auth = seen.authorization.unwrap_or_default();
+            let body = serde_json::json!({"error": {
+                "message": format!("Incorrect API key provided: {auth}"),
+                "type": "invalid_request_error", "param": null, "code": "invalid_api_key"
+            }});
+            Response::builder()
+                .status(401)
+                .header("content-type", "application/json")
+                .header("x-echo", auth)
+                .body(Body::from(body.to_string()))
+                .unwrap()
+        }
+        Some("down") => failure(503, "server_error", "service_unavailable"),
+        Some("gone") => failure(404, "invalid_request_error", "model_not_found"),
+        Some("badkey") => failure(401, "invalid_request_error", "invalid_api_key"),
+        Some("invalid") => failure(400, "invalid_request_error", "invalid_value"),
+        Some("hang") => std::future::pending().await,
+        Some("sse-error") => events(
+            "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n"
+                .to_owned(),
+        ),
+        _ => {
+            let answer = serde_json::json!({"upstream": shared.name, "model": model});
+            if stream {
+                events(format!("data: {answer}\n\ndata: [DONE]\n\n"))
+            } else {
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Body::from(answer.to_string()))
+                    .unwrap()
+            }
+        }
+    }
 }

@@ -14,6 +14,8 @@ mod net;
 #[cfg(feature = "fleet")]
 mod notices;
 mod plan;
+#[cfg(feature = "metrics")]
+pub mod prometheus;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(all(feature = "fleet", feature = "pacing", feature = "retry"))]
