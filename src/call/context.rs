@@ -1,10 +1,6 @@
 //! [`CallContext`]: the state every layer of one call shares.
 
 use std::fmt;
-#[cfg(any(feature = "retry", feature = "timeout"))]
-use std::sync::atomic::AtomicBool;
-#[cfg(feature = "timeout")]
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 #[cfg(feature = "circuit-breaker")]
@@ -15,10 +11,11 @@ use tokio::time::Instant;
 
 #[cfg(feature = "circuit-breaker")]
 use super::settle::Pending;
+use super::timing::{instant_at, nanos_after, NONE};
+#[cfg(any(feature = "retry", feature = "timeout"))]
+use super::timing::{Timed, Timing};
+#[cfg(feature = "timeout")]
 use crate::util::saturating_nanos;
-
-/// No deadline.
-const NONE: u64 = u64::MAX;
 
 /// An attempt loop owns the call: the layers inside leave their outcomes
 /// pending until the call ends.
@@ -56,20 +53,9 @@ struct Shared {
     #[cfg(any(feature = "timeout", feature = "retry"))]
     first_byte: AtomicU64,
     first_byte_by: AtomicU64,
-    /// When a layer outside sends the call (or an attempt), in nanoseconds
-    /// after `base`, and whether it is doing so now (see
-    /// [`CallContext::send`]).
+    /// What the layers tell each other about time.
     #[cfg(any(feature = "retry", feature = "timeout"))]
-    sent: AtomicU64,
-    #[cfg(any(feature = "retry", feature = "timeout"))]
-    sending: AtomicBool,
-    /// The task (its waker's data and vtable) polling the total timeout,
-    /// and the earliest timer a layer inside armed for that task during
-    /// the poll under way (nanoseconds after `base`; [`NONE`] when none).
-    #[cfg(feature = "timeout")]
-    poller: [AtomicUsize; 2],
-    #[cfg(feature = "timeout")]
-    timer_inside: AtomicU64,
+    timing: Timing,
     /// Attempts sent so far.
     attempts: AtomicU32,
     /// One more than the last attempt a timeout cut short (0: none was);
@@ -93,13 +79,7 @@ impl CallContext {
             first_byte: AtomicU64::new(NONE),
             first_byte_by: AtomicU64::new(NONE),
             #[cfg(any(feature = "retry", feature = "timeout"))]
-            sent: AtomicU64::new(0),
-            #[cfg(any(feature = "retry", feature = "timeout"))]
-            sending: AtomicBool::new(false),
-            #[cfg(feature = "timeout")]
-            poller: [AtomicUsize::new(0), AtomicUsize::new(0)],
-            #[cfg(feature = "timeout")]
-            timer_inside: AtomicU64::new(NONE),
+            timing: Timing::new(),
             attempts: AtomicU32::new(0),
             #[cfg(any(feature = "timeout", feature = "retry", feature = "circuit-breaker"))]
             cut: AtomicU32::new(0),
@@ -146,11 +126,11 @@ impl CallContext {
     }
 
     fn at(&self, nanos: u64) -> Option<Instant> {
-        (nanos != NONE).then(|| self.0.base + Duration::from_nanos(nanos))
+        instant_at(self.0.base, nanos)
     }
 
     fn nanos_after_base(&self, at: Instant) -> u64 {
-        saturating_nanos(at.saturating_duration_since(self.0.base)).min(NONE - 1)
+        nanos_after(self.0.base, at)
     }
 
     /// A timeout publishes its first-byte clock `len`, which runs out at
@@ -211,69 +191,11 @@ impl CallContext {
         self.0.base + Duration::from_nanos(before.min(nanos))
     }
 
-    /// Calls `call`, which sends the call (or one attempt) to the layers
-    /// inside at `at`: while it runs, they learn the instant from
-    /// [`sending`](Self::sending) instead of reading the clock.
+    /// What the layers of the call tell each other about time: when a
+    /// layer outside sends it, the timers the layers inside arm.
     #[cfg(any(feature = "retry", feature = "timeout"))]
-    pub(crate) fn send<F>(&self, at: Instant, call: impl FnOnce() -> F) -> F {
-        let shared = &self.0;
-        let before = (
-            shared.sent.load(Ordering::Relaxed),
-            shared.sending.load(Ordering::Relaxed),
-        );
-        shared
-            .sent
-            .store(self.nanos_after_base(at), Ordering::Relaxed);
-        shared.sending.store(true, Ordering::Relaxed);
-        let future = call();
-        shared.sent.store(before.0, Ordering::Relaxed);
-        shared.sending.store(before.1, Ordering::Relaxed);
-        future
-    }
-
-    /// When a layer outside is sending the call (or an attempt), while it
-    /// does so ([`send`](Self::send)); `None` otherwise.
-    #[cfg(any(feature = "retry", feature = "timeout"))]
-    pub(crate) fn sending(&self) -> Option<Instant> {
-        let shared = &self.0;
-        shared
-            .sending
-            .load(Ordering::Relaxed)
-            .then(|| shared.base + Duration::from_nanos(shared.sent.load(Ordering::Relaxed)))
-    }
-
-    /// The total timeout is about to poll the layers inside for `task` (a
-    /// waker's data and vtable): the timers they arm for it are noted.
-    #[cfg(feature = "timeout")]
-    pub(crate) fn watch_timers(&self, task: [usize; 2]) {
-        self.0.poller[0].store(task[0], Ordering::Relaxed);
-        self.0.poller[1].store(task[1], Ordering::Relaxed);
-        self.0.timer_inside.store(NONE, Ordering::Relaxed);
-    }
-
-    /// A layer inside armed a timer at `at` that wakes `task`: noted when
-    /// that task is the one polling the total timeout.
-    #[cfg(feature = "timeout")]
-    pub(crate) fn timer_armed(&self, task: [usize; 2], at: Instant) {
-        let poller = [0, 1].map(|i| self.0.poller[i].load(Ordering::Relaxed));
-        if poller == task {
-            let nanos = self.nanos_after_base(at);
-            self.0.timer_inside.fetch_min(nanos, Ordering::Relaxed);
-        }
-    }
-
-    /// A timer noted with [`timer_armed`](Self::timer_armed) was dropped:
-    /// the total timeout arms its own on its next wait.
-    #[cfg(feature = "timeout")]
-    pub(crate) fn timer_dropped(&self) {
-        self.0.timer_inside.store(NONE, Ordering::Relaxed);
-    }
-
-    /// The earliest timer a layer inside armed during the poll under way
-    /// for the task polling the total timeout: that task wakes by then.
-    #[cfg(feature = "timeout")]
-    pub(crate) fn timer_inside(&self) -> Option<Instant> {
-        self.at(self.0.timer_inside.load(Ordering::Relaxed))
+    pub(crate) fn timing(&self) -> Timed<'_> {
+        Timed::new(&self.0.timing, self.0.base)
     }
 
     /// Attempts sent so far (0 when no attempt loop counts them).

@@ -211,17 +211,18 @@ async fn only_timers_armed_for_the_polling_task_are_noted() {
     let other = task(&std::task::Waker::from(Arc::new(Other)));
     let at = Instant::now() + Duration::from_secs(2);
 
-    ctx.watch_timers(polling);
-    ctx.timer_armed(other, at);
-    assert_eq!(ctx.timer_inside(), None, "another task's timer");
-    ctx.timer_armed(polling, at + Duration::from_secs(1));
-    ctx.timer_armed(polling, at);
-    assert_eq!(ctx.timer_inside(), Some(at), "the earliest");
-    ctx.timer_dropped();
-    assert_eq!(ctx.timer_inside(), None);
-    ctx.timer_armed(polling, at);
-    ctx.watch_timers(polling);
-    assert_eq!(ctx.timer_inside(), None, "each poll starts afresh");
+    ctx.timing().watch_timers(polling);
+    ctx.timing().timer_armed(other, at);
+    assert_eq!(ctx.timing().timer_inside(), None, "another task's timer");
+    ctx.timing()
+        .timer_armed(polling, at + Duration::from_secs(1));
+    ctx.timing().timer_armed(polling, at);
+    assert_eq!(ctx.timing().timer_inside(), Some(at), "the earliest");
+    ctx.timing().timer_dropped();
+    assert_eq!(ctx.timing().timer_inside(), None);
+    ctx.timing().timer_armed(polling, at);
+    ctx.timing().watch_timers(polling);
+    assert_eq!(ctx.timing().timer_inside(), None, "each poll starts afresh");
 }
 
 #[tokio::test(start_paused = true)]
@@ -230,15 +231,15 @@ async fn the_send_instant_is_told_only_while_sending() {
     let ctx = CallContext::get_or_insert(&mut ext).clone();
     let at = Instant::now() + Duration::from_secs(1);
     let later = at + Duration::from_secs(1);
-    assert_eq!(ctx.sending(), None);
-    let seen = ctx.send(at, || {
-        let inner = ctx.send(later, || ctx.sending());
-        (ctx.sending(), inner)
+    assert_eq!(ctx.timing().sending(), None);
+    let seen = ctx.timing().send(at, || {
+        let inner = ctx.timing().send(later, || ctx.timing().sending());
+        (ctx.timing().sending(), inner)
     });
     assert_eq!(
         seen,
         (Some(at), Some(later)),
         "the outer's again after the inner's"
     );
-    assert_eq!(ctx.sending(), None, "not after the send");
+    assert_eq!(ctx.timing().sending(), None, "not after the send");
 }

@@ -102,7 +102,7 @@ impl<B: Body> Call<B> {
         // is sending the call): the budget, the deadline, and the first
         // attempt's send time the layers inside read.
         let (mut parts, body) = req.into_parts();
-        let sending = CallContext::get(&parts.extensions).and_then(CallContext::sending);
+        let sending = CallContext::get(&parts.extensions).and_then(|c| c.timing().sending());
         let now = sending.unwrap_or_else(Instant::now);
         layer.budget.deposit_at(now);
         let context = CallContext::get_or_insert_at(&mut parts.extensions, now).clone();
@@ -169,7 +169,7 @@ impl<B> Call<B> {
         S: tower_service::Service<R>,
     {
         let at = self.sent_at.unwrap_or(self.started);
-        self.context.send(at, || service.call(req))
+        self.context.timing().send(at, || service.call(req))
     }
 
     /// The attempts sent so far.

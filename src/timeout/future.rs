@@ -210,7 +210,7 @@ pub(crate) fn send<S: Service<R>, R>(
     at: Instant,
 ) -> S::Future {
     match call {
-        Some(call) => call.send(at, || service.call(req)),
+        Some(call) => call.timing().send(at, || service.call(req)),
         None => service.call(req),
     }
 }
@@ -223,7 +223,7 @@ fn poll_watched<F: Future>(
     cx: &mut Context<'_>,
 ) -> Poll<F::Output> {
     if let Some(call) = call {
-        call.watch_timers(task_of(cx.waker()));
+        call.timing().watch_timers(task_of(cx.waker()));
     }
     future.poll(cx)
 }
@@ -242,7 +242,10 @@ fn woken_inside<F, S, B>(state: Pin<&mut State<F, S, B>>, at: Instant) -> bool {
     match state.project() {
         StateProj::Calling {
             call: Some(call), ..
-        } => call.timer_inside().is_some_and(|inside| inside <= at),
+        } => call
+            .timing()
+            .timer_inside()
+            .is_some_and(|inside| inside <= at),
         _ => false,
     }
 }
@@ -291,7 +294,7 @@ struct TimerNote {
 impl TimerNote {
     fn note(&mut self, waker: &Waker, at: Instant) {
         if let Some(call) = &self.call {
-            call.timer_armed(task_of(waker), at);
+            call.timing().timer_armed(task_of(waker), at);
             self.noted = true;
         }
     }
@@ -300,7 +303,7 @@ impl TimerNote {
 impl Drop for TimerNote {
     fn drop(&mut self) {
         if let (Some(call), true) = (&self.call, self.noted) {
-            call.timer_dropped();
+            call.timing().timer_dropped();
         }
     }
 }

@@ -230,7 +230,7 @@ where
         // The layer that sent the attempt (the attempt loop, the total
         // timeout) read the clock already.
         let call = CallContext::get(ext).cloned();
-        let sent = call.as_ref().and_then(CallContext::sending);
+        let sent = call.as_ref().and_then(|c| c.timing().sending());
         let sent = sent.unwrap_or_else(Instant::now);
         AttemptFuture::new(self.inner.call(req), sent, timeout, call)
     }
