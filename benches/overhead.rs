@@ -28,6 +28,8 @@ use tokio::runtime::Runtime;
 use tower::Service;
 
 const SAMPLE_SIZE: usize = 30;
+const PRESET: &str = "ours: preset (ResilienceLayer::new())";
+const TR_STACK: &str = "tower-resilience retry → breaker → time limiter";
 
 /// One row of the final table.
 struct Row {
@@ -122,6 +124,23 @@ impl Bench<'_> {
             }
             println!();
         }
+        self.print_ratio();
+    }
+
+    /// The last line: the preset's median over tower-resilience's stack's,
+    /// body-read mode, so the comparison is one number.
+    fn print_ratio(&self) {
+        let body = Mode::ALL.iter().position(|m| *m == Mode::Body).unwrap();
+        let median = |name: &str| {
+            self.rows
+                .iter()
+                .find(|r| r.name == name)
+                .and_then(|r| r.ns[body])
+        };
+        if let (Some(ours), Some(theirs)) = (median(PRESET), median(TR_STACK)) {
+            println!();
+            println!("preset/tower-resilience ratio: {:.2}", ours / theirs);
+        }
     }
 }
 
@@ -189,13 +208,7 @@ fn overhead(c: &mut Criterion, bench: &mut Bench<'_>) {
             support::tr_time_limiter(up),
             true,
         );
-        bench.run(
-            &mut g,
-            mode,
-            "tower-resilience retry → breaker → time limiter",
-            support::tr_stack(up),
-            true,
-        );
+        bench.run(&mut g, mode, TR_STACK, support::tr_stack(up), true);
         // Ours, alone.
         bench.run(
             &mut g,
@@ -228,13 +241,7 @@ fn overhead(c: &mut Criterion, bench: &mut Bench<'_>) {
         );
         bench.run(&mut g, mode, "ours: PacingLayer", support::pacing(up), true);
         // The preset.
-        bench.run(
-            &mut g,
-            mode,
-            "ours: preset (ResilienceLayer::new())",
-            support::preset(up),
-            true,
-        );
+        bench.run(&mut g, mode, PRESET, support::preset(up), true);
         bench.run(
             &mut g,
             mode,

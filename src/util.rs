@@ -11,6 +11,37 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio::time::{sleep_until, Sleep};
 
+/// The inner service and the request of a call not sent yet: held (boxed)
+/// by a future that waits for the inner service, or for something else,
+/// before the call. Boxed because those paths are rare and inline they
+/// would make every call's future larger.
+pub(crate) struct Deferred<S, R> {
+    service: S,
+    request: Option<R>,
+}
+
+impl<S, R> Deferred<S, R> {
+    pub(crate) fn boxed(service: S, request: Option<R>) -> Box<Self> {
+        Box::new(Deferred { service, request })
+    }
+
+    /// Calls the inner service once it is ready; `Err` with its error.
+    pub(crate) fn poll_call(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<S::Future, S::Error>>
+    where
+        S: tower_service::Service<R>,
+    {
+        std::task::ready!(self.service.poll_ready(cx))?;
+        let request = self.request.take().expect(POLLED_AFTER_READY);
+        std::task::Poll::Ready(Ok(self.service.call(request)))
+    }
+}
+
+/// The panic of a future polled after it completed.
+pub(crate) const POLLED_AFTER_READY: &str = "ResponseFuture polled after completion";
+
 /// About thirty years: the stand-in for "never" where an `Instant` is needed.
 const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
 

@@ -87,14 +87,17 @@ fn retry_allocates_only_to_keep_the_request() {
         let t = Table::new(mode);
         let up = Upstream::ok(mode);
         let added = t.added("ours: RetryLayer", support::retry(up), true);
-        // What keeping the request for a replay needs: 6 here (the head:
-        // header map 2, header values 2; the body: shared state 1, boxed
-        // body 1); and, used alone, the call's context that tells a breaker
-        // inside which call an attempt belongs to: 4 (the `Arc`, and 3 to
-        // put it into empty request extensions; behind a total timeout the
-        // timeout's context serves and this costs nothing). A first-attempt
-        // success carries no `Attempts`, so nothing else allocates.
-        assert!(added <= 10.0, "{added}");
+        // What keeping the request for a replay needs: 5 here (the head:
+        // header map 2, header values 2 — `from_str` values are promoted
+        // to shared `Bytes` on their first clone; the body: 1, boxed to be
+        // read before the first attempt, and freed at once since a `Full`
+        // body is taken whole); and, used alone, the call's context that
+        // tells a breaker inside which call an attempt belongs to: 4 (the
+        // `Arc`, and 3 to put it into empty request extensions; behind a
+        // total timeout the timeout's context serves and this costs
+        // nothing). A first-attempt success carries no `Attempts`, so
+        // nothing else allocates. Measured: 9.
+        assert!(added <= 9.0, "{added}");
     }
 }
 
@@ -109,9 +112,11 @@ fn the_preset_allocates_no_more_than_it_does_today() {
             support::hand_built(up),
             true,
         );
-        // Target: at most 3. Not met yet (timeout 5, the call's context
-        // included, + retry 6): regression guard at the current count.
-        assert!(added <= 11.0, "{added}");
+        // Target: at most 3. Not met: 10 (the timeout's 5 — the call's
+        // context 1, its extension map 3, the JSON body boxed while its
+        // start is read 1 — and the retry's 5 for the head and the body,
+        // see above). Regression guard at the measured count.
+        assert!(added <= 10.0, "{added}");
         // A fallback route whose first target answers: the route's `Arc`
         // is shared, the answer says which target served (`Served`: the
         // response's extension map, its entry).
@@ -129,11 +134,11 @@ fn the_preset_allocates_no_more_than_it_does_today() {
         // The failure path reads the error body and builds an ApiError
         // (message, code, body excerpt, hints): no target, regression guard
         // at the current count.
-        assert!(failing <= 33.0, "{failing}");
+        assert!(failing <= 31.0, "{failing}");
     }
     let t = Table::new(Mode::Dropped);
     let open = t.added("ours: preset, breaker open", support::preset_open(), false);
     // Pacing between the loop and the breaker passes the rejection on as a
     // boxed error (+1).
-    assert!(open <= 16.0, "{open}");
+    assert!(open <= 15.0, "{open}");
 }

@@ -271,3 +271,91 @@ fn streaming_request() -> Request<Full<Bytes>> {
         .body(Full::new(Bytes::from_static(b"{}")))
         .unwrap()
 }
+
+/// Ready for one call, then never again (a pool that lost its connections).
+#[derive(Clone)]
+struct ReadyOnce<S> {
+    inner: S,
+    used: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<S, R> tower::Service<R> for ReadyOnce<S>
+where
+    S: tower::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        if self.used.load(std::sync::atomic::Ordering::SeqCst) {
+            return std::task::Poll::Pending;
+        }
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> S::Future {
+        self.used.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.call(req)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_total_timeout_leans_on_the_attempt_timer_and_still_ends_the_call() {
+    // The attempt's timer fires first: the total arms none while it runs,
+    // then its own once the attempt is over and nothing else would wake the
+    // call (the service never gets ready for a retry).
+    let client = |up: &Upstream| {
+        ServiceBuilder::new()
+            .normalize_client()
+            .total_timeout(Duration::from_secs(5))
+            .layer(RetryLayer::new().backoff(Backoff::constant(Duration::ZERO)))
+            .layer_fn(|inner| ReadyOnce {
+                inner,
+                used: Default::default(),
+            })
+            .attempt_timeout(Duration::from_secs(2))
+            .service(up.clone())
+    };
+    let up = Upstream::always(Plan::hang());
+    let start = tokio::time::Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(60), client(&up).oneshot(post())).await;
+    let err = ended.expect("the total ends the call").unwrap_err();
+    assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Total));
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+    assert_eq!(up.calls(), 1);
+
+    // A stream's first-byte clock (in the attempt loop) gives up on the
+    // attempt before its own timer fires, in the same poll that timer was
+    // noted in: the total does not lean on the dropped timer.
+    let streaming = || {
+        let mut req = post();
+        req.headers_mut()
+            .insert("accept", "text/event-stream".parse().unwrap());
+        req
+    };
+    let client = ServiceBuilder::new()
+        .normalize_client()
+        .layer(
+            tower_http_resilience::TimeoutLayer::new()
+                .stream_first_byte_timeout(Duration::from_secs(1))
+                .stream_timeout(Duration::from_secs(5)),
+        )
+        .layer(RetryLayer::new().backoff(Backoff::constant(Duration::ZERO)))
+        .layer_fn(|inner| ReadyOnce {
+            inner,
+            used: Default::default(),
+        })
+        .attempt_timeout(Duration::from_secs(2))
+        .service(up.clone());
+    let up_calls = up.calls();
+    let start = tokio::time::Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(60), client.oneshot(streaming())).await;
+    let err = ended.expect("the total ends the call").unwrap_err();
+    assert_eq!(err.timeout_phase(), Some(TimeoutPhase::Total));
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+    assert_eq!(up.calls(), up_calls + 1);
+}

@@ -11,10 +11,11 @@ use tokio::time::Instant;
 
 #[cfg(feature = "circuit-breaker")]
 use super::settle::Pending;
+use super::timing::{instant_at, nanos_after, NONE};
+#[cfg(any(feature = "retry", feature = "timeout"))]
+use super::timing::{Timed, Timing};
+#[cfg(feature = "timeout")]
 use crate::util::saturating_nanos;
-
-/// No deadline.
-const NONE: u64 = u64::MAX;
 
 /// An attempt loop owns the call: the layers inside leave their outcomes
 /// pending until the call ends.
@@ -52,6 +53,9 @@ struct Shared {
     #[cfg(any(feature = "timeout", feature = "retry"))]
     first_byte: AtomicU64,
     first_byte_by: AtomicU64,
+    /// What the layers tell each other about time.
+    #[cfg(any(feature = "retry", feature = "timeout"))]
+    timing: Timing,
     /// Attempts sent so far.
     attempts: AtomicU32,
     /// One more than the last attempt a timeout cut short (0: none was);
@@ -74,6 +78,8 @@ impl CallContext {
             #[cfg(any(feature = "timeout", feature = "retry"))]
             first_byte: AtomicU64::new(NONE),
             first_byte_by: AtomicU64::new(NONE),
+            #[cfg(any(feature = "retry", feature = "timeout"))]
+            timing: Timing::new(),
             attempts: AtomicU32::new(0),
             #[cfg(any(feature = "timeout", feature = "retry", feature = "circuit-breaker"))]
             cut: AtomicU32::new(0),
@@ -98,7 +104,7 @@ impl CallContext {
 
     /// [`get_or_insert`](Self::get_or_insert) for a caller that has just
     /// read the clock: `now`.
-    #[cfg(feature = "timeout")]
+    #[cfg(any(feature = "timeout", feature = "retry"))]
     pub(crate) fn get_or_insert_at(
         extensions: &mut http::Extensions,
         now: Instant,
@@ -120,11 +126,11 @@ impl CallContext {
     }
 
     fn at(&self, nanos: u64) -> Option<Instant> {
-        (nanos != NONE).then(|| self.0.base + Duration::from_nanos(nanos))
+        instant_at(self.0.base, nanos)
     }
 
     fn nanos_after_base(&self, at: Instant) -> u64 {
-        saturating_nanos(at.saturating_duration_since(self.0.base)).min(NONE - 1)
+        nanos_after(self.0.base, at)
     }
 
     /// A timeout publishes its first-byte clock `len`, which runs out at
@@ -183,6 +189,13 @@ impl CallContext {
         let nanos = self.nanos_after_base(at);
         let before = self.0.deadline.fetch_min(nanos, Ordering::AcqRel);
         self.0.base + Duration::from_nanos(before.min(nanos))
+    }
+
+    /// What the layers of the call tell each other about time: when a
+    /// layer outside sends it, the timers the layers inside arm.
+    #[cfg(any(feature = "retry", feature = "timeout"))]
+    pub(crate) fn timing(&self) -> Timed<'_> {
+        Timed::new(&self.0.timing, self.0.base)
     }
 
     /// Attempts sent so far (0 when no attempt loop counts them).
@@ -344,9 +357,8 @@ impl CallContext {
     }
 }
 
-/// Lowers `slot` to `value` if that is smaller. The first value published
-/// is a plain store (the common case: one timeout per call); the layers
-/// of one call publish one after the other, in its task.
+/// Lowers `slot` to `value` if that is smaller; the first value published
+/// (one timeout per call, the common case) is a plain store.
 #[cfg(feature = "timeout")]
 fn store_min(slot: &AtomicU64, value: u64) {
     match slot.load(Ordering::Acquire) {

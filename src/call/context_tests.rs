@@ -194,3 +194,52 @@ async fn attempts_not_sent_and_targets_left() {
     ctx.set_another_target(false);
     assert!(!ctx.another_target_remains());
 }
+
+/// A waker of its own task: wakes nothing, but is not `Waker::noop()`.
+struct Other;
+
+impl std::task::Wake for Other {
+    fn wake(self: Arc<Self>) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_timers_armed_for_the_polling_task_are_noted() {
+    let mut ext = http::Extensions::new();
+    let ctx = CallContext::get_or_insert(&mut ext).clone();
+    let task = |w: &std::task::Waker| [w.data() as usize, std::ptr::from_ref(w.vtable()) as usize];
+    let polling = task(std::task::Waker::noop());
+    let other = task(&std::task::Waker::from(Arc::new(Other)));
+    let at = Instant::now() + Duration::from_secs(2);
+
+    ctx.timing().watch_timers(polling);
+    ctx.timing().timer_armed(other, at);
+    assert_eq!(ctx.timing().timer_inside(), None, "another task's timer");
+    ctx.timing()
+        .timer_armed(polling, at + Duration::from_secs(1));
+    ctx.timing().timer_armed(polling, at);
+    assert_eq!(ctx.timing().timer_inside(), Some(at), "the earliest");
+    ctx.timing().timer_dropped();
+    assert_eq!(ctx.timing().timer_inside(), None);
+    ctx.timing().timer_armed(polling, at);
+    ctx.timing().watch_timers(polling);
+    assert_eq!(ctx.timing().timer_inside(), None, "each poll starts afresh");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_send_instant_is_told_only_while_sending() {
+    let mut ext = http::Extensions::new();
+    let ctx = CallContext::get_or_insert(&mut ext).clone();
+    let at = Instant::now() + Duration::from_secs(1);
+    let later = at + Duration::from_secs(1);
+    assert_eq!(ctx.timing().sending(), None);
+    let seen = ctx.timing().send(at, || {
+        let inner = ctx.timing().send(later, || ctx.timing().sending());
+        (ctx.timing().sending(), inner)
+    });
+    assert_eq!(
+        seen,
+        (Some(at), Some(later)),
+        "the outer's again after the inner's"
+    );
+    assert_eq!(ctx.timing().sending(), None, "not after the send");
+}

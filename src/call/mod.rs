@@ -29,6 +29,7 @@ mod context;
 mod retried_out;
 #[cfg(feature = "circuit-breaker")]
 mod settle;
+mod timing;
 
 #[cfg(any(feature = "retry", feature = "timeout"))]
 #[cfg_attr(not(feature = "retry"), allow(unreachable_pub))]

@@ -14,6 +14,7 @@ use super::body::CircuitBreakerBody;
 use super::classify::{Classify, Observation, Verdict};
 use super::fleet::ProbeAsk;
 use super::guard::Guard;
+use crate::util::{Deferred, POLLED_AFTER_READY};
 use crate::{ApiError, BoxError};
 
 pin_project! {
@@ -52,8 +53,8 @@ pin_project! {
     #[project = StateProj]
     enum State<F, S, R> {
         Rejected { error: Option<ApiError> },
-        Probing { ask: ProbeAsk, service: Option<S>, request: Option<R> },
-        Waiting { service: S, request: Option<R> },
+        Probing { ask: ProbeAsk, deferred: Option<Box<Deferred<S, R>>> },
+        Waiting { deferred: Box<Deferred<S, R>> },
         Called { #[pin] future: F },
     }
 }
@@ -85,8 +86,7 @@ impl<F, S, R, C> ResponseFuture<F, S, R, C> {
         ResponseFuture {
             state: State::Probing {
                 ask,
-                service: Some(service),
-                request: Some(request),
+                deferred: Some(Deferred::boxed(service, Some(request))),
             },
             guard,
             classifier: Some(classifier),
@@ -96,8 +96,7 @@ impl<F, S, R, C> ResponseFuture<F, S, R, C> {
     pub(crate) fn waiting(service: S, request: R, guard: Option<Guard>, classifier: C) -> Self {
         ResponseFuture {
             state: State::Waiting {
-                service,
-                request: Some(request),
+                deferred: Deferred::boxed(service, Some(request)),
             },
             guard,
             classifier: Some(classifier),
@@ -137,15 +136,10 @@ where
                 StateProj::Rejected { error } => {
                     return Poll::Ready(Err(error.take().expect(POLLED_AFTER_READY)));
                 }
-                StateProj::Probing {
-                    ask,
-                    service,
-                    request,
-                } => {
+                StateProj::Probing { ask, deferred } => {
                     let next = match ready!(Pin::new(ask).poll(cx)) {
                         Ok(()) => State::Waiting {
-                            service: service.take().expect(POLLED_AFTER_READY),
-                            request: request.take(),
+                            deferred: deferred.take().expect(POLLED_AFTER_READY),
                         },
                         Err(wait) => {
                             // Another replica probes: the slot goes back.
@@ -159,9 +153,8 @@ where
                     this.state.set(next);
                     continue;
                 }
-                StateProj::Waiting { service, request } => match ready!(service.poll_ready(cx)) {
-                    Ok(()) => {
-                        let future = service.call(request.take().expect(POLLED_AFTER_READY));
+                StateProj::Waiting { deferred } => match ready!(deferred.poll_call(cx)) {
+                    Ok(future) => {
                         this.state.set(State::Called { future });
                         continue;
                     }
@@ -181,8 +174,6 @@ where
         }
     }
 }
-
-const POLLED_AFTER_READY: &str = "ResponseFuture polled after completion";
 
 /// Judges the response headers: a failure is recorded at once; a success is
 /// recorded when the body ends, unless it already has.

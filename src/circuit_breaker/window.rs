@@ -99,12 +99,25 @@ impl Window {
 /// How far ahead (in buckets) a counter may be and still take a late count.
 const MAX_LATE: u32 = 1 << 20;
 
+/// Below this count a counter takes a plain `fetch_add`: concurrent adds
+/// cannot carry into the epoch bits.
+const FAST_MAX: u64 = 1 << 31;
+
 /// Adds one to a counter of `epoch`, restarting it at one when it holds an
 /// older epoch (or nothing). A counter already on a newer epoch (this thread
 /// was preempted across a bucket boundary) takes the count: it is not lost.
 /// Returns the epoch counted in.
+///
+/// The common case, a counter already on this epoch (or a newer one) and far
+/// from full, is one `fetch_add`: a count that races with a move to a newer
+/// epoch lands in that epoch, as a late count does.
 fn bump(counter: &AtomicU64, epoch: u32) -> u32 {
     let mut cur = counter.load(Ordering::Relaxed);
+    let count = cur & u64::from(u32::MAX);
+    if count > 0 && count < FAST_MAX && ((cur >> 32) as u32).wrapping_sub(epoch) < MAX_LATE {
+        let before = counter.fetch_add(1, Ordering::AcqRel);
+        return (before >> 32) as u32;
+    }
     loop {
         let cur_epoch = (cur >> 32) as u32;
         let count = cur & u64::from(u32::MAX);

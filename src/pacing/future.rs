@@ -18,7 +18,7 @@ use super::rate::{wait_until, Gcra};
 use super::slot::{Admission, Slot};
 use super::state::{HoldCause, PacingAction, PacingRefusal};
 use crate::error::fmt_duration;
-use crate::util::saturating_nanos;
+use crate::util::{saturating_nanos, Deferred, POLLED_AFTER_READY};
 use crate::{ApiError, BoxError, ErrorKind};
 
 pin_project! {
@@ -66,23 +66,22 @@ pin_project! {
     #[project = StateProj]
     enum State<F, S, R> {
         Refused { error: Option<ApiError> },
+        // The rare states are boxed: inline, they would make every call's
+        // future larger.
         Held {
-            #[pin]
-            sleep: Sleep,
-            service: Option<S>,
-            request: Option<R>,
+            sleep: Pin<Box<Sleep>>,
+            deferred: Option<Box<Deferred<S, R>>>,
             rate: Option<Gcra>,
             latest: u64,
             cause: HoldCause,
         },
         Asking {
-            lease: Lease,
-            service: Option<S>,
-            request: Option<R>,
+            lease: Box<Lease>,
+            deferred: Option<Box<Deferred<S, R>>>,
             rate: Option<Gcra>,
             latest: u64,
         },
-        Waiting { service: S, request: Option<R> },
+        Waiting { deferred: Box<Deferred<S, R>> },
         Called { #[pin] future: F },
     }
 }
@@ -106,9 +105,8 @@ impl<F, S, R> ResponseFuture<F, S, R> {
     ) -> Self {
         ResponseFuture {
             state: State::Held {
-                sleep: sleep_until(slot.core().instant(at)),
-                service: Some(service),
-                request: Some(request),
+                sleep: Box::pin(sleep_until(slot.core().instant(at))),
+                deferred: Some(Deferred::boxed(service, Some(request))),
                 rate,
                 latest,
                 cause,
@@ -127,9 +125,8 @@ impl<F, S, R> ResponseFuture<F, S, R> {
     ) -> Self {
         ResponseFuture {
             state: State::Asking {
-                lease,
-                service: Some(service),
-                request: Some(request),
+                lease: Box::new(lease),
+                deferred: Some(Deferred::boxed(service, Some(request))),
                 rate,
                 latest,
             },
@@ -140,8 +137,7 @@ impl<F, S, R> ResponseFuture<F, S, R> {
     pub(crate) fn waiting(service: S, request: R, slot: Option<Arc<Slot>>) -> Self {
         ResponseFuture {
             state: State::Waiting {
-                service,
-                request: Some(request),
+                deferred: Deferred::boxed(service, Some(request)),
             },
             slot,
         }
@@ -186,9 +182,8 @@ where
                     return Poll::Ready(Err(error.take().expect(POLLED_AFTER_READY)));
                 }
                 StateProj::Held {
-                    mut sleep,
-                    service,
-                    request,
+                    sleep,
+                    deferred,
                     rate,
                     latest,
                     cause,
@@ -199,13 +194,13 @@ where
                     match readmit(slot, *rate, *latest, *cause, now) {
                         Admission::Wait { at, cause: next } => {
                             slot.tell(PacingAction::Waited, next, at, now);
-                            sleep.reset(slot.core().instant(at));
+                            sleep.as_mut().reset(slot.core().instant(at));
                             *cause = next;
                         }
                         other => {
-                            let service = service.take().expect(POLLED_AFTER_READY);
-                            let (request, rate, latest) = (request.take(), *rate, *latest);
-                            let next = next_state(other, slot, service, request, rate, latest, now);
+                            let deferred = deferred.take().expect(POLLED_AFTER_READY);
+                            let (rate, latest) = (*rate, *latest);
+                            let next = next_state(other, slot, deferred, rate, latest, now);
                             this.state.set(next);
                         }
                     }
@@ -213,25 +208,23 @@ where
                 }
                 StateProj::Asking {
                     lease,
-                    service,
-                    request,
+                    deferred,
                     rate,
                     latest,
                 } => {
-                    let turn = ready!(Pin::new(lease).poll(cx));
+                    let turn = ready!(Pin::new(&mut **lease).poll(cx));
                     let slot = this.slot.as_ref().expect("an asking call has a slot");
                     let now = slot.core().now_nanos();
-                    let service = service.take().expect(POLLED_AFTER_READY);
+                    let deferred = deferred.take().expect(POLLED_AFTER_READY);
                     let (rate, latest) = (*rate, *latest);
                     let gcra = rate.expect("a call asks the fleet for a rate");
                     let next = slot.take_turn(turn, gcra, now, latest);
-                    let next = next_state(next, slot, service, request.take(), rate, latest, now);
+                    let next = next_state(next, slot, deferred, rate, latest, now);
                     this.state.set(next);
                     continue;
                 }
-                StateProj::Waiting { service, request } => match ready!(service.poll_ready(cx)) {
-                    Ok(()) => {
-                        let future = service.call(request.take().expect(POLLED_AFTER_READY));
+                StateProj::Waiting { deferred } => match ready!(deferred.poll_call(cx)) {
+                    Ok(future) => {
                         this.state.set(State::Called { future });
                         continue;
                     }
@@ -248,8 +241,6 @@ where
     }
 }
 
-const POLLED_AFTER_READY: &str = "ResponseFuture polled after completion";
-
 /// Asks again for a call that waited. A call that waited for the key's own
 /// rate has its slot: it goes, unless a hold came up meanwhile; one that
 /// waited for the fleet's rate asks for a cell again.
@@ -264,20 +255,18 @@ fn readmit(slot: &Slot, rate: Option<Gcra>, latest: u64, cause: HoldCause, now: 
 fn next_state<F, S, R>(
     admission: Admission,
     slot: &Slot,
-    service: S,
-    request: Option<R>,
+    deferred: Box<Deferred<S, R>>,
     rate: Option<Gcra>,
     latest: u64,
     now: u64,
 ) -> State<F, S, R> {
     match admission {
-        Admission::Go => State::Waiting { service, request },
+        Admission::Go => State::Waiting { deferred },
         Admission::Wait { at, cause } => {
             slot.tell(PacingAction::Waited, cause, at, now);
             State::Held {
-                sleep: sleep_until(slot.core().instant(at)),
-                service: Some(service),
-                request,
+                sleep: Box::pin(sleep_until(slot.core().instant(at))),
+                deferred: Some(deferred),
                 rate,
                 latest,
                 cause,
@@ -287,9 +276,8 @@ fn next_state<F, S, R>(
             error: Some(refusal(slot, cause, at, now)),
         },
         Admission::Ask(lease) => State::Asking {
-            lease,
-            service: Some(service),
-            request,
+            lease: Box::new(lease),
+            deferred: Some(deferred),
             rate,
             latest,
         },

@@ -107,9 +107,15 @@ impl RetryBudget {
     }
 
     /// Records one request.
+    #[cfg(test)]
     pub(crate) fn deposit(&self) {
+        self.deposit_at(Instant::now());
+    }
+
+    /// Records one request, made at `now`.
+    pub(crate) fn deposit_at(&self, now: Instant) {
         if self.limits.is_some() {
-            let tick = self.tick();
+            let tick = self.tick_at(now);
             let slot = &self.deposits[(tick % SLOTS) as usize];
             let _ = slot.fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
                 Some(bump(cur, tick))
@@ -142,9 +148,12 @@ impl RetryBudget {
 
     /// The current slot number (wrapping).
     fn tick(&self) -> u32 {
-        let elapsed = Instant::now()
-            .saturating_duration_since(self.start)
-            .as_nanos();
+        self.tick_at(Instant::now())
+    }
+
+    /// The slot number of `at` (wrapping).
+    fn tick_at(&self, at: Instant) -> u32 {
+        let elapsed = at.saturating_duration_since(self.start).as_nanos();
         (elapsed / u128::from(self.slot_nanos)) as u32
     }
 }

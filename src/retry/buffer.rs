@@ -1,7 +1,7 @@
 //! [`Buffer`]: what the attempts of one call share of its request body.
 
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes};
 use http::HeaderMap;
@@ -195,11 +195,55 @@ impl<B> Buffer<B> {
     }
 }
 
+/// What reading the caller's body before the first attempt found.
+pub(super) enum ReadNow {
+    /// All of it, one chunk within the cap (a `Full` body).
+    Whole(Bytes),
+    /// It failed (or is larger than its size hint said).
+    Failed(BoxError),
+    /// Not all of it is there: the first attempt reads on (from what was
+    /// read, kept).
+    Later,
+}
+
 impl<B> Buffer<B>
 where
     B: Body,
     B::Error: Into<BoxError>,
 {
+    /// Reads the caller's body now, when its size hint says it fits the cap,
+    /// without waiting: the whole body when it is all there already.
+    pub(super) fn read_now(&mut self) -> ReadNow {
+        let fits = |rest: &Pin<Box<B>>| {
+            let upper = rest.size_hint().upper();
+            upper.is_some_and(|u| u <= self.cap as u64)
+        };
+        if self.capped || !self.rest.as_ref().is_some_and(fits) {
+            return ReadNow::Later;
+        }
+        let mut scratch = Cursor::default();
+        let mut now = Context::from_waker(Waker::noop());
+        match self.poll_rest(&mut scratch, &mut now) {
+            Poll::Ready(Some(Err(e))) => ReadNow::Failed(e),
+            // Kept chunks are dropped at the cap: the first attempt would
+            // miss this one.
+            Poll::Ready(Some(Ok(_))) if self.capped => {
+                self.failed = true;
+                ReadNow::Failed("the request body is larger than its size hint".into())
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                let ended = self.rest.as_ref().is_some_and(|r| r.is_end_stream());
+                match &self.chunks.first {
+                    Some(first) if frame.is_data() && ended && self.chunks.rest.is_empty() => {
+                        ReadNow::Whole(first.clone())
+                    }
+                    _ => ReadNow::Later,
+                }
+            }
+            Poll::Ready(None) | Poll::Pending => ReadNow::Later,
+        }
+    }
+
     /// The next frame after the kept chunks: the trailers once the caller's
     /// body has ended, else the next frame of the caller's body, kept as it
     /// passes.

@@ -42,6 +42,8 @@ pub(crate) struct Call<B> {
     retries: u32,
     /// The loop made a retry or moved to another target.
     tried_again: bool,
+    /// When the call started.
+    started: Instant,
     /// When the attempt in flight was sent, if after the first (the first
     /// starts with the call).
     sent_at: Option<Instant>,
@@ -92,12 +94,20 @@ impl<B: Body> Call<B> {
     /// Starts a call: records it in the budget, takes hold of its context
     /// (made here when no outer layer made one), settles its deadline,
     /// chooses its targets, and prepares the first attempt.
-    pub(crate) fn start<P>(req: Request<B>, layer: &RetryLayer<P>) -> (Self, Prepared<B>) {
-        layer.budget.deposit();
+    pub(crate) fn start<P>(req: Request<B>, layer: &RetryLayer<P>) -> (Self, Prepared<B>)
+    where
+        B::Error: Into<crate::BoxError>,
+    {
+        // One clock read for the call's start (none when a timeout outside
+        // is sending the call): the budget, the deadline, and the first
+        // attempt's send time the layers inside read.
         let (mut parts, body) = req.into_parts();
-        let context = CallContext::get_or_insert(&mut parts.extensions).clone();
+        let sending = CallContext::get(&parts.extensions).and_then(|c| c.timing().sending());
+        let now = sending.unwrap_or_else(Instant::now);
+        layer.budget.deposit_at(now);
+        let context = CallContext::get_or_insert_at(&mut parts.extensions, now).clone();
         if let Some(timeout) = layer.deadline {
-            context.set_deadline_earliest(instant_after(Instant::now(), timeout));
+            context.set_deadline_earliest(instant_after(now, timeout));
         }
         let nested = context.is_owned();
         context.own();
@@ -127,6 +137,7 @@ impl<B: Body> Call<B> {
             previous_delay: Duration::ZERO,
             retries: 0,
             tried_again: false,
+            started: now,
             sent_at: None,
             walk: Walk::new(targets),
         };
@@ -151,6 +162,16 @@ impl<B: Body> Call<B> {
 }
 
 impl<B> Call<B> {
+    /// Sends the attempt prepared last (`req`) on `service`: the layers
+    /// inside learn when it was sent from the call's context.
+    pub(crate) fn send<S, R>(&self, service: &mut S, req: R) -> S::Future
+    where
+        S: tower_service::Service<R>,
+    {
+        let at = self.sent_at.unwrap_or(self.started);
+        self.context.timing().send(at, || service.call(req))
+    }
+
     /// The attempts sent so far.
     pub(crate) fn attempts(&self) -> Attempts {
         Attempts(self.context.attempts().max(1))

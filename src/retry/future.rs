@@ -70,7 +70,7 @@ where
             Prepared::Send(req) => {
                 let by = call.headers_clock();
                 State::Called {
-                    future: service.call(req),
+                    future: call.send(&mut service, req),
                     by,
                 }
             }

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
-use super::buffer::{Buffer, Cursor};
+use super::buffer::{Buffer, Cursor, ReadNow};
 use crate::BoxError;
 
 /// The request body the retry layer sends to the inner service, for every
@@ -20,7 +20,9 @@ use crate::BoxError;
 /// [`max_replay_body`](super::RetryLayer::max_replay_body). A later attempt
 /// replays the kept chunks — clones of the same `Bytes`, no copy — and, if
 /// the earlier attempt stopped reading early, goes on streaming the rest of
-/// the caller's body from where it stopped (keeping that too).
+/// the caller's body from where it stopped (keeping that too). A body that
+/// is all there already (a `Full` body) within the cap is taken whole
+/// before the first attempt, and every attempt sends the same bytes.
 ///
 /// Once more than the cap has passed, the kept chunks are dropped and the
 /// call is not retried; a body whose size hint already says it is larger is
@@ -65,42 +67,76 @@ enum Kind<B> {
     Empty,
     /// The caller's body, through the buffer the attempts of the call share.
     Replayed {
-        /// The shared buffer, while this body holds it.
-        buffer: Option<Buffer<B>>,
+        /// The shared buffer, while this body holds it (boxed: a request
+        /// body moves through every layer, and few bodies need a buffer).
+        buffer: Option<Box<Buffer<B>>>,
         /// Where the buffer goes back when this body is dropped.
         shared: Arc<Shared<B>>,
         cursor: Cursor,
     },
-    /// The caller's body rewritten whole for one target (its `model`
-    /// renamed): one chunk, then the end.
+    /// The caller's body whole (read before the first attempt, or
+    /// rewritten for one target: its `model` renamed): one chunk, then the
+    /// end.
     Rewritten { data: Option<Bytes> },
+    /// The caller's body failed before the first attempt read it: the
+    /// error, then the end.
+    Failed { error: Option<BoxError> },
 }
 
 /// The buffer of a call, between the bodies of its attempts.
 pub(crate) struct Shared<B> {
-    buffer: Mutex<Option<Buffer<B>>>,
+    buffer: Mutex<Option<Box<Buffer<B>>>>,
 }
 
 /// The retry future's handle on the body of a call.
 pub(crate) struct Replay<B> {
-    shared: Option<Arc<Shared<B>>>,
+    kept: Kept<B>,
+}
+
+/// What the attempts of a call replay.
+enum Kept<B> {
+    /// An empty body.
+    Nothing,
+    /// The whole body, read before the first attempt: no buffer to share.
+    Whole(Bytes),
+    /// A body that failed before the first attempt: nothing to replay.
+    Failed,
+    /// The buffer the attempts hand on to each other.
+    Shared(Arc<Shared<B>>),
 }
 
 impl<B: Body> ReplayBody<B> {
     /// The body of the first attempt, and the handle that makes the bodies
     /// of later attempts.
-    pub(crate) fn first(body: B, cap: usize) -> (Self, Replay<B>) {
+    ///
+    /// A body that is all there already (a `Full` body) within the cap is
+    /// read now and kept as one chunk: no buffer shared between attempts.
+    pub(crate) fn first(body: B, cap: usize) -> (Self, Replay<B>)
+    where
+        B::Error: Into<BoxError>,
+    {
         if body.is_end_stream() {
-            return (ReplayBody::empty(), Replay { shared: None });
+            return (ReplayBody::empty(), Replay::of(Kept::Nothing));
+        }
+        let mut buffer = Buffer::new(body, cap);
+        match buffer.read_now() {
+            ReadNow::Whole(data) => {
+                let body = ReplayBody::rewritten(data.clone());
+                return (body, Replay::of(Kept::Whole(data)));
+            }
+            ReadNow::Failed(error) => {
+                let body = ReplayBody {
+                    kind: Kind::Failed { error: Some(error) },
+                };
+                return (body, Replay::of(Kept::Failed));
+            }
+            ReadNow::Later => {}
         }
         let shared = Arc::new(Shared {
             buffer: Mutex::new(None),
         });
-        let body = ReplayBody::replayed(Some(Buffer::new(body, cap)), shared.clone());
-        let replay = Replay {
-            shared: Some(shared),
-        };
-        (body, replay)
+        let body = ReplayBody::replayed(Some(Box::new(buffer)), shared.clone());
+        (body, Replay::of(Kept::Shared(shared)))
     }
 }
 
@@ -109,7 +145,7 @@ impl<B> ReplayBody<B> {
         ReplayBody { kind: Kind::Empty }
     }
 
-    fn replayed(buffer: Option<Buffer<B>>, shared: Arc<Shared<B>>) -> Self {
+    fn replayed(buffer: Option<Box<Buffer<B>>>, shared: Arc<Shared<B>>) -> Self {
         ReplayBody {
             kind: Kind::Replayed {
                 buffer,
@@ -130,28 +166,36 @@ impl<B> ReplayBody<B> {
     /// retried).
     pub fn is_capped(&self) -> bool {
         match &self.kind {
-            Kind::Replayed { buffer, .. } => buffer.as_ref().is_some_and(Buffer::is_capped),
-            Kind::Empty | Kind::Rewritten { .. } => false,
+            Kind::Replayed { buffer, .. } => buffer.as_deref().is_some_and(Buffer::is_capped),
+            Kind::Empty | Kind::Rewritten { .. } | Kind::Failed { .. } => false,
         }
     }
 }
 
 impl<B> Replay<B> {
+    fn of(kept: Kept<B>) -> Self {
+        Replay { kept }
+    }
+
     /// Whether a later attempt may be sent: `Some(false)` when the body went
     /// over the cap or failed, `None` while an earlier attempt still holds
     /// the body.
     pub(crate) fn replayable(&self) -> Option<bool> {
-        match &self.shared {
-            None => Some(true),
-            Some(shared) => shared.lock().as_ref().map(Buffer::replayable),
+        match &self.kept {
+            Kept::Nothing | Kept::Whole(_) => Some(true),
+            Kept::Failed => Some(false),
+            Kept::Shared(shared) => shared.lock().as_deref().map(Buffer::replayable),
         }
     }
 
     /// The body of the next attempt; `None` when the body cannot be
     /// replayed (over the cap, failed, or still held by an earlier attempt).
     pub(crate) fn next_body(&self) -> Option<ReplayBody<B>> {
-        let Some(shared) = &self.shared else {
-            return Some(ReplayBody::empty());
+        let shared = match &self.kept {
+            Kept::Nothing => return Some(ReplayBody::empty()),
+            Kept::Whole(data) => return Some(ReplayBody::rewritten(data.clone())),
+            Kept::Failed => return None,
+            Kept::Shared(shared) => shared,
         };
         let mut slot = shared.lock();
         if !slot.as_ref()?.replayable() {
@@ -166,15 +210,17 @@ impl<B> Replay<B> {
     /// cap (its trailers left out); `None` while it is still to be read,
     /// held by an attempt, over the cap or failed.
     pub(crate) fn whole(&self) -> Option<Bytes> {
-        match &self.shared {
-            None => Some(Bytes::new()),
-            Some(shared) => shared.lock().as_ref()?.whole(),
+        match &self.kept {
+            Kept::Nothing => Some(Bytes::new()),
+            Kept::Whole(data) => Some(data.clone()),
+            Kept::Failed => None,
+            Kept::Shared(shared) => shared.lock().as_ref()?.whole(),
         }
     }
 }
 
 impl<B> Shared<B> {
-    fn lock(&self) -> MutexGuard<'_, Option<Buffer<B>>> {
+    fn lock(&self) -> MutexGuard<'_, Option<Box<Buffer<B>>>> {
         self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -204,6 +250,7 @@ where
         match &mut self.get_mut().kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Rewritten { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Failed { error } => Poll::Ready(error.take().map(Err)),
             // An empty body, or one whose buffer was released.
             Kind::Replayed { buffer: None, .. } => Poll::Ready(None),
             Kind::Replayed {
@@ -224,6 +271,7 @@ where
         match &self.kind {
             Kind::Empty => true,
             Kind::Rewritten { data } => data.is_none(),
+            Kind::Failed { error } => error.is_none(),
             Kind::Replayed { buffer, cursor, .. } => {
                 buffer.as_ref().is_none_or(|b| b.is_end_stream(cursor))
             }
@@ -258,7 +306,8 @@ impl<B> fmt::Debug for ReplayBody<B> {
                 .field("streaming", &b.streaming()),
             Kind::Empty => d.field("empty", &true),
             Kind::Replayed { buffer: None, .. } => d.field("released", &true),
-            Kind::Rewritten { data } => d.field("rewritten", &data.as_ref().map(Bytes::len)),
+            Kind::Rewritten { data } => d.field("whole", &data.as_ref().map(Bytes::len)),
+            Kind::Failed { .. } => d.field("failed", &true),
         };
         d.finish()
     }
@@ -273,149 +322,5 @@ impl<B> fmt::Debug for Replay<B> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use http::HeaderMap;
-    use http_body_util::{BodyExt, Full, StreamBody};
-    use std::convert::Infallible;
-
-    type Frames = Vec<Result<Frame<Bytes>, std::io::Error>>;
-    type Stream = StreamBody<
-        futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>,
-    >;
-
-    fn stream(frames: Frames) -> Stream {
-        StreamBody::new(futures_util::stream::iter(frames))
-    }
-
-    fn data(s: &'static str) -> Result<Frame<Bytes>, std::io::Error> {
-        Ok(Frame::data(Bytes::from_static(s.as_bytes())))
-    }
-
-    async fn collect<B: Body<Data = Bytes, Error = BoxError>>(b: B) -> (Bytes, Option<HeaderMap>) {
-        let c = b.collect().await.unwrap();
-        let t = c.trailers().cloned();
-        (c.to_bytes(), t)
-    }
-
-    #[tokio::test]
-    async fn replays_chunks_and_trailers() {
-        let mut t = HeaderMap::new();
-        t.insert("x-sum", "abc".parse().unwrap());
-        let body = stream(vec![data("hello "), data("world"), Ok(Frame::trailers(t))]);
-        let (first, replay) = ReplayBody::first(body, 1024);
-        assert_eq!(replay.replayable(), None, "held by the first attempt");
-        assert!(replay.next_body().is_none());
-        let (bytes, trailers) = collect(first).await;
-        assert_eq!(bytes, "hello world");
-        assert_eq!(trailers.unwrap()["x-sum"], "abc");
-        for _ in 0..3 {
-            assert_eq!(replay.replayable(), Some(true));
-            let again = replay.next_body().unwrap();
-            assert_eq!(again.size_hint().exact(), Some(11));
-            assert!(!again.is_end_stream());
-            let (bytes, trailers) = collect(again).await;
-            assert_eq!(bytes, "hello world");
-            assert_eq!(trailers.unwrap()["x-sum"], "abc");
-        }
-    }
-
-    #[tokio::test]
-    async fn a_one_chunk_body_is_kept_inline_and_replayed() {
-        let (first, replay) = ReplayBody::first(Full::new(Bytes::from_static(b"{}")), 1024);
-        assert_eq!(collect(first).await.0, "{}");
-        {
-            let buffer = replay.shared.as_ref().unwrap().lock();
-            let chunks = buffer.as_ref().unwrap().chunks();
-            assert_eq!((chunks.len(), chunks.spilled_capacity()), (1, 0));
-        }
-        for _ in 0..2 {
-            let again = replay.next_body().unwrap();
-            assert_eq!(again.size_hint().exact(), Some(2));
-            assert_eq!(collect(again).await.0, "{}");
-        }
-        // A first attempt that stopped after the inline chunk goes on.
-        let (mut first, replay) =
-            ReplayBody::first(stream(vec![data("a"), data("b"), data("c")]), 1024);
-        first.frame().await.unwrap().unwrap();
-        drop(first);
-        let mut second = replay.next_body().unwrap();
-        second.frame().await.unwrap().unwrap();
-        second.frame().await.unwrap().unwrap();
-        drop(second);
-        assert_eq!(collect(replay.next_body().unwrap()).await.0, "abc");
-    }
-
-    #[tokio::test]
-    async fn a_partly_read_body_goes_on_from_where_it_stopped() {
-        let (mut first, replay) =
-            ReplayBody::first(stream(vec![data("a"), data("b"), data("c")]), 1024);
-        let f = first.frame().await.unwrap().unwrap();
-        assert_eq!(f.into_data().unwrap(), "a");
-        drop(first);
-        let second = replay.next_body().unwrap();
-        assert_eq!(collect(second).await.0, "abc");
-        let third = replay.next_body().unwrap();
-        assert_eq!(collect(third).await.0, "abc");
-    }
-
-    #[tokio::test]
-    async fn over_the_cap_is_sent_once_and_not_replayed() {
-        let (first, replay) =
-            ReplayBody::first(stream(vec![data("12345"), data("67890"), data("x")]), 8);
-        assert!(!first.is_capped());
-        assert_eq!(
-            collect(first).await.0,
-            "1234567890x",
-            "the first attempt gets it all"
-        );
-        assert_eq!(replay.replayable(), Some(false));
-        assert!(replay.next_body().is_none());
-
-        // A size hint over the cap: nothing is kept at all.
-        let (first, replay) = ReplayBody::first(Full::new(Bytes::from(vec![7u8; 100])), 99);
-        assert!(first.is_capped());
-        assert_eq!(first.size_hint().exact(), Some(100));
-        assert_eq!(collect(first).await.0.len(), 100);
-        assert!(replay.next_body().is_none());
-    }
-
-    #[tokio::test]
-    async fn a_failed_body_is_not_replayed() {
-        let (first, replay) = ReplayBody::first(
-            stream(vec![data("a"), Err(std::io::Error::other("reset"))]),
-            1024,
-        );
-        assert!(first.collect().await.is_err());
-        assert_eq!(replay.replayable(), Some(false));
-    }
-
-    #[tokio::test]
-    async fn empty_bodies_need_no_buffer() {
-        let (first, replay) = ReplayBody::first(http_body_util::Empty::<Bytes>::new(), 0);
-        assert!(first.is_end_stream());
-        assert_eq!(first.size_hint().exact(), Some(0));
-        assert_eq!(replay.replayable(), Some(true));
-        let again = replay.next_body().unwrap();
-        assert!(again.is_end_stream());
-        assert_eq!(collect(again).await.0, "");
-    }
-
-    #[test]
-    fn replay_body_is_unpin_send_and_sync_for_any_body() {
-        fn check<T: Unpin + Send + Sync>() {}
-        struct NotUnpin(std::marker::PhantomPinned);
-        impl Body for NotUnpin {
-            type Data = Bytes;
-            type Error = Infallible;
-            fn poll_frame(
-                self: Pin<&mut Self>,
-                _: &mut Context<'_>,
-            ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-                Poll::Ready(None)
-            }
-        }
-        check::<ReplayBody<NotUnpin>>();
-        let _ = NotUnpin(std::marker::PhantomPinned);
-    }
-}
+#[path = "replay_tests.rs"]
+mod tests;

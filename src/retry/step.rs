@@ -76,7 +76,7 @@ where
             Next::Move(last) => self.move_on(last, None),
             Next::Send(req) => {
                 let by = self.call.headers_clock();
-                let future = self.service.call(req);
+                let future = self.call.send(self.service, req);
                 self.state.set(State::Called { future, by });
                 None
             }

@@ -87,6 +87,11 @@ impl CallClocks {
         }
     }
 
+    /// When the call started.
+    pub(crate) fn start(&self) -> Instant {
+        self.start
+    }
+
     /// When the response headers are due, and the error if they are late.
     ///
     /// `in_loop`: an attempt loop inside owns the call and runs a stream's

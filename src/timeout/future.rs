@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,8 +33,8 @@ pub(crate) struct Peeking<S, B> {
 }
 
 impl<S, B> Peeking<S, B> {
-    /// The start of the body is read: settles the profile, tells the
-    /// request, and calls the inner service with the whole body.
+    /// The start of the body is read: calls the inner service with the
+    /// whole body.
     fn call(self, peeked: Peeked<B>, clocks: &mut CallClocks) -> (S::Future, Option<CallContext>)
     where
         S: Service<Request<RequestBody<B>>>,
@@ -46,17 +46,35 @@ impl<S, B> Peeking<S, B> {
             layer,
             ..
         } = self;
-        // The last frame read may go past the limit: look no further.
-        let seen = &peeked.data[..peeked.data.len().min(layer.peek_limit)];
-        clocks.detected = if stream_requested(seen) {
-            Detected::Streaming
-        } else {
-            Detected::Undecided
-        };
-        let mut req = Request::from_parts(parts, RequestBody::peeked(peeked.into_body()));
-        let call = clocks.publish(&mut req, &layer);
-        (service.call(req), call)
+        // Sent now, after the body's start was read.
+        call_peeked(&mut service, parts, peeked, &layer, clocks, Instant::now())
     }
+}
+
+/// The start of the body is read: settles the profile, tells the request,
+/// and calls `service` (ready) with the whole body, at `sent`.
+pub(crate) fn call_peeked<S, B>(
+    service: &mut S,
+    parts: request::Parts,
+    peeked: Peeked<B>,
+    layer: &TimeoutLayer,
+    clocks: &mut CallClocks,
+    sent: Instant,
+) -> (S::Future, Option<CallContext>)
+where
+    S: Service<Request<RequestBody<B>>>,
+    B: Body,
+{
+    // The last frame read may go past the limit: look no further.
+    let seen = &peeked.data[..peeked.data.len().min(layer.peek_limit)];
+    clocks.detected = if stream_requested(seen) {
+        Detected::Streaming
+    } else {
+        Detected::Undecided
+    };
+    let mut req = Request::from_parts(parts, RequestBody::peeked(peeked.into_body()));
+    let call = clocks.publish(&mut req, layer);
+    (send(service, req, call.as_ref(), sent), call)
 }
 
 pin_project! {
@@ -135,7 +153,7 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Calling { future, call } => match future.poll(cx) {
+                StateProj::Calling { future, call } => match poll_watched(future, call, cx) {
                     Poll::Ready(Ok(res)) => {
                         let (parts, body) = res.into_parts();
                         let clocks = this.clocks.body_clocks(&parts.headers);
@@ -164,6 +182,12 @@ where
             StateProj::Calling { call: Some(call), .. } if call.is_owned()
         );
         let (at, phase, len) = this.clocks.headers_expiry(in_loop);
+        if this.sleep.is_none() && woken_inside(this.state.as_mut(), at) {
+            // A timer inside (the attempt's) wakes this task no later than
+            // this one would: this one is armed when the next poll finds
+            // none.
+            return Poll::Pending;
+        }
         ready!(arm(this.sleep.as_mut(), at).poll(cx));
         tracing::debug!(phase = phase.as_str(), after = ?len, "no response headers in time");
         crate::metrics::timed_out(phase);
@@ -174,6 +198,55 @@ where
             } => Poll::Ready(Err(cut_short(call, err))),
             _ => Poll::Ready(Err(err)),
         }
+    }
+}
+
+/// Calls `service` with `req`, sent at `at`: the layers inside learn the
+/// instant from the call's context, if there is one.
+pub(crate) fn send<S: Service<R>, R>(
+    service: &mut S,
+    req: R,
+    call: Option<&CallContext>,
+    at: Instant,
+) -> S::Future {
+    match call {
+        Some(call) => call.timing().send(at, || service.call(req)),
+        None => service.call(req),
+    }
+}
+
+/// Polls the inner future, noting the timers the layers inside arm for
+/// this task.
+fn poll_watched<F: Future>(
+    future: Pin<&mut F>,
+    call: &Option<CallContext>,
+    cx: &mut Context<'_>,
+) -> Poll<F::Output> {
+    if let Some(call) = call {
+        call.timing().watch_timers(task_of(cx.waker()));
+    }
+    future.poll(cx)
+}
+
+/// Who a waker wakes: its data and vtable, as numbers.
+fn task_of(waker: &Waker) -> [usize; 2] {
+    [
+        waker.data() as usize,
+        std::ptr::from_ref(waker.vtable()) as usize,
+    ]
+}
+
+/// Whether a layer inside armed, during the poll just made, a timer that
+/// wakes this task by `at`.
+fn woken_inside<F, S, B>(state: Pin<&mut State<F, S, B>>, at: Instant) -> bool {
+    match state.project() {
+        StateProj::Calling {
+            call: Some(call), ..
+        } => call
+            .timing()
+            .timer_inside()
+            .is_some_and(|inside| inside <= at),
+        _ => false,
     }
 }
 
@@ -205,16 +278,50 @@ pin_project! {
         sleep: Option<Sleep>,
         deadline: Instant,
         timeout: Duration,
+        // Tells a total timeout outside when this timer fires first.
+        note: TimerNote,
+    }
+}
+
+/// What an attempt's timer tells the call's context: the instant it fires
+/// for the task polling the total timeout outside (which then need not arm
+/// its own), forgotten when the attempt ends.
+struct TimerNote {
+    call: Option<CallContext>,
+    noted: bool,
+}
+
+impl TimerNote {
+    fn note(&mut self, waker: &Waker, at: Instant) {
+        if let Some(call) = &self.call {
+            call.timing().timer_armed(task_of(waker), at);
+            self.noted = true;
+        }
+    }
+}
+
+impl Drop for TimerNote {
+    fn drop(&mut self) {
+        if let (Some(call), true) = (&self.call, self.noted) {
+            call.timing().timer_dropped();
+        }
     }
 }
 
 impl<F> AttemptFuture<F> {
-    pub(crate) fn new(future: F, timeout: Duration) -> Self {
+    /// The future of an attempt sent at `sent`, of the call of `call`.
+    pub(crate) fn new(
+        future: F,
+        sent: Instant,
+        timeout: Duration,
+        call: Option<CallContext>,
+    ) -> Self {
         AttemptFuture {
             future,
             sleep: None,
-            deadline: instant_after(Instant::now(), timeout),
+            deadline: instant_after(sent, timeout),
             timeout,
+            note: TimerNote { call, noted: false },
         }
     }
 }
@@ -240,7 +347,10 @@ where
         if let Poll::Ready(result) = this.future.poll(cx) {
             return Poll::Ready(result.map_err(|e| ApiError::from_error(e.into())));
         }
-        ready!(arm(this.sleep, *this.deadline).poll(cx));
+        if arm(this.sleep, *this.deadline).poll(cx).is_pending() {
+            this.note.note(cx.waker(), *this.deadline);
+            return Poll::Pending;
+        }
         tracing::debug!(after = ?this.timeout, "attempt timed out before its headers");
         crate::metrics::timed_out(TimeoutPhase::Attempt);
         Poll::Ready(Err(ApiError::timeout(TimeoutPhase::Attempt, *this.timeout)))

@@ -84,8 +84,11 @@
 //! and the body, created only when the call first waits, and re-armed in
 //! place: a streaming body notes the time of each chunk and moves its timer
 //! only when it fires early, so a frame costs no timer work and no
-//! allocation. Dropping the future, the response or its body drops the
-//! timers with them; nothing is spawned.
+//! allocation. A total timeout around an [`AttemptTimeoutLayer`] arms no
+//! timer of its own while the attempt's timer would wake the call first
+//! (the layers share the call's start instant as well, so the clock is read
+//! once). Dropping the future, the response or its body drops the timers
+//! with them; nothing is spawned.
 //!
 //! # Example
 //!

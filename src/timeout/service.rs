@@ -1,21 +1,25 @@
 //! [`Timeout`] and [`AttemptTimeout`]: the timeout services, and the
 //! layers that make them.
 
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
+use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::body::{RequestBody, TimeoutBody};
 use super::clocks::{CallClocks, Detected};
-use super::future::{AttemptFuture, Peeking, ResponseFuture};
+use super::future::{call_peeked, send, AttemptFuture, Peeking, ResponseFuture};
 use super::layer::{AttemptTimeoutLayer, TimeoutLayer};
 use super::profile::TimeoutOverride;
 use crate::body::Peek;
+use crate::call::CallContext;
 use crate::{ApiError, BoxError};
 
 /// Streaming-aware timeouts over headers and body; made by
@@ -106,13 +110,31 @@ where
         let clocks = CallClocks::new(&self.layer, over, detected);
 
         if detected == Detected::Peeking {
+            let (parts, body) = req.into_parts();
+            let mut peek = Peek::new(body, self.layer.peek_limit);
+            // A body whose start is there already (a `Full` body) is read
+            // now, and the inner service called at once; the real waker is
+            // registered when the future polls a body that was not ready.
+            let mut now = Context::from_waker(Waker::noop());
+            if let Poll::Ready(peeked) = Pin::new(&mut peek).poll(&mut now) {
+                let mut clocks = clocks;
+                let sent = clocks.start();
+                let (future, call) = call_peeked(
+                    &mut self.inner,
+                    parts,
+                    peeked,
+                    &self.layer,
+                    &mut clocks,
+                    sent,
+                );
+                return ResponseFuture::calling(future, clocks, call);
+            }
             // The call happens after the peek: the ready service goes with
             // the future, a clone stays.
             let clone = self.inner.clone();
             let service = std::mem::replace(&mut self.inner, clone);
-            let (parts, body) = req.into_parts();
             let peeking = Peeking {
-                peek: Peek::new(body, self.layer.peek_limit),
+                peek,
                 service,
                 parts,
                 layer: self.layer,
@@ -122,7 +144,8 @@ where
 
         let mut req = req.map(RequestBody::new);
         let call = clocks.publish(&mut req, &self.layer);
-        ResponseFuture::calling(self.inner.call(req), clocks, call)
+        let future = send(&mut self.inner, req, call.as_ref(), clocks.start());
+        ResponseFuture::calling(future, clocks, call)
     }
 }
 
@@ -199,11 +222,16 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let timeout = req
-            .extensions()
+        let ext = req.extensions();
+        let timeout = ext
             .get::<TimeoutOverride>()
             .and_then(|o| o.attempt)
             .unwrap_or(self.timeout);
-        AttemptFuture::new(self.inner.call(req), timeout)
+        // The layer that sent the attempt (the attempt loop, the total
+        // timeout) read the clock already.
+        let call = CallContext::get(ext).cloned();
+        let sent = call.as_ref().and_then(|c| c.timing().sending());
+        let sent = sent.unwrap_or_else(Instant::now);
+        AttemptFuture::new(self.inner.call(req), sent, timeout, call)
     }
 }
