@@ -88,8 +88,10 @@ async fn main() -> ExitCode {
                 .expect("a directive"),
         );
     }
+    // Colours only on a terminal: a file or a log collector gets plain text.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
         .init();
     run(*args).await
