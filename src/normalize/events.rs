@@ -200,7 +200,7 @@ impl<'a> Out<'a> {
 /// of each `data` line is masked as an error body is (a JSON value stays
 /// valid); other lines as text.
 fn mask(event: &[u8], secrets: &Secrets) -> Option<Bytes> {
-    if !is_error_event(event) {
+    if !may_be_an_error(event) || !is_error_event(event) {
         return None;
     }
     let mut out = Vec::with_capacity(event.len() + 32);
@@ -225,6 +225,13 @@ fn mask(event: &[u8], secrets: &Secrets) -> Option<Bytes> {
         out.extend_from_slice(&event[end]);
     }
     changed.then(|| Bytes::from(out))
+}
+
+/// Whether `event` may be an error event at all: its bytes hold `error`,
+/// or an escape that could spell it. Most events are data: a scan of their
+/// bytes, not of their JSON.
+fn may_be_an_error(event: &[u8]) -> bool {
+    event.contains(&b'\\') || event.windows(5).any(|w| w == b"error")
 }
 
 /// Whether the data of `event` (its `data` lines joined with `\n`, as a
