@@ -23,6 +23,7 @@ use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_http_resilience::circuit_breaker::CircuitBreakerHandle;
@@ -33,6 +34,11 @@ use crate::server::Limits;
 
 /// Admin connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 16;
+
+/// A series not updated for this long leaves `/metrics`: keys that come
+/// and go (models, pacing keys) do not pile up; one that comes back starts
+/// again from zero, which Prometheus reads as a counter reset.
+const IDLE_SERIES: Duration = Duration::from_secs(600);
 
 /// How often the recorder folds recent histogram samples in.
 const UPKEEP: Duration = Duration::from_secs(5);
@@ -50,6 +56,7 @@ pub fn install_recorder() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
+                .idle_timeout(MetricKindMask::ALL, Some(IDLE_SERIES))
                 .set_buckets_for_metric(
                     metrics_exporter_prometheus::Matcher::Full(
                         "resilience_call_duration_seconds".to_owned(),

@@ -8,6 +8,8 @@
 // The attempt loop records through these.
 #![allow(dead_code)]
 
+use std::collections::HashSet;
+
 use ::metrics::{Key, Label, SharedString};
 
 #[cfg(feature = "retry")]
@@ -41,6 +43,36 @@ impl AttemptResult {
     }
 }
 
+/// The most distinct target names used as label values; a target named
+/// after them is counted as [`OTHER`]. Targets made per call from what a
+/// caller sent (a model name, say) cannot grow the series without bound.
+pub(crate) const MAX_TARGET_LABELS: usize = 1000;
+
+/// The label value of targets past [`MAX_TARGET_LABELS`].
+pub(crate) const OTHER: &str = "other";
+
+/// `target` as a label value: itself while fewer than
+/// [`MAX_TARGET_LABELS`] names were seen (or it is one of them), else
+/// [`OTHER`].
+fn bounded(target: SharedString) -> SharedString {
+    use std::sync::{Mutex, OnceLock};
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Mutex::default);
+    bounded_in(&mut seen.lock().unwrap_or_else(|e| e.into_inner()), target)
+}
+
+/// [`bounded`] with the names seen so far in `seen`.
+fn bounded_in(seen: &mut HashSet<String>, target: SharedString) -> SharedString {
+    if seen.contains(&*target) {
+        return target;
+    }
+    if seen.len() < MAX_TARGET_LABELS {
+        seen.insert(target.to_string());
+        return target;
+    }
+    SharedString::const_str(OTHER)
+}
+
 /// The attempts of one target, by result.
 #[derive(Clone, Debug)]
 pub(crate) struct AttemptSeries([Key; 3]);
@@ -48,7 +80,7 @@ pub(crate) struct AttemptSeries([Key; 3]);
 impl AttemptSeries {
     /// The series of the target named `target`.
     pub(crate) fn new(target: impl Into<SharedString>) -> Self {
-        let target = target.into();
+        let target = bounded(target.into());
         let key = |result: AttemptResult| {
             let labels = vec![
                 Label::new("target", target.clone()),
@@ -99,7 +131,8 @@ pub(crate) struct FallbackSeries(Key);
 impl FallbackSeries {
     /// The series of moves from `from` to `to`.
     pub(crate) fn new(from: impl Into<SharedString>, to: impl Into<SharedString>) -> Self {
-        let labels = vec![Label::new("from", from.into()), Label::new("to", to.into())];
+        let (from, to) = (bounded(from.into()), bounded(to.into()));
+        let labels = vec![Label::new("from", from), Label::new("to", to)];
         FallbackSeries(Key::from_parts(FALLBACKS_TOTAL, labels))
     }
 
@@ -156,5 +189,17 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }
         assert!(!text.contains("made_up"));
+    }
+
+    #[test]
+    fn target_labels_are_bounded() {
+        let mut seen = HashSet::new();
+        let mut label = |name: String| bounded_in(&mut seen, name.into()).to_string();
+        for i in 0..MAX_TARGET_LABELS {
+            assert_eq!(label(format!("up:model-{i}")), format!("up:model-{i}"));
+        }
+        assert_eq!(label("up:one-too-many".into()), OTHER);
+        // A name seen before keeps its label.
+        assert_eq!(label("up:model-0".into()), "up:model-0");
     }
 }

@@ -32,7 +32,7 @@
 //! | `phase` | `attempt`, `first_byte`, `idle`, `total` |
 //! | `to` | `closed`, `open`, `half-open` |
 //! | `key` | a breaker's key as its [`KeyDisplay`](crate::circuit_breaker::KeyDisplay) shows it (hashed by default, since a key may be a credential; no `key` series for `Redacted`); a pacing key's name (a credential in it is hashed) |
-//! | `target`, `from`, `to` (fallbacks) | the names of the targets; `default` for a loop without targets |
+//! | `target`, `from`, `to` (fallbacks) | the names of the targets (at most 1000 distinct names a process; targets named after them count as `other`); `default` for a loop without targets |
 //!
 //! Every label value comes from a bounded set: codes from the crate's list,
 //! keys from the registries, which hold at most `max_keys` keys each.
