@@ -208,3 +208,22 @@ mod tests {
         assert_eq!(arm_no_later(slot.as_mut(), earlier).deadline(), earlier);
     }
 }
+
+/// A hasher for keys that are already hashes (a registry's `u64` digests):
+/// the digest is the hash.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}

@@ -18,7 +18,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -26,27 +26,9 @@ use super::config::CircuitBreakerConfig;
 use super::core::Core;
 use super::entry::Entry;
 use super::state::CircuitState;
-use crate::util::{saturating_millis, shard_layout};
+use crate::util::{saturating_millis, shard_layout, IdHasher};
 
 const MAX_SHARDS: usize = 16;
-
-/// A hasher for keys that are already hashes.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
 
 type Map = HashMap<u64, Vec<Arc<Entry>>, BuildHasherDefault<IdHasher>>;
 
