@@ -20,8 +20,7 @@ use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 use tokio::net::TcpListener;
@@ -30,7 +29,7 @@ use tower_http_resilience::circuit_breaker::CircuitBreakerHandle;
 use tower_http_resilience::{ApiError, ErrorKind};
 
 use crate::conn::{Activity, IdleStream};
-use crate::server::Limits;
+use crate::server::{connection_builder, Limits};
 
 /// Admin connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 16;
@@ -162,13 +161,7 @@ fn error(err: ApiError) -> Response<Full<Bytes>> {
 /// Serves `admin` on `listener` for as long as the process runs.
 pub async fn serve(listener: TcpListener, admin: Admin, limits: Limits) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    let builder = connection_builder(&limits);
     loop {
         let permit = permits.clone().acquire_owned().await.expect("never closed");
         let tcp = match listener.accept().await {

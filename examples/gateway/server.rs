@@ -57,13 +57,7 @@ pub async fn serve(
     stop: impl Future<Output = ()>,
 ) -> Draining {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    let builder = connection_builder(&limits);
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
 
@@ -121,4 +115,17 @@ impl Draining {
         let _ = tokio::time::timeout(FLUSH, &mut shutdown).await;
         false
     }
+}
+
+/// hyper-util's server for one listener's connections (HTTP/1 and HTTP/2):
+/// a request line and headers must come within the header read timeout.
+pub fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    builder
 }
